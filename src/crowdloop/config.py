@@ -1,0 +1,34 @@
+"""Settings: the only place crowdloop reads the environment.
+
+Every setting is a ``CROWDLOOP_``-prefixed environment variable (or a ``.env``
+file entry); front-ends build one :class:`Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """crowdloop's configuration, read from ``CROWDLOOP_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CROWDLOOP_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///crowdloop.db",
+        description="SQLAlchemy URL: a SQLite file by default, PostgreSQL in production.",
+    )
+    data_dir: Path = Field(
+        default=Path("crowdloop-data"), description="Where artifacts and exports are kept."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Token of the first admin, created at start when set."
+    )
+    default_method: str = Field(
+        default="default", description="Aggregation method used when none is named."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,199 @@
+"""Checking and integer-encoding the long answers frame, once per fit.
+
+Every aggregator works on integer codes: tasks, workers and labels are factorised
+once here, so the algorithms are bincounts and sparse products over int arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from crowdloop.errors import (
+    EmptyInputError,
+    InvalidInputError,
+    MissingColumnsError,
+    MissingValuesError,
+    UnknownLabelError,
+)
+
+ANSWER_COLUMNS = ("task", "worker", "label")
+
+
+def check_answers(answers: Any, *, numeric: bool = False) -> pd.DataFrame:
+    """Return the ``task, worker, label`` columns of ``answers`` or raise a typed error."""
+    if not isinstance(answers, pd.DataFrame):
+        raise InvalidInputError(
+            f"answers must be a pandas DataFrame with columns task, worker, label; "
+            f"got {type(answers).__name__}."
+        )
+    missing = [c for c in ANSWER_COLUMNS if c not in answers.columns]
+    if missing:
+        raise MissingColumnsError(
+            f"answers lack column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, answers.columns)) or 'no columns'}."
+        )
+    if answers.empty:
+        raise EmptyInputError("answers are empty: there is nothing to aggregate.")
+    frame = answers.loc[:, list(ANSWER_COLUMNS)]
+    _check_no_missing(frame)
+    if numeric:
+        _check_numeric(frame["label"])
+    return frame
+
+
+def _check_no_missing(frame: pd.DataFrame) -> None:
+    for column in ANSWER_COLUMNS:
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            first = frame.index[int(np.argmax(missing))]
+            raise MissingValuesError(
+                f"{int(missing.sum())} answer(s) have no {column} (first at row {first!r})."
+            )
+
+
+def _check_numeric(labels: pd.Series) -> None:
+    if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
+        raise InvalidInputError(
+            f"numeric aggregation needs numeric labels; column label has dtype {labels.dtype}."
+        )
+    if not np.isfinite(labels.to_numpy(dtype=float)).all():
+        raise InvalidInputError("numeric labels must be finite numbers (found inf).")
+
+
+def _factorize(values: pd.Series, *, sort: bool) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and their uniques; mixed-type labels are sorted as strings."""
+    try:
+        codes, uniques = pd.factorize(values, sort=sort)
+    except TypeError:
+        codes, uniques = pd.factorize(values.astype(str), sort=sort)
+    return codes.astype(np.int64, copy=False), pd.Index(uniques)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedAnswers:
+    """Answers as parallel int arrays plus the names behind each code."""
+
+    task: np.ndarray
+    worker: np.ndarray
+    label: np.ndarray
+    tasks: pd.Index
+    workers: pd.Index
+    classes: pd.Index
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.task)
+
+    @cached_property
+    def task_label_counts(self) -> np.ndarray:
+        """``(n_tasks, n_classes)`` count of each label on each task."""
+        flat = self.task * self.n_classes + self.label
+        counts = np.bincount(flat, minlength=self.n_tasks * self.n_classes)
+        return counts.reshape(self.n_tasks, self.n_classes).astype(float)
+
+    @cached_property
+    def worker_answer_counts(self) -> np.ndarray:
+        """Number of answers each worker gave (repeats included)."""
+        return np.bincount(self.worker, minlength=self.n_workers).astype(float)
+
+    @cached_property
+    def task_workerlabel(self) -> sparse.csr_matrix:
+        """Sparse ``(n_tasks, n_workers * n_classes)`` counts: column ``w * K + l``.
+
+        ``C @ log_pi`` is the Dawid-Skene E-step and ``C.T @ posteriors`` its
+        M-step, each one sparse product over all answers.
+        """
+        columns = self.worker * self.n_classes + self.label
+        shape = (self.n_tasks, self.n_workers * self.n_classes)
+        ones = np.ones(self.n_answers)
+        matrix = sparse.csr_matrix((ones, (self.task, columns)), shape=shape)
+        matrix.sum_duplicates()
+        return matrix
+
+    @cached_property
+    def workerlabel_task(self) -> sparse.csr_matrix:
+        """The transpose of :attr:`task_workerlabel`, kept in CSR for fast products."""
+        return self.task_workerlabel.T.tocsr()
+
+
+def encode_answers(answers: Any) -> EncodedAnswers:
+    """Check and integer-encode categorical answers (classes sorted, tasks in order seen)."""
+    frame = check_answers(answers)
+    task, tasks = _factorize(frame["task"], sort=False)
+    worker, workers = _factorize(frame["worker"], sort=False)
+    label, classes = _factorize(frame["label"], sort=True)
+    return EncodedAnswers(task, worker, label, tasks, workers, classes)
+
+
+@dataclass(frozen=True)
+class EncodedGold:
+    """Known true labels as task codes and class codes (tasks absent from answers dropped)."""
+
+    task: np.ndarray
+    label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.task)
+
+
+def gold_series(gold: Any) -> pd.Series:
+    """Accept gold as a Series (task -> label) or a frame with ``task, label`` columns."""
+    if isinstance(gold, pd.DataFrame):
+        missing = [c for c in ("task", "label") if c not in gold.columns]
+        if missing:
+            raise MissingColumnsError(f"gold lacks column(s) {', '.join(missing)}.")
+        gold = gold.set_index("task")["label"]
+    if not isinstance(gold, pd.Series):
+        raise InvalidInputError(
+            f"gold must be a Series (task -> label) or a DataFrame; got {type(gold).__name__}."
+        )
+    if gold.isna().any():
+        raise MissingValuesError(f"{int(gold.isna().sum())} gold task(s) have no label.")
+    if gold.index.has_duplicates:
+        dup = gold.index[gold.index.duplicated()][0]
+        raise InvalidInputError(f"gold gives task {dup!r} more than one label.")
+    return gold
+
+
+def encode_gold(gold: Any, data: EncodedAnswers) -> EncodedGold:
+    """Map gold labels onto ``data``'s codes; labels outside the label set are an error."""
+    if gold is None:
+        return EncodedGold(np.empty(0, np.int64), np.empty(0, np.int64))
+    series = gold_series(gold)
+    task = data.tasks.get_indexer(series.index)
+    known = task >= 0
+    series, task = series[known], task[known]
+    label = _class_codes(series, data.classes)
+    return EncodedGold(task.astype(np.int64), label)
+
+
+def _class_codes(labels: pd.Series, classes: pd.Index) -> np.ndarray:
+    codes = classes.get_indexer(labels.to_numpy())
+    if (codes < 0).any() and classes.dtype == object:
+        codes = classes.get_indexer(labels.astype(str).to_numpy())
+    unknown = codes < 0
+    if unknown.any():
+        bad = sorted({repr(v) for v in labels[unknown].unique()})[:5]
+        raise UnknownLabelError(
+            f"gold label(s) {', '.join(bad)} are not in the label set "
+            f"{{{', '.join(map(repr, classes.tolist()))}}} seen in the answers."
+        )
+    return codes.astype(np.int64)

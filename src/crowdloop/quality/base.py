@@ -1,0 +1,114 @@
+"""Base classes shared by every aggregator: the scikit-learn contract, once.
+
+An aggregator stores hyper-parameters in ``__init__``, checks them at ``fit``,
+learns from a long ``task, worker, label`` frame and exposes fitted attributes
+ending in ``_``. Reading one before ``fit`` raises :class:`NotFittedError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.errors import NotFittedError
+from crowdloop.quality._data import EncodedAnswers, EncodedGold, encode_answers, encode_gold
+from crowdloop.quality._kernels import Progress
+from crowdloop.quality._params import validate_params
+
+
+
+class BaseAggregator:
+    """Parameter handling and the not-fitted guard shared by all aggregators."""
+
+    _parameter_constraints: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as given to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change hyper-parameters; unknown names are an error."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                validate_params(type(self).__name__, {name: value}, {})
+                raise TypeError(f"{type(self).__name__} has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def _validate_params(self) -> None:
+        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: a fitted attribute before fit.
+        if name.endswith("_") and not name.startswith("__"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit(answers) before reading "
+                f"{name}."
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class BaseClassificationAggregator(BaseAggregator, ABC):
+    """Aggregators of categorical answers.
+
+    Fitted attributes: ``labels_`` (Series task -> label), ``probas_`` (DataFrame
+    task x class, rows sum to 1), ``classes_``; subclasses add ``skills_``,
+    ``errors_`` and ``n_iter_`` where their model has them.
+
+    Ties (equal posteriors) go to the first label in sorted order, as in
+    Crowd-Kit, so results never depend on a seed unless the model itself is
+    random (``random_state``).
+
+    Repeated answers of one worker on one task are all kept: each counts as one
+    more piece of evidence (the Crowd-Kit convention). Drop them first
+    (``answers.drop_duplicates(["task", "worker"], keep="last")``) to keep only
+    the latest.
+    """
+
+    def fit(self, answers: pd.DataFrame, gold: Any = None, *, progress: Progress | None = None) -> Self:
+        """Learn from ``answers`` (columns task, worker, label); return ``self``.
+
+        ``gold`` (a Series task -> label, or a frame with task and label) gives
+        known labels: their posteriors are clamped to the known class, which
+        also sharpens every worker's estimated reliability.
+        """
+        self._validate_params()
+        data = encode_answers(answers)
+        known = encode_gold(gold, data)
+        probas = self._fit(data, known, progress)
+        self._set_outputs(data, probas)
+        return self
+
+    def fit_predict(self, answers: pd.DataFrame, gold: Any = None) -> pd.Series:
+        """``fit`` then return ``labels_``."""
+        return self.fit(answers, gold).labels_  # type: ignore[no-any-return]
+
+    def fit_predict_proba(self, answers: pd.DataFrame, gold: Any = None) -> pd.DataFrame:
+        """``fit`` then return ``probas_``."""
+        return self.fit(answers, gold).probas_  # type: ignore[no-any-return]
+
+    @abstractmethod
+    def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:
+        """Return posteriors ``(n_tasks, n_classes)``; set model-specific attributes."""
+
+    def _set_outputs(self, data: EncodedAnswers, probas: np.ndarray) -> None:
+        tasks = data.tasks.rename("task")
+        classes = data.classes.rename("label")
+        self.classes_ = classes
+        self.probas_ = pd.DataFrame(probas, index=tasks, columns=classes)
+        chosen = np.argmax(probas, axis=1)
+        self.labels_ = pd.Series(classes.to_numpy()[chosen], index=tasks, name="label")

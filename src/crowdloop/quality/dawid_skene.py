@@ -1,0 +1,146 @@
+"""Dawid-Skene and its one-coin variant: EM over workers' confusion matrices."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.quality._data import EncodedAnswers, EncodedGold
+from crowdloop.quality._kernels import (
+    Progress,
+    clamp_gold,
+    confusion_counts,
+    confusion_log_scores,
+    iterate,
+    log_prior_from,
+    normalize_rows,
+    one_coin_log_scores,
+    posteriors_from_log,
+    vote_counts,
+    worker_agreement,
+)
+from crowdloop.quality._params import Interval
+from crowdloop.quality.base import BaseClassificationAggregator
+
+
+class DawidSkene(BaseClassificationAggregator):
+    r"""Each worker has a confusion matrix; EM learns them with the true labels.
+
+    .. math::
+        p(z_t = k \mid \text{answers}) \propto \rho_k \prod_{(t, w, l)} \pi^{(w)}_{k l}
+
+    The M-step sets :math:`\pi^{(w)}_{kl}` to the expected share of worker
+    :math:`w`'s answers with true class :math:`k` that said :math:`l` (plus
+    ``smoothing`` pseudo-counts), and :math:`\rho` to the mean posterior. EM starts
+    from the majority vote and stops when the log-likelihood per answer changes by
+    less than ``tol``.
+
+    Reference: A. P. Dawid and A. M. Skene, "Maximum likelihood estimation of
+    observer error-rates using the EM algorithm", Applied Statistics 28(1), 1979.
+
+    Example:
+        >>> import pandas as pd
+        >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"),
+        ...                         "label": ["x", "x", "y", "y", "y", "x"]})
+        >>> DawidSkene().fit(answers).labels_.tolist()
+        ['x', 'y']
+    """
+
+    _parameter_constraints: ClassVar[dict[str, object]] = {
+        "n_iter": Interval(int, 1, None),
+        "tol": Interval(float, 0, None),
+        "smoothing": Interval(float, 0, None),
+    }
+
+    def __init__(
+        self,
+        n_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.01,
+    ) -> None:
+        self.n_iter = n_iter
+        self.tol = tol
+        self.smoothing = smoothing
+
+    def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:
+        posteriors = clamp_gold(normalize_rows(vote_counts(data)), gold)
+        state = {"posteriors": posteriors}
+
+        def step() -> float:
+            self._m_step(data, state["posteriors"])
+            state["posteriors"], loglik = self._e_step(data, gold)
+            return loglik / data.n_answers
+
+        self.n_iter_ = iterate(step, self.n_iter, self.tol, progress)
+        self._store_workers(data)
+        return state["posteriors"]
+
+    def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
+        counts = confusion_counts(data, posteriors) + self.smoothing
+        self._confusion = normalize_rows(counts)
+        self._log_prior = log_prior_from(posteriors, smoothing=1e-6)
+
+    def _e_step(self, data: EncodedAnswers, gold: EncodedGold) -> tuple[np.ndarray, float]:
+        log_confusion = np.log(np.maximum(self._confusion, 1e-300))
+        scores = self._log_prior + confusion_log_scores(data, log_confusion)
+        posteriors, loglik = posteriors_from_log(scores)
+        return clamp_gold(posteriors, gold), loglik
+
+    def _store_workers(self, data: EncodedAnswers) -> None:
+        """Expose ``errors_`` (rows: worker, observed label; columns: true label) and more."""
+        self.priors_ = pd.Series(np.exp(self._log_prior), index=data.classes.rename("label"))
+        self.errors_ = confusion_frame(self._confusion, data)
+        diagonal = np.einsum("wkk->wk", self._confusion)
+        self.skills_ = pd.Series(
+            diagonal @ self.priors_.to_numpy(), index=data.workers.rename("worker"), name="skill"
+        )
+
+
+def confusion_frame(confusion: np.ndarray, data: EncodedAnswers) -> pd.DataFrame:
+    """``(worker, observed) x true`` frame of ``confusion[w, true, observed]`` (Crowd-Kit layout)."""
+    k = data.n_classes
+    flat = confusion.transpose(0, 2, 1).reshape(data.n_workers * k, k)
+    index = pd.MultiIndex.from_product([data.workers, data.classes], names=["worker", "label"])
+    return pd.DataFrame(flat, index=index, columns=data.classes.rename("label"))
+
+
+class OneCoinDawidSkene(DawidSkene):
+    r"""Dawid-Skene where each worker has one skill: right with probability :math:`s_w`.
+
+    .. math::
+        \pi^{(w)}_{kl} = s_w \text{ if } l = k, \quad \frac{1 - s_w}{K - 1} \text{ otherwise}
+
+    The M-step sets :math:`s_w` to the worker's expected share of correct answers
+    (with ``smoothing`` pseudo-counts, half right and half wrong). Fewer parameters
+    than full Dawid-Skene, so it holds up when workers answer little.
+
+    Example:
+        >>> import pandas as pd
+        >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"),
+        ...                         "label": [1, 1, 0, 0, 0, 0]})
+        >>> OneCoinDawidSkene().fit(answers).labels_.tolist()
+        [1, 0]
+    """
+
+    def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
+        right = worker_agreement(data, posteriors) * data.worker_answer_counts
+        skills = (right + self.smoothing) / (data.worker_answer_counts + 2 * self.smoothing)
+        self._skill = np.clip(skills, 1e-6, 1 - 1e-6)
+        self._log_prior = log_prior_from(posteriors, smoothing=1e-6)
+
+    def _e_step(self, data: EncodedAnswers, gold: EncodedGold) -> tuple[np.ndarray, float]:
+        skill = self._skill[data.worker]
+        log_right = np.log(skill)
+        log_wrong = np.log((1 - skill) / max(data.n_classes - 1, 1))
+        scores = self._log_prior + one_coin_log_scores(data, log_right, log_wrong)
+        posteriors, loglik = posteriors_from_log(scores)
+        return clamp_gold(posteriors, gold), loglik
+
+    def _store_workers(self, data: EncodedAnswers) -> None:
+        k = data.n_classes
+        wrong = (1 - self._skill) / max(k - 1, 1)
+        self._confusion = wrong[:, None, None] * (1 - np.eye(k)) + self._skill[:, None, None] * np.eye(k)
+        super()._store_workers(data)
+        self.skills_ = pd.Series(self._skill, index=data.workers.rename("worker"), name="skill")
