@@ -28,7 +28,5 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Token of the first admin, created at start when set."
     )
-    default_method: str = Field(
-        default="default", description="Aggregation method used when none is named."
-    )
+    default_method: str = Field(default="default", description="Aggregation method used when none is named.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

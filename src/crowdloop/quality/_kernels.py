@@ -22,7 +22,7 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to sum to 1; an all-zero row becomes uniform."""
     totals = matrix.sum(axis=-1, keepdims=True)
     uniform = np.full_like(matrix, 1.0 / matrix.shape[-1])
-    return np.divide(matrix, totals, out=uniform, where=totals > 0)
+    return np.asarray(np.divide(matrix, totals, out=uniform, where=totals > 0))
 
 
 def posteriors_from_log(log_scores: np.ndarray) -> tuple[np.ndarray, float]:
@@ -46,14 +46,14 @@ def vote_counts(data: EncodedAnswers, weights: np.ndarray | None = None) -> np.n
     flat = data.task * data.n_classes + data.label
     size = data.n_tasks * data.n_classes
     counts = np.bincount(flat, weights=weights[data.worker], minlength=size)
-    return counts.reshape(data.n_tasks, data.n_classes)
+    return np.asarray(counts.reshape(data.n_tasks, data.n_classes), dtype=float)
 
 
 def worker_agreement(data: EncodedAnswers, posteriors: np.ndarray) -> np.ndarray:
     """Each worker's expected share of answers that match the task's class."""
     matched = posteriors[data.task, data.label]
     hits = np.bincount(data.worker, weights=matched, minlength=data.n_workers)
-    return hits / np.maximum(data.worker_answer_counts, 1.0)
+    return np.asarray(hits / np.maximum(data.worker_answer_counts, 1.0))
 
 
 def one_hot(codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -77,9 +77,7 @@ def confusion_log_scores(data: EncodedAnswers, log_confusion: np.ndarray) -> np.
     return np.asarray(data.task_workerlabel @ flat)
 
 
-def one_coin_log_scores(
-    data: EncodedAnswers, log_right: np.ndarray, log_wrong: np.ndarray
-) -> np.ndarray:
+def one_coin_log_scores(data: EncodedAnswers, log_right: np.ndarray, log_wrong: np.ndarray) -> np.ndarray:
     """Log scores when an answer's likelihood depends only on being right or wrong.
 
     ``log_right[i]`` / ``log_wrong[i]`` are answer i's log-likelihood if its label
@@ -96,7 +94,7 @@ def one_coin_log_scores(
 def log_prior_from(posteriors: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
     """Log class proportions estimated from posteriors, with additive smoothing."""
     totals = posteriors.sum(axis=0) + smoothing
-    return np.log(totals / totals.sum())
+    return np.asarray(np.log(totals / totals.sum()))
 
 
 def iterate(step: Callable[[], float], n_iter: int, tol: float, progress: Progress | None) -> int:

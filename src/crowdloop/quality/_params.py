@@ -32,7 +32,7 @@ class Interval:
             return False
         if np.isnan(float(value)):
             return False
-        return self._above_low(value) and self._below_high(value)
+        return self._above_low(float(value)) and self._below_high(float(value))
 
     def _above_low(self, value: float) -> bool:
         if self.low is None:
@@ -71,7 +71,7 @@ class RandomState:
     def accepts(self, value: Any) -> bool:
         if value is None or isinstance(value, np.random.Generator):
             return True
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
 
     def __str__(self) -> str:
         return "None, a non-negative int or a numpy Generator"
@@ -90,9 +90,7 @@ def validate_params(owner: str, params: dict[str, Any], constraints: dict[str, A
         value = params[name]
         if not any(alt.accepts(value) for alt in alternatives):
             allowed = " or ".join(str(alt) for alt in alternatives)
-            raise InvalidParameterError(
-                f"{owner}: parameter {name!r} must be {allowed}; got {value!r}."
-            )
+            raise InvalidParameterError(f"{owner}: parameter {name!r} must be {allowed}; got {value!r}.")
 
 
 def make_rng(random_state: int | np.random.Generator | None) -> np.random.Generator:

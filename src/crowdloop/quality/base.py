@@ -20,7 +20,6 @@ from crowdloop.quality._kernels import Progress
 from crowdloop.quality._params import validate_params
 
 
-
 class BaseAggregator:
     """Parameter handling and the not-fitted guard shared by all aggregators."""
 
@@ -52,8 +51,7 @@ class BaseAggregator:
         # Only reached when normal lookup fails: a fitted attribute before fit.
         if name.endswith("_") and not name.startswith("__"):
             raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit(answers) before reading "
-                f"{name}."
+                f"{type(self).__name__} is not fitted yet: call fit(answers) before reading {name}."
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -95,11 +93,11 @@ class BaseClassificationAggregator(BaseAggregator, ABC):
 
     def fit_predict(self, answers: pd.DataFrame, gold: Any = None) -> pd.Series:
         """``fit`` then return ``labels_``."""
-        return self.fit(answers, gold).labels_  # type: ignore[no-any-return]
+        return self.fit(answers, gold).labels_
 
     def fit_predict_proba(self, answers: pd.DataFrame, gold: Any = None) -> pd.DataFrame:
         """``fit`` then return ``probas_``."""
-        return self.fit(answers, gold).probas_  # type: ignore[no-any-return]
+        return self.fit(answers, gold).probas_
 
     @abstractmethod
     def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:

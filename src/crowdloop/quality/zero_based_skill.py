@@ -65,7 +65,7 @@ class ZeroBasedSkill(BaseClassificationAggregator):
     def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:
         skills = np.full(data.n_workers, 1.0 / data.n_classes + 1e-5)
         rate, iteration = self.lr_init, 0
-        for iteration in range(1, self.n_iter + 1):  # noqa: B007 - n_iter_ is read after
+        for iteration in range(1, self.n_iter + 1):
             if iteration % self.lr_steps_to_reduce == 0:
                 rate *= self.lr_reduce_factor
             votes = clamp_gold(normalize_rows(vote_counts(data, skills)), gold)

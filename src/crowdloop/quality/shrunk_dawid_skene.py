@@ -1,0 +1,93 @@
+"""Dawid-Skene with each confusion matrix shrunk towards a two-parameter worker model."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from crowdloop.quality._data import EncodedAnswers
+from crowdloop.quality._kernels import confusion_counts, log_prior_from, normalize_rows
+from crowdloop.quality._params import Interval
+from crowdloop.quality.dawid_skene import DawidSkene
+
+
+class ShrunkDawidSkene(DawidSkene):
+    r"""Dawid-Skene whose confusion matrices are pulled towards a MACE-shaped fit.
+
+    Full Dawid-Skene gives every worker :math:`K(K-1)` free parameters and
+    overfits workers with few answers or many classes; one-coin models underfit
+    workers with real class-specific habits. This model keeps the full matrix but
+    adds ``strength`` pseudo-answers per true class drawn from a simple fit of the
+    same worker, "knows with probability :math:`\theta_w`, else answers from a
+    habit :math:`\xi_w`" (MACE's worker model), whose own parameters are in turn
+    shrunk towards the crowd's (``population_strength`` pseudo-answers):
+
+    .. math::
+        \pi^{(w)}_{k\cdot} \propto N^{(w)}_{k\cdot} + \epsilon
+            + s \left(\theta_w e_k + (1 - \theta_w)\, \xi_w\right)
+
+    where :math:`N^{(w)}_{kl}` are the expected counts of the E-step. A worker with
+    a handful of answers gets the crowd's habits, one with hundreds their own
+    full matrix, and everyone in between a blend.
+
+    References: Dawid and Skene (1979); Hovy et al., "Learning whom to trust with
+    MACE" (2013) for the worker model used as the shrinkage target.
+
+    Example:
+        >>> import pandas as pd
+        >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"),
+        ...                         "label": [0, 0, 1, 1, 1, 1]})
+        >>> ShrunkDawidSkene().fit(answers).labels_.tolist()
+        [0, 1]
+    """
+
+    _parameter_constraints: ClassVar[dict[str, object]] = {
+        **DawidSkene._parameter_constraints,
+        "strength": Interval(float, 0, None),
+        "population_strength": Interval(float, 0, None),
+    }
+
+    def __init__(
+        self,
+        n_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.01,
+        strength: float = 3.0,
+        population_strength: float = 3.0,
+    ) -> None:
+        super().__init__(n_iter=n_iter, tol=tol, smoothing=smoothing)
+        self.strength = strength
+        self.population_strength = population_strength
+
+    def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
+        counts = confusion_counts(data, posteriors)
+        target = know_or_habit_fit(counts, self.population_strength)
+        self._confusion = normalize_rows(counts + self.smoothing + self.strength * target)
+        self._log_prior = log_prior_from(posteriors, smoothing=1e-6)
+
+
+def know_or_habit_fit(counts: np.ndarray, population_strength: float, n_steps: int = 10) -> np.ndarray:
+    r"""Fit :math:`\theta_w e_k + (1 - \theta_w) \xi_w` to expected confusion counts.
+
+    ``counts[w, k, l]``: expected answers ``l`` of worker ``w`` on true class ``k``.
+    A few EM steps on the counts (a correct diagonal answer was "known" with
+    probability :math:`\theta / (\theta + (1 - \theta)\xi_l)`), each worker's
+    :math:`\theta_w, \xi_w` smoothed towards the crowd's. Returns ``(W, K, K)``.
+    """
+    n_workers, k, _ = counts.shape
+    eye = np.eye(k)
+    diagonal = np.einsum("wkk->wk", counts)
+    answered = counts.sum(axis=1)  # (W, observed label)
+    totals = answered.sum(axis=1)
+    theta, habit = np.full(n_workers, 0.7), np.full((n_workers, k), 1.0 / k)
+    for _ in range(n_steps):
+        knew = diagonal * theta[:, None] / (theta[:, None] + (1 - theta[:, None]) * habit)
+        known, spam = knew.sum(axis=1), answered - knew
+        crowd_theta = (known.sum() + 1.0) / (totals.sum() + 2.0)
+        crowd_habit = (spam.sum(axis=0) + 1.0) / (spam.sum() + k)
+        theta = (known + population_strength * crowd_theta) / (totals + population_strength)
+        habit = (spam + population_strength * crowd_habit) / (
+            spam.sum(axis=1, keepdims=True) + population_strength
+        )
+    return np.asarray(theta[:, None, None] * eye + (1 - theta)[:, None, None] * habit[:, None, :])
