@@ -187,8 +187,10 @@ def encode_gold(gold: Any, data: EncodedAnswers) -> EncodedGold:
 
 def _class_codes(labels: pd.Series, classes: pd.Index) -> np.ndarray:
     codes = classes.get_indexer(pd.Index(labels.to_numpy()))
-    if (codes < 0).any() and classes.dtype == object:
-        codes = classes.get_indexer(pd.Index(labels.astype(str).to_numpy()))
+    if (codes < 0).any():  # e.g. gold read from a file as text, answers as ints: match as text
+        as_text = pd.Index(classes.astype(str))
+        if as_text.is_unique:
+            codes = as_text.get_indexer(pd.Index(labels.astype(str).to_numpy()))
     unknown = codes < 0
     if unknown.any():
         bad = sorted({repr(v) for v in labels[unknown].unique()})[:5]

@@ -45,8 +45,8 @@ class Interval:
         return value <= self.high if self.closed in ("both", "right") else value < self.high
 
     def __str__(self) -> str:
-        left = "[" if self.closed in ("both", "left") else "("
-        right = "]" if self.closed in ("both", "right") else ")"
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         return f"{'an int' if self.kind is int else 'a float'} in {left}{low}, {high}{right}"

@@ -20,7 +20,7 @@ from crowdloop.quality._kernels import Progress
 from crowdloop.quality._params import validate_params
 
 
-class BaseAggregator:
+class BaseAggregator(ABC):
     """Parameter handling and the not-fitted guard shared by all aggregators."""
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {}
@@ -44,6 +44,14 @@ class BaseAggregator:
             setattr(self, name, value)
         return self
 
+    @abstractmethod
+    def fit(self, answers: pd.DataFrame, gold: Any = None, *, progress: Progress | None = None) -> Self:
+        """Learn from a long ``task, worker, label`` frame; return ``self``."""
+
+    def clone(self) -> Self:
+        """A new, unfitted aggregator with the same hyper-parameters."""
+        return type(self)(**self.get_params())
+
     def _validate_params(self) -> None:
         validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
 
@@ -60,7 +68,7 @@ class BaseAggregator:
         return f"{type(self).__name__}({args})"
 
 
-class BaseClassificationAggregator(BaseAggregator, ABC):
+class BaseClassificationAggregator(BaseAggregator):
     """Aggregators of categorical answers.
 
     Fitted attributes: ``labels_`` (Series task -> label), ``probas_`` (DataFrame

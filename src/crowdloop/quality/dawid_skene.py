@@ -37,6 +37,11 @@ class DawidSkene(BaseClassificationAggregator):
     from the majority vote and stops when the log-likelihood per answer changes by
     less than ``tol``.
 
+    Maximum likelihood has no brake on workers with one or two answers: EM may
+    explain a lone answer by a worker who always gives that label, which says
+    nothing about the task. :class:`ShrunkDawidSkene`, :class:`IBCC` and the
+    default aggregator regularise exactly this.
+
     Reference: A. P. Dawid and A. M. Skene, "Maximum likelihood estimation of
     observer error-rates using the EM algorithm", Applied Statistics 28(1), 1979.
 

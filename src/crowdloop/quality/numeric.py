@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -34,7 +34,7 @@ class NumericAnswers:
         return estimate
 
 
-class BaseNumericAggregator(BaseAggregator, ABC):
+class BaseNumericAggregator(BaseAggregator):
     """Aggregators of numeric answers: ``labels_`` is a float Series indexed by task.
 
     ``fit`` takes the same long frame (task, worker, label) with numeric labels;

@@ -1,0 +1,190 @@
+"""The ``crowdloop`` command: a thin skin over the library.
+
+Each command parses its options, calls one library function and renders the
+result. Every :class:`CrowdloopError` becomes one line on stderr and the error's
+exit code; there are no tracebacks for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from crowdloop import __version__
+from crowdloop.datasets import bundled_datasets, load_dataset
+from crowdloop.errors import CrowdloopError, InvalidInputError, MissingColumnsError
+from crowdloop.io import read_table, write_table
+from crowdloop.quality import CATEGORICAL_METHODS, METHODS, get_aggregator
+from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
+from crowdloop.quality.run import AggregationResult, aggregate
+
+console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crowdloop")
+def cli() -> None:
+    """crowdloop: crowdsourcing and human computation for AI, the whole loop."""
+
+
+def _column_options(func: Any) -> Any:
+    for name in ("label", "worker", "task"):
+        func = click.option(
+            f"--{name}-col", default=name, show_default=True, help=f"Column holding the {name}."
+        )(func)
+    return func
+
+
+@cli.command("aggregate")
+@click.argument("answers", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", help="Use a bundled data set (answers and gold) instead of a file.")
+@click.option("-m", "--method", default="default", show_default=True, help="Aggregation method.")
+@click.option("--gold", type=click.Path(dir_okay=False, path_type=Path), help="Known labels: task,label.")
+@click.option("--fit-gold", is_flag=True, help="Also use the gold labels in the fit (clamped).")
+@click.option("-o", "--out", help="Write task,label,confidence here (.csv/.jsonl/.parquet; - = stdout).")
+@click.option("--workers-out", help="Write the per-worker table here.")
+@_column_options
+def aggregate_command(
+    answers: Path | None,
+    dataset: str | None,
+    method: str,
+    gold: Path | None,
+    fit_gold: bool,
+    out: str | None,
+    workers_out: str | None,
+    task_col: str,
+    worker_col: str,
+    label_col: str,
+) -> None:
+    """Infer true labels from crowd ANSWERS (CSV, JSON Lines or Parquet: task, worker, label)."""
+    frame, gold_labels = _load_inputs(
+        answers, dataset, gold, {task_col: "task", worker_col: "worker", label_col: "label"}
+    )
+    aggregator = get_aggregator(method)
+    with _iteration_progress(f"{type(aggregator).__name__}") as progress:
+        result = aggregate(frame, aggregator, gold_labels, fit_gold=fit_gold, progress=progress)
+    if out:
+        write_table(result.labels, out)
+    if workers_out:
+        write_table(result.workers, workers_out)
+    _print_summary(result, show_preview=not out)
+
+
+def _load_inputs(
+    answers: Path | None, dataset: str | None, gold: Path | None, rename: dict[str, str]
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    if (answers is None) == (dataset is None):
+        raise InvalidInputError("give either an ANSWERS file or --dataset NAME (see `crowdloop datasets`).")
+    if answers is not None:
+        return read_table(answers, rename), None if gold is None else _read_gold(gold)
+    bundled = load_dataset(str(dataset))
+    return bundled.answers, bundled.gold if gold is None else _read_gold(gold)
+
+
+def _read_gold(path: Path) -> pd.Series:
+    frame = read_table(path)
+    missing = {"task", "label"} - set(frame.columns)
+    if missing:
+        raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
+    return frame.set_index("task")["label"]
+
+
+@contextmanager
+def _iteration_progress(name: str) -> Iterator[Any]:
+    """A spinner with the iteration count and the last change, on stderr."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"{name}: encoding answers")
+
+        def update(iteration: int, change: float) -> None:
+            bar.update(task, description=f"{name}: iteration {iteration}, change {change:.2e}")
+
+        yield update
+
+
+def _print_summary(result: AggregationResult, show_preview: bool) -> None:
+    stats = result.stats
+    table = Table(title="crowdloop aggregate", show_header=False)
+    for key in ("method", "tasks", "workers", "answers", "iterations", "seconds", "accuracy"):
+        if stats.get(key) is not None:
+            table.add_row(key, _fmt(stats[key]))
+    console.print(table)
+    if show_preview:
+        preview = Table(title="first labels (use --out to save all)")
+        for column in result.labels.columns:
+            preview.add_column(str(column))
+        for row in result.labels.head(10).itertuples(index=False):
+            preview.add_row(*(_fmt(value) for value in row))
+        console.print(preview)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@cli.command("agreement")
+@click.argument("answers", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--level", type=click.Choice(["nominal", "interval"]), default="nominal", show_default=True)
+@_column_options
+def agreement_command(answers: Path, level: str, task_col: str, worker_col: str, label_col: str) -> None:
+    """Inter-annotator agreement of ANSWERS: Krippendorff's alpha and Fleiss' kappa."""
+    frame = read_table(answers, {task_col: "task", worker_col: "worker", label_col: "label"})
+    table = Table(title="agreement", show_header=False)
+    table.add_row("krippendorff_alpha", f"{krippendorff_alpha(frame, level):.4f}")  # type: ignore[arg-type]
+    if level == "nominal":
+        table.add_row("fleiss_kappa", f"{fleiss_kappa(frame):.4f}")
+    console.print(table)
+
+
+@cli.command("methods")
+def methods_command() -> None:
+    """List the aggregation methods."""
+    table = Table(title="aggregation methods")
+    table.add_column("name")
+    table.add_column("answers")
+    table.add_column("model")
+    for name, cls in METHODS.items():
+        kind = "categorical" if name in CATEGORICAL_METHODS else "numeric"
+        table.add_row(name, kind, (cls.__doc__ or "").strip().splitlines()[0])
+    Console().print(table)
+
+
+@cli.command("datasets")
+def datasets_command() -> None:
+    """List the bundled data sets."""
+    table = Table(title="bundled data sets")
+    for column in ("name", "tasks", "workers", "answers", "gold"):
+        table.add_column(column)
+    for name in bundled_datasets():
+        data = load_dataset(name)
+        a = data.answers
+        table.add_row(name, str(a.task.nunique()), str(a.worker.nunique()), str(len(a)), str(len(data.gold)))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, turning crowdloop errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="crowdloop", standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except CrowdloopError as error:
+        console.print(Text.assemble(("error: ", "bold red"), error.detail), highlight=False)
+        sys.exit(error.exit_code)
+    sys.exit(0)

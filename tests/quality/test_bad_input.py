@@ -1,0 +1,104 @@
+"""Bad input raises a typed error that names the problem, never a bare KeyError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdloop.errors import (
+    EmptyInputError,
+    InvalidInputError,
+    MissingColumnsError,
+    MissingValuesError,
+    UnknownLabelError,
+    UnknownMethodError,
+)
+from crowdloop.quality import CATEGORICAL_METHODS, DawidSkene, Mean, get_aggregator
+
+GOOD = pd.DataFrame({"task": [1, 1, 2], "worker": ["a", "b", "a"], "label": ["x", "y", "y"]})
+
+
+@pytest.mark.parametrize("name", sorted(CATEGORICAL_METHODS))
+def test_missing_column_is_named(name):
+    with pytest.raises(MissingColumnsError, match="lack column\\(s\\) worker; found task, label"):
+        get_aggregator(name).fit(GOOD.drop(columns="worker"))
+
+
+@pytest.mark.parametrize("name", sorted(CATEGORICAL_METHODS))
+def test_empty_frame(name):
+    with pytest.raises(EmptyInputError, match="answers are empty"):
+        get_aggregator(name).fit(GOOD.iloc[:0])
+
+
+def test_nan_label_names_the_row():
+    answers = GOOD.copy()
+    answers.loc[2, "label"] = np.nan
+    with pytest.raises(MissingValuesError, match="1 answer\\(s\\) have no label \\(first at row 2\\)"):
+        DawidSkene().fit(answers)
+
+
+def test_nan_task():
+    answers = GOOD.astype({"task": float})
+    answers.loc[0, "task"] = np.nan
+    with pytest.raises(MissingValuesError, match="no task"):
+        DawidSkene().fit(answers)
+
+
+def test_not_a_frame():
+    with pytest.raises(InvalidInputError, match="must be a pandas DataFrame.*got list"):
+        DawidSkene().fit([(1, "a", "x")])
+
+
+def test_unknown_method_lists_choices():
+    with pytest.raises(UnknownMethodError, match="unknown aggregation method 'dawid'; choose one of default"):
+        get_aggregator("dawid")
+
+
+def test_method_aliases():
+    assert type(get_aggregator("DawidSkene")) is DawidSkene
+    assert type(get_aggregator("ds")) is DawidSkene
+    assert type(get_aggregator("dawid-skene")) is DawidSkene
+
+
+@pytest.mark.parametrize("name", sorted(CATEGORICAL_METHODS))
+def test_gold_label_outside_label_set(name):
+    with pytest.raises(
+        UnknownLabelError, match="gold label\\(s\\) 'z' are not in the label set \\{'x', 'y'\\}"
+    ):
+        get_aggregator(name).fit(GOOD, gold=pd.Series({1: "z"}))
+
+
+def test_gold_as_frame_and_int_vs_string_labels():
+    answers = GOOD.assign(label=[0, 1, 1])
+    model = DawidSkene().fit(answers, gold=pd.DataFrame({"task": [1], "label": [1]}))
+    assert model.labels_[1] == 1
+    # gold read from a file as text still matches integer labels
+    assert DawidSkene().fit(answers, gold=pd.Series({1: "1"})).labels_[1] == 1
+
+
+def test_gold_problems():
+    with pytest.raises(MissingColumnsError, match="gold lacks column"):
+        DawidSkene().fit(GOOD, gold=pd.DataFrame({"task": [1]}))
+    with pytest.raises(InvalidInputError, match="more than one label"):
+        DawidSkene().fit(GOOD, gold=pd.Series(["x", "y"], index=[1, 1]))
+    with pytest.raises(MissingValuesError, match="gold task"):
+        DawidSkene().fit(GOOD, gold=pd.Series({1: None}))
+
+
+def test_gold_for_unknown_tasks_is_ignored():
+    model = DawidSkene().fit(GOOD, gold=pd.Series({99: "x"}))
+    assert list(model.labels_.index) == [1, 2]
+
+
+def test_numeric_needs_numbers():
+    with pytest.raises(InvalidInputError, match="numeric labels"):
+        Mean().fit(GOOD)
+    with pytest.raises(InvalidInputError, match="finite"):
+        Mean().fit(GOOD.assign(label=[1.0, np.inf, 2.0]))
+
+
+def test_input_frame_is_not_modified():
+    answers = GOOD.copy()
+    DawidSkene().fit(answers, gold=pd.Series({1: "x"}))
+    pd.testing.assert_frame_equal(answers, GOOD)
