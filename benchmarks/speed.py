@@ -108,7 +108,7 @@ def main() -> None:
     print(report)
 
 
-def render(rows: list[dict], theirs: dict[tuple[int, str], dict[str, float | str]]) -> str:
+def render(rows: list[dict], theirs: PeerResults) -> str:
     table = []
     for row in rows:
         peer = theirs.get((row["answers"], row["method"]), {})
