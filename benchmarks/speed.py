@@ -60,10 +60,11 @@ def measure(n_answers: int, method: str) -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def crowdkit_rows(
-    python: str, sizes: list[int], workdir: Path
-) -> dict[tuple[int, str], dict[str, float | str]]:
-    results: dict[tuple[int, str], dict[str, float | str]] = {}
+PeerResults = dict[tuple[int, str], dict[str, float | str]]
+
+
+def crowdkit_rows(python: str, sizes: list[int], workdir: Path) -> PeerResults:
+    results: PeerResults = {}
     for size in sizes:
         if size not in CROWDKIT:
             continue
