@@ -185,6 +185,6 @@ def main(argv: list[str] | None = None) -> None:
         error.show()
         sys.exit(error.exit_code)
     except CrowdloopError as error:
-        console.print(Text.assemble(("error: ", "bold red"), error.detail), highlight=False)
+        console.print(Text.assemble(("error: ", "bold red"), error.detail), highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     sys.exit(0)

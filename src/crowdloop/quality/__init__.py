@@ -71,21 +71,21 @@ def get_aggregator(name: str, **params: Any) -> BaseAggregator:
     raise UnknownMethodError(f"unknown aggregation method {name!r}; choose one of {', '.join(METHODS)}.")
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), pinned by tests/test_foundation.py
+    "BaseAggregator",
+    "BaseClassificationAggregator",
+    "BaseNumericAggregator",
     "CATEGORICAL_METHODS",
+    "DawidSkene",
+    "DefaultAggregator",
     "GLAD",
     "IBCC",
     "MACE",
     "METHODS",
-    "NUMERIC_METHODS",
-    "BaseAggregator",
-    "BaseClassificationAggregator",
-    "BaseNumericAggregator",
-    "DawidSkene",
-    "DefaultAggregator",
     "MajorityVote",
     "Mean",
     "Median",
+    "NUMERIC_METHODS",
     "OneCoinDawidSkene",
     "ReliabilityWeightedMean",
     "ShrunkDawidSkene",

@@ -121,6 +121,9 @@ class OneCoinDawidSkene(DawidSkene):
     (with ``smoothing`` pseudo-counts, half right and half wrong). Fewer parameters
     than full Dawid-Skene, so it holds up when workers answer little.
 
+    Reference: the "one-coin" model of D. Karger, S. Oh, D. Shah, "Iterative
+    learning for reliable crowdsourcing systems", NIPS 2011; EM as in Crowd-Kit.
+
     Example:
         >>> import pandas as pd
         >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"),

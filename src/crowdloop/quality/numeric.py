@@ -142,10 +142,11 @@ class ReliabilityWeightedMean(BaseNumericAggregator):
 
     Example:
         >>> import pandas as pd
-        >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"),
-        ...                         "label": [1.0, 1.2, 9.0, 5.0, 5.1, 0.0]})
-        >>> ReliabilityWeightedMean().fit(answers).labels_.round(1).tolist()
-        [1.1, 5.0]
+        >>> answers = pd.DataFrame({"task": [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4],
+        ...     "worker": list("abc") * 4,  # c is the noisy one
+        ...     "label": [1.0, 1.2, 4.0, 5.0, 5.2, 2.0, 3.0, 3.1, 6.0, 7.0, 6.9, 9.5]})
+        >>> ReliabilityWeightedMean().fit(answers).labels_.round(1).tolist()  # Mean: 2.1 4.1 4.0 7.8
+        [1.7, 4.6, 3.7, 7.5]
     """
 
     _parameter_constraints: ClassVar[dict[str, object]] = {

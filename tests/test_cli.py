@@ -1,0 +1,136 @@
+"""The command line, run as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crowdloop.datasets import load_dataset
+
+
+def crowdloop(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crowdloop", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def rte_files(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("rte")
+    data = load_dataset("rte")
+    data.answers.to_csv(folder / "answers.csv", index=False)
+    data.gold.rename_axis("task").reset_index().to_csv(folder / "gold.csv", index=False)
+    return folder / "answers.csv", folder / "gold.csv"
+
+
+def test_main_job_on_a_bundled_dataset():
+    done = crowdloop("aggregate", "--dataset", "rte")
+    assert done.returncode == 0, done.stderr
+    assert "DefaultAggregator" in done.stderr
+    accuracy = float(next(line for line in done.stderr.splitlines() if "accuracy" in line).split("│")[2])
+    assert accuracy > 0.92
+
+
+def test_aggregate_writes_labels_and_workers(rte_files, tmp_path):
+    answers, gold = rte_files
+    out, workers = tmp_path / "labels.csv", tmp_path / "workers.parquet"
+    done = crowdloop("aggregate", str(answers), "--method", "dawid_skene", "--gold", str(gold), "--out", str(out), "--workers-out", str(workers))
+    assert done.returncode == 0, done.stderr
+    labels = pd.read_csv(out)
+    assert list(labels.columns) == ["task", "label", "confidence"]
+    assert len(labels) == 800 and labels["confidence"].between(0.5, 1.0).all()
+    truth = pd.read_csv(gold).set_index("task")["label"]
+    assert (labels.set_index("task")["label"] == truth.reindex(labels["task"]).to_numpy()).mean() > 0.92
+    table = pd.read_parquet(workers)
+    assert {"worker", "answers", "skill", "gold_accuracy"} <= set(table.columns)
+    assert table["answers"].sum() == 8000
+    assert "accuracy" in done.stderr
+
+
+def test_fit_gold_reports_cross_fitted_accuracy(rte_files, tmp_path):
+    answers, gold = rte_files
+    done = crowdloop("aggregate", str(answers), "--gold", str(gold), "--fit-gold", "--method", "mv", "--out", str(tmp_path / "l.jsonl"))
+    assert done.returncode == 0, done.stderr
+    accuracy = float(next(line for line in done.stderr.splitlines() if "accuracy" in line).split("│")[2])
+    assert 0.85 < accuracy < 0.99  # never the trivial 1.0 of scoring clamped gold
+    labels = pd.read_json(tmp_path / "l.jsonl", lines=True)
+    truth = pd.read_csv(gold).set_index("task")["label"]
+    assert (labels.set_index("task")["label"] == truth.reindex(labels["task"]).to_numpy()).all()
+
+
+def test_column_mapping_and_stdout(tmp_path):
+    frame = pd.DataFrame({"item": [1, 1, 2], "annotator": ["a", "b", "a"], "answer": ["x", "x", "y"]})
+    path = tmp_path / "renamed.tsv"
+    frame.to_csv(path, sep="\t", index=False)
+    done = crowdloop("aggregate", str(path), "--task-col", "item", "--worker-col", "annotator", "--label-col", "answer", "-o", "-", "-m", "mv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["task,label,confidence", "1,x,1.0", "2,y,1.0"]
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "args", "message", "code"),
+    [
+        ("task,worker\n1,a\n", ".csv", [], "lack column(s) label", 2),
+        ('task,worker,label\n1,a,"x\n', ".csv", [], "cannot be read as csv", 2),
+        ("task,worker,label\n", ".csv", [], "answers are empty", 2),
+        ("task,worker,label\n1,a,x\n", ".xlsx", [], "unknown format .xlsx", 2),
+        ("task,worker,label\n1,a,x\n", ".csv", ["--method", "magic"], "unknown aggregation method 'magic'", 2),
+        ("task,worker,label\n1,a,x\n", ".csv", ["--task-col", "item"], "no column(s) item", 2),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, content, suffix, args, message, code):
+    path = tmp_path / f"answers{suffix}"
+    path.write_text(content)
+    done = crowdloop("aggregate", str(path), *args)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_missing_file_and_gold_outside_label_set(tmp_path):
+    done = crowdloop("aggregate", str(tmp_path / "nope.csv"))
+    assert done.returncode == 2 and "no such file" in done.stderr
+    (tmp_path / "a.csv").write_text("task,worker,label\n1,a,x\n1,b,y\n")
+    (tmp_path / "g.csv").write_text("task,label\n1,z\n")
+    done = crowdloop("aggregate", str(tmp_path / "a.csv"), "--gold", str(tmp_path / "g.csv"), "--fit-gold")
+    assert done.returncode == 2 and "'z' are not in the label set" in done.stderr
+
+
+def test_needs_exactly_one_input():
+    done = crowdloop("aggregate")
+    assert done.returncode == 2 and "either an ANSWERS file or --dataset" in done.stderr
+    done = crowdloop("aggregate", "--dataset", "imagenet")
+    assert done.returncode == 6 and "no data set 'imagenet'; available: cf, ms, rte, sp, temp, wsd" in done.stderr
+
+
+def test_numeric_method(tmp_path):
+    path = tmp_path / "scores.csv"
+    pd.DataFrame({"task": [1, 1, 2], "worker": ["a", "b", "a"], "label": [1.0, 3.0, 5.0]}).to_csv(path, index=False)
+    done = crowdloop("aggregate", str(path), "-m", "mean", "-o", "-")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["task,label", "1,2.0", "2,5.0"]
+
+
+def test_methods_datasets_agreement_and_version(rte_files):
+    methods = crowdloop("methods")
+    assert methods.returncode == 0
+    for name in ("default", "dawid_skene", "glad", "mace", "ibcc", "reliability_weighted_mean"):
+        assert name in methods.stdout
+    datasets = crowdloop("datasets")
+    assert "rte" in datasets.stdout and "8000" in datasets.stdout
+    agreement = crowdloop("agreement", str(rte_files[0]))
+    assert agreement.returncode == 0 and "krippendorff_alpha" in agreement.stderr
+    assert crowdloop("--version").stdout.startswith("crowdloop, version")
+
+
+def test_every_command_is_in_the_readme():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    from crowdloop.cli import cli
+
+    for name in cli.commands:
+        assert f"crowdloop {name}" in readme, f"`crowdloop {name}` is not documented in README.md"
