@@ -3,24 +3,15 @@ unless CROWDLOOP_REQUIRE_ALL=1 (set by .ci/run), which turns those skips into fa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from support import require
 
 from crowdloop.datasets import Dataset, load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip (on a user's machine) or fail (in CI) when a needed part is missing."""
-    if condition:
-        return
-    if os.environ.get("CROWDLOOP_REQUIRE_ALL") == "1":
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

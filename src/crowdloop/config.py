@@ -22,11 +22,14 @@ class Settings(BaseSettings):
         default="sqlite:///crowdloop.db",
         description="SQLAlchemy URL: a SQLite file by default, PostgreSQL in production.",
     )
-    data_dir: Path = Field(
-        default=Path("crowdloop-data"), description="Where artifacts and exports are kept."
-    )
+    data_dir: Path = Field(default=Path("crowdloop-data"), description="Where artifacts and exports are kept.")
     admin_token: SecretStr | None = Field(
         default=None, description="Token of the first admin, created at start when set."
     )
     default_method: str = Field(default="default", description="Aggregation method used when none is named.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_upload_mb: float = Field(default=100.0, gt=0, description="Largest accepted item upload.")
+    auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
+    webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI and SDK talk to.")
+    api_token: SecretStr | None = Field(default=None, description="Token the CLI uses against api_url.")

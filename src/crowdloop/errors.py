@@ -13,7 +13,8 @@ any error in one place::
     │   ├── UnknownLabelError                         a label outside the label set
     │   ├── InvalidParameterError                     a hyper-parameter out of range
     │   ├── UnknownMethodError                        no aggregator of that name
-    │   └── DataFileError                             a file that cannot be read
+    │   ├── DataFileError                             a file that cannot be read
+    │   └── PayloadTooLargeError        413           an upload over the size limit
     ├── NotFittedError                  409  exit 3   fitted attribute read before fit
     ├── AuthenticationError             401  exit 4   no or wrong token
     ├── PermissionDeniedError           403  exit 5   token valid, action not allowed
@@ -80,6 +81,12 @@ class UnknownMethodError(InvalidInputError):
 
 class DataFileError(InvalidInputError):
     """A data file cannot be read: unknown format, malformed content, missing file."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An upload larger than the configured limit; nothing of it was stored."""
+
+    status_code = 413
 
 
 class NotFittedError(CrowdloopError, AttributeError):

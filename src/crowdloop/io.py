@@ -27,9 +27,7 @@ def table_format(path: Path | str) -> str:
     """The format suffix of ``path`` (``.csv``...), or a :class:`DataFileError`."""
     suffix = Path(path).suffix.lower()
     if suffix not in READERS:
-        raise DataFileError(
-            f"{path}: unknown format {suffix or '(no suffix)'}; use one of {', '.join(READERS)}."
-        )
+        raise DataFileError(f"{path}: unknown format {suffix or '(no suffix)'}; use one of {', '.join(READERS)}.")
     return suffix
 
 

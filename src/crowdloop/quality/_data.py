@@ -29,8 +29,7 @@ def check_answers(answers: Any, *, numeric: bool = False) -> pd.DataFrame:
     """Return the ``task, worker, label`` columns of ``answers`` or raise a typed error."""
     if not isinstance(answers, pd.DataFrame):
         raise InvalidInputError(
-            f"answers must be a pandas DataFrame with columns task, worker, label; "
-            f"got {type(answers).__name__}."
+            f"answers must be a pandas DataFrame with columns task, worker, label; got {type(answers).__name__}."
         )
     missing = [c for c in ANSWER_COLUMNS if c not in answers.columns]
     if missing:
@@ -52,16 +51,12 @@ def _check_no_missing(frame: pd.DataFrame) -> None:
         missing = frame[column].isna().to_numpy()
         if missing.any():
             first = frame.index[int(np.argmax(missing))]
-            raise MissingValuesError(
-                f"{int(missing.sum())} answer(s) have no {column} (first at row {first!r})."
-            )
+            raise MissingValuesError(f"{int(missing.sum())} answer(s) have no {column} (first at row {first!r}).")
 
 
 def _check_numeric(labels: pd.Series) -> None:
     if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
-        raise InvalidInputError(
-            f"numeric aggregation needs numeric labels; column label has dtype {labels.dtype}."
-        )
+        raise InvalidInputError(f"numeric aggregation needs numeric labels; column label has dtype {labels.dtype}.")
     if not np.isfinite(labels.to_numpy(dtype=float)).all():
         raise InvalidInputError("numeric labels must be finite numbers (found inf).")
 
@@ -162,9 +157,7 @@ def gold_series(gold: Any) -> pd.Series:
             raise MissingColumnsError(f"gold lacks column(s) {', '.join(missing)}.")
         gold = gold.set_index("task")["label"]
     if not isinstance(gold, pd.Series):
-        raise InvalidInputError(
-            f"gold must be a Series (task -> label) or a DataFrame; got {type(gold).__name__}."
-        )
+        raise InvalidInputError(f"gold must be a Series (task -> label) or a DataFrame; got {type(gold).__name__}.")
     if gold.isna().any():
         raise MissingValuesError(f"{int(gold.isna().sum())} gold task(s) have no label.")
     if gold.index.has_duplicates:

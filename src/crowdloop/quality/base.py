@@ -58,9 +58,7 @@ class BaseAggregator(ABC):
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: a fitted attribute before fit.
         if name.endswith("_") and not name.startswith("__"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet: call fit(answers) before reading {name}."
-            )
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(answers) before reading {name}.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:

@@ -98,9 +98,7 @@ class DawidSkene(BaseClassificationAggregator):
         self.priors_ = pd.Series(np.exp(self._log_prior), index=data.classes.rename("label"))
         self.errors_ = confusion_frame(self._confusion, data)
         diagonal = np.einsum("wkk->wk", self._confusion)
-        self.skills_ = pd.Series(
-            diagonal @ self.priors_.to_numpy(), index=data.workers.rename("worker"), name="skill"
-        )
+        self.skills_ = pd.Series(diagonal @ self.priors_.to_numpy(), index=data.workers.rename("worker"), name="skill")
 
 
 def confusion_frame(confusion: np.ndarray, data: EncodedAnswers) -> pd.DataFrame:

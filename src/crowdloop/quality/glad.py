@@ -94,9 +94,7 @@ class GLAD(BaseClassificationAggregator):
         alphas = np.full(data.n_workers, self.alpha_prior_mean)
         return np.concatenate([alphas, np.full(data.n_tasks, self.beta_prior_mean)])
 
-    def _answer_terms(
-        self, data: EncodedAnswers, params: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _answer_terms(self, data: EncodedAnswers, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per answer: ``alpha * beta``, ``log p(right)``, ``log p(a given wrong label)``."""
         alphas, log_betas = np.split(params, [data.n_workers])
         betas = np.exp(log_betas)[data.task]
@@ -110,9 +108,7 @@ class GLAD(BaseClassificationAggregator):
         posteriors, _ = posteriors_from_log(one_coin_log_scores(data, log_right, log_wrong))
         return clamp_gold(posteriors, gold)
 
-    def _m_step(
-        self, data: EncodedAnswers, posteriors: np.ndarray, params: np.ndarray
-    ) -> tuple[np.ndarray, float]:
+    def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, float]:
         """Raise the expected complete log-likelihood by alternating Newton steps.
 
         Given the task difficulties every ability is a separate concave 1-D problem,

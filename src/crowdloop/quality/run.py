@@ -55,9 +55,7 @@ def aggregate(
     }
     if gold is not None and isinstance(aggregator, BaseClassificationAggregator):
         stats["accuracy"] = (
-            cross_fitted_accuracy(answers, aggregator, gold)
-            if fit_gold
-            else accuracy_on_gold(aggregator.labels_, gold)
+            cross_fitted_accuracy(answers, aggregator, gold) if fit_gold else accuracy_on_gold(aggregator.labels_, gold)
         )
     return AggregationResult(labels, _worker_table(answers, aggregator, gold), stats)
 

@@ -87,7 +87,5 @@ def know_or_habit_fit(counts: np.ndarray, population_strength: float, n_steps: i
         crowd_theta = (known.sum() + 1.0) / (totals.sum() + 2.0)
         crowd_habit = (spam.sum(axis=0) + 1.0) / (spam.sum() + k)
         theta = (known + population_strength * crowd_theta) / (totals + population_strength)
-        habit = (spam + population_strength * crowd_habit) / (
-            spam.sum(axis=1, keepdims=True) + population_strength
-        )
+        habit = (spam + population_strength * crowd_habit) / (spam.sum(axis=1, keepdims=True) + population_strength)
     return np.asarray(theta[:, None, None] * eye + (1 - theta)[:, None, None] * habit[:, None, :])

@@ -1,13 +1,7 @@
-"""The ``crowdloop`` command: a thin skin over the library.
-
-Each command parses its options, calls one library function and renders the
-result. Every :class:`CrowdloopError` becomes one line on stderr and the error's
-exit code; there are no tracebacks for a user's mistake.
-"""
+"""Truth-inference commands: aggregate, agreement, methods, datasets."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,30 +12,19 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
-from crowdloop import __version__
+from crowdloop.cli.base import cli, console
 from crowdloop.datasets import bundled_datasets, load_dataset
-from crowdloop.errors import CrowdloopError, InvalidInputError, MissingColumnsError
+from crowdloop.errors import InvalidInputError, MissingColumnsError
 from crowdloop.io import read_table, write_table
 from crowdloop.quality import CATEGORICAL_METHODS, METHODS, get_aggregator
 from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
 from crowdloop.quality.run import AggregationResult, aggregate
 
-console = Console(stderr=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="crowdloop")
-def cli() -> None:
-    """crowdloop: crowdsourcing and human computation for AI, the whole loop."""
-
 
 def _column_options(func: Any) -> Any:
     for name in ("label", "worker", "task"):
-        func = click.option(
-            f"--{name}-col", default=name, show_default=True, help=f"Column holding the {name}."
-        )(func)
+        func = click.option(f"--{name}-col", default=name, show_default=True, help=f"Column holding the {name}.")(func)
     return func
 
 
@@ -172,19 +155,3 @@ def datasets_command() -> None:
         a = data.answers
         table.add_row(name, str(a.task.nunique()), str(a.worker.nunique()), str(len(a)), str(len(data.gold)))
     Console().print(table)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command, turning crowdloop errors into one line and an exit code."""
-    try:
-        cli.main(args=argv, prog_name="crowdloop", standalone_mode=False)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except CrowdloopError as error:
-        console.print(Text.assemble(("error: ", "bold red"), error.detail), highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    sys.exit(0)

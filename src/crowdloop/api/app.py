@@ -1,0 +1,62 @@
+"""The FastAPI application: routes under /api/v1, errors rendered in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from crowdloop import __version__
+from crowdloop.api.routes import ROUTERS
+from crowdloop.config import Settings
+from crowdloop.crowd.auth import ensure_admin_token
+from crowdloop.crowd.webhooks import WebhookDispatcher
+from crowdloop.errors import CrowdloopError
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.migrate import upgrade
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings``; the app keeps no state between requests but the engine."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    if settings.auto_migrate:
+        upgrade(engine)
+    factory = session_factory(engine)
+    if settings.admin_token is not None:
+        with unit_of_work(factory) as session:
+            ensure_admin_token(session, settings.admin_token.get_secret_value())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        dispatcher = WebhookDispatcher(factory) if settings.webhook_dispatcher else None
+        if dispatcher is not None:
+            dispatcher.start()
+        yield
+        if dispatcher is not None:
+            dispatcher.stop()
+        engine.dispose()
+
+    app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan)
+    app.state.settings, app.state.factory = settings, factory
+    app.state.read_factory = session_factory(engine, read_only=True)
+    _error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix="/api/v1")
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CrowdloopError)
+    async def crowdloop_error(_request: Request, error: CrowdloopError) -> JSONResponse:
+        return JSONResponse(error.to_dict(), status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return JSONResponse({"error": "InvalidInputError", "detail": detail}, status_code=422)

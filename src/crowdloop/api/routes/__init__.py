@@ -1,0 +1,14 @@
+"""All routers of the API, mounted under /api/v1 by ``create_app``."""
+
+from crowdloop.api.routes import exports, items, projects, system, tasks, users, webhooks, workers
+
+ROUTERS = [
+    system.router,
+    users.router,
+    projects.router,
+    items.router,
+    tasks.router,
+    workers.router,
+    exports.router,
+    webhooks.router,
+]

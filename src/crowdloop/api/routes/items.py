@@ -1,0 +1,47 @@
+"""Item import (JSON body or file upload) and the item listing for requesters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, UploadFile
+
+from crowdloop.api.deps import SessionDep, SettingsDep, UserDep
+from crowdloop.crowd import items
+from crowdloop.crowd.schemas import ImportReport
+from crowdloop.errors import PayloadTooLargeError
+
+router = APIRouter(tags=["items"])
+CHUNK = 1 << 20
+
+
+@router.post("/projects/{project_id}/items")
+def import_items(project_id: int, rows: list[dict[str, Any]], session: SessionDep, user: UserDep) -> ImportReport:
+    return items.import_items(session, user, project_id, rows)
+
+
+@router.post("/projects/{project_id}/items/upload")
+async def upload_items(
+    project_id: int, file: UploadFile, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
+) -> ImportReport:
+    """CSV, TSV, JSON Lines or Label Studio JSON; refused whole when over the size limit."""
+    content = await _read_limited(file, int(settings.max_upload_mb * CHUNK))
+    rows = items.parse_upload(content, file.filename or "upload.csv")
+    return items.import_items(session, user, project_id, rows)
+
+
+async def _read_limited(file: UploadFile, limit: int) -> bytes:
+    parts, size = [], 0
+    while chunk := await file.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"upload is over the {limit // CHUNK} MB limit; nothing was imported.")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.get("/projects/{project_id}/items")
+def list_items(
+    project_id: int, session: SessionDep, user: UserDep, offset: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    return items.list_items(session, user, project_id, offset, min(limit, 1000))

@@ -1,0 +1,52 @@
+"""Webhooks of a project: register (the secret is shown once), list, delete, delivery log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from crowdloop.api.deps import SessionDep, UserDep
+from crowdloop.crowd import webhooks
+from crowdloop.crowd.projects import get_owned_project
+
+router = APIRouter(tags=["webhooks"])
+
+
+class WebhookIn(BaseModel):
+    url: str
+    events: list[str] | None = None
+
+
+def _out(hook: Any) -> dict[str, Any]:
+    return {"id": hook.id, "url": hook.url, "events": hook.events, "active": hook.active}
+
+
+@router.post("/projects/{project_id}/webhooks", status_code=201)
+def register(project_id: int, body: WebhookIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    get_owned_project(session, user, project_id)
+    hook = webhooks.register_webhook(session, project_id, body.url, body.events)
+    return {**_out(hook), "secret": hook.secret}
+
+
+@router.get("/projects/{project_id}/webhooks")
+def list_hooks(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
+    get_owned_project(session, user, project_id)
+    return [_out(hook) for hook in webhooks.list_webhooks(session, project_id)]
+
+
+@router.delete("/projects/{project_id}/webhooks/{webhook_id}", status_code=204)
+def delete_hook(project_id: int, webhook_id: int, session: SessionDep, user: UserDep) -> None:
+    get_owned_project(session, user, project_id)
+    webhooks.delete_webhook(session, project_id, webhook_id)
+
+
+@router.get("/projects/{project_id}/webhooks/deliveries")
+def deliveries(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
+    get_owned_project(session, user, project_id)
+    return [
+        {"id": d.id, "webhook_id": d.webhook_id, "event": d.event, "status": d.status, "attempts": d.attempts,
+         "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at.isoformat()}
+        for d in webhooks.delivery_log(session, project_id)
+    ]  # fmt: skip

@@ -1,0 +1,67 @@
+"""The requester's crowd management: worker table, bans, bonuses, payouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from crowdloop.api.deps import SessionDep, UserDep
+from crowdloop.crowd import workers
+from crowdloop.crowd.formats import stream_csv
+
+router = APIRouter(tags=["workers"])
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1)
+
+
+class BonusIn(BaseModel):
+    worker_id: int
+    amount: float = Field(gt=0)
+    reason: str = ""
+
+
+@router.get("/projects/{project_id}/workers")
+def worker_table(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
+    return workers.worker_table(session, user, project_id)
+
+
+@router.post("/projects/{project_id}/workers/{worker_id}/ban")
+def ban(project_id: int, worker_id: int, body: ReasonIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    return workers.ban_worker(session, user, project_id, worker_id, body.reason, banned=True)
+
+
+@router.post("/projects/{project_id}/workers/{worker_id}/unban")
+def unban(project_id: int, worker_id: int, body: ReasonIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    return workers.ban_worker(session, user, project_id, worker_id, body.reason, banned=False)
+
+
+@router.get("/projects/{project_id}/bans")
+def bans(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
+    return [
+        {"worker_id": e.worker_id, "action": e.action, "reason": e.reason, "by_user_id": e.by_user_id,
+         "created_at": e.created_at.isoformat()}
+        for e in workers.bans(session, user, project_id)
+    ]  # fmt: skip
+
+
+@router.post("/projects/{project_id}/bonuses", status_code=201)
+def bonus(project_id: int, body: BonusIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    created = workers.add_bonus(session, user, project_id, body.worker_id, body.amount, body.reason)
+    return {"id": created.id, "worker_id": created.worker_id, "amount": body.amount}
+
+
+@router.get("/projects/{project_id}/payouts", response_model=None)
+def payouts(
+    project_id: int, session: SessionDep, user: UserDep, format: str = "json"
+) -> list[dict[str, Any]] | StreamingResponse:
+    rows = workers.payouts(session, user, project_id)
+    if format != "csv":
+        return rows
+    columns = ["worker_id", "name", "answers", "answer_pay", "bonuses", "total"]
+    headers = {"Content-Disposition": f'attachment; filename="payouts-{project_id}.csv"'}
+    return StreamingResponse(stream_csv(iter(rows), columns), media_type="text/csv", headers=headers)

@@ -1,0 +1,195 @@
+"""Platform commands: serve, admin (direct database access) and the requester's everyday
+work over the HTTP API (projects, items, export), through the SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from crowdloop.cli.base import cli, console
+from crowdloop.client import Client
+from crowdloop.config import Settings
+from crowdloop.crowd import auth
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.migrate import upgrade
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--database-url", help="SQLAlchemy URL (default: CROWDLOOP_DATABASE_URL, else sqlite:///crowdloop.db).")
+@click.option("--workers", default=1, show_default=True, type=int, help="App processes sharing the database.")
+def serve_command(host: str, port: int, database_url: str | None, workers: int) -> None:
+    """Run the HTTP API (OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    if database_url:
+        os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
+    settings = Settings()
+    upgrade(make_engine(settings.database_url))  # once, before any worker process starts
+    os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"
+    console.print(f"crowdloop serving {_safe(settings.database_url)} on http://{host}:{port} ({workers} process(es))")
+    uvicorn.run(
+        "crowdloop.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
+    )
+
+
+def _safe(url: str) -> str:
+    """The database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.group("admin")
+def admin_group() -> None:
+    """Administration directly on the database (CROWDLOOP_DATABASE_URL)."""
+
+
+@admin_group.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "requester", "worker", "device"]), required=True)
+@click.option("--database-url")
+def create_user_command(name: str, role: str, database_url: str | None) -> None:
+    """Create a user and print their token (shown once; only its hash is stored)."""
+    settings = Settings(database_url=database_url) if database_url else Settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with unit_of_work(session_factory(engine)) as session:
+        created = auth.create_user_with_token(session, name, role)
+        user_id = created.user.id
+    console.print(f"created {role} {name!r} (id {user_id}); token:")
+    click.echo(created.token)
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    settings = Settings()
+    secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    return Client(url or settings.api_url, secret)
+
+
+def _api_options(func: Any) -> Any:
+    func = click.option("--token", help="API token (default: CROWDLOOP_API_TOKEN).")(func)
+    return click.option("--url", help="Server URL (default: CROWDLOOP_API_URL).")(func)
+
+
+@cli.group("projects")
+def projects_group() -> None:
+    """Create, list, start, pause and follow projects (over the API)."""
+
+
+@projects_group.command("create")
+@click.option("--name", required=True)
+@click.option("--labels", required=True, help="Comma-separated label set.")
+@click.option("--instructions", default="")
+@click.option("--overlap", default="1-3", show_default=True, help="min-max answers per item.")
+@click.option("--confidence-target", default=0.95, show_default=True, type=float)
+@click.option("--gold-share", default=0.0, show_default=True, type=float)
+@click.option("--price", default=0.0, show_default=True, type=float)
+@click.option("--budget", type=float)
+@click.option("--method", default="default", show_default=True)
+@_api_options
+def create_project_command(url: str | None, token: str | None, **spec: Any) -> None:
+    """Create a project (draft)."""
+    low, _, high = str(spec.pop("overlap")).partition("-")
+    body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": spec.pop("method")}
+    body |= {"min_overlap": int(low), "max_overlap": int(high or low)}
+    with _client(url, token) as client:
+        _print_record(client.create_project(**{k: v for k, v in body.items() if v is not None}))
+
+
+@projects_group.command("list")
+@_api_options
+def list_projects_command(url: str | None, token: str | None) -> None:
+    with _client(url, token) as client:
+        _print_rows(client.projects(), ["id", "name", "status", "labels", "price"])
+
+
+@projects_group.command("status")
+@click.argument("project_id", type=int)
+@_api_options
+def status_command(project_id: int, url: str | None, token: str | None) -> None:
+    """Progress, answers, labels and money of a project."""
+    with _client(url, token) as client:
+        _print_record(client.status(project_id))
+
+
+@projects_group.command("start")
+@click.argument("project_id", type=int)
+@_api_options
+def start_command(project_id: int, url: str | None, token: str | None) -> None:
+    with _client(url, token) as client:
+        _print_record(client.start(project_id))
+
+
+@projects_group.command("pause")
+@click.argument("project_id", type=int)
+@_api_options
+def pause_command(project_id: int, url: str | None, token: str | None) -> None:
+    with _client(url, token) as client:
+        _print_record(client.pause(project_id))
+
+
+@projects_group.command("aggregate")
+@click.argument("project_id", type=int)
+@_api_options
+def aggregate_project_command(project_id: int, url: str | None, token: str | None) -> None:
+    """Aggregate the project's answers now."""
+    with _client(url, token) as client:
+        _print_record(client.aggregate(project_id))
+
+
+@cli.group("items")
+def items_group() -> None:
+    """Import items and gold (over the API)."""
+
+
+@items_group.command("import")
+@click.argument("project_id", type=int)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_api_options
+def import_command(project_id: int, file: Path, url: str | None, token: str | None) -> None:
+    """Import FILE (CSV/TSV: columns are item fields, plus optional id, gold_label, gold_explanation;
+    JSON Lines: {"data": {...}, ...}; Label Studio .json) and print the report."""
+    with _client(url, token) as client:
+        report = client.upload_items(project_id, file)
+    rejected = report.pop("rejected")
+    near = report.pop("near_duplicates")
+    _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
+    for row in rejected[:20]:
+        console.print(f"  row {row['row']}: {row['reason']}", highlight=False, soft_wrap=True)
+
+
+@cli.command("export")
+@click.argument("project_id", type=int)
+@click.option("--what", type=click.Choice(["labels", "answers", "label-studio"]), default="labels", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_api_options
+def export_command(project_id: int, what: str, fmt: str, out: Path, url: str | None, token: str | None) -> None:
+    """Download labels, answers or Label Studio JSON of a project (streamed to OUT)."""
+    with _client(url, token) as client:
+        client.export(project_id, what, fmt, out)
+    console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    table = Table(show_header=False)
+    for key, value in record.items():
+        table.add_row(str(key), json.dumps(value) if isinstance(value, list | dict) else str(value))
+    Console().print(table)
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table()
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(column)) for column in columns))
+    Console().print(table)

@@ -1,0 +1,193 @@
+"""The Python SDK: every API route as a method, errors as the same CrowdloopError classes.
+
+    >>> from crowdloop.client import Client
+    >>> client = Client("http://127.0.0.1:8000", token="cl_...")   # doctest: +SKIP
+    >>> task = client.next_task(project_id=1)                      # doctest: +SKIP
+    >>> client.submit(task["assignment_id"], label="cat")          # doctest: +SKIP
+
+``transport`` accepts any ``httpx`` transport (``httpx.MockTransport`` in a test,
+``fastapi.testclient`` style ASGI transports), the pluggable boundary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from crowdloop import errors
+from crowdloop.errors import CrowdloopError
+
+_ERRORS = {name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, CrowdloopError)}
+
+
+class Client:
+    """A connection to a crowdloop server as one user (their bearer token)."""
+
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}") from None
+        _raise_for(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # system and users
+    def health(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/health"))
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/me"))
+
+    def create_user(self, name: str, role: str) -> dict[str, Any]:
+        """Admins: a new user and their first token (shown once)."""
+        return dict(self._call("POST", "/users", json={"name": name, "role": role}))
+
+    def users(self, role: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/users", params={"role": role} if role else None))
+
+    def issue_token(self, user_id: int) -> str:
+        return str(self._call("POST", f"/users/{user_id}/tokens")["token"])
+
+    def revoke_tokens(self, user_id: int) -> int:
+        return int(self._call("DELETE", f"/users/{user_id}/tokens")["revoked"])
+
+    # projects
+    def create_project(self, **spec: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "/projects", json=spec))
+
+    def projects(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/projects"))
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/projects/{project_id}"))
+
+    def update_project(self, project_id: int, **changes: Any) -> dict[str, Any]:
+        return dict(self._call("PATCH", f"/projects/{project_id}", json=changes))
+
+    def start(self, project_id: int) -> dict[str, Any]:
+        return self.update_project(project_id, status="active")
+
+    def pause(self, project_id: int) -> dict[str, Any]:
+        return self.update_project(project_id, status="paused")
+
+    def status(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/projects/{project_id}/status"))
+
+    def grant_access(self, project_id: int, worker_id: int) -> None:
+        self._call("POST", f"/projects/{project_id}/access", json={"worker_id": worker_id})
+
+    def aggregate(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/aggregate"))
+
+    # items
+    def import_items(self, project_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/items", json=rows))
+
+    def upload_items(self, project_id: int, path: str | Path) -> dict[str, Any]:
+        path = Path(path)
+        with path.open("rb") as handle:
+            files = {"file": (path.name, handle)}
+            return dict(self._call("POST", f"/projects/{project_id}/items/upload", files=files))
+
+    def items(self, project_id: int, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        params = {"offset": offset, "limit": limit}
+        return list(self._call("GET", f"/projects/{project_id}/items", params=params))
+
+    # the worker's loop
+    def next_task(self, project_id: int) -> dict[str, Any] | None:
+        """The next leased item, or None when nothing is left for this worker."""
+        task = self._call("POST", f"/projects/{project_id}/tasks/next")
+        return None if task is None else dict(task)
+
+    def submit(self, assignment_id: int, label: str, seconds: float | None = None) -> dict[str, Any]:
+        body = {"label": label, "seconds": seconds}
+        return dict(self._call("POST", f"/assignments/{assignment_id}/answer", json=body))
+
+    def skip(self, assignment_id: int) -> None:
+        self._call("POST", f"/assignments/{assignment_id}/skip")
+
+    def standing(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/projects/{project_id}/me"))
+
+    # crowd management
+    def workers(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/workers"))
+
+    def ban(self, project_id: int, worker_id: int, reason: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/workers/{worker_id}/ban", json={"reason": reason}))
+
+    def unban(self, project_id: int, worker_id: int, reason: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/workers/{worker_id}/unban", json={"reason": reason}))
+
+    def bans(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/bans"))
+
+    def bonus(self, project_id: int, worker_id: int, amount: float, reason: str = "") -> dict[str, Any]:
+        body = {"worker_id": worker_id, "amount": amount, "reason": reason}
+        return dict(self._call("POST", f"/projects/{project_id}/bonuses", json=body))
+
+    def payouts(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/payouts"))
+
+    # export
+    def export(self, project_id: int, what: str = "labels", fmt: str = "csv", path: str | Path | None = None) -> bytes:
+        """Labels or answers (csv, jsonl, parquet) or ``label-studio``; streamed to ``path`` if given."""
+        route = f"/projects/{project_id}/export/{what}"
+        params = None if what == "label-studio" else {"format": fmt}
+        with self._http.stream("GET", route, params=params) as response:
+            if response.is_error:
+                response.read()
+                _raise_for(response)
+            if path is None:
+                return response.read()
+            with Path(path).open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        return b""
+
+    # webhooks
+    def add_webhook(self, project_id: int, url: str, events: list[str] | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/webhooks", json={"url": url, "events": events}))
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/webhooks"))
+
+    def delete_webhook(self, project_id: int, webhook_id: int) -> None:
+        self._call("DELETE", f"/projects/{project_id}/webhooks/{webhook_id}")
+
+    def deliveries(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/webhooks/deliveries"))
+
+
+def _raise_for(response: httpx.Response) -> None:
+    """Turn an error answer back into the CrowdloopError class the server raised."""
+    if not response.is_error:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    kind = _ERRORS.get(str(body.get("error")), CrowdloopError)
+    error = kind(str(body.get("detail") or f"HTTP {response.status_code} from the server"))
+    raise error

@@ -1,0 +1,134 @@
+"""Aggregating a project's answers with ``crowdloop.quality``, on demand or in the background.
+
+The result is one ``ItemLabel`` per answered item (label, confidence, method, time)
+and each worker's reliability (the aggregator's skill), which the dynamic-overlap
+rule and the worker table then use. Every run is recorded in ``aggregation_runs``.
+Background runs lock the project row, so several app processes never aggregate one
+project at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from crowdloop.crowd.projects import get_owned_project
+from crowdloop.quality import BaseClassificationAggregator, get_aggregator
+from crowdloop.storage.db import unit_of_work
+from crowdloop.storage.models import (
+    AggregationRun,
+    Answer,
+    Item,
+    ItemLabel,
+    Project,
+    ProjectWorker,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+AUTO_EVERY = 50
+"""Answers between two automatic aggregations of a project (at least)."""
+
+
+def aggregate_project(session: Session, actor: User, project_id: int) -> dict[str, Any]:
+    """On-demand aggregation by the project's requester."""
+    project = get_owned_project(session, actor, project_id)
+    return run_aggregation(session, project)
+
+
+def run_aggregation(session: Session, project: Project) -> dict[str, Any]:
+    answers = _answers_frame(session, project.id)
+    run = AggregationRun(project_id=project.id, method=project.aggregation_method, answers=len(answers))
+    session.add(run)
+    session.flush()
+    if answers.empty:
+        run.status, run.finished_at = "done", utcnow()
+        return _summary(run)
+    model = get_aggregator(project.aggregation_method)
+    if not isinstance(model, BaseClassificationAggregator):
+        raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
+    model.fit(answers, gold=_gold(session, project.id))
+    _store_labels(session, project, model)
+    _store_reliability(session, project.id, model)
+    project.answers_since_aggregation = 0
+    run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
+    return _summary(run)
+
+
+def _summary(run: AggregationRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "method": run.method,
+        "answers": run.answers,
+        "labels": run.labels,
+        "status": run.status,
+    }
+
+
+def _answers_frame(session: Session, project_id: int) -> pd.DataFrame:
+    rows = session.execute(
+        select(Answer.item_id, Answer.worker_id, Answer.label).where(Answer.project_id == project_id)
+    ).all()
+    return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+
+def _gold(session: Session, project_id: int) -> pd.Series | None:
+    rows = session.execute(
+        select(Item.id, Item.gold_label).where(Item.project_id == project_id, Item.is_gold.is_(True))
+    ).all()
+    gold = pd.Series({item_id: label for item_id, label in rows}, dtype=object)
+    return gold if len(gold) else None
+
+
+def _store_labels(session: Session, project: Project, model: BaseClassificationAggregator) -> None:
+    probas = model.probas_
+    confidence = probas.to_numpy().max(axis=1)
+    session.execute(delete(ItemLabel).where(ItemLabel.project_id == project.id))
+    now = utcnow()
+    rows = [
+        {"item_id": int(item), "project_id": project.id, "label": label, "confidence": float(conf),
+         "method": project.aggregation_method, "aggregated_at": now}
+        for item, label, conf in zip(model.labels_.index, model.labels_.to_numpy(), confidence, strict=True)
+    ]  # fmt: skip
+    if rows:
+        session.execute(insert(ItemLabel), rows)
+
+
+def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:
+    skills = getattr(model, "skills_", None)
+    if skills is None:
+        return
+    for worker_id, skill in skills.items():
+        session.execute(
+            update(ProjectWorker)
+            .where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id == int(worker_id))
+            .values(reliability=float(np.clip(skill, 0.0, 1.0)))
+        )
+
+
+def due(project: Project) -> bool:
+    """Whether enough answers arrived since the last run to aggregate again.
+
+    Every ``AUTO_EVERY`` answers, or every tenth of the answers so far if more, so the
+    cost of re-aggregating stays a constant share of the work as a project grows.
+    """
+    return project.answers_since_aggregation >= max(AUTO_EVERY, project.answers_total // 10)
+
+
+def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> None:
+    """Run after the response is sent; skips when another process is already at it."""
+    try:
+        with unit_of_work(factory) as session:
+            # The row lock serialises processes; whoever comes second finds nothing new.
+            project = session.get(Project, project_id, with_for_update=True)
+            if project is None or project.answers_since_aggregation == 0:
+                return
+            run_aggregation(session, project)
+    except Exception:  # a background job must log, never kill the worker thread
+        log.exception("background aggregation of project %s failed", project_id)

@@ -1,0 +1,185 @@
+"""The assignment engine: which item a worker gets next, under a lease.
+
+Guarantees, on SQLite and PostgreSQL, under any concurrency:
+- never more answers (submitted plus leased) on an item than its max overlap: the
+  reservation is one conditional ``UPDATE ... WHERE answer_count + reserved < max``;
+- never the same item twice to one worker: a unique (item, worker) constraint;
+- leases expire and return the item to the pool.
+
+Choosing is an index range scan over (project, done, priority, id), so it costs the
+same at 10k and 1M items. On PostgreSQL the candidate rows are locked with
+``FOR UPDATE SKIP LOCKED`` so concurrent workers take different items instead of
+queueing on the same one; SQLite serialises writers (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd.projects import get_project
+from crowdloop.crowd.schemas import TaskOut
+from crowdloop.crowd.standing import standing_row
+from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from crowdloop.storage.models import Assignment, Item, Project, User, utcnow
+
+CANDIDATES = 8
+
+
+def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None:
+    """Lease the next item for ``worker``; ``None`` when there is nothing left for them."""
+    project = get_project(session, worker, project_id)
+    if worker.role not in ("worker", "admin"):
+        raise PermissionDeniedError("only workers take tasks.")
+    if project.status != "active":
+        return None  # paused or finished: nothing to hand out
+    _check_may_work(session, project, worker)
+    expire_leases(session, project.id)
+    current = _open_lease(session, project.id, worker.id)
+    if current is not None:
+        return _task_out(session, project, current)
+    if not _budget_allows(project):
+        return None
+    assignment = _lease(session, project, worker, gold=_wants_gold(session, project, worker))
+    return None if assignment is None else _task_out(session, project, assignment)
+
+
+def _check_may_work(session: Session, project: Project, worker: User) -> None:
+    standing = standing_row(session, project.id, worker.id)
+    if standing.banned:
+        raise PermissionDeniedError("you are banned from this project.")
+    rules = project.rules
+    cap = rules.get("max_answers_per_worker")
+    if cap is not None and standing.answers >= cap:
+        raise ConflictError(f"you have reached this project's cap of {cap} answers.")
+    skips = rules.get("max_skips_in_row")
+    if skips is not None and standing.skips_in_row >= skips:
+        raise ConflictError(f"you skipped {standing.skips_in_row} tasks in a row; this project allows {skips}.")
+
+
+def _budget_allows(project: Project) -> bool:
+    if project.budget_micros is None:
+        return True
+    return project.spent_micros + project.price_micros <= project.budget_micros
+
+
+def _wants_gold(session: Session, project: Project, worker: User) -> bool:
+    """Gold at the project's rate, deterministically: when the worker is below their share."""
+    if project.gold_share <= 0:
+        return False
+    standing = standing_row(session, project.id, worker.id)
+    return standing.gold_answers < project.gold_share * (standing.answers + 1)
+
+
+def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> Assignment | None:
+    for attempt in range(3):
+        item_id = _reserve(session, project, worker.id, gold=gold)
+        if item_id is None and gold:
+            item_id = _reserve(session, project, worker.id, gold=False)
+        if item_id is None:
+            return None
+        try:
+            with session.begin_nested():
+                assignment = Assignment(
+                    project_id=project.id,
+                    item_id=item_id,
+                    worker_id=worker.id,
+                    expires_at=utcnow() + timedelta(seconds=project.lease_seconds),
+                )
+                session.add(assignment)
+            return assignment
+        except IntegrityError:  # the same worker raced for the same item in two requests
+            _release(session, item_id)
+            if attempt == 2:
+                raise
+    return None
+
+
+def _reserve(session: Session, project: Project, worker_id: int, *, gold: bool) -> int | None:
+    """Take one reservation on the best available item; its id, or None."""
+    seen = exists().where(Assignment.item_id == Item.id, Assignment.worker_id == worker_id)
+    room = Item.answer_count + Item.reserved < project.max_overlap
+    query = (
+        select(Item.id)
+        .where(Item.project_id == project.id, Item.done.is_(False), Item.is_gold.is_(gold), ~seen)
+        .order_by(Item.priority.desc(), Item.id)
+        .limit(CANDIDATES)
+    )
+    if not gold:
+        query = query.where(room)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Item)
+    for item_id in session.scalars(query).all():
+        guard = Item.id == item_id if gold else and_(Item.id == item_id, room)
+        taken = session.execute(update(Item).where(guard).values(reserved=Item.reserved + 1))
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return int(item_id)
+    return None
+
+
+def _release(session: Session, item_id: int) -> None:
+    session.execute(update(Item).where(Item.id == item_id).values(reserved=Item.reserved - 1))
+
+
+def _open_lease(session: Session, project_id: int, worker_id: int) -> Assignment | None:
+    """A worker asking again before answering gets the same task back (idempotent next)."""
+    query = select(Assignment).where(
+        Assignment.project_id == project_id,
+        Assignment.worker_id == worker_id,
+        Assignment.status == "leased",
+        Assignment.expires_at > utcnow(),
+    )
+    return session.scalars(query.limit(1)).first()
+
+
+def expire_leases(session: Session, project_id: int) -> int:
+    """Return the items of expired leases to the pool."""
+    expired = session.scalars(
+        select(Assignment)
+        .where(
+            Assignment.project_id == project_id,
+            Assignment.status == "leased",
+            Assignment.expires_at <= utcnow(),
+        )
+        .limit(1000)
+    ).all()
+    for assignment in expired:
+        assignment.status = "expired"
+        _release(session, assignment.item_id)
+    return len(expired)
+
+
+def skip_task(session: Session, worker: User, assignment_id: int) -> None:
+    """Give a leased item back; counts towards the skips-in-a-row rule."""
+    assignment = own_assignment(session, worker, assignment_id)
+    if assignment.status != "leased":
+        raise ConflictError(f"assignment {assignment_id} is {assignment.status}, not leased.")
+    assignment.status = "skipped"
+    _release(session, assignment.item_id)
+    standing_row(session, assignment.project_id, worker.id).skips_in_row += 1
+
+
+def own_assignment(session: Session, worker: User, assignment_id: int) -> Assignment:
+    """The worker's own assignment; anybody else's is 'not found'."""
+    assignment = session.get(Assignment, assignment_id, with_for_update=True)
+    if assignment is None or assignment.worker_id != worker.id:
+        raise NotFoundError(f"no assignment {assignment_id}.")
+    return assignment
+
+
+def _task_out(session: Session, project: Project, assignment: Assignment) -> TaskOut:
+    item = session.get(Item, assignment.item_id)
+    if item is None:
+        raise NotFoundError(f"no item {assignment.item_id}.")
+    return TaskOut(
+        assignment_id=assignment.id,
+        project_id=project.id,
+        item_id=item.id,
+        data=item.data,
+        labels=project.labels,
+        instructions=project.instructions,
+        expires_at=assignment.expires_at,
+    )

@@ -1,0 +1,115 @@
+"""Users and API tokens. Tokens are random, shown once, and stored as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crowdloop.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from crowdloop.storage.models import ROLES, ApiToken, User, utcnow
+
+TOKEN_PREFIX = "cl_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly issued token: the only moment its clear text exists."""
+
+    user: User
+    token: str
+
+
+def create_user(session: Session, name: str, role: str) -> User:
+    if role not in ROLES:
+        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {role!r}.")
+    if not name.strip():
+        raise InvalidInputError("a user needs a name.")
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise ConflictError(f"a user named {name!r} already exists.")
+    user = User(name=name.strip(), role=role)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def issue_token(session: Session, user: User) -> NewToken:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10]))
+    session.flush()
+    return NewToken(user, token)
+
+
+def create_user_with_token(session: Session, name: str, role: str) -> NewToken:
+    return issue_token(session, create_user(session, name, role))
+
+
+def authenticate(session: Session, token: str | None) -> User:
+    """The user behind a bearer token, or :class:`AuthenticationError`."""
+    if not token:
+        raise AuthenticationError("missing token: send 'Authorization: Bearer <token>'.")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        raise AuthenticationError("invalid or revoked token.")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise AuthenticationError("invalid or revoked token.")
+    return user
+
+
+def ensure_admin_token(session: Session, token: str) -> User:
+    """Make ``token`` (from CROWDLOOP_ADMIN_TOKEN) an admin's token; idempotent across restarts."""
+    existing = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if existing is not None:
+        user = session.get(User, existing.user_id)
+        if user is not None:
+            return user
+    admin = session.scalar(select(User).where(User.name == "admin")) or create_user(session, "admin", "admin")
+    session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=token[:10]))
+    session.flush()
+    return admin
+
+
+def issue_token_for(session: Session, actor: User, user_id: int) -> NewToken:
+    """An admin issues another token for a user (e.g. a lost one was revoked)."""
+    require_role(actor, "admin")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user {user_id}.")
+    return issue_token(session, user)
+
+
+def revoke_tokens(session: Session, actor: User, user_id: int) -> int:
+    require_role(actor, "admin")
+    rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)))
+    count = 0
+    for row in rows:
+        row.revoked_at = utcnow()
+        count += 1
+    return count
+
+
+def require_role(user: User, *roles: str) -> None:
+    if user.role not in roles:
+        raise PermissionDeniedError(f"this needs the role {' or '.join(roles)}; you are a {user.role}.")
+
+
+def list_users(session: Session, actor: User, role: str | None = None) -> list[User]:
+    require_role(actor, "admin")
+    query = select(User).order_by(User.id)
+    if role:
+        query = query.where(User.role == role)
+    return list(session.scalars(query))

@@ -1,0 +1,172 @@
+"""Projects: creation, visibility, status and the progress summary.
+
+Visibility is enforced here, once: admins see everything, requesters their own
+projects, workers the published (not draft) projects open to them. A project the caller may not
+see is reported as not found, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd.auth import require_role
+from crowdloop.crowd.schemas import (
+    ProjectCreate,
+    ProjectOut,
+    ProjectUpdate,
+    from_micros,
+    to_micros,
+)
+from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError
+from crowdloop.quality import CATEGORICAL_METHODS, get_aggregator
+from crowdloop.storage.models import Answer, Item, ItemLabel, Project, ProjectAccess, User
+
+TRANSITIONS = {
+    "draft": {"active", "finished"},
+    "active": {"paused", "finished"},
+    "paused": {"active", "finished"},
+    "finished": {"active"},
+}
+
+
+def create_project(session: Session, actor: User, spec: ProjectCreate) -> Project:
+    require_role(actor, "admin", "requester")
+    _check_method(spec.aggregation_method)
+    values = spec.model_dump(exclude={"price", "budget", "rules"})
+    project = Project(
+        owner_id=actor.id,
+        price_micros=to_micros(spec.price),
+        budget_micros=to_micros(spec.budget),
+        rules=spec.rules.model_dump(),
+        **values,
+    )
+    session.add(project)
+    session.flush()
+    return project
+
+
+def _check_method(method: str) -> None:
+    aggregator = get_aggregator(method)
+    if type(aggregator) not in CATEGORICAL_METHODS.values():
+        raise InvalidInputError(f"{method!r} aggregates numeric answers; projects need a categorical method.")
+
+
+def visible_projects(actor: User) -> Any:
+    """A select of the projects ``actor`` may see."""
+    query = select(Project)
+    if actor.role == "requester":
+        return query.where(Project.owner_id == actor.id)
+    if actor.role in ("worker", "device"):
+        granted = exists().where(ProjectAccess.project_id == Project.id, ProjectAccess.worker_id == actor.id)
+        return query.where(Project.status != "draft", or_(Project.open_to_all, granted))
+    return query
+
+
+def get_project(session: Session, actor: User, project_id: int) -> Project:
+    project: Project | None = session.scalar(visible_projects(actor).where(Project.id == project_id))
+    if project is None:
+        raise NotFoundError(f"no project {project_id}.")
+    return project
+
+
+def get_owned_project(session: Session, actor: User, project_id: int, *, lock: bool = False) -> Project:
+    """A project the actor may manage (its requester, or an admin)."""
+    require_role(actor, "admin", "requester")
+    query = visible_projects(actor).where(Project.id == project_id)
+    project: Project | None = session.scalar(query.with_for_update() if lock else query)
+    if project is None:
+        raise NotFoundError(f"no project {project_id}.")
+    return project
+
+
+def list_projects(session: Session, actor: User) -> list[Project]:
+    return list(session.scalars(visible_projects(actor).order_by(Project.id)))
+
+
+def update_project(session: Session, actor: User, project_id: int, changes: ProjectUpdate) -> Project:
+    project = get_owned_project(session, actor, project_id, lock=True)
+    values = changes.model_dump(exclude_unset=True)
+    if "status" in values:
+        _check_transition(project.status, values.pop("status"))
+        project.status = changes.status or project.status
+    if "aggregation_method" in values:
+        _check_method(values["aggregation_method"])
+    for name in ("price", "budget"):
+        if name in values:
+            setattr(project, f"{name}_micros", to_micros(values.pop(name)))
+    if "rules" in values:
+        project.rules = {**project.rules, **values.pop("rules")}
+    for name, value in values.items():
+        setattr(project, name, value)
+    if project.max_overlap < project.min_overlap:
+        raise InvalidInputError("max_overlap must be at least min_overlap.")
+    return project
+
+
+def _check_transition(current: str, wanted: str) -> None:
+    if wanted != current and wanted not in TRANSITIONS[current]:
+        raise ConflictError(f"a {current} project cannot become {wanted}.")
+
+
+def grant_access(session: Session, actor: User, project_id: int, worker_id: int) -> None:
+    get_owned_project(session, actor, project_id)
+    worker = session.get(User, worker_id)
+    if worker is None or worker.role != "worker":
+        raise NotFoundError(f"no worker {worker_id}.")
+    if session.get(ProjectAccess, (project_id, worker_id)) is None:
+        session.add(ProjectAccess(project_id=project_id, worker_id=worker_id))
+
+
+def project_out(project: Project, *, full: bool) -> ProjectOut:
+    """The project as its requester (``full``) or a worker sees it."""
+    base = {
+        "id": project.id,
+        "name": project.name,
+        "task_type": project.task_type,
+        "labels": project.labels,
+        "instructions": project.instructions,
+        "status": project.status,
+        "price": from_micros(project.price_micros) or 0.0,
+        "min_overlap": project.min_overlap,
+        "max_overlap": project.max_overlap,
+        "confidence_target": project.confidence_target,
+        "gold_share": project.gold_share,
+    }
+    if full:
+        base |= {
+            "budget": from_micros(project.budget_micros),
+            "spent": from_micros(project.spent_micros),
+            "aggregation_method": project.aggregation_method,
+            "rules": project.rules,
+        }
+    return ProjectOut(**base)
+
+
+def project_status(session: Session, actor: User, project_id: int) -> dict[str, Any]:
+    """Progress, money and label counts of one project."""
+    project = get_owned_project(session, actor, project_id)
+    items = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Item.done),
+            func.count().filter(Item.is_gold),
+        ).where(Item.project_id == project_id)
+    ).one()
+    answers = session.scalar(select(func.count()).where(Answer.project_id == project_id)) or 0
+    labels = session.scalar(select(func.count()).where(ItemLabel.project_id == project_id)) or 0
+    spent = from_micros(project.spent_micros) or 0.0
+    return {
+        "project_id": project.id,
+        "status": project.status,
+        "items": items[0],
+        "gold_items": items[2],
+        "items_done": items[1],
+        "answers": answers,
+        "labels": labels,
+        "spent": spent,
+        "budget": from_micros(project.budget_micros),
+        "cost_per_label": spent / labels if labels else None,
+    }

@@ -1,0 +1,151 @@
+"""Request and response shapes shared by the services, the HTTP API and the SDK."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MICROS = 1_000_000
+
+
+def to_micros(amount: float | None) -> int | None:
+    return None if amount is None else round(amount * MICROS)
+
+
+def from_micros(micros: int | None) -> float | None:
+    return None if micros is None else micros / MICROS
+
+
+class QualityRules(BaseModel):
+    """Toloka-style quality control; every rule is off when its value is None."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_gold_accuracy: float | None = Field(None, ge=0, le=1, description="ban below this gold accuracy")
+    min_gold_answers: int = Field(3, ge=1, description="...once the worker has this many gold answers")
+    min_answer_seconds: float | None = Field(None, ge=0, description="answers faster than this are flagged")
+    ban_after_fast_answers: int | None = Field(None, ge=1, description="ban after this many fast answers")
+    max_skips_in_row: int | None = Field(None, ge=1, description="no more tasks after this many skips in a row")
+    max_answers_per_worker: int | None = Field(None, ge=1)
+    training_feedback: bool = Field(True, description="show the right answer after a wrong gold answer")
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    task_type: Literal["single_choice", "multi_choice", "rating"] = "single_choice"
+    labels: list[str] = Field(min_length=2, description="the label set, in display order")
+    instructions: str = ""
+    min_overlap: int = Field(1, ge=1, le=100)
+    max_overlap: int = Field(3, ge=1, le=100)
+    confidence_target: float = Field(0.95, gt=0.5, le=1.0)
+    gold_share: float = Field(0.0, ge=0, lt=1)
+    price: float = Field(0.0, ge=0, description="paid per accepted answer")
+    budget: float | None = Field(None, ge=0)
+    aggregation_method: str = "default"
+    lease_seconds: int = Field(600, ge=5, le=86_400)
+    open_to_all: bool = True
+    rules: QualityRules = Field(default_factory=QualityRules)
+
+    @model_validator(mode="after")
+    def _check(self) -> ProjectCreate:
+        if self.max_overlap < self.min_overlap:
+            raise ValueError("max_overlap must be at least min_overlap")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be distinct")
+        return self
+
+
+class ProjectUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    instructions: str | None = None
+    status: Literal["draft", "active", "paused", "finished"] | None = None
+    min_overlap: int | None = Field(None, ge=1, le=100)
+    max_overlap: int | None = Field(None, ge=1, le=100)
+    confidence_target: float | None = Field(None, gt=0.5, le=1.0)
+    gold_share: float | None = Field(None, ge=0, lt=1)
+    price: float | None = Field(None, ge=0)
+    budget: float | None = Field(None, ge=0)
+    aggregation_method: str | None = None
+    rules: QualityRules | None = None
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    task_type: str
+    labels: list[str]
+    instructions: str
+    status: str
+    price: float
+    min_overlap: int
+    max_overlap: int
+    confidence_target: float
+    gold_share: float
+    budget: float | None = None
+    spent: float | None = None
+    aggregation_method: str | None = None
+    rules: dict[str, Any] | None = None
+
+
+class ItemIn(BaseModel):
+    """One item to import: its fields, optional id, and for gold items the true label."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: dict[str, Any]
+    external_id: str | None = None
+    gold_label: str | None = None
+    gold_explanation: str | None = None
+    priority: float = 0.0
+
+
+class RejectedRow(BaseModel):
+    row: int
+    reason: str
+
+
+class ImportReport(BaseModel):
+    received: int = 0
+    created: int = 0
+    duplicates: int = 0
+    rejected: list[RejectedRow] = Field(default_factory=list)
+    near_duplicates: list[tuple[int, int, float]] = Field(
+        default_factory=list, description="(new item id, similar item id, similarity)"
+    )
+
+
+class TaskOut(BaseModel):
+    """What a worker sees: never whether the item is gold, nor other answers."""
+
+    assignment_id: int
+    project_id: int
+    item_id: int
+    data: dict[str, Any]
+    labels: list[str]
+    instructions: str
+    expires_at: datetime
+
+
+class SubmitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    seconds: float | None = Field(None, ge=0)
+
+
+class SubmitOut(BaseModel):
+    answer_id: int
+    reward: float
+    duplicate: bool = False
+    feedback: dict[str, Any] | None = None
+    aggregate_project: int | None = Field(None, exclude=True, description="set when aggregation is due")
+
+
+class WorkerStanding(BaseModel):
+    project_id: int
+    answers: int
+    gold_answers: int
+    gold_accuracy: float | None
+    earned: float
+    banned: bool

@@ -1,0 +1,63 @@
+"""A worker's standing on a project, and bans with their recorded reasons."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd.schemas import WorkerStanding, from_micros
+from crowdloop.storage.models import BanEvent, ProjectWorker
+
+
+def standing_row(session: Session, project_id: int, worker_id: int) -> ProjectWorker:
+    """The (project, worker) row, created on first use."""
+    row = session.get(ProjectWorker, (project_id, worker_id))
+    if row is None:  # insert-if-absent, safe when two requests of one worker race
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(
+            insert(ProjectWorker)
+            .values(project_id=project_id, worker_id=worker_id)
+            .on_conflict_do_nothing(index_elements=["project_id", "worker_id"])
+        )
+        row = session.get(ProjectWorker, (project_id, worker_id))
+    if row is None:
+        raise RuntimeError("project_workers row vanished right after insert")
+    return row
+
+
+def set_ban(
+    session: Session, project_id: int, worker_id: int, *, banned: bool, reason: str, by_user_id: int | None
+) -> ProjectWorker:
+    """Ban or unban, recording who did it and why (an automatic rule has no user)."""
+    row = standing_row(session, project_id, worker_id)
+    row.banned = banned
+    session.add(
+        BanEvent(
+            project_id=project_id,
+            worker_id=worker_id,
+            action="ban" if banned else "unban",
+            reason=reason,
+            by_user_id=by_user_id,
+        )
+    )
+    return row
+
+
+def ban_history(session: Session, project_id: int, worker_id: int | None = None) -> list[BanEvent]:
+    query = select(BanEvent).where(BanEvent.project_id == project_id).order_by(BanEvent.id)
+    if worker_id is not None:
+        query = query.where(BanEvent.worker_id == worker_id)
+    return list(session.scalars(query))
+
+
+def standing_out(row: ProjectWorker) -> WorkerStanding:
+    accuracy = row.gold_correct / row.gold_answers if row.gold_answers else None
+    return WorkerStanding(
+        project_id=row.project_id,
+        answers=row.answers,
+        gold_answers=row.gold_answers,
+        gold_accuracy=accuracy,
+        earned=from_micros(row.earned_micros) or 0.0,
+        banned=row.banned,
+    )

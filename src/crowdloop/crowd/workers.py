@@ -1,0 +1,126 @@
+"""The requester's view of the crowd on a project: worker table, bans, bonuses, payouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd import webhooks
+from crowdloop.crowd.projects import get_owned_project
+from crowdloop.crowd.schemas import from_micros, to_micros
+from crowdloop.crowd.standing import ban_history, set_ban, standing_row
+from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.storage.models import Answer, BanEvent, Bonus, ProjectWorker, User
+
+
+def worker_table(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
+    """Per worker: answers, gold accuracy, reliability, median seconds, earnings, ban state."""
+    get_owned_project(session, actor, project_id)
+    rows = session.execute(
+        select(ProjectWorker, User.name)
+        .join(User, User.id == ProjectWorker.worker_id)
+        .where(ProjectWorker.project_id == project_id)
+        .order_by(ProjectWorker.worker_id)
+    ).all()
+    speed: dict[int, float] = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(Answer.worker_id, func.avg(Answer.seconds))
+            .where(Answer.project_id == project_id)
+            .group_by(Answer.worker_id)
+        ).all()
+    )
+    bonuses = _bonus_totals(session, project_id)
+    return [_worker_row(pw, name, speed.get(pw.worker_id), bonuses.get(pw.worker_id, 0)) for pw, name in rows]
+
+
+def _worker_row(pw: ProjectWorker, name: str, seconds: float | None, bonus_micros: int) -> dict[str, Any]:
+    earned = (pw.earned_micros + bonus_micros) / 1_000_000
+    hours = (seconds or 0) * pw.answers / 3600
+    return {
+        "worker_id": pw.worker_id,
+        "name": name,
+        "answers": pw.answers,
+        "gold_answers": pw.gold_answers,
+        "gold_accuracy": pw.gold_correct / pw.gold_answers if pw.gold_answers else None,
+        "reliability": pw.reliability,
+        "mean_seconds": seconds,
+        "earned": earned,
+        "hourly_pay": earned / hours if hours > 0 else None,
+        "banned": pw.banned,
+    }
+
+
+def _bonus_totals(session: Session, project_id: int) -> dict[int, int]:
+    rows = session.execute(
+        select(Bonus.worker_id, func.sum(Bonus.amount_micros))
+        .where(Bonus.project_id == project_id)
+        .group_by(Bonus.worker_id)
+    ).all()
+    return {worker: int(total) for worker, total in rows}
+
+
+def ban_worker(
+    session: Session, actor: User, project_id: int, worker_id: int, reason: str, *, banned: bool
+) -> dict[str, Any]:
+    """Ban or unban by hand; the reason is required and recorded."""
+    get_owned_project(session, actor, project_id)
+    if not reason.strip():
+        raise InvalidInputError("a ban or unban needs a reason.")
+    _worker(session, worker_id)
+    row = set_ban(session, project_id, worker_id, banned=banned, reason=reason, by_user_id=actor.id)
+    if banned:
+        webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
+    return {"worker_id": worker_id, "banned": row.banned}
+
+
+def bans(session: Session, actor: User, project_id: int) -> list[BanEvent]:
+    get_owned_project(session, actor, project_id)
+    return ban_history(session, project_id)
+
+
+def _worker(session: Session, worker_id: int) -> User:
+    worker = session.get(User, worker_id)
+    if worker is None or worker.role != "worker":
+        raise NotFoundError(f"no worker {worker_id}.")
+    return worker
+
+
+def add_bonus(session: Session, actor: User, project_id: int, worker_id: int, amount: float, reason: str) -> Bonus:
+    project = get_owned_project(session, actor, project_id, lock=True)
+    _worker(session, worker_id)
+    micros = to_micros(amount) or 0
+    if micros <= 0:
+        raise InvalidInputError("a bonus must be a positive amount.")
+    if project.budget_micros is not None and project.spent_micros + micros > project.budget_micros:
+        raise InvalidInputError("this bonus would exceed the project's budget.")
+    project.spent_micros += micros
+    standing_row(session, project_id, worker_id)
+    bonus = Bonus(project_id=project_id, worker_id=worker_id, amount_micros=micros, reason=reason)
+    session.add(bonus)
+    session.flush()
+    return bonus
+
+
+def payouts(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
+    """What each worker is owed on the project: answers, pay for answers, bonuses, total."""
+    get_owned_project(session, actor, project_id)
+    bonuses = _bonus_totals(session, project_id)
+    rows = session.execute(
+        select(ProjectWorker, User.name)
+        .join(User, User.id == ProjectWorker.worker_id)
+        .where(ProjectWorker.project_id == project_id)
+        .order_by(ProjectWorker.worker_id)
+    ).all()
+    return [
+        {
+            "worker_id": pw.worker_id,
+            "name": name,
+            "answers": pw.answers,
+            "answer_pay": from_micros(pw.earned_micros),
+            "bonuses": from_micros(bonuses.get(pw.worker_id, 0)),
+            "total": from_micros(pw.earned_micros + bonuses.get(pw.worker_id, 0)),
+        }
+        for pw, name in rows
+    ]

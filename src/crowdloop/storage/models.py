@@ -1,0 +1,256 @@
+"""SQLAlchemy models: the platform's tables (SQLite and PostgreSQL alike).
+
+Money is kept in integer micro-units (1e-6 of the currency) so sums are exact;
+the API speaks in decimal amounts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("admin", "requester", "worker", "device")
+PROJECT_STATUSES = ("draft", "active", "paused", "finished")
+TASK_TYPES = ("single_choice", "multi_choice", "rating")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the database: same on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime()}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task_type: Mapped[str] = mapped_column(String(20), default="single_choice")
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    min_overlap: Mapped[int] = mapped_column(Integer, default=1)
+    max_overlap: Mapped[int] = mapped_column(Integer, default=3)
+    confidence_target: Mapped[float] = mapped_column(Float, default=0.95)
+    gold_share: Mapped[float] = mapped_column(Float, default=0.0)
+    price_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    budget_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    aggregation_method: Mapped[str] = mapped_column(String(40), default="default")
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    open_to_all: Mapped[bool] = mapped_column(Boolean, default=True)
+    answers_total: Mapped[int] = mapped_column(Integer, default=0)
+    answers_since_aggregation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectAccess(Base):
+    """Workers allowed on a project that is not open to all."""
+
+    __tablename__ = "project_access"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
+        Index("ix_items_queue", "project_id", "done", "priority", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_label: Mapped[Any] = mapped_column(JSON, default=None)
+    gold_explanation: Mapped[str | None] = mapped_column(Text, default=None)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    near_duplicate_of: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    source: Mapped[str] = mapped_column(String(40), default="import")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Assignment(Base):
+    """A leased item: one worker, one item, at most once ever."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "worker_id", name="uq_assignment_item_worker"),
+        Index("ix_assignments_lease", "status", "expires_at"),
+        Index("ix_assignments_worker", "worker_id", "project_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(12), default="leased")  # leased|submitted|skipped|expired
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_project", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[Any] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    reward_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    flagged: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ItemLabel(Base):
+    """The aggregated label of an item, with where it came from."""
+
+    __tablename__ = "item_labels"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    label: Mapped[Any] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(40))
+    aggregated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectWorker(Base):
+    """A worker's standing on one project: counts, reliability, ban, skips."""
+
+    __tablename__ = "project_workers"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+    gold_answers: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    skips_in_row: Mapped[int] = mapped_column(Integer, default=0)
+    fast_answers: Mapped[int] = mapped_column(Integer, default=0)
+    reliability: Mapped[float | None] = mapped_column(Float, default=None)
+    earned_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    banned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BanEvent(Base):
+    """Every ban and unban, with its reason: the audit trail."""
+
+    __tablename__ = "ban_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(10))  # ban | unban
+    reason: Mapped[str] = mapped_column(Text)
+    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Bonus(Base):
+    __tablename__ = "bonuses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AggregationRun(Base):
+    __tablename__ = "aggregation_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running|done|failed
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+    labels: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(80))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per event per webhook, retried with back-off until delivered."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

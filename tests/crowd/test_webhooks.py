@@ -1,0 +1,506 @@
+"""Webhooks end to end: a real database (SQLite file, and PostgreSQL when it answers),
+a real HTTP receiver on a local port, real signatures.
+
+Time is driven by passing ``now`` to ``deliver_due``; only the dispatcher test waits for
+a real thread, with a generous limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from conftest import require
+from crowdloop.crowd import webhooks
+from crowdloop.crowd.webhooks import (
+    EVENTS,
+    MAX_ATTEMPTS,
+    WebhookDispatcher,
+    backoff,
+    delete_webhook,
+    deliver_due,
+    delivery_log,
+    enqueue,
+    list_webhooks,
+    register_webhook,
+    sign,
+    verify,
+)
+from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.storage import migrate
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# --- fixtures: databases --------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    engine: Engine
+    factory: sessionmaker[Session]
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A throwaway database with a unique name, dropped afterwards (even if the test failed)."""
+    admin = make_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"crowdloop_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.engine.dispose()
+        require(False, f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc.orig})")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
+        else:
+            url = stack.enter_context(_postgres_database())
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        migrate.upgrade(engine)
+        yield Database(engine, session_factory(engine))
+
+
+def _make_project(db: Database, name: str) -> int:
+    with unit_of_work(db.factory) as session:
+        owner = User(name=f"owner of {name}", role="requester")
+        session.add(owner)
+        session.flush()
+        project = Project(owner_id=owner.id, name=name)
+        session.add(project)
+        session.flush()
+        return project.id
+
+
+@pytest.fixture
+def project_id(db: Database) -> int:
+    return _make_project(db, "cats")
+
+
+# --- fixtures: a real HTTP receiver ---------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Records every POST; answers 500 to the first ``fail_first`` of them, 200 after."""
+
+    url: str
+    fail_first: int = 0
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, request: Received) -> int:
+        with self.lock:
+            self.requests.append(request)
+            return 500 if len(self.requests) <= self.fail_first else 200
+
+
+def _handler_for(receiver_box: list[Receiver]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status = receiver_box[0].record(Received(self.path, dict(self.headers.items()), body))
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    box: list[Receiver] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(box))
+    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook"))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield box[0]
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as http:
+        yield http
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on a local port that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _register(db: Database, project_id: int, url: str, events: list[str] | None = None) -> Webhook:
+    with unit_of_work(db.factory) as session:
+        return register_webhook(session, project_id, url, events)
+
+
+def _enqueue(db: Database, project_id: int, event: str = "item.labeled", payload: Any = None) -> int:
+    with unit_of_work(db.factory) as session:
+        return enqueue(session, project_id, event, payload or {"item_id": 7, "label": "cat"})
+
+
+def _deliver(db: Database, client: httpx.Client, now: datetime | None = None) -> int:
+    with unit_of_work(db.factory) as session:
+        return deliver_due(session, client, now=now)
+
+
+def _deliveries(db: Database) -> list[WebhookDelivery]:
+    with db.factory() as session:
+        return list(session.query(WebhookDelivery).order_by(WebhookDelivery.id))
+
+
+def _only_delivery(db: Database) -> WebhookDelivery:
+    rows = _deliveries(db)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+# --- registration ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "not a url", "ftp://example.com/hook", "http://", "https:///path", "http://exa mple.com/", "http://a:xx/"],
+)
+def test_register_rejects_urls_that_are_not_absolute_http(db: Database, project_id: int, url: str) -> None:
+    with db.factory() as session, pytest.raises(InvalidInputError, match="http:// or https://"):
+        register_webhook(session, project_id, url)
+
+
+def test_register_rejects_unknown_events_and_names_the_allowed_ones(db: Database, project_id: int) -> None:
+    with db.factory() as session:
+        with pytest.raises(InvalidInputError) as caught:
+            register_webhook(session, project_id, "https://example.com/hook", ["item.labeled", "item.eaten"])
+        assert "item.eaten" in caught.value.detail
+        assert all(event in caught.value.detail for event in EVENTS)
+        with pytest.raises(InvalidInputError, match="at least one event"):
+            register_webhook(session, project_id, "https://example.com/hook", [])
+
+
+def test_register_on_a_missing_project_is_not_found(db: Database) -> None:
+    with db.factory() as session, pytest.raises(NotFoundError):
+        register_webhook(session, 999, "https://example.com/hook")
+
+
+def test_register_defaults_to_all_events_and_a_fresh_secret(db: Database, project_id: int) -> None:
+    first = _register(db, project_id, " https://example.com/a ")
+    second = _register(db, project_id, "http://example.com/b", ["worker.banned", "worker.banned"])
+    assert first.url == "https://example.com/a"
+    assert first.events == list(EVENTS)
+    assert second.events == ["worker.banned"]
+    assert len(first.secret) == 64 and int(first.secret, 16) >= 0
+    assert first.secret != second.secret
+    with db.factory() as session:
+        stored = session.get(Webhook, first.id)
+        assert stored is not None and stored.secret == first.secret  # kept usable for signing
+
+
+def test_list_and_delete_are_scoped_to_the_project(db: Database, project_id: int) -> None:
+    other_project = _make_project(db, "dogs")
+    hook = _register(db, project_id, "https://example.com/hook")
+    _enqueue(db, project_id)
+    with unit_of_work(db.factory) as session:
+        assert [w.id for w in list_webhooks(session, project_id)] == [hook.id]
+        assert list_webhooks(session, other_project) == []
+        with pytest.raises(NotFoundError):
+            delete_webhook(session, other_project, hook.id)
+        with pytest.raises(NotFoundError):
+            delete_webhook(session, project_id, hook.id + 100)
+    with unit_of_work(db.factory) as session:
+        delete_webhook(session, project_id, hook.id)
+    with db.factory() as session:
+        assert list_webhooks(session, project_id) == []
+    assert _deliveries(db) == []  # pending deliveries went with their webhook
+
+
+# --- the outbox -----------------------------------------------------------------------------------
+
+
+def test_enqueue_only_for_active_webhooks_subscribed_to_the_event(db: Database, project_id: int) -> None:
+    labeled = _register(db, project_id, "https://example.com/labeled", ["item.labeled"])
+    _register(db, project_id, "https://example.com/banned", ["worker.banned"])
+    paused = _register(db, project_id, "https://example.com/paused")
+    elsewhere = _make_project(db, "dogs")
+    _register(db, elsewhere, "https://example.com/dogs")
+    with unit_of_work(db.factory) as session:
+        hook = session.get(Webhook, paused.id)
+        assert hook is not None
+        hook.active = False
+
+    assert _enqueue(db, project_id, "item.labeled", {"item_id": 1}) == 1
+    assert _enqueue(db, project_id, "drift.detected", {"psi": 0.3}) == 0
+    row = _only_delivery(db)
+    assert (row.webhook_id, row.event, row.payload, row.status) == (
+        labeled.id,
+        "item.labeled",
+        {"item_id": 1},
+        "pending",
+    )
+
+
+def test_enqueue_rejects_unknown_events_and_unserialisable_payloads(db: Database, project_id: int) -> None:
+    _register(db, project_id, "https://example.com/hook")
+    with db.factory() as session:
+        with pytest.raises(InvalidInputError, match="project.finished"):
+            enqueue(session, project_id, "item.eaten", {})
+        with pytest.raises(InvalidInputError, match="JSON"):
+            enqueue(session, project_id, "item.labeled", {"when": object()})
+
+
+def test_enqueue_rolls_back_with_the_change_that_caused_it(db: Database, project_id: int) -> None:
+    _register(db, project_id, "https://example.com/hook")
+    with pytest.raises(RuntimeError), unit_of_work(db.factory) as session:
+        enqueue(session, project_id, "project.finished", {"items": 10})
+        raise RuntimeError("the change failed")
+    assert _deliveries(db) == []
+
+
+# --- delivery and signatures ----------------------------------------------------------------------
+
+
+def test_delivery_is_signed_and_verify_accepts_only_the_genuine_request(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    hook = _register(db, project_id, receiver.url, ["item.labeled"])
+    _enqueue(db, project_id, "item.labeled", {"item_id": 7, "label": "cat"})
+    now = utcnow()
+    assert _deliver(db, client, now) == 1
+
+    (request,) = receiver.requests
+    row = _only_delivery(db)
+    assert request.path == "/hook"
+    assert request.headers["X-Crowdloop-Event"] == "item.labeled"
+    assert request.headers["X-Crowdloop-Delivery"] == str(row.id)
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.body) == {
+        "id": row.id,
+        "event": "item.labeled",
+        "project_id": project_id,
+        "created_at": row.created_at.isoformat(),
+        "data": {"item_id": 7, "label": "cat"},
+    }
+    timestamp = request.headers["X-Crowdloop-Timestamp"]
+    signature = request.headers["X-Crowdloop-Signature"]
+    assert signature == "sha256=" + sign(hook.secret, request.body, int(timestamp))
+    assert verify(hook.secret, request.body, timestamp, signature, now=now)
+    assert verify(hook.secret, request.body, int(timestamp), signature.removeprefix("sha256="), now=now)
+    assert not verify(hook.secret, request.body.replace(b"cat", b"dog"), timestamp, signature, now=now)
+    assert not verify(hook.secret, request.body, timestamp, signature, now=now + timedelta(seconds=301))
+    assert not verify(hook.secret, request.body, str(int(timestamp) + 1), signature, now=now)
+    assert not verify("0" * 64, request.body, timestamp, signature, now=now)
+    assert not verify(hook.secret, request.body, "yesterday", signature, now=now)
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 1, 200, None)
+    assert row.delivered_at == now
+
+
+def test_failures_are_retried_on_the_back_off_schedule_until_delivered(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.fail_first = 2
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    start = utcnow()
+
+    assert _deliver(db, client, start) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("pending", 1, 500, "HTTP 500")
+    assert row.next_attempt_at == start + timedelta(seconds=5)
+
+    assert _deliver(db, client, start + timedelta(seconds=4)) == 0  # not due yet
+    second = start + timedelta(seconds=5)
+    assert _deliver(db, client, second) == 1
+    row = _only_delivery(db)
+    assert (row.attempts, row.next_attempt_at) == (2, second + timedelta(seconds=10))
+
+    third = second + timedelta(seconds=10)
+    assert _deliver(db, client, third) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("delivered", 3, 200, None)
+    assert row.delivered_at == third
+    assert len(receiver.requests) == 3
+    assert len({r.headers["X-Crowdloop-Delivery"] for r in receiver.requests}) == 1  # same id: receivers dedupe
+
+
+def test_back_off_doubles_from_five_seconds_and_is_capped_at_an_hour() -> None:
+    assert [backoff(n).total_seconds() for n in range(1, 6)] == [5, 10, 20, 40, 80]
+    assert backoff(11) == timedelta(hours=1)
+    assert backoff(10_000) == timedelta(hours=1)
+
+
+def test_a_delivery_fails_for_good_after_max_attempts(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.fail_first = 10_000
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        assert _deliver(db, client, now) == 1
+        row = _only_delivery(db)
+        assert row.attempts == attempt
+        now = row.next_attempt_at
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", MAX_ATTEMPTS, 500)
+    assert _deliver(db, client, now + timedelta(days=1)) == 0
+    assert len(receiver.requests) == MAX_ATTEMPTS
+
+
+def test_an_unreachable_receiver_is_recorded_not_raised(
+    db: Database, project_id: int, closed_port_url: str, client: httpx.Client
+) -> None:
+    _register(db, project_id, closed_port_url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    assert _deliver(db, client, now) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
+    assert row.last_error is not None and "ConnectError" in row.last_error
+    assert row.next_attempt_at == now + timedelta(seconds=5)
+
+
+def test_no_delivery_is_sent_twice(db: Database, project_id: int, receiver: Receiver, client: httpx.Client) -> None:
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    with unit_of_work(db.factory) as session:
+        assert deliver_due(session, client, now) == 1
+        assert deliver_due(session, client, now) == 0  # same transaction
+    assert _deliver(db, client, now + timedelta(hours=1)) == 0  # a later round
+    assert len(receiver.requests) == 1
+
+
+def test_postgres_rows_held_by_one_sender_are_skipped_by_another(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    if not db.is_postgres:
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole write transactions instead")
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    with unit_of_work(db.factory) as first:
+        assert deliver_due(first, client) == 1  # sent; its row stays locked until commit
+        with unit_of_work(db.factory) as second:
+            second.execute(text("SET LOCAL lock_timeout = '5s'"))  # a regression fails instead of hanging
+            assert deliver_due(second, client) == 0
+    assert len(receiver.requests) == 1
+    assert _only_delivery(db).status == "delivered"
+
+
+def test_delivery_log_is_newest_first_and_per_project(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    other = _make_project(db, "dogs")
+    _register(db, project_id, receiver.url)
+    _register(db, other, receiver.url)
+    for event in ("item.labeled", "worker.banned", "project.finished"):
+        _enqueue(db, project_id, event)
+    _enqueue(db, other, "drift.detected")
+    with db.factory() as session:
+        assert [d.event for d in delivery_log(session, project_id)] == [
+            "project.finished",
+            "worker.banned",
+            "item.labeled",
+        ]
+        assert [d.event for d in delivery_log(session, project_id, limit=1)] == ["project.finished"]
+        assert [d.event for d in delivery_log(session, other)] == ["drift.detected"]
+
+
+# --- the dispatcher thread ------------------------------------------------------------------------
+
+
+def test_dispatcher_delivers_in_the_background_and_stops_cleanly(
+    db: Database, project_id: int, receiver: Receiver
+) -> None:
+    _register(db, project_id, receiver.url)
+    dispatcher = WebhookDispatcher(db.factory, interval=0.05)
+    dispatcher.start()
+    try:
+        _enqueue(db, project_id)
+        assert _wait_for(lambda: _only_delivery(db).status == "delivered")
+    finally:
+        dispatcher.stop()
+    assert not dispatcher.running
+    assert len(receiver.requests) == 1
+
+
+def test_dispatcher_logs_a_failing_round_and_keeps_going(
+    db: Database, project_id: int, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    closed = httpx.Client()
+    closed.close()  # sending through a closed client raises RuntimeError: a bug, not a network error
+    dispatcher = WebhookDispatcher(db.factory, client=closed, interval=0.05)
+    with caplog.at_level(logging.ERROR, logger=webhooks.__name__):
+        dispatcher.start()
+        try:
+            assert _wait_for(lambda: len(caplog.records) >= 2)  # two rounds: it survived the first
+            assert dispatcher.running
+        finally:
+            dispatcher.stop()
+    assert not dispatcher.running
+    assert "round failed" in caplog.records[0].getMessage()
+    row = _only_delivery(db)
+    assert (row.status, row.attempts) == ("pending", 0)  # the failed rounds were rolled back

@@ -1,0 +1,120 @@
+"""Real servers for platform tests: `crowdloop serve` processes on a SQLite file and on a
+throwaway PostgreSQL database (skipped with a reason when PostgreSQL does not answer,
+unless CROWDLOOP_REQUIRE_ALL=1)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from support import require
+
+from crowdloop.client import Client
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+ADMIN_TOKEN = "cl_test_admin_" + uuid.uuid4().hex
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database per test module and backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'crowdloop.db'}"
+        return
+    require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
+    yield from _postgres_database()
+
+
+def _postgres_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = "crowdloop_test_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `crowdloop serve` process."""
+
+    url: str
+    database_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    admin: Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = Client(self.url, ADMIN_TOKEN)
+
+    def client(self, token: str) -> Client:
+        return Client(self.url, token)
+
+    def user(self, name: str, role: str) -> tuple[dict[str, object], Client]:
+        created = self.admin.create_user(f"{name}-{uuid.uuid4().hex[:6]}", role)
+        return created, self.client(str(created["token"]))
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN}
+    command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
+               "--workers", str(workers)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"crowdloop serve exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return Server(url, database_url, process, log)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"crowdloop serve did not start in 30 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(database_url, tmp_path_factory.mktemp("logs"))
+    yield running
+    running.stop()

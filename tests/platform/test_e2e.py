@@ -1,0 +1,219 @@
+"""A requester and a crowd, end to end over a real `crowdloop serve` process, on SQLite and
+PostgreSQL: import with cleaning, assignment with overlap and gold, dynamic overlap, quality
+rules, pay, aggregation and exports."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from crowdloop.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnknownLabelError,
+)
+
+
+def _project(requester, **overrides):
+    spec = {"name": "rte", "labels": ["0", "1"], "min_overlap": 1, "max_overlap": 3, "price": 0.02}
+    return requester.create_project(**(spec | overrides))
+
+
+def test_health_and_openapi(server):
+    assert server.admin.health()["status"] == "ok"
+    import httpx
+
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/api/v1/projects/{project_id}/tasks/next" in spec["paths"]
+
+
+def test_import_cleans_validates_and_is_idempotent(server, tmp_path):
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    csv = tmp_path / "items.csv"
+    csv.write_text(
+        "id,text,gold_label,gold_explanation\n"
+        "a1,The cat  sat on\u00a0the mat,,\n"
+        "a2,The cat sat on the mat,,\n"  # same after whitespace normalisation: merged
+        "a3,Cafe\u0301 au lait,,\n"
+        "a4,Caf\u00e9 au lait,,\n"  # same after NFC: merged
+        "a5,,,\n"  # empty: rejected
+        "g1,Is this gold?,1,Because it is.\n"
+        "g2,Bad gold,7,\n"  # label outside the label set: rejected
+        "a6,The quick brown fox jumps over the lazy dog near the river bank today,,\n"
+        "a7,The quick brown fox jumps over the lazy dog near the river bank today!,,\n",
+        encoding="utf-8",
+    )
+    report = requester.upload_items(project["id"], csv)
+    assert report["received"] == 9
+    assert report["created"] == 5
+    assert report["duplicates"] == 2
+    assert [(r["row"], r["reason"].split(":")[0]) for r in report["rejected"]] == [
+        (5, "empty item"),
+        (7, "gold label '7' is not one of the project's labels ['0', '1']"),
+    ]
+    assert len(report["near_duplicates"]) == 1  # a7 is a near copy of a6
+    again = requester.upload_items(project["id"], csv)
+    assert again["created"] == 0 and again["duplicates"] == 7
+    items = requester.items(project["id"])
+    assert len(items) == 5
+    assert {i["data"]["text"] for i in items} >= {"The cat sat on the mat", "Café au lait"}
+    gold = [i for i in items if i["is_gold"]]
+    assert gold and gold[0]["gold_label"] == "1"
+
+
+def test_workers_label_with_overlap_gold_feedback_and_pay(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, gold_share=0.25, budget=10.0)
+    rows = [{"data": {"text": f"item {i}"}} for i in range(6)]
+    rows.append({"data": {"text": "gold item"}, "gold_label": "1", "gold_explanation": "it says so"})
+    requester.import_items(project["id"], rows)
+    requester.start(project["id"])
+    workers = [server.user(f"w{i}", "worker")[1] for i in range(4)]
+    answered: dict[int, set[int]] = {}
+    feedback_seen = []
+    for worker in workers:
+        while (task := worker.next_task(project["id"])) is not None:
+            assert "gold_label" not in task and "is_gold" not in task
+            label = "0" if task["data"]["text"] == "gold item" else "1"
+            result = worker.submit(task["assignment_id"], label, seconds=4.0)
+            if result["feedback"]:
+                feedback_seen.append(result["feedback"])
+            answered.setdefault(task["item_id"], set()).add(id(worker))
+    assert feedback_seen and feedback_seen[0] == {"correct": False, "expected": "1", "explanation": "it says so"}
+    status = requester.status(project["id"])
+    assert status["items_done"] == 6  # every regular item stopped by dynamic overlap or max overlap
+    listed = {i["id"]: i for i in requester.items(project["id"])}
+    for item_id, who in answered.items():
+        if not listed[item_id]["is_gold"]:
+            assert 1 <= len(who) <= 3
+    assert status["spent"] == pytest.approx(0.02 * status["answers"])
+    table = requester.workers(project["id"])
+    assert sum(row["answers"] for row in table) == status["answers"]
+    assert all(row["gold_accuracy"] == 0.0 for row in table if row["gold_answers"])
+    assert requester.project(project["id"])["status"] == "finished"
+
+
+def test_submit_is_idempotent_and_checked(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    requester.import_items(project["id"], [{"data": {"text": "one"}}, {"data": {"text": "two"}}])
+    requester.start(project["id"])
+    _, worker = server.user("w", "worker")
+    _, other = server.user("w", "worker")
+    task = worker.next_task(project["id"])
+    assert worker.next_task(project["id"])["assignment_id"] == task["assignment_id"]  # same lease back
+    with pytest.raises(UnknownLabelError, match="'2' is not one of"):
+        worker.submit(task["assignment_id"], "2")
+    with pytest.raises(NotFoundError):
+        other.submit(task["assignment_id"], "1")  # not theirs: looks like it does not exist
+    first = worker.submit(task["assignment_id"], "1")
+    second = worker.submit(task["assignment_id"], "1")
+    assert second["duplicate"] and second["answer_id"] == first["answer_id"]
+    assert requester.status(project["id"])["answers"] == 1
+    with pytest.raises(InvalidInputError, match="label"):
+        worker._call("POST", f"/assignments/{task['assignment_id']}/answer", json={})
+
+
+def test_quality_rules_ban_with_reason_and_unban(server):
+    _, requester = server.user("req", "requester")
+    rules = {"min_gold_accuracy": 0.6, "min_gold_answers": 2, "max_skips_in_row": 2}
+    project = _project(requester, gold_share=0.5, rules=rules, max_overlap=5)
+    rows = [{"data": {"text": f"q{i}"}} for i in range(10)]
+    rows += [{"data": {"text": f"gold {i}"}, "gold_label": "1"} for i in range(4)]
+    requester.import_items(project["id"], rows)
+    requester.start(project["id"])
+    created, cheat = server.user("cheat", "worker")
+    with pytest.raises(PermissionDeniedError, match="banned"):
+        for _ in range(20):
+            task = cheat.next_task(project["id"])
+            cheat.submit(task["assignment_id"], "0")  # always wrong on gold
+    bans = requester.bans(project["id"])
+    assert bans[-1]["action"] == "ban" and "gold accuracy 0.00 below 0.6" in bans[-1]["reason"]
+    requester.unban(project["id"], created["id"], "second chance")
+    assert requester.bans(project["id"])[-1] == {**requester.bans(project["id"])[-1], "action": "unban"}
+    assert cheat.next_task(project["id"]) is not None
+    _, skipper = server.user("skipper", "worker")
+    for _ in range(2):
+        skipper.skip(skipper.next_task(project["id"])["assignment_id"])
+    with pytest.raises(ConflictError, match="skipped 2 tasks in a row"):
+        skipper.next_task(project["id"])
+
+
+def test_budget_stops_handing_out_work(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, price=1.0, budget=2.0)
+    requester.import_items(project["id"], [{"data": {"text": f"t{i}"}} for i in range(5)])
+    requester.start(project["id"])
+    _, worker = server.user("w", "worker")
+    for _ in range(2):
+        task = worker.next_task(project["id"])
+        worker.submit(task["assignment_id"], "1")
+    assert worker.next_task(project["id"]) is None
+    assert requester.status(project["id"])["spent"] == 2.0
+
+
+def test_visibility_between_projects_and_roles(server):
+    _, alice = server.user("alice", "requester")
+    _, bob = server.user("bob", "requester")
+    project = _project(alice)
+    with pytest.raises(NotFoundError):
+        bob.status(project["id"])
+    with pytest.raises(NotFoundError):
+        bob.import_items(project["id"], [{"data": {"text": "x"}}])
+    _, worker = server.user("w", "worker")
+    assert all(p["id"] != project["id"] for p in worker.projects())  # a draft is invisible to workers
+    alice.start(project["id"])
+    seen = next(p for p in worker.projects() if p["id"] == project["id"])
+    assert "budget" not in seen or seen["budget"] is None
+    with pytest.raises(PermissionDeniedError):
+        worker.create_project(name="x", labels=["a", "b"])
+
+
+def test_exports_stream_all_formats_and_label_studio_round_trip(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, max_overlap=2)
+    requester.import_items(project["id"], [{"data": {"text": f"sentence {i}"}, "external_id": f"e{i}"} for i in range(8)])
+    requester.start(project["id"])
+    for i in range(2):
+        _, worker = server.user(f"w{i}", "worker")
+        while (task := worker.next_task(project["id"])) is not None:
+            worker.submit(task["assignment_id"], "1", seconds=3)
+    assert requester.aggregate(project["id"])["labels"] == 8
+    labels = pd.read_csv(io.BytesIO(requester.export(project["id"], "labels", "csv")))
+    assert len(labels) == 8 and set(labels["label"].astype(str)) == {"1"}
+    jsonl = [json.loads(line) for line in requester.export(project["id"], "answers", "jsonl").splitlines()]
+    assert len(jsonl) == 16 and {row["label"] for row in jsonl} == {"1"}
+    parquet = pd.read_parquet(io.BytesIO(requester.export(project["id"], "labels", "parquet")))
+    assert sorted(parquet["external_id"]) == [f"e{i}" for i in range(8)]
+    studio = json.loads(requester.export(project["id"], "label-studio"))
+    assert len(studio) == 8 and len(studio[0]["annotations"]) == 2
+    payouts = requester.payouts(project["id"])
+    assert sum(p["answers"] for p in payouts) == 16
+    # Label Studio tasks import back as gold items of a new project
+    other = _project(requester, name="moved")
+    path = server.log.parent / "ls.json"
+    path.write_text(json.dumps(studio))
+    report = requester.upload_items(other["id"], path)
+    assert report["created"] == 8
+    assert all(i["is_gold"] and i["gold_label"] == "1" for i in requester.items(other["id"]))
+
+
+def test_oversized_upload_is_refused_whole(server, tmp_path, monkeypatch):
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    big = tmp_path / "big.csv"
+    with big.open("w") as handle:
+        handle.write("text\n")
+        line = "x" * 1000 + "\n"
+        for _ in range(110_000):  # about 110 MB, over the default 100 MB limit
+            handle.write(line)
+    with pytest.raises(PayloadTooLargeError, match="over the 100 MB limit"):
+        requester.upload_items(project["id"], big)
+    assert requester.items(project["id"]) == []
