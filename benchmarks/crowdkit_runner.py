@@ -13,9 +13,7 @@ import pandas as pd
 from crowdkit import aggregation
 
 job = json.loads(sys.stdin.read())
-answers = (
-    pd.read_parquet(job["answers"]) if job["answers"].endswith(".parquet") else pd.read_csv(job["answers"])
-)
+answers = pd.read_parquet(job["answers"]) if job["answers"].endswith(".parquet") else pd.read_csv(job["answers"])
 method = getattr(aggregation, job["method"])()
 started = time.perf_counter()
 labels = method.fit_predict(answers)

@@ -38,7 +38,18 @@ def test_main_job_on_a_bundled_dataset():
 def test_aggregate_writes_labels_and_workers(rte_files, tmp_path):
     answers, gold = rte_files
     out, workers = tmp_path / "labels.csv", tmp_path / "workers.parquet"
-    done = crowdloop("aggregate", str(answers), "--method", "dawid_skene", "--gold", str(gold), "--out", str(out), "--workers-out", str(workers))
+    done = crowdloop(
+        "aggregate",
+        str(answers),
+        "--method",
+        "dawid_skene",
+        "--gold",
+        str(gold),
+        "--out",
+        str(out),
+        "--workers-out",
+        str(workers),
+    )
     assert done.returncode == 0, done.stderr
     labels = pd.read_csv(out)
     assert list(labels.columns) == ["task", "label", "confidence"]
@@ -53,7 +64,17 @@ def test_aggregate_writes_labels_and_workers(rte_files, tmp_path):
 
 def test_fit_gold_reports_cross_fitted_accuracy(rte_files, tmp_path):
     answers, gold = rte_files
-    done = crowdloop("aggregate", str(answers), "--gold", str(gold), "--fit-gold", "--method", "mv", "--out", str(tmp_path / "l.jsonl"))
+    done = crowdloop(
+        "aggregate",
+        str(answers),
+        "--gold",
+        str(gold),
+        "--fit-gold",
+        "--method",
+        "mv",
+        "--out",
+        str(tmp_path / "l.jsonl"),
+    )
     assert done.returncode == 0, done.stderr
     accuracy = float(next(line for line in done.stderr.splitlines() if "accuracy" in line).split("│")[2])
     assert 0.85 < accuracy < 0.99  # never the trivial 1.0 of scoring clamped gold
@@ -66,7 +87,20 @@ def test_column_mapping_and_stdout(tmp_path):
     frame = pd.DataFrame({"item": [1, 1, 2], "annotator": ["a", "b", "a"], "answer": ["x", "x", "y"]})
     path = tmp_path / "renamed.tsv"
     frame.to_csv(path, sep="\t", index=False)
-    done = crowdloop("aggregate", str(path), "--task-col", "item", "--worker-col", "annotator", "--label-col", "answer", "-o", "-", "-m", "mv")
+    done = crowdloop(
+        "aggregate",
+        str(path),
+        "--task-col",
+        "item",
+        "--worker-col",
+        "annotator",
+        "--label-col",
+        "answer",
+        "-o",
+        "-",
+        "-m",
+        "mv",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["task,label,confidence", "1,x,1.0", "2,y,1.0"]
 

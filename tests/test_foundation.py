@@ -65,7 +65,9 @@ def test_docstring_examples_run(name):
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("cls", sorted(set(quality.METHODS.values()), key=lambda c: c.__name__), ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", sorted(set(quality.METHODS.values()), key=lambda c: c.__name__), ids=lambda c: c.__name__
+)
 def test_every_aggregator_documents_model_paper_and_example(cls):
     doc = inspect.getdoc(cls) or ""
     assert "Example:" in doc and ">>>" in doc

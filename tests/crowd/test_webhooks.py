@@ -1,8 +1,8 @@
 """Webhooks end to end: a real database (SQLite file, and PostgreSQL when it answers),
 a real HTTP receiver on a local port, real signatures.
 
-Time is driven by passing ``now`` to ``deliver_due``; only the dispatcher test waits for
-a real thread, with a generous limit.
+Time is driven by passing ``now`` to ``deliver_due_batch`` (or to its steps ``claim_due``,
+``send`` and ``record``); only the dispatcher tests wait for a real thread, with a generous limit.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -23,23 +24,28 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from conftest import require
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.webhooks import (
+    CLAIM_LEASE,
     EVENTS,
     MAX_ATTEMPTS,
+    REQUEST_TIMEOUT,
+    SEND_WINDOW,
     WebhookDispatcher,
     backoff,
+    claim_due,
     delete_webhook,
-    deliver_due,
+    deliver_due_batch,
     delivery_log,
     enqueue,
     list_webhooks,
+    record,
     register_webhook,
+    send,
     sign,
     verify,
 )
@@ -47,6 +53,7 @@ from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
+from support import require
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -124,17 +131,24 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every POST; answers 500 to the first ``fail_first`` of them, 200 after."""
+    """Records every POST; answers ``fail_status`` to the first ``fail_first`` of them, 200 after.
+
+    ``while_handling``, when set, runs inside each request before the answer is sent.
+    """
 
     url: str
     fail_first: int = 0
+    fail_status: int = 500
+    while_handling: Callable[[], None] | None = None
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, request: Received) -> int:
+        if self.while_handling is not None:
+            self.while_handling()
         with self.lock:
             self.requests.append(request)
-            return 500 if len(self.requests) <= self.fail_first else 200
+            return self.fail_status if len(self.requests) <= self.fail_first else 200
 
 
 def _handler_for(receiver_box: list[Receiver]) -> type[BaseHTTPRequestHandler]:
@@ -195,8 +209,7 @@ def _enqueue(db: Database, project_id: int, event: str = "item.labeled", payload
 
 
 def _deliver(db: Database, client: httpx.Client, now: datetime | None = None) -> int:
-    with unit_of_work(db.factory) as session:
-        return deliver_due(session, client, now=now)
+    return deliver_due_batch(db.factory, client, now=now)
 
 
 def _deliveries(db: Database) -> list[WebhookDelivery]:
@@ -391,6 +404,18 @@ def test_back_off_doubles_from_five_seconds_and_is_capped_at_an_hour() -> None:
     assert backoff(10_000) == timedelta(hours=1)
 
 
+def test_retries_span_more_than_two_hours() -> None:
+    assert MAX_ATTEMPTS == 12
+    span = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())  # first try to last
+    assert timedelta(hours=2) < span < timedelta(hours=3)
+
+
+def test_the_lease_outlasts_the_send_window_plus_a_slow_request() -> None:
+    # connect, write and read each get REQUEST_TIMEOUT: a request started at the end of the window ends in time
+    assert timedelta(0) < SEND_WINDOW
+    assert SEND_WINDOW + 3 * timedelta(seconds=REQUEST_TIMEOUT) <= CLAIM_LEASE
+
+
 def test_a_delivery_fails_for_good_after_max_attempts(
     db: Database, project_id: int, receiver: Receiver, client: httpx.Client
 ) -> None:
@@ -406,6 +431,20 @@ def test_a_delivery_fails_for_good_after_max_attempts(
     assert (row.status, row.attempts, row.last_status_code) == ("failed", MAX_ATTEMPTS, 500)
     assert _deliver(db, client, now + timedelta(days=1)) == 0
     assert len(receiver.requests) == MAX_ATTEMPTS
+
+
+def test_410_gone_fails_the_delivery_at_once(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.fail_first, receiver.fail_status = 1, 410
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    assert _deliver(db, client, now) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("failed", 1, 410, "HTTP 410")
+    assert _deliver(db, client, now + timedelta(days=1)) == 0  # the receiver asked to stop: no retry
+    assert len(receiver.requests) == 1
 
 
 def test_an_unreachable_receiver_is_recorded_not_raised(
@@ -425,27 +464,118 @@ def test_no_delivery_is_sent_twice(db: Database, project_id: int, receiver: Rece
     _register(db, project_id, receiver.url)
     _enqueue(db, project_id)
     now = utcnow()
-    with unit_of_work(db.factory) as session:
-        assert deliver_due(session, client, now) == 1
-        assert deliver_due(session, client, now) == 0  # same transaction
-    assert _deliver(db, client, now + timedelta(hours=1)) == 0  # a later round
+    (claim,) = claim_due(db.factory, now)
+    assert claim_due(db.factory, now) == []  # leased to the first sender
+    assert _deliver(db, client, now + CLAIM_LEASE - timedelta(seconds=1)) == 0  # still leased
+    record(db.factory, [send(client, claim)], now)
+    assert _deliver(db, client, now + timedelta(days=1)) == 0  # delivered: never again
     assert len(receiver.requests) == 1
+    assert _only_delivery(db).status == "delivered"
 
 
-def test_postgres_rows_held_by_one_sender_are_skipped_by_another(
+def test_no_lock_is_held_while_the_receiver_is_called(
     db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    """While the receiver handles the request, another connection can write (SQLite) or lock the row (PostgreSQL)."""
+    outcomes: list[bool | str] = []
+
+    def write_elsewhere() -> None:
+        try:
+            if db.is_postgres:
+                with db.engine.connect() as connection:  # a connection of its own, rolled back on close
+                    connection.execute(text("SELECT id FROM webhook_deliveries FOR UPDATE NOWAIT")).all()
+                    connection.execute(text("UPDATE webhook_deliveries SET attempts = attempts"))
+            else:
+                path = db.engine.url.database
+                assert path is not None
+                connection = sqlite3.connect(path, timeout=1, isolation_level=None)
+                try:
+                    connection.execute("BEGIN IMMEDIATE")  # the write lock: waits at most 1 s
+                    connection.execute("UPDATE webhook_deliveries SET attempts = attempts")
+                    connection.execute("ROLLBACK")
+                finally:
+                    connection.close()
+        except Exception as exc:  # recorded, not raised: the receiver's thread would swallow it
+            outcomes.append(repr(exc))
+        else:
+            outcomes.append(True)
+
+    receiver.while_handling = write_elsewhere
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    assert _deliver(db, client) == 1
+    assert outcomes == [True]  # SQLite: got the write lock within 1 s; PostgreSQL: NOWAIT found the row free
+    assert _only_delivery(db).status == "delivered"
+
+
+def test_a_claim_never_recorded_is_due_again_after_the_lease(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    (lost,) = claim_due(db.factory, now)  # the sender dies here: never sends, never records
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, now + CLAIM_LEASE)
+    assert _deliver(db, client, now + CLAIM_LEASE - timedelta(seconds=1)) == 0
+    assert _deliver(db, client, now + CLAIM_LEASE) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts) == ("delivered", 1)
+    assert receiver.requests[0].headers["X-Crowdloop-Delivery"] == str(lost.delivery_id)
+
+
+def test_a_late_sender_does_not_overwrite_the_outcome_of_the_one_that_took_over(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.fail_first = 1
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    now = utcnow()
+    (slow,) = claim_due(db.factory, now)
+    later = now + CLAIM_LEASE  # the slow sender's lease ran out: another sender takes the row
+    (fast,) = claim_due(db.factory, later)
+    record(db.factory, [send(client, fast)], later)  # HTTP 500: retry in 5 s
+    record(db.factory, [send(client, slow)], now)  # HTTP 200, but the row is no longer its claim
+    row = _only_delivery(db)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 500)
+    assert row.next_attempt_at == later + backoff(1)  # the current holder's schedule stands
+
+
+def test_claims_left_when_the_send_window_closes_are_handed_back(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "SEND_WINDOW", timedelta(0))  # closes after the first request
+    _register(db, project_id, receiver.url)
+    _enqueue(db, project_id, "item.labeled")
+    _enqueue(db, project_id, "worker.banned")
+    now = utcnow()
+    due_at = [row.next_attempt_at for row in _deliveries(db)]
+    assert _deliver(db, client, now) == 1
+    first, second = _deliveries(db)
+    assert (first.status, first.attempts) == ("delivered", 1)
+    assert (second.status, second.attempts, second.next_attempt_at) == ("pending", 0, due_at[1])  # due again at once
+    assert _deliver(db, client, now) == 1
+    assert [row.status for row in _deliveries(db)] == ["delivered", "delivered"]
+    assert [r.headers["X-Crowdloop-Event"] for r in receiver.requests] == ["item.labeled", "worker.banned"]
+
+
+def test_postgres_rows_being_claimed_are_skipped_by_another_claimer(
+    db: Database, project_id: int, receiver: Receiver
 ) -> None:
     if not db.is_postgres:
         pytest.skip("row locks are PostgreSQL's; SQLite serialises whole write transactions instead")
-    _register(db, project_id, receiver.url)
-    _enqueue(db, project_id)
-    with unit_of_work(db.factory) as first:
-        assert deliver_due(first, client) == 1  # sent; its row stays locked until commit
-        with unit_of_work(db.factory) as second:
-            second.execute(text("SET LOCAL lock_timeout = '5s'"))  # a regression fails instead of hanging
-            assert deliver_due(second, client) == 0
-    assert len(receiver.requests) == 1
-    assert _only_delivery(db).status == "delivered"
+    _register(db, project_id, receiver.url, ["item.labeled"])
+    _register(db, project_id, receiver.url, ["item.labeled"])
+    _enqueue(db, project_id)  # one delivery per webhook
+    held, free = (row.id for row in _deliveries(db))
+    # A regression (no SKIP LOCKED) fails after 5 s instead of hanging.
+    impatient = create_engine(db.engine.url, connect_args={"options": "-c lock_timeout=5s"})
+    try:
+        with unit_of_work(db.factory) as first:  # another claimer, mid-transaction, holding one row
+            first.execute(text("SELECT id FROM webhook_deliveries WHERE id = :id FOR UPDATE"), {"id": held})
+            assert [claim.delivery_id for claim in claim_due(session_factory(impatient), utcnow())] == [free]
+    finally:
+        impatient.dispose()
 
 
 def test_delivery_log_is_newest_first_and_per_project(
@@ -503,4 +633,4 @@ def test_dispatcher_logs_a_failing_round_and_keeps_going(
     assert not dispatcher.running
     assert "round failed" in caplog.records[0].getMessage()
     row = _only_delivery(db)
-    assert (row.status, row.attempts) == ("pending", 0)  # the failed rounds were rolled back
+    assert (row.status, row.attempts) == ("pending", 0)  # each failed round handed its claim back

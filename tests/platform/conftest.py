@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import require
 
 from crowdloop.client import Client
+from support import require
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ADMIN_TOKEN = "cl_test_admin_" + uuid.uuid4().hex

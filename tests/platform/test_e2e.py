@@ -179,7 +179,9 @@ def test_visibility_between_projects_and_roles(server):
 def test_exports_stream_all_formats_and_label_studio_round_trip(server):
     _, requester = server.user("req", "requester")
     project = _project(requester, max_overlap=2)
-    requester.import_items(project["id"], [{"data": {"text": f"sentence {i}"}, "external_id": f"e{i}"} for i in range(8)])
+    requester.import_items(
+        project["id"], [{"data": {"text": f"sentence {i}"}, "external_id": f"e{i}"} for i in range(8)]
+    )
     requester.start(project["id"])
     for i in range(2):
         _, worker = server.user(f"w{i}", "worker")

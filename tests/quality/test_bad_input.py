@@ -63,9 +63,7 @@ def test_method_aliases():
 
 @pytest.mark.parametrize("name", sorted(CATEGORICAL_METHODS))
 def test_gold_label_outside_label_set(name):
-    with pytest.raises(
-        UnknownLabelError, match="gold label\\(s\\) 'z' are not in the label set \\{'x', 'y'\\}"
-    ):
+    with pytest.raises(UnknownLabelError, match="gold label\\(s\\) 'z' are not in the label set \\{'x', 'y'\\}"):
         get_aggregator(name).fit(GOOD, gold=pd.Series({1: "z"}))
 
 

@@ -84,9 +84,7 @@ def test_gold_clamps_known_tasks(name):
 @pytest.mark.parametrize("name", CATEGORICAL)
 def test_gold_improves_worker_estimates(name):
     # A crowd where the majority is usually wrong: gold should correct what the model believes.
-    crowd = synthetic_answers(
-        n_tasks=400, n_workers=20, n_classes=2, overlap=3, spammer_share=0.6, random_state=3
-    )
+    crowd = synthetic_answers(n_tasks=400, n_workers=20, n_classes=2, overlap=3, spammer_share=0.6, random_state=3)
     known = crowd.gold.iloc[:200]
     rest = crowd.gold.index[200:]
     without = get_aggregator(name).fit(crowd.answers).labels_[rest]

@@ -30,7 +30,12 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(factory: Annotated[sessionmaker[Session], Depends(get_factory)]) -> Iterator[Session]:
-    """The request is the unit of work: commit when the route returns, roll back on error."""
+    """The request is the unit of work: commit when the route returns, roll back on error.
+
+    Used with ``scope="function"``: the commit happens before the response is sent, so a
+    client never sees success for a change that did not commit, and background tasks
+    (which run after the response) never wait on the request's SQLite write lock.
+    """
     with unit_of_work(factory) as session:
         yield session
 
@@ -42,13 +47,13 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 def get_user(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_session, scope="function")],
     authorization: Annotated[str | None, Header()] = None,
 ) -> User:
     return authenticate(session, _bearer(authorization))
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 UserDep = Annotated[User, Depends(get_user)]
 FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
 ReadFactoryDep = Annotated[sessionmaker[Session], Depends(get_read_factory)]

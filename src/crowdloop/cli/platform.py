@@ -98,7 +98,8 @@ def projects_group() -> None:
 def create_project_command(url: str | None, token: str | None, **spec: Any) -> None:
     """Create a project (draft)."""
     low, _, high = str(spec.pop("overlap")).partition("-")
-    body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": spec.pop("method")}
+    method = spec.pop("method")
+    body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": method}
     body |= {"min_overlap": int(low), "max_overlap": int(high or low)}
     with _client(url, token) as client:
         _print_record(client.create_project(**{k: v for k, v in body.items() if v is not None}))

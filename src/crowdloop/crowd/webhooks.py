@@ -3,13 +3,26 @@
 Why an outbox: an event (an item got its label, a worker was banned) is stored as a
 :class:`WebhookDelivery` row in the *same* transaction as the change that caused it, so
 a rolled-back change never announces itself and a committed one is never forgotten,
-even if the receiver is down or the process dies. :func:`deliver_due` (run by the
+even if the receiver is down or the process dies. :func:`deliver_due_batch` (run by the
 :class:`WebhookDispatcher` thread) sends what is due and retries failures with
-exponential back-off.
+exponential back-off, for up to :data:`MAX_ATTEMPTS` tries (about two and a half hours);
+a ``410 Gone`` answer means the receiver asked to stop, and ends the delivery at once.
 
-Delivery is *at least once*: if the process dies after the receiver answered but before
-the transaction commits, the delivery is sent again. Receivers deduplicate on the
-``X-Crowdloop-Delivery`` header (the same id as ``"id"`` in the body, stable across retries).
+No transaction is open while a receiver is being called: a slow receiver must not hold
+SQLite's single write lock (every write transaction there is ``BEGIN IMMEDIATE``), nor
+PostgreSQL row locks and a connection. A batch therefore runs in three steps:
+
+1. :func:`claim_due` (one short transaction) picks the due deliveries and *leases* them by
+   moving their ``next_attempt_at`` :data:`CLAIM_LEASE` ahead, so no other sender takes them
+   meanwhile; it returns plain :class:`Claim` data, already signed, and no ORM objects.
+2. :func:`send` POSTs one claim with no transaction open.
+3. :func:`record` (a second short transaction) stores the outcomes: delivered, retry later,
+   or failed; claims that were not sent are handed back.
+
+Delivery is *at least once*: if the process dies after a receiver answered but before the
+outcome is recorded, the lease runs out and the delivery is sent again :data:`CLAIM_LEASE`
+later. Receivers deduplicate on the ``X-Crowdloop-Delivery`` header (the same id as ``"id"``
+in the body, stable across retries).
 
 Every request is signed: ``X-Crowdloop-Signature: sha256=<hex>`` is an HMAC-SHA256, keyed
 with the webhook's secret, of ``f"{timestamp}."`` followed by the raw body, where the
@@ -25,6 +38,9 @@ import json
 import logging
 import secrets
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,10 +53,14 @@ from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import Project, Webhook, WebhookDelivery, utcnow
 
 EVENTS = ("item.labeled", "project.finished", "worker.banned", "drift.detected")
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 12  # 5 s, 10 s, ... then hourly: the last try comes about 2 h 25 min after the first
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=1)
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # seconds, for each of connecting, writing and reading
+CLAIM_LEASE = timedelta(seconds=60)
+# A batch starts no request after this much of its lease has gone, which leaves a request started
+# just before then 30 s (three timeouts) to finish before its row can be claimed by another sender.
+SEND_WINDOW = CLAIM_LEASE - 3 * timedelta(seconds=REQUEST_TIMEOUT)
 SIGNATURE_PREFIX = "sha256="
 USER_AGENT = "crowdloop-webhooks"
 _ERROR_LIMIT = 500
@@ -213,24 +233,81 @@ def headers_for(delivery: WebhookDelivery, secret: str, body: bytes, now: dateti
 # --- sending --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One leased delivery, ready to send: plain data, valid after its transaction ended."""
+
+    delivery_id: int
+    event: str
+    url: str
+    body: bytes = field(repr=False)
+    headers: dict[str, str] = field(repr=False)  # signed in the claim: the secret stays in the database
+    due_at: datetime  # ``next_attempt_at`` before the claim: restored if the claim is handed back unsent
+    lease_until: datetime  # ``next_attempt_at`` while claimed: the row is still ours while they are equal
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one try of a claim came to; ``error`` is None exactly when the receiver said 2xx."""
+
+    claim: Claim
+    status_code: int | None
+    error: str | None
+
+
 def backoff(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed try: 5 s, 10 s, 20 s, ... at most an hour."""
     doublings = min(max(attempts - 1, 0), 20)  # bounded so a huge count cannot overflow timedelta
     return min(BACKOFF_BASE * (1 << doublings), BACKOFF_CAP)
 
 
-def deliver_due(session: Session, client: httpx.Client, now: datetime | None = None, limit: int = 100) -> int:
-    """POST every pending delivery whose time has come; returns how many were attempted.
+def deliver_due_batch(
+    factory: sessionmaker[Session], client: httpx.Client, now: datetime | None = None, limit: int = 100
+) -> int:
+    """Send up to ``limit`` due deliveries, each try recorded; returns how many were tried.
 
-    ``now`` (timezone-aware) is the clock for due times, back-off and the signed timestamp;
-    tests drive time with it. Network errors are recorded on the row, never raised.
+    Claim, send and record are separate steps (see the module docstring), so no transaction is
+    open during a request. ``now`` (timezone-aware) is the clock for due times, the lease,
+    back-off and the signed timestamp; tests drive time with it. Network errors are recorded,
+    never raised. Sending stops once :data:`SEND_WINDOW` has passed (at least one claim is
+    always tried); the rest are handed back, due again at once. If sending raises (a bug, not
+    a network error), what was sent is still recorded and the rest handed back before the
+    error propagates.
     """
     now = now or utcnow()
-    due = session.execute(_due_query(session, now, limit)).tuples().all()
-    for delivery, webhook in due:
-        _attempt(client, delivery, webhook, now)
-    session.flush()
-    return len(due)
+    claims = claim_due(factory, now, limit)
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + SEND_WINDOW.total_seconds()
+    try:
+        for claim in claims:
+            outcomes.append(send(client, claim))
+            if time.monotonic() >= deadline:
+                break
+    finally:
+        record(factory, outcomes, now, unsent=claims[len(outcomes) :])
+    return len(outcomes)
+
+
+def claim_due(factory: sessionmaker[Session], now: datetime, limit: int = 100) -> list[Claim]:
+    """Lease up to ``limit`` due deliveries for :data:`CLAIM_LEASE`, in one short transaction."""
+    lease_until = now + CLAIM_LEASE
+    with unit_of_work(factory) as session:
+        claims = []
+        for delivery, webhook in session.execute(_due_query(session, now, limit)).tuples():
+            body = body_of(delivery, webhook.project_id)
+            claims.append(
+                Claim(
+                    delivery_id=delivery.id,
+                    event=delivery.event,
+                    url=webhook.url,
+                    body=body,
+                    headers=headers_for(delivery, webhook.secret, body, now),
+                    due_at=delivery.next_attempt_at,
+                    lease_until=lease_until,
+                )
+            )
+            delivery.next_attempt_at = lease_until
+        return claims
 
 
 def _due_query(session: Session, now: datetime, limit: int) -> Select[tuple[WebhookDelivery, Webhook]]:
@@ -245,51 +322,87 @@ def _due_query(session: Session, now: datetime, limit: int) -> Select[tuple[Webh
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "sqlite":
+    if _is_sqlite(session):
         return query  # writes are serialised (BEGIN IMMEDIATE): no other process can pick these rows
-    # Several server processes may run a dispatcher: each takes rows nobody else holds.
+    # Several server processes may run a dispatcher: each takes rows nobody else is claiming.
     return query.with_for_update(skip_locked=True, of=WebhookDelivery)
 
 
-def _attempt(client: httpx.Client, delivery: WebhookDelivery, webhook: Webhook, now: datetime) -> None:
+def send(client: httpx.Client, claim: Claim) -> Outcome:
+    """POST one claim; call it with no transaction open. Network errors become the outcome's error."""
+    try:
+        # Streamed and never read: a receiver cannot make us buffer a huge answer.
+        with client.stream(
+            "POST", claim.url, content=claim.body, headers=claim.headers, timeout=REQUEST_TIMEOUT
+        ) as answer:
+            code = answer.status_code
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        logger.info("webhook delivery %s to %s failed: %r", claim.delivery_id, claim.url, exc)
+        return Outcome(claim, None, f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT])
+    return Outcome(claim, code, None if 200 <= code < 300 else f"HTTP {code}")
+
+
+def record(
+    factory: sessionmaker[Session], outcomes: Sequence[Outcome], now: datetime, unsent: Sequence[Claim] = ()
+) -> None:
+    """Store the outcomes and hand back the ``unsent`` claims, in one short transaction.
+
+    A row whose claim was lost meanwhile (its lease ran out and another sender took it, or its
+    webhook was deleted) is left alone: its current holder records it.
+    """
+    if not outcomes and not unsent:
+        return
+    with unit_of_work(factory) as session:
+        ids = [outcome.claim.delivery_id for outcome in outcomes] + [claim.delivery_id for claim in unsent]
+        query = select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
+        if not _is_sqlite(session):
+            query = query.with_for_update()
+        rows = {row.id: row for row in session.scalars(query)}
+        for outcome in outcomes:
+            row = _still_claimed(rows, outcome.claim)
+            if row is not None:
+                _apply(row, outcome, now)
+        for claim in unsent:
+            row = _still_claimed(rows, claim)
+            if row is not None:
+                row.next_attempt_at = claim.due_at
+
+
+def _still_claimed(rows: dict[int, WebhookDelivery], claim: Claim) -> WebhookDelivery | None:
+    row = rows.get(claim.delivery_id)
+    if row is None or row.status != "pending" or row.next_attempt_at != claim.lease_until:
+        logger.warning("webhook delivery %s: claim lost before its outcome was recorded", claim.delivery_id)
+        return None
+    return row
+
+
+def _apply(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> None:
     delivery.attempts += 1
-    status_code, error = _post(client, delivery, webhook, now)
-    delivery.last_status_code = status_code
-    delivery.last_error = error
-    if error is None:
+    delivery.last_status_code = outcome.status_code
+    delivery.last_error = outcome.error
+    if outcome.error is None:
         delivery.status = "delivered"
         delivery.delivered_at = now
-    elif delivery.attempts >= MAX_ATTEMPTS:
-        delivery.status = "failed"
+    elif outcome.status_code == 410 or delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = "failed"  # 410 Gone: the receiver asked us to stop
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts)
 
 
-def _post(
-    client: httpx.Client, delivery: WebhookDelivery, webhook: Webhook, now: datetime
-) -> tuple[int | None, str | None]:
-    """(status code, error) of one try; the error is None exactly when the receiver said 2xx."""
-    body = body_of(delivery, webhook.project_id)
-    headers = headers_for(delivery, webhook.secret, body, now)
-    try:
-        # Streamed and never read: a receiver cannot make us buffer a huge answer.
-        with client.stream("POST", webhook.url, content=body, headers=headers, timeout=REQUEST_TIMEOUT) as answer:
-            code = answer.status_code
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        logger.info("webhook delivery %s to %s failed: %r", delivery.id, webhook.url, exc)
-        return None, f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT]
-    return code, None if 200 <= code < 300 else f"HTTP {code}"
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
 
 
 # --- the background sender ------------------------------------------------------------------------
 
 
 class WebhookDispatcher:
-    """A daemon thread that calls :func:`deliver_due` every ``interval`` seconds.
+    """A daemon thread that calls :func:`deliver_due_batch` every ``interval`` seconds.
 
-    Each round is its own unit of work, so a round's outcome is committed before the next
-    starts. Errors are logged and the thread carries on: a bad round must not silently stop
-    all future deliveries. When a round fills its batch it starts the next one at once.
+    Each round claims, sends and records in short transactions of its own (none is open while
+    a receiver is called). Errors are logged and the thread carries on: a bad round must not
+    silently stop all future deliveries. When a round fills its batch it starts the next one
+    at once.
     """
 
     def __init__(
@@ -342,5 +455,4 @@ class WebhookDispatcher:
             self._stopping.wait(self._interval)
 
     def _round(self, client: httpx.Client) -> int:
-        with unit_of_work(self._factory) as session:
-            return deliver_due(session, client, limit=self._batch)
+        return deliver_due_batch(self._factory, client, limit=self._batch)

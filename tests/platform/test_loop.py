@@ -1,0 +1,158 @@
+"""Leases, dynamic overlap, background aggregation, webhooks and the CLI, over a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from crowdloop.crowd.webhooks import verify
+
+
+def _project(requester, **overrides):
+    spec = {"name": "loop", "labels": ["neg", "pos"], "min_overlap": 1, "max_overlap": 3}
+    return requester.create_project(**(spec | overrides))
+
+
+def test_expired_lease_returns_the_item_to_the_pool(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, max_overlap=1, lease_seconds=5)
+    requester.import_items(project["id"], [{"data": {"text": "only item"}}])
+    requester.start(project["id"])
+    _, slow = server.user("slow", "worker")
+    _, fast = server.user("fast", "worker")
+    task = slow.next_task(project["id"])
+    assert fast.next_task(project["id"]) is None  # overlap 1, and it is leased
+    time.sleep(6)
+    again = fast.next_task(project["id"])
+    assert again is not None and again["item_id"] == task["item_id"]
+    fast.submit(again["assignment_id"], "pos")
+    with pytest.raises(Exception, match="expired"):
+        slow.submit(task["assignment_id"], "neg")
+    assert requester.status(project["id"])["answers"] == 1
+
+
+def test_dynamic_overlap_stops_early_for_reliable_workers(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, min_overlap=1, max_overlap=5, confidence_target=0.9, gold_share=0.3)
+    requester.import_items(
+        project["id"],
+        [{"data": {"text": f"item {i}"}} for i in range(20)]
+        + [{"data": {"text": f"gold {i}"}, "gold_label": "pos"} for i in range(6)],
+    )
+    requester.start(project["id"])
+    workers = [server.user(f"w{i}", "worker")[1] for i in range(5)]
+    for _ in range(200):
+        progressed = False
+        for worker in workers:  # round robin: everyone answers every item "pos", right on gold
+            task = worker.next_task(project["id"])
+            if task is not None:
+                worker.submit(task["assignment_id"], "pos")
+                progressed = True
+        if not progressed:
+            break
+    items = [i for i in requester.items(project["id"]) if not i["is_gold"]]
+    assert all(i["done"] for i in items)
+    mean_answers = sum(i["answers"] for i in items) / len(items)
+    assert mean_answers < 3.0, mean_answers  # fixed overlap would have taken 5 each
+    assert all(i["confidence"] >= 0.9 or i["answers"] == 5 for i in items)
+
+
+def test_aggregation_runs_in_the_background_as_answers_arrive(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, max_overlap=1)
+    requester.import_items(project["id"], [{"data": {"text": f"t{i}"}} for i in range(60)])
+    requester.start(project["id"])
+    _, worker = server.user("w", "worker")
+    while (task := worker.next_task(project["id"])) is not None:
+        worker.submit(task["assignment_id"], "neg")
+    deadline = time.monotonic() + 20
+    while requester.status(project["id"])["labels"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert requester.status(project["id"])["labels"] >= 50  # nobody called aggregate
+
+
+def _receiver_class() -> type[BaseHTTPRequestHandler]:
+    """A fresh handler class per test, so recorded requests never leak between runs."""
+
+    class Receiver(_Receiver):
+        received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012 - per-class on purpose
+
+    return Receiver
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhooks_are_signed_and_delivered(server):
+    handler = _receiver_class()
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        _, requester = server.user("req", "requester")
+        project = _project(requester, max_overlap=1, rules={"min_gold_accuracy": 0.9, "min_gold_answers": 1},
+                           gold_share=0.5)  # fmt: skip
+        hook = requester.add_webhook(project["id"], f"http://127.0.0.1:{receiver.server_port}/hook")
+        requester.import_items(project["id"], [{"data": {"text": "a"}}, {"data": {"text": "g"}, "gold_label": "pos"}])
+        requester.start(project["id"])
+        _, worker = server.user("w", "worker")
+        with pytest.raises(Exception, match="banned"):
+            for _ in range(3):
+                task = worker.next_task(project["id"])
+                worker.submit(task["assignment_id"], "neg")  # wrong on gold: banned
+        _, good = server.user("good", "worker")
+        while (task := good.next_task(project["id"])) is not None:
+            good.submit(task["assignment_id"], "pos")
+        deadline = time.monotonic() + 15
+        while len({json.loads(b)["event"] for _, b in handler.received}) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        events = {json.loads(body)["event"] for _, body in handler.received}
+        assert {"worker.banned", "item.labeled", "project.finished"} <= events
+        headers, body = handler.received[0]
+        assert verify(hook["secret"], body, headers["X-Crowdloop-Timestamp"], headers["X-Crowdloop-Signature"])
+        log = requester.deliveries(project["id"])
+        assert log and all(d["status"] == "delivered" for d in log)
+    finally:
+        receiver.shutdown()
+
+
+def test_requester_cli_over_the_api(server, tmp_path):
+    created, _ = server.user("cli", "requester")
+    env_args = ["--url", server.url, "--token", str(created["token"])]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "crowdloop", *args], capture_output=True, text=True, timeout=60)
+
+    made = run("projects", "create", "--name", "cli project", "--labels", "a,b", "--overlap", "1-1", *env_args)
+    assert made.returncode == 0, made.stderr
+    project_id = next(line for line in made.stdout.splitlines() if "│ id " in line).split("│")[2].strip()
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"text": ["one", "two", "two", ""]}).to_csv(items, index=False)
+    imported = run("items", "import", project_id, str(items), *env_args)
+    assert imported.returncode == 0, imported.stderr
+    assert "created" in imported.stdout and "row 4: empty item" in imported.stderr
+    assert run("projects", "start", project_id, *env_args).returncode == 0
+    status = run("projects", "status", project_id, *env_args)
+    assert status.returncode == 0 and "items" in status.stdout
+    out = tmp_path / "labels.csv"
+    exported = run("export", project_id, "--what", "answers", "-o", str(out), *env_args)
+    assert exported.returncode == 0, exported.stderr
+    assert out.read_text().startswith("answer_id,item_id")
+    denied = run("projects", "status", project_id, "--url", server.url, "--token", "cl_wrong")
+    assert denied.returncode == 4 and "invalid or revoked token" in denied.stderr
