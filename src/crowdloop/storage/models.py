@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -110,7 +111,8 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
-        Index("ix_items_queue", "project_id", "done", "priority", "id"),
+        # The assignment queue: walked in (priority desc, id) order without a sort.
+        Index("ix_items_queue", "project_id", "done", "is_gold", text("priority DESC"), "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

@@ -1,0 +1,581 @@
+"""Platform throughput: item import and the worker's answer cycle, over HTTP, on PostgreSQL and SQLite.
+
+    python benchmarks/platform.py [--sizes 10000,100000,1000000] [--concurrency 1,10,100] [--seconds 15]
+                                  [--database postgresql|sqlite|postgresql,sqlite] [--server-workers 1,2]
+
+Each database is a throwaway one (PostgreSQL at 127.0.0.1:5432 as user postgres, dropped at the
+end; SQLite in a temporary directory) served by a real ``crowdloop serve`` process on 127.0.0.1.
+
+Import: for each size a project (3 labels, overlap exactly 3) gets random 16-word texts. The last
+``min(size, --import-items)`` items go through the service layer in batches of 5,000: the first
+``min(--inprocess-items, half)`` by calling ``crowdloop.crowd.items.import_items`` in this process
+on the database (one transaction per batch, as a request), the rest by HTTP with the SDK's
+``import_items`` (the user-facing path). Items before them are bulk-loaded with ``COPY`` (SQLite:
+``executemany``), untimed, with the same data and content hashes; so the import rates are those of
+a project already holding that many items. Each timed import stops after ``--import-seconds``
+and the remainder is bulk-loaded.
+
+Answer cycles: ``N`` simulated workers (asyncio, one httpx connection and token each, in this
+process, which shares the machine's cores with the server and the database) loop on *next task*
+then *submit* for ``--seconds`` or until their share of the project's capacity is used. Latency
+is measured in the client around each request. Writes ``benchmarks/results/platform.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``platform``, which ``_common`` and ``uuid`` import:
+# take the benchmarks folder off the path until the real one is loaded.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import platform  # noqa: E402, F401  (the standard library's, cached in sys.modules)
+
+sys.path.insert(0, str(_HERE))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from _common import RESULTS, ROOT, machine, markdown  # noqa: E402
+from crowdloop.client import Client  # noqa: E402
+from crowdloop.crowd.dedup import content_hash  # noqa: E402
+from crowdloop.crowd.items import import_items  # noqa: E402
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work  # noqa: E402
+from crowdloop.storage.models import User  # noqa: E402
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BATCH = 5_000
+LABELS = ["positive", "negative", "neutral"]
+OVERLAP = 3
+WORDS_PER_ITEM = 16
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- data
+
+
+class Texts:
+    """Random texts of 16 words from a 5,000-word made-up vocabulary: distinct, no near duplicates."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+        self.vocab = ["".join(self.rng.choice(letters, size=self.rng.integers(3, 10))) for _ in range(5_000)]
+
+    def batch(self, n: int) -> list[dict[str, Any]]:
+        words = self.rng.integers(0, len(self.vocab), size=(n, WORDS_PER_ITEM)).tolist()
+        vocab = self.vocab
+        return [{"data": {"text": " ".join([vocab[w] for w in row])}} for row in words]
+
+
+# ---------------------------------------------------------------- databases and servers
+
+
+@dataclass
+class Database:
+    kind: str
+    url: str
+    name: str = ""
+    path: Path | None = None
+
+
+@contextlib.contextmanager
+def throwaway_database(kind: str, workdir: Path) -> Iterator[Database]:
+    """A fresh database, dropped (PostgreSQL) or deleted (SQLite) afterwards."""
+    if kind == "sqlite":
+        path = workdir / "crowdloop-bench.db"
+        yield Database(kind, f"sqlite:///{path}", path=path)
+        return
+    from sqlalchemy import create_engine, text
+
+    name = "crowdloop_bench_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Database(kind, f"postgresql://postgres@127.0.0.1:5432/{name}", name=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``crowdloop serve`` process (and its uvicorn worker processes)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    workers: int
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def pids(self) -> list[int]:
+        """The serve process and its children (uvicorn's worker processes with ``--workers N``)."""
+        return [self.process.pid, *_children(self.process.pid)]
+
+
+def start_server(database_url: str, admin_token: str, workers: int, log_dir: Path) -> Server:
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": admin_token}
+    command = [sys.executable, "-m", "crowdloop", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--database-url", database_url, "--workers", str(workers)]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"crowdloop serve exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                server = Server(url, process, workers, log)
+                if workers > 1:  # every worker process must be up before timing starts
+                    _wait_for_children(process.pid, workers, deadline)
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"crowdloop serve did not start in 60 s:\n{log.read_text()}")
+
+
+def _wait_for_children(pid: int, workers: int, deadline: float) -> None:
+    while time.monotonic() < deadline and len(_children(pid)) < workers:
+        time.sleep(0.2)
+    time.sleep(2)  # the workers import the app after they appear
+
+
+def _children(pid: int) -> list[int]:
+    """Direct and indirect child processes of ``pid``, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds so far of these processes."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on the machine (backends, WAL writer, checkpointer...)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+# ---------------------------------------------------------------- import
+
+
+def bulk_load(db: Database, project_id: int, rows: list[dict[str, Any]]) -> None:
+    """Untimed set-up: items straight into the table, as the service would store them."""
+    now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    records = [
+        (project_id, json.dumps(row["data"], ensure_ascii=False), content_hash(row["data"]), now) for row in rows
+    ]
+    columns = ("project_id, data, content_hash, created_at, is_gold, gold_label, priority, answer_count, "
+               "reserved, done, source")  # fmt: skip
+    if db.kind == "sqlite":
+        assert db.path is not None
+        with contextlib.closing(sqlite3.connect(db.path, timeout=60)) as connection, connection:
+            connection.executemany(
+                f"INSERT INTO items ({columns}) VALUES (?, ?, ?, ?, 0, 'null', 0.0, 0, 0, 0, 'import')", records
+            )
+        return
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}") as connection:
+        with connection.cursor() as cursor, cursor.copy(f"COPY items ({columns}) FROM STDIN") as copy:
+            for record in records:
+                copy.write_row((*record, False, "null", 0.0, 0, 0, False, "import"))
+        connection.execute("ANALYZE items")
+
+
+@dataclass
+class ImportRun:
+    path: str
+    before: int
+    items: int = 0
+    seconds: float = 0.0
+    batches: list[float] = field(default_factory=list)
+
+
+def import_http(client: Client, project_id: int, texts: Texts, n: int, before: int, budget: float) -> ImportRun:
+    run = ImportRun("HTTP (SDK import_items)", before)
+    deadline = time.perf_counter() + budget
+    while run.items < n and time.perf_counter() < deadline:
+        rows = texts.batch(min(BATCH, n - run.items))
+        started = time.perf_counter()
+        report = client.import_items(project_id, rows)
+        run.batches.append(time.perf_counter() - started)
+        run.items += int(report["created"])
+    run.seconds = sum(run.batches)
+    return run
+
+
+def import_in_process(
+    database_url: str, requester_id: int, project_id: int, texts: Texts, n: int, before: int, budget: float
+) -> ImportRun:
+    run = ImportRun("in-process (items.import_items)", before)
+    engine = make_engine(database_url)
+    factory = session_factory(engine)
+    deadline = time.perf_counter() + budget
+    try:
+        while run.items < n and time.perf_counter() < deadline:
+            rows = texts.batch(min(BATCH, n - run.items))
+            started = time.perf_counter()
+            with unit_of_work(factory) as session:
+                actor = session.get(User, requester_id)
+                assert actor is not None
+                report = import_items(session, actor, project_id, rows)
+            run.batches.append(time.perf_counter() - started)
+            run.items += report.created
+    finally:
+        engine.dispose()
+    run.seconds = sum(run.batches)
+    return run
+
+
+@dataclass
+class BenchProject:
+    size: int
+    project_id: int
+    imports: list[ImportRun]
+    bulk_loaded: int
+
+
+def build_project(
+    db: Database, admin: Client, requester: Client, requester_id: int, size: int, args: argparse.Namespace
+) -> BenchProject:
+    """A project of ``size`` items: bulk-loaded head, then timed in-process and HTTP imports."""
+    project = requester.create_project(
+        name=f"bench-{size}", labels=LABELS, min_overlap=OVERLAP, max_overlap=OVERLAP, lease_seconds=600
+    )
+    project_id = int(project["id"])
+    texts = Texts(seed=size)
+    timed = min(size, args.import_items)
+    inprocess = min(args.inprocess_items, timed // 2)
+    bulk = size - timed
+    _bulk(db, project_id, texts, bulk)
+    imports = []
+    if inprocess:
+        imports.append(import_in_process(db.url, requester_id, project_id, texts, inprocess, bulk, args.import_seconds))
+    done = bulk + sum(run.items for run in imports)
+    imports.append(import_http(requester, project_id, texts, size - done, done, args.import_seconds))
+    done += imports[-1].items
+    if done < size:  # a timed import ran out of time: fill up untimed
+        _bulk(db, project_id, texts, size - done)
+        bulk += size - done
+    for run in imports:
+        print(f"  import {run.path:32s} {run.items:>9,} items into {run.before:>9,} in {run.seconds:6.1f} s: "
+              f"{run.items / max(run.seconds, 1e-9):8,.0f} items/s", flush=True)  # fmt: skip
+    requester.start(project_id)
+    return BenchProject(size, project_id, imports, bulk)
+
+
+def _bulk(db: Database, project_id: int, texts: Texts, n: int) -> None:
+    started = time.perf_counter()
+    for start in range(0, n, 100_000):
+        bulk_load(db, project_id, texts.batch(min(100_000, n - start)))
+    if n:
+        print(f"  bulk-loaded {n:,} items in {time.perf_counter() - started:.1f} s (untimed set-up)", flush=True)
+
+
+# ---------------------------------------------------------------- answer cycles
+
+
+@dataclass
+class CycleStats:
+    next_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    exhausted: int = 0
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def _worker(url: str, token: str, project_id: int, cycles: int, gate: Gate, stats: CycleStats) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = np.random.default_rng(int(token.encode().hex()[-8:], 16))
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers, timeout=60) as http:
+        await _cycle(http, project_id, rng, None)  # warm-up: connection, worker standing row
+        gate.ready += 1
+        await gate.start.wait()
+        done = 0
+        while done < cycles and time.perf_counter() < gate.deadline:
+            outcome = await _cycle(http, project_id, rng, stats)
+            if outcome == "exhausted":
+                stats.exhausted += 1
+                return
+            done += outcome == "ok"
+
+
+@dataclass
+class Gate:
+    """All workers warm up, then start together and stop taking new tasks at ``deadline``."""
+
+    start: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: int = 0
+    deadline: float = float("inf")
+
+
+async def _cycle(http: httpx.AsyncClient, project_id: int, rng: np.random.Generator, stats: CycleStats | None) -> str:
+    """One next-task then submit; latencies into ``stats`` (none for the warm-up)."""
+    started = time.perf_counter()
+    try:
+        response = await http.post(f"/projects/{project_id}/tasks/next")
+    except httpx.HTTPError as error:
+        if stats is not None:
+            stats.error(f"next: {type(error).__name__}")
+        return "error"
+    took = time.perf_counter() - started
+    if response.status_code == 204:
+        return "exhausted"
+    if response.status_code != 200:
+        if stats is not None:
+            stats.error(f"next: HTTP {response.status_code}")
+        return "error"
+    assignment_id = response.json()["assignment_id"]
+    body = {"label": LABELS[int(rng.integers(len(LABELS)))], "seconds": float(rng.uniform(2, 20))}
+    started = time.perf_counter()
+    try:
+        answer = await http.post(f"/assignments/{assignment_id}/answer", json=body)
+    except httpx.HTTPError as error:
+        if stats is not None:
+            stats.error(f"submit: {type(error).__name__}")
+        return "error"
+    if stats is None:
+        return "ok"
+    stats.next_ms.append(1000 * took)
+    if answer.status_code != 200:
+        stats.error(f"submit: HTTP {answer.status_code}")
+        return "error"
+    stats.submit_ms.append(1000 * (time.perf_counter() - started))
+    return "ok"
+
+
+async def _run_cycles(
+    url: str, tokens: list[str], project_id: int, cycles_each: int, seconds: float
+) -> tuple[CycleStats, float]:
+    stats, gate = CycleStats(), Gate()
+    tasks = [asyncio.create_task(_worker(url, t, project_id, cycles_each, gate, stats)) for t in tokens]
+    warm_until = time.perf_counter() + 60
+    while gate.ready + sum(t.done() for t in tasks) < len(tasks) and time.perf_counter() < warm_until:
+        await asyncio.sleep(0.02)
+    began = time.perf_counter()
+    gate.deadline = began + seconds
+    gate.start.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 120)
+    return stats, time.perf_counter() - began
+
+
+def answer_cycles(
+    server: Server, db: Database, tokens: list[str], project: BenchProject, cycles_each: int, seconds: float
+) -> dict[str, Any]:
+    """Run the workers once; throughput, latency percentiles and where the CPU went."""
+    database_pids = postgres_pids() if db.kind == "postgresql" else []
+    server_pids = server.pids()
+    cpu_before = (cpu_seconds(server_pids), cpu_seconds(database_pids), time.process_time())
+    stats, wall = asyncio.run(_run_cycles(server.url, tokens, project.project_id, cycles_each, seconds))
+    cpu_after = (cpu_seconds(server_pids), cpu_seconds(database_pids), time.process_time())
+    server_cpu, database_cpu, client_cpu = (after - before for before, after in zip(cpu_before, cpu_after, strict=True))
+    cycles = len(stats.submit_ms)
+
+    def pct(values: list[float], q: float) -> float:
+        return float(np.percentile(values, q)) if values else float("nan")
+
+    return {
+        "cycles": cycles, "seconds": wall, "cycles_per_s": cycles / wall,
+        "next_p50": pct(stats.next_ms, 50), "next_p99": pct(stats.next_ms, 99),
+        "submit_p50": pct(stats.submit_ms, 50), "submit_p99": pct(stats.submit_ms, 99),
+        "server_cpu": server_cpu / wall, "database_cpu": database_cpu / wall, "client_cpu": client_cpu / wall,
+        "errors": sum(stats.errors.values()), "error_kinds": stats.errors, "exhausted": stats.exhausted,
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything on one throwaway database: projects, imports, then the answer cycles."""
+    sizes = args.sizes if kind == "postgresql" else [s for s in args.sizes if s <= args.sqlite_max_items]
+    server_workers = args.server_workers if kind == "postgresql" else [1]
+    print(f"== {kind}: sizes {sizes}, server processes {server_workers}", flush=True)
+    admin_token = "cl_bench_admin_" + uuid.uuid4().hex
+    with tempfile.TemporaryDirectory() as tmp, throwaway_database(kind, Path(tmp)) as db:
+        server = start_server(db.url, admin_token, server_workers[0], Path(tmp))
+        try:
+            with Client(server.url, admin_token, timeout=600) as admin:
+                created = admin.create_user("bench-requester", "requester")
+                tokens = [
+                    str(admin.create_user(f"bench-worker-{i}", "worker")["token"]) for i in range(max(args.concurrency))
+                ]
+            with Client(server.url, str(created["token"]), timeout=600) as requester:
+                projects = [build_project(db, requester, int(created["id"]), size, args) for size in sizes]
+            cycles = []
+            configs = len(server_workers) * len(args.concurrency)
+            for workers in server_workers:
+                if server.workers != workers:
+                    server.stop()
+                    server = start_server(db.url, admin_token, workers, Path(tmp))
+                for project in projects:
+                    share = min(args.max_cycles, project.size * OVERLAP // configs)
+                    for concurrency in args.concurrency:
+                        result = answer_cycles(
+                            server, db, tokens[:concurrency], project, max(1, share // concurrency), args.seconds
+                        )
+                        result |= {"server_workers": workers, "items": project.size, "concurrency": concurrency}
+                        cycles.append(result)
+                        _print_cycles(result)
+        finally:
+            server.stop()
+    return {"kind": kind, "projects": projects, "cycles": cycles}
+
+
+def _print_cycles(row: dict[str, Any]) -> None:
+    print(
+        f"  cycles: {row['server_workers']} process(es) {row['items']:>9,} items {row['concurrency']:>4} workers: "
+        f"{row['cycles']:>6} in {row['seconds']:5.1f} s = {row['cycles_per_s']:6.1f}/s; "
+        f"next p50/p99 {row['next_p50']:.1f}/{row['next_p99']:.1f} ms, "
+        f"submit p50/p99 {row['submit_p50']:.1f}/{row['submit_p99']:.1f} ms; "
+        f"CPU server {row['server_cpu']:.2f} db {row['database_cpu']:.2f} client {row['client_cpu']:.2f}; "
+        f"errors {row['error_kinds']} exhausted {row['exhausted']}",
+        flush=True,
+    )
+
+
+TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
+def render(results: list[dict[str, Any]], args: argparse.Namespace, started: float) -> str:
+    lines = [
+        "# Platform: import and answer-cycle throughput",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "A real `crowdloop serve` (uvicorn) on 127.0.0.1 and a throwaway database; the load generator is",
+        "this script, on the same cores. Projects have 3 labels and overlap exactly 3; items are random",
+        f"{WORDS_PER_ITEM}-word texts. Import batches are {BATCH:,} rows; the items a project holds *before* a",
+        "timed import were bulk-loaded with `COPY` (SQLite: `executemany`), untimed. Answer cycles: each",
+        "simulated worker (asyncio + httpx, own token and connection) loops next task, submit, for",
+        f"{args.seconds:g} s or its share of the project's capacity; latency is measured in the client.",
+        "CPU columns are cores busy on average (server processes, all PostgreSQL processes, this client).",
+        "Targets of the issue: import at least 20,000 items/s into PostgreSQL; at least 500 answer",
+        "cycles/s with p99 under 100 ms.",
+        f"Regenerate with `python benchmarks/platform.py` ({(time.time() - started) / 60:.0f} min for this run:",
+        f"`--sizes {','.join(map(str, args.sizes))} --concurrency {','.join(map(str, args.concurrency))} "
+        f"--seconds {args.seconds:g} --database {','.join(args.database)}`).",
+    ]
+    for result in results:
+        title = TITLES[result["kind"]]
+        imports = [
+            {
+                "project items": f"{project.size:,}", "path": run.path, "items held before": f"{run.before:,}",
+                "items imported": f"{run.items:,}", "seconds": round(run.seconds, 1),
+                "items/s": f"{run.items / run.seconds:,.0f}" if run.seconds else "–",
+                "median s per 5,000": round(float(np.median(run.batches)), 2) if run.batches else "–",
+            }
+            for project in result["projects"]
+            for run in project.imports
+        ]  # fmt: skip
+        cycles = [
+            {
+                "server processes": row["server_workers"], "project items": f"{row['items']:,}",
+                "workers": row["concurrency"], "cycles": row["cycles"], "seconds": round(row["seconds"], 1),
+                "cycles/s": round(row["cycles_per_s"], 1),
+                "next p50 ms": round(row["next_p50"], 1), "next p99 ms": round(row["next_p99"], 1),
+                "submit p50 ms": round(row["submit_p50"], 1), "submit p99 ms": round(row["submit_p99"], 1),
+                "CPU server": round(row["server_cpu"], 2), "CPU db": round(row["database_cpu"], 2)
+                if result["kind"] == "postgresql" else "–", "CPU client": round(row["client_cpu"], 2),
+                "errors": row["errors"] + row["exhausted"],
+            }
+            for row in result["cycles"]
+        ]  # fmt: skip
+        lines += ["", f"## {title}: import", "", markdown(pd.DataFrame(imports)),
+                  "", f"## {title}: answer cycles (next task + submit over HTTP)", "",
+                  markdown(pd.DataFrame(cycles))]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=_ints, default=_ints("10000,100000,1000000"), help="items per project")
+    parser.add_argument("--concurrency", type=_ints, default=_ints("1,10,100"), help="simulated workers")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each answer-cycle run")
+    parser.add_argument("--database", type=lambda s: s.split(","), default=["postgresql", "sqlite"])
+    parser.add_argument("--server-workers", type=_ints, default=_ints("1,2"), help="`serve --workers` (PostgreSQL)")
+    parser.add_argument("--sqlite-max-items", type=int, default=100_000, help="largest SQLite project")
+    parser.add_argument("--import-items", type=int, default=100_000, help="items per project imported timed")
+    parser.add_argument("--inprocess-items", type=int, default=10_000, help="of which through the service directly")
+    parser.add_argument("--import-seconds", type=float, default=150.0, help="time bound of each timed import")
+    parser.add_argument("--max-cycles", type=int, default=50_000, help="answer cycles per run, at most")
+    args = parser.parse_args()
+    unknown = set(args.database) - set(TITLES)
+    if unknown:
+        parser.error(f"unknown database {', '.join(sorted(unknown))}; use postgresql and/or sqlite")
+    started = time.time()
+    results = [run_database(kind, args) for kind in args.database]
+    report = render(results, args, started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "platform.md").write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
