@@ -296,7 +296,7 @@ class BenchProject:
 
 
 def build_project(
-    db: Database, admin: Client, requester: Client, requester_id: int, size: int, args: argparse.Namespace
+    db: Database, requester: Client, requester_id: int, size: int, args: argparse.Namespace
 ) -> BenchProject:
     """A project of ``size`` items: bulk-loaded head, then timed in-process and HTTP imports."""
     project = requester.create_project(

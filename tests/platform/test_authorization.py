@@ -361,7 +361,7 @@ def test_without_a_valid_token_every_route_is_401(world, revoked_token, route):
     attempts = {
         "no token": {},
         "wrong token": {"Authorization": "Bearer cl_" + uuid.uuid4().hex},
-        "empty bearer": {"Authorization": "Bearer "},
+        "bearer without token": {"Authorization": "Bearer"},
         "basic scheme": {"Authorization": f"Basic {world.tokens['admin']}"},
         "token without scheme": {"Authorization": world.tokens["admin"]},
         "revoked token": {"Authorization": f"Bearer {revoked_token}"},
@@ -591,3 +591,14 @@ def test_closed_projects_need_access_which_devices_cannot_get(world):
     assert refused.status_code == 404 and refused.json()["error"] == "NotFoundError"
     assert world.as_actor("worker2", "GET", f"{API}/projects/{project}").status_code == 200
     assert world.as_actor("device", "GET", f"{API}/projects/{project}").status_code == 404
+
+
+def test_reading_a_standing_does_not_enrol_a_device_or_requester_as_a_worker(world):
+    """GET /projects/{id}/me is a read: calling it must not put a non-worker in the worker table or payouts."""
+    for actor in ("device", "owner"):
+        assert world.as_actor(actor, "GET", f"{API}/projects/{world.project}/me").status_code == 200
+    outsiders = {world.ids["device"]: "device", world.ids["owner"]: "owner"}
+    for path in ("/workers", "/payouts"):
+        rows = world.as_actor("owner", "GET", f"{API}/projects/{world.project}{path}").json()
+        listed = sorted(outsiders[row["worker_id"]] for row in rows if row["worker_id"] in outsiders)
+        assert listed == [], f"{path} lists non-workers as workers: {listed}"

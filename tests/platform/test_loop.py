@@ -156,3 +156,27 @@ def test_requester_cli_over_the_api(server, tmp_path):
     assert out.read_text().startswith("answer_id,item_id")
     denied = run("projects", "status", project_id, "--url", server.url, "--token", "cl_wrong")
     assert denied.returncode == 4 and "invalid or revoked token" in denied.stderr
+
+
+def test_admin_cli_creates_users_and_tokens_on_the_database(server):
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "crowdloop", "admin", *args, "--database-url", server.database_url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    name = f"ops-{time.monotonic_ns()}"
+    created = run("create-user", name, "--role", "requester")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert server.client(token).me()["role"] == "requester"
+    second = run("token", name)
+    assert second.returncode == 0 and server.client(second.stdout.strip()).me()["name"] == name
+    assert run("create-user", name, "--role", "worker").returncode == 7  # conflict: the name is taken
+    assert run("token", "nobody-by-that-name").returncode == 6
+
+
+def test_rating_projects_need_a_numeric_scale(server):
+    _, requester = server.user("req", "requester")
+    with pytest.raises(Exception, match="numbers of its scale"):
+        requester.create_project(name="stars", task_type="rating", labels=["bad", "good"])
+    project = requester.create_project(name="stars", task_type="rating", labels=["1", "2", "3", "4", "5"])
+    assert project["task_type"] == "rating"

@@ -68,6 +68,19 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
     click.echo(created.token)
 
 
+@admin_group.command("token")
+@click.argument("name")
+@click.option("--database-url")
+def token_command(name: str, database_url: str | None) -> None:
+    """Issue another token for an existing user (e.g. after revoking a lost one)."""
+    settings = Settings(database_url=database_url) if database_url else Settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with unit_of_work(session_factory(engine)) as session:
+        issued = auth.issue_token_by_name(session, name)
+    click.echo(issued.token)
+
+
 def _client(url: str | None, token: str | None) -> Client:
     settings = Settings()
     secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)

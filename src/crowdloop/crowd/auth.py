@@ -92,6 +92,14 @@ def issue_token_for(session: Session, actor: User, user_id: int) -> NewToken:
     return issue_token(session, user)
 
 
+def issue_token_by_name(session: Session, name: str) -> NewToken:
+    """For the operator's CLI, which acts on the database directly."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFoundError(f"no user named {name!r}.")
+    return issue_token(session, user)
+
+
 def revoke_tokens(session: Session, actor: User, user_id: int) -> int:
     require_role(actor, "admin")
     rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)))

@@ -34,7 +34,9 @@ class QualityRules(BaseModel):
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    task_type: Literal["single_choice", "multi_choice", "rating"] = "single_choice"
+    task_type: Literal["single_choice", "rating"] = Field(
+        "single_choice", description="rating: the labels are the points of a numeric scale, e.g. 1..5"
+    )
     labels: list[str] = Field(min_length=2, description="the label set, in display order")
     instructions: str = ""
     min_overlap: int = Field(1, ge=1, le=100)
@@ -54,7 +56,17 @@ class ProjectCreate(BaseModel):
             raise ValueError("max_overlap must be at least min_overlap")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be distinct")
+        if self.task_type == "rating" and not all(_is_number(label) for label in self.labels):
+            raise ValueError("a rating project's labels must be the numbers of its scale")
         return self
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ProjectUpdate(BaseModel):

@@ -28,7 +28,7 @@ from sqlalchemy.types import TypeDecorator
 
 ROLES = ("admin", "requester", "worker", "device")
 PROJECT_STATUSES = ("draft", "active", "paused", "finished")
-TASK_TYPES = ("single_choice", "multi_choice", "rating")
+TASK_TYPES = ("single_choice", "rating")
 
 
 def utcnow() -> datetime:
