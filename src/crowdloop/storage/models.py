@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -111,8 +110,8 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
-        # The assignment queue: walked in (priority desc, id) order without a sort.
-        Index("ix_items_queue", "project_id", "done", "is_gold", text("priority DESC"), "id"),
+        # The assignment queue: walked backwards, (priority, id) descending, without a sort.
+        Index("ix_items_queue", "project_id", "done", "is_gold", "priority", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -191,6 +190,9 @@ class ProjectWorker(Base):
     reliability: Mapped[float | None] = mapped_column(Float, default=None)
     earned_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     banned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where the worker is in the assignment queue: the (priority, item id) last leased to them.
+    cursor_priority: Mapped[float | None] = mapped_column(Float, default=None)
+    cursor_item: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class BanEvent(Base):

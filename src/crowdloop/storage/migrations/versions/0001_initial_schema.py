@@ -156,9 +156,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
     )
-    # The assignment queue, walked in (priority desc, id) order without a sort (written by hand:
-    # autogenerate does not render the DESC column).
-    op.create_index("ix_items_queue", "items", ["project_id", "done", "is_gold", sa.text("priority DESC"), "id"])
+    # The assignment queue, walked backwards in (priority, id) order without a sort.
+    op.create_index("ix_items_queue", "items", ["project_id", "done", "is_gold", "priority", "id"])
     op.create_table(
         "project_access",
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -179,6 +178,8 @@ def upgrade() -> None:
         sa.Column("reliability", sa.Float(), nullable=True),
         sa.Column("earned_micros", sa.BigInteger(), nullable=False),
         sa.Column("banned", sa.Boolean(), nullable=False),
+        sa.Column("cursor_priority", sa.Float(), nullable=True),
+        sa.Column("cursor_item", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["worker_id"],
