@@ -75,9 +75,15 @@ def _record(
 
 
 def my_standing(session: Session, worker: User, project_id: int) -> WorkerStanding:
-    """The worker's own numbers on a project they can see."""
+    """The caller's own numbers on a project they can see; reading never enrols anybody.
+
+    Gold counts are shown only where the project gives training feedback: elsewhere a
+    worker comparing their standing before and after each answer could tell which items
+    were gold, and with two labels what their gold label was.
+    """
     project = get_project(session, worker, project_id)
-    return standing_out(standing_row(session, project.id, worker.id))
+    row = session.get(ProjectWorker, (project.id, worker.id))
+    return standing_out(row, project.id, show_gold=bool(project.rules.get("training_feedback", True)))
 
 
 def _pay(project: Project, standing: ProjectWorker) -> None:

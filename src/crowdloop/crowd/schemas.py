@@ -157,7 +157,7 @@ class SubmitOut(BaseModel):
 class WorkerStanding(BaseModel):
     project_id: int
     answers: int
-    gold_answers: int
+    gold_answers: int | None = Field(description="shown only where the project gives training feedback")
     gold_accuracy: float | None
     earned: float
     banned: bool

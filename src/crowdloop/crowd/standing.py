@@ -51,13 +51,17 @@ def ban_history(session: Session, project_id: int, worker_id: int | None = None)
     return list(session.scalars(query))
 
 
-def standing_out(row: ProjectWorker) -> WorkerStanding:
+def standing_out(row: ProjectWorker | None, project_id: int, *, show_gold: bool) -> WorkerStanding:
+    """A worker's standing as they may see it (``row`` is None before their first answer)."""
+    if row is None:
+        return WorkerStanding(project_id=project_id, answers=0, gold_answers=None, gold_accuracy=None, earned=0.0,
+                              banned=False)  # fmt: skip
     accuracy = row.gold_correct / row.gold_answers if row.gold_answers else None
     return WorkerStanding(
-        project_id=row.project_id,
+        project_id=project_id,
         answers=row.answers,
-        gold_answers=row.gold_answers,
-        gold_accuracy=accuracy,
+        gold_answers=row.gold_answers if show_gold else None,
+        gold_accuracy=accuracy if show_gold else None,
         earned=from_micros(row.earned_micros) or 0.0,
         banned=row.banned,
     )
