@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, literal, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.projects import get_project
@@ -77,27 +77,32 @@ def _wants_gold(session: Session, project: Project, worker: User) -> bool:
 
 def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> Assignment | None:
     standing = standing_row(session, project.id, worker.id)
-    for attempt in range(3):
+    for _ in range(3):
         item_id = _reserve(session, project, standing, gold=gold)
         if item_id is None and gold:
             item_id = _reserve(session, project, standing, gold=False)
         if item_id is None:
             return None
-        try:
-            with session.begin_nested():
-                assignment = Assignment(
-                    project_id=project.id,
-                    item_id=item_id,
-                    worker_id=worker.id,
-                    expires_at=utcnow() + timedelta(seconds=project.lease_seconds),
-                )
-                session.add(assignment)
+        assignment = _insert_assignment(session, project, worker.id, item_id)
+        if assignment is not None:
             return assignment
-        except IntegrityError:  # the same worker raced for the same item in two requests
-            _release(session, item_id)
-            if attempt == 2:
-                raise
+        _release(session, item_id)  # the same worker raced for the same item in another request
     return None
+
+
+def _insert_assignment(session: Session, project: Project, worker_id: int, item_id: int) -> Assignment | None:
+    """Insert the lease unless (item, worker) exists already; the unique key decides races."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    values = {
+        "project_id": project.id,
+        "item_id": item_id,
+        "worker_id": worker_id,
+        "status": "leased",
+        "issued_at": utcnow(),
+        "expires_at": utcnow() + timedelta(seconds=project.lease_seconds),
+    }
+    statement = insert(Assignment).values(values).on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
+    return session.scalars(statement.returning(Assignment)).first()
 
 
 def _reserve(session: Session, project: Project, standing: ProjectWorker, *, gold: bool) -> int | None:

@@ -61,10 +61,11 @@ def authenticate(session: Session, token: str | None) -> User:
     """The user behind a bearer token, or :class:`AuthenticationError`."""
     if not token:
         raise AuthenticationError("missing token: send 'Authorization: Bearer <token>'.")
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or row.revoked_at is not None:
-        raise AuthenticationError("invalid or revoked token.")
-    user = session.get(User, row.user_id)
+    user: User | None = session.scalar(
+        select(User)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    )
     if user is None:
         raise AuthenticationError("invalid or revoked token.")
     return user
