@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,6 +19,9 @@ import httpx
 
 from crowdloop import errors
 from crowdloop.errors import CrowdloopError
+
+RETRIES = 3
+"""Times a call answered 503 (database busy) is repeated; API writes are idempotent."""
 
 _ERRORS = {name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, CrowdloopError)}
 
@@ -43,10 +47,14 @@ class Client:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}") from None
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                raise CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}") from None
+            if response.status_code != 503 or attempt == RETRIES:
+                break
+            time.sleep(0.05 * 2**attempt)  # busy database: nothing was saved, the call is safe to repeat
         _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None

@@ -19,7 +19,9 @@ any error in one place::
     ├── AuthenticationError             401  exit 4   no or wrong token
     ├── PermissionDeniedError           403  exit 5   token valid, action not allowed
     ├── NotFoundError                   404  exit 6   no such object (or not visible)
-    └── ConflictError                   409  exit 7   the state forbids the action
+    ├── ConflictError                   409  exit 7   the state forbids the action
+    └── BusyError                       503  exit 8   the database was busy (deadlock, lock
+                                                      timeout): retrying the same call is safe
 """
 
 from __future__ import annotations
@@ -122,3 +124,13 @@ class ConflictError(CrowdloopError):
 
     status_code = 409
     exit_code = 7
+
+
+class BusyError(CrowdloopError):
+    """The database gave up on the request (deadlock, lock timeout); nothing was committed.
+
+    The SDK retries these by itself: every write of the API is idempotent or all-or-nothing.
+    """
+
+    status_code = 503
+    exit_code = 8

@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
 from crowdloop.config import Settings
 from crowdloop.crowd.auth import ensure_admin_token
 from crowdloop.crowd.webhooks import WebhookDispatcher
-from crowdloop.errors import CrowdloopError
+from crowdloop.errors import BusyError, CrowdloopError
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
 
@@ -49,10 +50,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+
+
+def _transient(error: DBAPIError) -> bool:
+    """A failure that a retry of the whole request can fix."""
+    code = getattr(error.orig, "sqlstate", None)
+    return code in TRANSIENT_SQLSTATES or "database is locked" in str(error.orig)
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CrowdloopError)
     async def crowdloop_error(_request: Request, error: CrowdloopError) -> JSONResponse:
         return JSONResponse(error.to_dict(), status_code=error.status_code)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
+        if not _transient(error):
+            raise error
+        busy = BusyError("the database was busy (deadlock or lock timeout); nothing was saved, retry the call.")
+        return JSONResponse(busy.to_dict(), status_code=busy.status_code, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

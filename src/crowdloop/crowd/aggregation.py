@@ -126,7 +126,7 @@ def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> 
     try:
         with unit_of_work(factory) as session:
             # The row lock serialises processes; whoever comes second finds nothing new.
-            project = session.get(Project, project_id, with_for_update=True)
+            project = session.get(Project, project_id, with_for_update={"key_share": True})
             if project is None or project.answers_since_aggregation == 0:
                 return
             run_aggregation(session, project)

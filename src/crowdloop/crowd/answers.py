@@ -31,8 +31,8 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
             return SubmitOut(answer_id=existing.id, reward=from_micros(existing.reward_micros) or 0.0, duplicate=True)
     if assignment.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}; ask for a new task.")
-    project = session.get(Project, assignment.project_id, with_for_update=True)
-    item = session.get(Item, assignment.item_id, with_for_update=True)
+    project = session.get(Project, assignment.project_id, with_for_update={"key_share": True})
+    item = session.get(Item, assignment.item_id, with_for_update={"key_share": True})
     if project is None or item is None:
         raise ConflictError("the project or item of this assignment is gone.")
     if answer.label not in project.labels:

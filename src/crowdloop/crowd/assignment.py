@@ -144,7 +144,7 @@ def _reserve_from(
     if after is not None:
         query = query.where(tuple_(Item.priority, Item.id) < tuple_(literal(after[0]), literal(after[1])))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Item)
+        query = query.with_for_update(skip_locked=True, of=Item, key_share=True)
     for priority, item_id in session.execute(query).all():
         guard = Item.id == item_id if gold else and_(Item.id == item_id, room)
         taken = session.execute(update(Item).where(guard).values(reserved=Item.reserved + 1))
@@ -197,7 +197,7 @@ def skip_task(session: Session, worker: User, assignment_id: int) -> None:
 
 def own_assignment(session: Session, worker: User, assignment_id: int) -> Assignment:
     """The worker's own assignment; anybody else's is 'not found'."""
-    assignment = session.get(Assignment, assignment_id, with_for_update=True)
+    assignment = session.get(Assignment, assignment_id, with_for_update={"key_share": True})
     if assignment is None or assignment.worker_id != worker.id:
         raise NotFoundError(f"no assignment {assignment_id}.")
     return assignment

@@ -76,7 +76,7 @@ def get_owned_project(session: Session, actor: User, project_id: int, *, lock: b
     """A project the actor may manage (its requester, or an admin)."""
     require_role(actor, "admin", "requester")
     query = visible_projects(actor).where(Project.id == project_id)
-    project: Project | None = session.scalar(query.with_for_update() if lock else query)
+    project: Project | None = session.scalar(query.with_for_update(key_share=True) if lock else query)
     if project is None:
         raise NotFoundError(f"no project {project_id}.")
     return project

@@ -1,5 +1,10 @@
 """Engines and sessions for SQLite (default, zero set-up) and PostgreSQL.
 
+Row locks on PostgreSQL are taken ``FOR NO KEY UPDATE`` (``key_share=True``): updating a
+project's or an item's counters must not conflict with the ``KEY SHARE`` locks that inserting
+an answer or an assignment takes on them through its foreign keys, or two requests
+deadlock.
+
 SQLite runs in WAL mode with a busy timeout so several processes can share one
 file; every write transaction starts with ``BEGIN IMMEDIATE`` so that the
 conditional updates of the assignment engine are serialised. PostgreSQL uses
