@@ -66,6 +66,12 @@ LABELS = ["positive", "negative", "neutral"]
 OVERLAP = 3
 WORDS_PER_ITEM = 16
 TICKS = os.sysconf("SC_CLK_TCK")
+REQUEST_TIMEOUT = 30.0
+"""A simulated worker gives up on a request after this many seconds (counted as an error)."""
+WARM_UP = 10.0
+"""Seconds the workers get for their warm-up cycle before the timed run starts regardless."""
+GRACE = 5.0
+"""Seconds after the run's end for requests in flight; those still out then are cut and counted."""
 
 
 # ---------------------------------------------------------------- data
@@ -235,11 +241,14 @@ def bulk_load(db: Database, project_id: int, rows: list[dict[str, Any]]) -> None
         return
     import psycopg
 
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}") as connection:
-        with connection.cursor() as cursor, cursor.copy(f"COPY items ({columns}) FROM STDIN") as copy:
-            for record in records:
-                copy.write_row((*record, False, "null", 0.0, 0, 0, False, "import"))
-        connection.execute("ANALYZE items")
+    copy_sql = f"COPY items ({columns}) FROM STDIN"
+    with (
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}") as connection,
+        connection.cursor() as cursor,
+        cursor.copy(copy_sql) as copy,
+    ):
+        for record in records:
+            copy.write_row((*record, False, "null", 0.0, 0, 0, False, "import"))
 
 
 @dataclass
@@ -320,14 +329,32 @@ def build_project(
     for run in imports:
         print(f"  import {run.path:32s} {run.items:>9,} items into {run.before:>9,} in {run.seconds:6.1f} s: "
               f"{run.items / max(run.seconds, 1e-9):8,.0f} items/s", flush=True)  # fmt: skip
+    if db.kind == "postgresql":
+        analyze(db)
     requester.start(project_id)
     return BenchProject(size, project_id, imports, bulk)
+
+
+def analyze(db: Database, vacuum: bool = False) -> None:
+    """Fresh planner statistics (and the visibility map), as autovacuum keeps them on a live system.
+
+    Right after a large import autovacuum has not yet run: ``next_task``'s candidate query is then
+    planned as a nested loop over every open item and the worker's assignments (about 250 ms at
+    10,000 items after 200 answers, against 0.3 ms once analysed), and autovacuum catching up on a
+    fresh 950,000 rows would share the two cores with the timed import.
+    """
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}", autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE" if vacuum else "ANALYZE")
 
 
 def _bulk(db: Database, project_id: int, texts: Texts, n: int) -> None:
     started = time.perf_counter()
     for start in range(0, n, 100_000):
         bulk_load(db, project_id, texts.batch(min(100_000, n - start)))
+    if n and db.kind == "postgresql":
+        analyze(db, vacuum=True)
     if n:
         print(f"  bulk-loaded {n:,} items in {time.perf_counter() - started:.1f} s (untimed set-up)", flush=True)
 
@@ -341,107 +368,130 @@ class CycleStats:
     submit_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     exhausted: int = 0
+    in_flight: int = 0
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-async def _worker(url: str, token: str, project_id: int, cycles: int, gate: Gate, stats: CycleStats) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    rng = np.random.default_rng(int(token.encode().hex()[-8:], 16))
-    async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers, timeout=60) as http:
-        await _cycle(http, project_id, rng, None)  # warm-up: connection, worker standing row
-        gate.ready += 1
-        await gate.start.wait()
-        done = 0
-        while done < cycles and time.perf_counter() < gate.deadline:
-            outcome = await _cycle(http, project_id, rng, stats)
-            if outcome == "exhausted":
-                stats.exhausted += 1
-                return
-            done += outcome == "ok"
-
-
 @dataclass
 class Gate:
-    """All workers warm up, then start together and stop taking new tasks at ``deadline``."""
+    """Workers warm up, start together, take no new task after ``deadline``."""
 
     start: asyncio.Event = field(default_factory=asyncio.Event)
     ready: int = 0
     deadline: float = float("inf")
 
 
-async def _cycle(http: httpx.AsyncClient, project_id: int, rng: np.random.Generator, stats: CycleStats | None) -> str:
-    """One next-task then submit; latencies into ``stats`` (none for the warm-up)."""
+async def _worker(url: str, token: str, project_id: int, cycles: int, gate: Gate, stats: CycleStats) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = np.random.default_rng(int(token.encode().hex()[-8:], 16))
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers, timeout=REQUEST_TIMEOUT) as http:
+        await _cycle(http, project_id, rng, stats, timed=False)  # warm-up: connection, standing row
+        gate.ready += 1
+        await gate.start.wait()
+        done = 0
+        while done < cycles and time.perf_counter() < gate.deadline:
+            outcome = await _cycle(http, project_id, rng, stats, timed=True)
+            if outcome == "exhausted":
+                stats.exhausted += 1
+                return
+            done += outcome == "ok"
+
+
+async def _cycle(
+    http: httpx.AsyncClient, project_id: int, rng: np.random.Generator, stats: CycleStats, *, timed: bool
+) -> str:
+    """One next task then submit; latencies into ``stats`` unless it is the warm-up."""
+    prefix = "" if timed else "warm-up "
     started = time.perf_counter()
-    try:
-        response = await http.post(f"/projects/{project_id}/tasks/next")
-    except httpx.HTTPError as error:
-        if stats is not None:
-            stats.error(f"next: {type(error).__name__}")
-        return "error"
+    response = await _post(http, f"/projects/{project_id}/tasks/next", None, f"{prefix}next", stats)
     took = time.perf_counter() - started
+    if response is None:
+        return "error"
     if response.status_code == 204:
         return "exhausted"
-    if response.status_code != 200:
-        if stats is not None:
-            stats.error(f"next: HTTP {response.status_code}")
-        return "error"
     assignment_id = response.json()["assignment_id"]
     body = {"label": LABELS[int(rng.integers(len(LABELS)))], "seconds": float(rng.uniform(2, 20))}
     started = time.perf_counter()
-    try:
-        answer = await http.post(f"/assignments/{assignment_id}/answer", json=body)
-    except httpx.HTTPError as error:
-        if stats is not None:
-            stats.error(f"submit: {type(error).__name__}")
+    answer = await _post(http, f"/assignments/{assignment_id}/answer", body, f"{prefix}submit", stats)
+    if answer is None:
         return "error"
-    if stats is None:
-        return "ok"
-    stats.next_ms.append(1000 * took)
-    if answer.status_code != 200:
-        stats.error(f"submit: HTTP {answer.status_code}")
-        return "error"
-    stats.submit_ms.append(1000 * (time.perf_counter() - started))
+    if timed:
+        stats.next_ms.append(1000 * took)
+        stats.submit_ms.append(1000 * (time.perf_counter() - started))
     return "ok"
 
 
+async def _post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any] | None, kind: str, stats: CycleStats
+) -> httpx.Response | None:
+    """The response, or None after counting the error (transport error, timeout, HTTP status)."""
+    stats.in_flight += 1
+    try:
+        response = await http.post(path, json=body)
+    except httpx.HTTPError as error:
+        stats.error(f"{kind}: {type(error).__name__}")
+        return None
+    finally:
+        stats.in_flight -= 1
+    if response.status_code not in (200, 204):
+        stats.error(f"{kind}: HTTP {response.status_code}")
+        return None
+    return response
+
+
 async def _run_cycles(
-    url: str, tokens: list[str], project_id: int, cycles_each: int, seconds: float
-) -> tuple[CycleStats, float]:
+    url: str, tokens: list[str], project_id: int, cycles_each: int, seconds: float, cpu: Any
+) -> tuple[CycleStats, float, dict[str, float]]:
+    """Warm up (at most WARM_UP s), run ``seconds``, then cut requests still out after GRACE s."""
     stats, gate = CycleStats(), Gate()
     tasks = [asyncio.create_task(_worker(url, t, project_id, cycles_each, gate, stats)) for t in tokens]
-    warm_until = time.perf_counter() + 60
+    warm_until = time.perf_counter() + WARM_UP
     while gate.ready + sum(t.done() for t in tasks) < len(tasks) and time.perf_counter() < warm_until:
         await asyncio.sleep(0.02)
+    before = cpu()
     began = time.perf_counter()
     gate.deadline = began + seconds
     gate.start.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 120)
-    return stats, time.perf_counter() - began
+    _, pending = await asyncio.wait(tasks, timeout=seconds + GRACE)
+    wall = time.perf_counter() - began
+    used = cpu(before)
+    cut = stats.in_flight
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    stats.in_flight = cut
+    return stats, wall, used
 
 
 def answer_cycles(
     server: Server, db: Database, tokens: list[str], project: BenchProject, cycles_each: int, seconds: float
 ) -> dict[str, Any]:
     """Run the workers once; throughput, latency percentiles and where the CPU went."""
-    database_pids = postgres_pids() if db.kind == "postgresql" else []
-    server_pids = server.pids()
-    cpu_before = (cpu_seconds(server_pids), cpu_seconds(database_pids), time.process_time())
-    stats, wall = asyncio.run(_run_cycles(server.url, tokens, project.project_id, cycles_each, seconds))
-    cpu_after = (cpu_seconds(server_pids), cpu_seconds(database_pids), time.process_time())
-    server_cpu, database_cpu, client_cpu = (after - before for before, after in zip(cpu_before, cpu_after, strict=True))
-    cycles = len(stats.submit_ms)
+
+    def cpu(before: dict[str, dict[int, float]] | None = None) -> Any:
+        now = {
+            "server": {pid: cpu_seconds([pid]) for pid in server.pids()},
+            "database": {pid: cpu_seconds([pid]) for pid in postgres_pids()} if db.kind == "postgresql" else {},
+            "client": {0: time.process_time()},
+        }
+        if before is None:
+            return now
+        return {k: sum(v - before[k].get(pid, 0.0) for pid, v in now[k].items()) for k in now}
+
+    stats, wall, used = asyncio.run(_run_cycles(server.url, tokens, project.project_id, cycles_each, seconds, cpu))
 
     def pct(values: list[float], q: float) -> float:
         return float(np.percentile(values, q)) if values else float("nan")
 
     return {
-        "cycles": cycles, "seconds": wall, "cycles_per_s": cycles / wall,
+        "cycles": len(stats.submit_ms), "seconds": wall, "cycles_per_s": len(stats.submit_ms) / wall,
         "next_p50": pct(stats.next_ms, 50), "next_p99": pct(stats.next_ms, 99),
         "submit_p50": pct(stats.submit_ms, 50), "submit_p99": pct(stats.submit_ms, 99),
-        "server_cpu": server_cpu / wall, "database_cpu": database_cpu / wall, "client_cpu": client_cpu / wall,
-        "errors": sum(stats.errors.values()), "error_kinds": stats.errors, "exhausted": stats.exhausted,
+        "server_cpu": used["server"] / wall, "database_cpu": used["database"] / wall,
+        "client_cpu": used["client"] / wall, "errors": sum(stats.errors.values()), "error_kinds": stats.errors,
+        "exhausted": stats.exhausted, "cut": stats.in_flight,
     }  # fmt: skip
 
 
@@ -473,15 +523,31 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 for project in projects:
                     share = min(args.max_cycles, project.size * OVERLAP // configs)
                     for concurrency in args.concurrency:
+                        offset = server.log.stat().st_size
                         result = answer_cycles(
                             server, db, tokens[:concurrency], project, max(1, share // concurrency), args.seconds
                         )
+                        trouble = result["errors"] or result["cut"]
+                        if trouble:  # requests may still hang in the server: start afresh
+                            server.stop()
+                        else:
+                            time.sleep(0.5)  # let the server write what went wrong
+                        result["server_errors"] = server_errors(server.log, offset)
                         result |= {"server_workers": workers, "items": project.size, "concurrency": concurrency}
                         cycles.append(result)
                         _print_cycles(result)
-        finally:
+                        if trouble:
+                            server = start_server(db.url, admin_token, workers, Path(tmp))
+        except BaseException:
             server.stop()
+            print(f"crowdloop serve's log ends:\n{_tail(server.log, 40)}", file=sys.stderr)
+            raise
+        server.stop()
     return {"kind": kind, "projects": projects, "cycles": cycles}
+
+
+def _tail(path: Path, lines: int) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _print_cycles(row: dict[str, Any]) -> None:
@@ -491,12 +557,50 @@ def _print_cycles(row: dict[str, Any]) -> None:
         f"next p50/p99 {row['next_p50']:.1f}/{row['next_p99']:.1f} ms, "
         f"submit p50/p99 {row['submit_p50']:.1f}/{row['submit_p99']:.1f} ms; "
         f"CPU server {row['server_cpu']:.2f} db {row['database_cpu']:.2f} client {row['client_cpu']:.2f}; "
-        f"errors {row['error_kinds']} exhausted {row['exhausted']}",
+        f"errors {row['error_kinds']} cut {row['cut']} exhausted {row['exhausted']}; server {row['server_errors']}",
         flush=True,
     )
 
 
+def server_errors(log: Path, offset: int) -> dict[str, int]:
+    """What the server logged as failing since ``offset``: exceptions by kind, counted."""
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode(errors="replace")
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.startswith("sqlalchemy.exc.") and not line.startswith("ERROR:    Exception"):
+            continue
+        kind = next((name for key, name in ERROR_KINDS.items() if key in line), None)
+        if kind is None and line.startswith("sqlalchemy.exc."):
+            kind = line.split(":", 1)[0].removeprefix("sqlalchemy.exc.")
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+ERROR_KINDS = {
+    "DeadlockDetected": "deadlock",
+    "QueuePool limit": "pool timeout",
+    "database is locked": "database locked",
+    "ERROR:    Exception": "500s",
+}
+
+
+def code_version() -> str:
+    """The commit measured, and the application files that differed from it (work in progress)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=ROOT)
+    except OSError:
+        return "unknown"
+    changed = [line[3:] for line in dirty.stdout.splitlines()]
+    suffix = f" with uncommitted changes to {', '.join(changed)}" if changed else ""
+    return f"commit {commit.stdout.strip() or 'unknown'}{suffix}"
+
+
 TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+VERSION = "unknown"
 
 
 def render(results: list[dict[str, Any]], args: argparse.Namespace, started: float) -> str:
@@ -505,12 +609,19 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "",
         f"Machine: {machine()}.",
         "",
+        f"Code: {VERSION}.",
+        "",
         "A real `crowdloop serve` (uvicorn) on 127.0.0.1 and a throwaway database; the load generator is",
         "this script, on the same cores. Projects have 3 labels and overlap exactly 3; items are random",
         f"{WORDS_PER_ITEM}-word texts. Import batches are {BATCH:,} rows; the items a project holds *before* a",
-        "timed import were bulk-loaded with `COPY` (SQLite: `executemany`), untimed. Answer cycles: each",
-        "simulated worker (asyncio + httpx, own token and connection) loops next task, submit, for",
-        f"{args.seconds:g} s or its share of the project's capacity; latency is measured in the client.",
+        "timed import were bulk-loaded with `COPY` (SQLite: `executemany`), untimed; on PostgreSQL the",
+        "set-up then runs `VACUUM ANALYZE`, and `ANALYZE` again after the imports, as autovacuum would.",
+        "Answer cycles: each simulated worker (asyncio + httpx, own token and connection) loops next task,",
+        f"submit, for {args.seconds:g} s or its share of the project's capacity, after one untimed warm-up",
+        f"cycle (the run starts anyway after {WARM_UP:g} s); latency is measured in the client, over the",
+        "requests that succeeded. `client errors`: HTTP 5xx, dropped connections and requests unanswered",
+        f"after {REQUEST_TIMEOUT:g} s; `cut at end`: requests still unanswered {GRACE:g} s after the run, abandoned",
+        "(the server is then restarted); `server log`: what the server logged as failing during the run.",
         "CPU columns are cores busy on average (server processes, all PostgreSQL processes, this client).",
         "Targets of the issue: import at least 20,000 items/s into PostgreSQL; at least 500 answer",
         "cycles/s with p99 under 100 ms.",
@@ -523,9 +634,9 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         imports = [
             {
                 "project items": f"{project.size:,}", "path": run.path, "items held before": f"{run.before:,}",
-                "items imported": f"{run.items:,}", "seconds": round(run.seconds, 1),
+                "items imported": f"{run.items:,}", "seconds": f"{run.seconds:.1f}",
                 "items/s": f"{run.items / run.seconds:,.0f}" if run.seconds else "–",
-                "median s per 5,000": round(float(np.median(run.batches)), 2) if run.batches else "–",
+                "median s per 5,000": f"{np.median(run.batches):.2f}" if run.batches else "–",
             }
             for project in result["projects"]
             for run in project.imports
@@ -533,13 +644,15 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         cycles = [
             {
                 "server processes": row["server_workers"], "project items": f"{row['items']:,}",
-                "workers": row["concurrency"], "cycles": row["cycles"], "seconds": round(row["seconds"], 1),
-                "cycles/s": round(row["cycles_per_s"], 1),
-                "next p50 ms": round(row["next_p50"], 1), "next p99 ms": round(row["next_p99"], 1),
-                "submit p50 ms": round(row["submit_p50"], 1), "submit p99 ms": round(row["submit_p99"], 1),
-                "CPU server": round(row["server_cpu"], 2), "CPU db": round(row["database_cpu"], 2)
-                if result["kind"] == "postgresql" else "–", "CPU client": round(row["client_cpu"], 2),
-                "errors": row["errors"] + row["exhausted"],
+                "workers": row["concurrency"], "cycles": row["cycles"], "seconds": f"{row['seconds']:.1f}",
+                "cycles/s": f"{row['cycles_per_s']:.1f}",
+                "next p50 ms": _ms(row["next_p50"]), "next p99 ms": _ms(row["next_p99"]),
+                "submit p50 ms": _ms(row["submit_p50"]), "submit p99 ms": _ms(row["submit_p99"]),
+                "CPU server": f"{row['server_cpu']:.2f}",
+                "CPU db": f"{row['database_cpu']:.2f}" if result["kind"] == "postgresql" else "–",
+                "CPU client": f"{row['client_cpu']:.2f}",
+                "client errors": row["errors"], "cut at end": row["cut"],
+                "server log": ", ".join(f"{k} {v}" for k, v in row["server_errors"].items()) or "–",
             }
             for row in result["cycles"]
         ]  # fmt: skip
@@ -547,6 +660,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
                   "", f"## {title}: answer cycles (next task + submit over HTTP)", "",
                   markdown(pd.DataFrame(cycles))]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:,.1f}"
 
 
 def _ints(text: str) -> list[int]:
@@ -561,7 +678,7 @@ def main() -> None:
     parser.add_argument("--database", type=lambda s: s.split(","), default=["postgresql", "sqlite"])
     parser.add_argument("--server-workers", type=_ints, default=_ints("1,2"), help="`serve --workers` (PostgreSQL)")
     parser.add_argument("--sqlite-max-items", type=int, default=100_000, help="largest SQLite project")
-    parser.add_argument("--import-items", type=int, default=100_000, help="items per project imported timed")
+    parser.add_argument("--import-items", type=int, default=50_000, help="items per project imported timed")
     parser.add_argument("--inprocess-items", type=int, default=10_000, help="of which through the service directly")
     parser.add_argument("--import-seconds", type=float, default=150.0, help="time bound of each timed import")
     parser.add_argument("--max-cycles", type=int, default=50_000, help="answer cycles per run, at most")
@@ -570,6 +687,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown database {', '.join(sorted(unknown))}; use postgresql and/or sqlite")
     started = time.time()
+    global VERSION
+    VERSION = code_version()  # before the run: the files may change while it goes on
     results = [run_database(kind, args) for kind in args.database]
     report = render(results, args, started)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     )
     default_method: str = Field(default="default", description="Aggregation method used when none is named.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    threads: int = Field(default=32, ge=1, le=256, description="Worker threads (and database connections) per process.")
     max_upload_mb: float = Field(default=100.0, gt=0, description="Largest accepted item upload.")
     auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")

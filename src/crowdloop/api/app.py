@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,7 +24,7 @@ from crowdloop.storage.migrate import upgrade
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings``; the app keeps no state between requests but the engine."""
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.threads)
     if settings.auto_migrate:
         upgrade(engine)
     factory = session_factory(engine)
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # as many threads as connections: a request never waits for a connection in a thread
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         dispatcher = WebhookDispatcher(factory) if settings.webhook_dispatcher else None
         if dispatcher is not None:
             dispatcher.start()

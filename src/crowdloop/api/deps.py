@@ -1,9 +1,19 @@
-"""Request-scoped dependencies: one unit of work per request, and the caller."""
+"""Per-request context: who is calling, and one unit of work that does all the request's SQL.
+
+All of a request's database work runs inside one call of :meth:`Api.run`, on one worker
+thread, from ``BEGIN`` to ``COMMIT``: a request never holds a connection or a lock while it
+waits for a thread. (With the session as a FastAPI dependency, the dependency, the route
+and the commit each waited for a thread separately, and a busy server deadlocked: every
+thread waiting on a connection or lock held by a request that was waiting for a thread.)
+The commit happens before the response is sent, so a client never sees success for a
+change that did not commit.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,31 +23,27 @@ from crowdloop.crowd.auth import authenticate
 from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import User
 
-
-def get_factory(request: Request) -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = request.app.state.factory
-    return factory
+T = TypeVar("T")
 
 
-def get_read_factory(request: Request) -> sessionmaker[Session]:
-    factory: sessionmaker[Session] = request.app.state.read_factory
-    return factory
+@dataclass(frozen=True)
+class Api:
+    """What a route needs: the session factories, the settings and the caller's token."""
 
+    factory: sessionmaker[Session]
+    read_factory: sessionmaker[Session]
+    settings: Settings
+    token: str | None
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    def run(self, work: Callable[[Session, User], T]) -> T:
+        """Authenticate and do ``work`` in one transaction, committed before returning."""
+        with unit_of_work(self.factory) as session:
+            return work(session, authenticate(session, self.token))
 
-
-def get_session(factory: Annotated[sessionmaker[Session], Depends(get_factory)]) -> Iterator[Session]:
-    """The request is the unit of work: commit when the route returns, roll back on error.
-
-    Used with ``scope="function"``: the commit happens before the response is sent, so a
-    client never sees success for a change that did not commit, and background tasks
-    (which run after the response) never wait on the request's SQLite write lock.
-    """
-    with unit_of_work(factory) as session:
-        yield session
+    def run_anonymous(self, work: Callable[[Session], T]) -> T:
+        """For the one public route (health)."""
+        with unit_of_work(self.read_factory) as session:
+            return work(session)
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -46,15 +52,10 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
-def get_user(
-    session: Annotated[Session, Depends(get_session, scope="function")],
-    authorization: Annotated[str | None, Header()] = None,
-) -> User:
-    return authenticate(session, _bearer(authorization))
+async def get_api(request: Request, authorization: Annotated[str | None, Header()] = None) -> Api:
+    """Async on purpose: resolving it takes no worker thread and touches no database."""
+    state = request.app.state
+    return Api(state.factory, state.read_factory, state.settings, _bearer(authorization))
 
 
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-UserDep = Annotated[User, Depends(get_user)]
-FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
-ReadFactoryDep = Annotated[sessionmaker[Session], Depends(get_read_factory)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+ApiDep = Annotated[Api, Depends(get_api)]

@@ -53,7 +53,7 @@ def run_aggregation(session: Session, project: Project) -> dict[str, Any]:
     model = get_aggregator(project.aggregation_method)
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
-    model.fit(answers, gold=_gold(session, project.id))
+    model.fit(answers, gold=_gold(session, project.id, answers["label"]))
     _store_labels(session, project, model)
     _store_reliability(session, project.id, model)
     project.answers_since_aggregation = 0
@@ -78,11 +78,13 @@ def _answers_frame(session: Session, project_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "worker", "label"])
 
 
-def _gold(session: Session, project_id: int) -> pd.Series | None:
+def _gold(session: Session, project_id: int, answered: pd.Series) -> pd.Series | None:
+    """Gold labels the answers use: a class nobody has answered yet cannot be clamped to."""
     rows = session.execute(
         select(Item.id, Item.gold_label).where(Item.project_id == project_id, Item.is_gold.is_(True))
     ).all()
-    gold = pd.Series({item_id: label for item_id, label in rows}, dtype=object)
+    seen = set(answered.unique())
+    gold = pd.Series({item_id: label for item_id, label in rows if label in seen}, dtype=object)
     return gold if len(gold) else None
 
 

@@ -144,7 +144,8 @@ def _reserve_from(
     if after is not None:
         query = query.where(tuple_(Item.priority, Item.id) < tuple_(literal(after[0]), literal(after[1])))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Item, key_share=True)
+        # lock only the one candidate taken (SKIP LOCKED moves past the others' rows)
+        query = query.limit(1).with_for_update(skip_locked=True, of=Item, key_share=True)
     for priority, item_id in session.execute(query).all():
         guard = Item.id == item_id if gold else and_(Item.id == item_id, room)
         taken = session.execute(update(Item).where(guard).values(reserved=Item.reserved + 1))
@@ -170,19 +171,24 @@ def _open_lease(session: Session, project_id: int, worker_id: int) -> Assignment
 
 def expire_leases(session: Session, project_id: int) -> int:
     """Return the items of expired leases to the pool."""
-    expired = session.scalars(
-        select(Assignment)
-        .where(
-            Assignment.project_id == project_id,
-            Assignment.status == "leased",
-            Assignment.expires_at <= utcnow(),
-        )
+    # One conditional UPDATE: a lease answered, skipped or expired by a concurrent request in the
+    # meantime no longer matches ``status = 'leased'`` and is left alone (settled exactly once).
+    due = (
+        select(Assignment.id)
+        .where(Assignment.project_id == project_id, Assignment.status == "leased", Assignment.expires_at <= utcnow())
         .limit(1000)
+        .scalar_subquery()
+    )
+    items = session.scalars(
+        update(Assignment)
+        .where(Assignment.id.in_(due), Assignment.status == "leased")
+        .values(status="expired")
+        .returning(Assignment.item_id)
+        .execution_options(synchronize_session=False)
     ).all()
-    for assignment in expired:
-        assignment.status = "expired"
-        _release(session, assignment.item_id)
-    return len(expired)
+    for item_id in items:
+        _release(session, item_id)
+    return len(items)
 
 
 def skip_task(session: Session, worker: User, assignment_id: int) -> None:

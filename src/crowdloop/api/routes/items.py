@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, UploadFile
+from starlette.concurrency import run_in_threadpool
 
-from crowdloop.api.deps import SessionDep, SettingsDep, UserDep
+from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import items
 from crowdloop.crowd.schemas import ImportReport
 from crowdloop.errors import PayloadTooLargeError
@@ -16,18 +17,19 @@ CHUNK = 1 << 20
 
 
 @router.post("/projects/{project_id}/items")
-def import_items(project_id: int, rows: list[dict[str, Any]], session: SessionDep, user: UserDep) -> ImportReport:
-    return items.import_items(session, user, project_id, rows)
+def import_items(project_id: int, rows: list[dict[str, Any]], api: ApiDep) -> ImportReport:
+    return api.run(lambda session, user: items.import_items(session, user, project_id, rows))
 
 
 @router.post("/projects/{project_id}/items/upload")
-async def upload_items(
-    project_id: int, file: UploadFile, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
-) -> ImportReport:
+async def upload_items(project_id: int, file: UploadFile, api: ApiDep) -> ImportReport:
     """CSV, TSV, JSON Lines or Label Studio JSON; refused whole when over the size limit."""
-    content = await _read_limited(file, int(settings.max_upload_mb * CHUNK))
+    content = await _read_limited(file, int(api.settings.max_upload_mb * CHUNK))
     rows = items.parse_upload(content, file.filename or "upload.csv")
-    return items.import_items(session, user, project_id, rows)
+    result: ImportReport = await run_in_threadpool(
+        api.run, lambda session, user: items.import_items(session, user, project_id, rows)
+    )
+    return result
 
 
 async def _read_limited(file: UploadFile, limit: int) -> bytes:
@@ -41,7 +43,5 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
 
 
 @router.get("/projects/{project_id}/items")
-def list_items(
-    project_id: int, session: SessionDep, user: UserDep, offset: int = 0, limit: int = 100
-) -> list[dict[str, Any]]:
-    return items.list_items(session, user, project_id, offset, min(limit, 1000))
+def list_items(project_id: int, api: ApiDep, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: items.list_items(session, user, project_id, offset, min(limit, 1000)))

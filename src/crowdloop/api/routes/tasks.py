@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
-from crowdloop.api.deps import FactoryDep, SessionDep, UserDep
+from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import aggregation, answers, assignment
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, TaskOut, WorkerStanding
 
@@ -12,33 +12,26 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.post("/projects/{project_id}/tasks/next", response_model=None)
-def next_task(project_id: int, session: SessionDep, user: UserDep) -> TaskOut | Response:
+def next_task(project_id: int, api: ApiDep) -> TaskOut | Response:
     """Lease the next item; 204 when there is nothing left for this worker."""
-    task = assignment.next_task(session, user, project_id)
+    task = api.run(lambda session, user: assignment.next_task(session, user, project_id))
     return Response(status_code=204) if task is None else task
 
 
 @router.post("/assignments/{assignment_id}/answer")
-def submit(
-    assignment_id: int,
-    body: SubmitIn,
-    session: SessionDep,
-    user: UserDep,
-    background: BackgroundTasks,
-    factory: FactoryDep,
-) -> SubmitOut:
+def submit(assignment_id: int, body: SubmitIn, api: ApiDep, background: BackgroundTasks) -> SubmitOut:
     """Submit an answer; retrying the same submit returns the first answer (``duplicate``)."""
-    result = answers.submit_answer(session, user, assignment_id, body)
+    result = api.run(lambda session, user: answers.submit_answer(session, user, assignment_id, body))
     if result.aggregate_project is not None:
-        background.add_task(aggregation.aggregate_in_background, factory, result.aggregate_project)
+        background.add_task(aggregation.aggregate_in_background, api.factory, result.aggregate_project)
     return result
 
 
 @router.post("/assignments/{assignment_id}/skip", status_code=204)
-def skip(assignment_id: int, session: SessionDep, user: UserDep) -> None:
-    assignment.skip_task(session, user, assignment_id)
+def skip(assignment_id: int, api: ApiDep) -> None:
+    api.run(lambda session, user: assignment.skip_task(session, user, assignment_id))
 
 
 @router.get("/projects/{project_id}/me")
-def my_standing(project_id: int, session: SessionDep, user: UserDep) -> WorkerStanding:
-    return answers.my_standing(session, user, project_id)
+def my_standing(project_id: int, api: ApiDep) -> WorkerStanding:
+    return api.run(lambda session, user: answers.my_standing(session, user, project_id))

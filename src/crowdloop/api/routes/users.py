@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from crowdloop.api.deps import SessionDep, UserDep
+from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import auth
 
 router = APIRouter(tags=["users"])
@@ -23,28 +23,34 @@ def _user(user: Any) -> dict[str, Any]:
 
 
 @router.get("/me")
-def me(user: UserDep) -> dict[str, Any]:
-    return _user(user)
+def me(api: ApiDep) -> dict[str, Any]:
+    return api.run(lambda session, user: _user(user))
 
 
 @router.post("/users", status_code=201)
-def create_user(body: UserCreate, session: SessionDep, user: UserDep) -> dict[str, Any]:
+def create_user(body: UserCreate, api: ApiDep) -> dict[str, Any]:
     """Create a user and their first token (shown once)."""
-    auth.require_role(user, "admin")
-    created = auth.create_user_with_token(session, body.name, body.role)
-    return {**_user(created.user), "token": created.token}
+
+    def work(session: Any, user: Any) -> dict[str, Any]:
+        auth.require_role(user, "admin")
+        created = auth.create_user_with_token(session, body.name, body.role)
+        return {**_user(created.user), "token": created.token}
+
+    return api.run(work)
 
 
 @router.get("/users")
-def list_users(session: SessionDep, user: UserDep, role: str | None = None) -> list[dict[str, Any]]:
-    return [_user(u) for u in auth.list_users(session, user, role)]
+def list_users(api: ApiDep, role: str | None = None) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: [_user(u) for u in auth.list_users(session, user, role)])
 
 
 @router.post("/users/{user_id}/tokens", status_code=201)
-def new_token(user_id: int, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    return {"user_id": user_id, "token": auth.issue_token_for(session, user, user_id).token}
+def new_token(user_id: int, api: ApiDep) -> dict[str, Any]:
+    return api.run(
+        lambda session, user: {"user_id": user_id, "token": auth.issue_token_for(session, user, user_id).token}
+    )
 
 
 @router.delete("/users/{user_id}/tokens")
-def revoke_tokens(user_id: int, session: SessionDep, user: UserDep) -> dict[str, int]:
-    return {"revoked": auth.revoke_tokens(session, user, user_id)}
+def revoke_tokens(user_id: int, api: ApiDep) -> dict[str, int]:
+    return api.run(lambda session, user: {"revoked": auth.revoke_tokens(session, user, user_id)})

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from crowdloop.api.deps import SessionDep, UserDep
+from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import workers
 from crowdloop.crowd.formats import stream_csv
 
@@ -26,40 +26,42 @@ class BonusIn(BaseModel):
 
 
 @router.get("/projects/{project_id}/workers")
-def worker_table(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
-    return workers.worker_table(session, user, project_id)
+def worker_table(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: workers.worker_table(session, user, project_id))
 
 
 @router.post("/projects/{project_id}/workers/{worker_id}/ban")
-def ban(project_id: int, worker_id: int, body: ReasonIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    return workers.ban_worker(session, user, project_id, worker_id, body.reason, banned=True)
+def ban(project_id: int, worker_id: int, body: ReasonIn, api: ApiDep) -> dict[str, Any]:
+    return api.run(lambda s, user: workers.ban_worker(s, user, project_id, worker_id, body.reason, banned=True))
 
 
 @router.post("/projects/{project_id}/workers/{worker_id}/unban")
-def unban(project_id: int, worker_id: int, body: ReasonIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    return workers.ban_worker(session, user, project_id, worker_id, body.reason, banned=False)
+def unban(project_id: int, worker_id: int, body: ReasonIn, api: ApiDep) -> dict[str, Any]:
+    return api.run(lambda s, user: workers.ban_worker(s, user, project_id, worker_id, body.reason, banned=False))
 
 
 @router.get("/projects/{project_id}/bans")
-def bans(project_id: int, session: SessionDep, user: UserDep) -> list[dict[str, Any]]:
-    return [
-        {"worker_id": e.worker_id, "action": e.action, "reason": e.reason, "by_user_id": e.by_user_id,
-         "created_at": e.created_at.isoformat()}
-        for e in workers.bans(session, user, project_id)
-    ]  # fmt: skip
+def bans(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
+    return api.run(
+        lambda session, user: [
+            {"worker_id": e.worker_id, "action": e.action, "reason": e.reason, "by_user_id": e.by_user_id,
+             "created_at": e.created_at.isoformat()}
+            for e in workers.bans(session, user, project_id)
+        ]
+    )  # fmt: skip
 
 
 @router.post("/projects/{project_id}/bonuses", status_code=201)
-def bonus(project_id: int, body: BonusIn, session: SessionDep, user: UserDep) -> dict[str, Any]:
-    created = workers.add_bonus(session, user, project_id, body.worker_id, body.amount, body.reason)
+def bonus(project_id: int, body: BonusIn, api: ApiDep) -> dict[str, Any]:
+    created = api.run(
+        lambda session, user: workers.add_bonus(session, user, project_id, body.worker_id, body.amount, body.reason)
+    )
     return {"id": created.id, "worker_id": created.worker_id, "amount": body.amount}
 
 
 @router.get("/projects/{project_id}/payouts", response_model=None)
-def payouts(
-    project_id: int, session: SessionDep, user: UserDep, format: str = "json"
-) -> list[dict[str, Any]] | StreamingResponse:
-    rows = workers.payouts(session, user, project_id)
+def payouts(project_id: int, api: ApiDep, format: str = "json") -> list[dict[str, Any]] | StreamingResponse:
+    rows = api.run(lambda session, user: workers.payouts(session, user, project_id))
     if format != "csv":
         return rows
     columns = ["worker_id", "name", "answers", "answer_pay", "bonuses", "total"]
