@@ -18,12 +18,7 @@ from crowdloop.storage.models import Answer, BanEvent, Bonus, ProjectWorker, Use
 def worker_table(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
     """Per worker: answers, gold accuracy, reliability, median seconds, earnings, ban state."""
     get_owned_project(session, actor, project_id)
-    rows = session.execute(
-        select(ProjectWorker, User.name)
-        .join(User, User.id == ProjectWorker.worker_id)
-        .where(ProjectWorker.project_id == project_id)
-        .order_by(ProjectWorker.worker_id)
-    ).all()
+    rows = _project_workers(session, project_id)
     speed: dict[int, float] = dict(
         session.execute(  # type: ignore[arg-type]
             select(Answer.worker_id, func.avg(Answer.seconds))
@@ -33,6 +28,18 @@ def worker_table(session: Session, actor: User, project_id: int) -> list[dict[st
     )
     bonuses = _bonus_totals(session, project_id)
     return [_worker_row(pw, name, speed.get(pw.worker_id), bonuses.get(pw.worker_id, 0)) for pw, name in rows]
+
+
+def _project_workers(session: Session, project_id: int) -> list[Any]:
+    """(standing, worker name) of everyone who worked on the project, by worker id."""
+    return list(
+        session.execute(
+            select(ProjectWorker, User.name)
+            .join(User, User.id == ProjectWorker.worker_id)
+            .where(ProjectWorker.project_id == project_id)
+            .order_by(ProjectWorker.worker_id)
+        ).all()
+    )
 
 
 def _worker_row(pw: ProjectWorker, name: str, seconds: float | None, bonus_micros: int) -> dict[str, Any]:
@@ -107,12 +114,7 @@ def payouts(session: Session, actor: User, project_id: int) -> list[dict[str, An
     """What each worker is owed on the project: answers, pay for answers, bonuses, total."""
     get_owned_project(session, actor, project_id)
     bonuses = _bonus_totals(session, project_id)
-    rows = session.execute(
-        select(ProjectWorker, User.name)
-        .join(User, User.id == ProjectWorker.worker_id)
-        .where(ProjectWorker.project_id == project_id)
-        .order_by(ProjectWorker.worker_id)
-    ).all()
+    rows = _project_workers(session, project_id)
     return [
         {
             "worker_id": pw.worker_id,
