@@ -35,9 +35,32 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     upgrade(make_engine(settings.database_url))  # once, before any worker process starts
     os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"
     console.print(f"crowdloop serving {_safe(settings.database_url)} on http://{host}:{port} ({workers} process(es))")
-    uvicorn.run(
-        "crowdloop.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning"
-    )
+    app = "crowdloop.api.app:create_app"
+    if workers == 1:
+        uvicorn.run(app, factory=True, host=host, port=port, log_level="warning")
+        return
+    _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning"))
+
+
+def _serve_processes(config: Any) -> None:
+    """Several processes on one listening socket, made here with ``IPPROTO_TCP``.
+
+    uvicorn's own multi-process socket leaves the protocol at 0, so asyncio does not set
+    ``TCP_NODELAY`` on the accepted connections and every reused connection waits ~40 ms
+    for Nagle's algorithm and delayed ACKs.
+    """
+    import socket
+
+    from uvicorn.supervisors import Multiprocess
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.set_inheritable(True)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 def _safe(url: str) -> str:
