@@ -219,3 +219,17 @@ def test_oversized_upload_is_refused_whole(server, tmp_path, monkeypatch):
     with pytest.raises(PayloadTooLargeError, match="over the 100 MB limit"):
         requester.upload_items(project["id"], big)
     assert requester.items(project["id"]) == []
+
+
+def test_open_leases_count_against_the_budget(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, price=1.0, budget=2.0, max_overlap=1)
+    requester.import_items(project["id"], [{"data": {"text": f"lease {i}"}} for i in range(5)])
+    requester.start(project["id"])
+    leased = [server.user(f"w{i}", "worker")[1] for i in range(3)]
+    tasks = [worker.next_task(project["id"]) for worker in leased]
+    assert tasks[0] is not None and tasks[1] is not None
+    assert tasks[2] is None  # two open leases already spend the whole budget when answered
+    for worker, task in zip(leased[:2], tasks[:2], strict=True):
+        worker.submit(task["assignment_id"], "1")
+    assert requester.status(project["id"])["spent"] == 2.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, literal, select, tuple_, update
+from sqlalchemy import and_, exists, func, literal, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,7 +42,7 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
     current = _open_lease(session, project.id, worker.id)
     if current is not None:
         return _task_out(session, project, current)
-    if not _budget_allows(project):
+    if not _budget_allows(session, project):
         return None
     assignment = _lease(session, project, worker, gold=_wants_gold(session, project, worker))
     return None if assignment is None else _task_out(session, project, assignment)
@@ -61,10 +61,14 @@ def _check_may_work(session: Session, project: Project, worker: User) -> None:
         raise ConflictError(f"you skipped {standing.skips_in_row} tasks in a row; this project allows {skips}.")
 
 
-def _budget_allows(project: Project) -> bool:
+def _budget_allows(session: Session, project: Project) -> bool:
+    """Whether one more lease fits the budget once every open lease is paid for too."""
     if project.budget_micros is None:
         return True
-    return project.spent_micros + project.price_micros <= project.budget_micros
+    leased = session.scalar(
+        select(func.count()).where(Assignment.project_id == project.id, Assignment.status == "leased")
+    )
+    return project.spent_micros + (int(leased or 0) + 1) * project.price_micros <= project.budget_micros
 
 
 def _wants_gold(session: Session, project: Project, worker: User) -> bool:

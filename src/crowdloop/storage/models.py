@@ -137,7 +137,7 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("item_id", "worker_id", name="uq_assignment_item_worker"),
-        Index("ix_assignments_lease", "status", "expires_at"),
+        Index("ix_assignments_lease", "project_id", "status", "expires_at"),
         Index("ix_assignments_worker", "worker_id", "project_id", "status"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -221,7 +221,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("item_id", "worker_id", name="uq_assignment_item_worker"),
     )
     with op.batch_alter_table("assignments", schema=None) as batch_op:
-        batch_op.create_index("ix_assignments_lease", ["status", "expires_at"], unique=False)
+        batch_op.create_index("ix_assignments_lease", ["project_id", "status", "expires_at"], unique=False)
         batch_op.create_index("ix_assignments_worker", ["worker_id", "project_id", "status"], unique=False)
 
     op.create_table(
