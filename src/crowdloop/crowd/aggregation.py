@@ -42,7 +42,7 @@ def aggregate_project(session: Session, actor: User, project_id: int) -> dict[st
     return run_aggregation(session, project)
 
 
-def run_aggregation(session: Session, project: Project) -> dict[str, Any]:
+def run_aggregation(session: Session, project: Project, *, reset_counter: bool = True) -> dict[str, Any]:
     answers = _answers_frame(session, project.id)
     run = AggregationRun(project_id=project.id, method=project.aggregation_method, answers=len(answers))
     session.add(run)
@@ -56,7 +56,8 @@ def run_aggregation(session: Session, project: Project) -> dict[str, Any]:
     model.fit(answers, gold=_gold(session, project.id, answers["label"]))
     _store_labels(session, project, model)
     _store_reliability(session, project.id, model)
-    project.answers_since_aggregation = 0
+    if reset_counter:
+        project.answers_since_aggregation = 0
     run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
     return _summary(run)
 
@@ -114,23 +115,37 @@ def _store_reliability(session: Session, project_id: int, model: BaseClassificat
         )
 
 
-def due(project: Project) -> bool:
+def _claim(factory: sessionmaker[Session], project_id: int) -> bool:
+    """Reset the project's counter in a short transaction of its own; False if already claimed.
+
+    The row lock serialises processes (whoever comes second finds the counter at 0), and it
+    is released before the model is fitted, so submits never wait for an aggregation.
+    """
+    with unit_of_work(factory) as session:
+        project = session.get(Project, project_id, with_for_update={"key_share": True})
+        if project is None or project.answers_since_aggregation == 0:
+            return False
+        project.answers_since_aggregation = 0
+        return True
+
+
+def due(since: int, total: int) -> bool:
     """Whether enough answers arrived since the last run to aggregate again.
 
     Every ``AUTO_EVERY`` answers, or every tenth of the answers so far if more, so the
     cost of re-aggregating stays a constant share of the work as a project grows.
     """
-    return project.answers_since_aggregation >= max(AUTO_EVERY, project.answers_total // 10)
+    return since >= max(AUTO_EVERY, total // 10)
 
 
 def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> None:
     """Run after the response is sent; skips when another process is already at it."""
     try:
+        if not _claim(factory, project_id):
+            return
         with unit_of_work(factory) as session:
-            # The row lock serialises processes; whoever comes second finds nothing new.
-            project = session.get(Project, project_id, with_for_update={"key_share": True})
-            if project is None or project.answers_since_aggregation == 0:
-                return
-            run_aggregation(session, project)
+            project = session.get(Project, project_id)
+            if project is not None:
+                run_aggregation(session, project, reset_counter=False)
     except Exception:  # a background job must log, never kill the worker thread
         log.exception("background aggregation of project %s failed", project_id)

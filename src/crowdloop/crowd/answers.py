@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
@@ -31,7 +31,9 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
             return SubmitOut(answer_id=existing.id, reward=from_micros(existing.reward_micros) or 0.0, duplicate=True)
     if assignment.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}; ask for a new task.")
-    project = session.get(Project, assignment.project_id, with_for_update={"key_share": True})
+    # The project row is not locked here: its counters move in one UPDATE at the very end, so
+    # concurrent submits on a project hold its row lock only for the final statement.
+    project = session.get(Project, assignment.project_id)
     item = session.get(Item, assignment.item_id, with_for_update={"key_share": True})
     if project is None or item is None:
         raise ConflictError("the project or item of this assignment is gone.")
@@ -63,15 +65,30 @@ def _record(
     _apply_rules(session, project, standing, row)
     if not item.is_gold:
         _update_item_state(session, project, item)
-    project.answers_since_aggregation += 1
-    project.answers_total += 1
     session.flush()
+    due = _count_answer(session, project)
     return SubmitOut(
         answer_id=row.id,
         reward=from_micros(row.reward_micros) or 0.0,
         feedback=feedback,
-        aggregate_project=project.id if aggregation_due(project) else None,
+        aggregate_project=project.id if due else None,
     )
+
+
+def _count_answer(session: Session, project: Project) -> bool:
+    """Add the answer to the project's money and counters atomically; whether to aggregate."""
+    since, total = session.execute(
+        update(Project)
+        .where(Project.id == project.id)
+        .values(
+            spent_micros=Project.spent_micros + project.price_micros,
+            answers_total=Project.answers_total + 1,
+            answers_since_aggregation=Project.answers_since_aggregation + 1,
+        )
+        .returning(Project.answers_since_aggregation, Project.answers_total)
+        .execution_options(synchronize_session=False)
+    ).one()
+    return bool(aggregation_due(int(since), int(total)))
 
 
 def my_standing(session: Session, worker: User, project_id: int) -> WorkerStanding:
@@ -87,7 +104,6 @@ def my_standing(session: Session, worker: User, project_id: int) -> WorkerStandi
 
 
 def _pay(project: Project, standing: ProjectWorker) -> None:
-    project.spent_micros += project.price_micros
     standing.earned_micros += project.price_micros
     standing.answers += 1
     standing.skips_in_row = 0
