@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.projects import get_owned_project
@@ -90,17 +91,23 @@ def _gold(session: Session, project_id: int, answered: pd.Series) -> pd.Series |
 
 
 def _store_labels(session: Session, project: Project, model: BaseClassificationAggregator) -> None:
+    """Upsert one label per item, in item order: two runs at once (two processes, or an
+    on-demand run beside a background one) both succeed and the later one wins."""
     probas = model.probas_
     confidence = probas.to_numpy().max(axis=1)
-    session.execute(delete(ItemLabel).where(ItemLabel.project_id == project.id))
     now = utcnow()
     rows = [
         {"item_id": int(item), "project_id": project.id, "label": label, "confidence": float(conf),
          "method": project.aggregation_method, "aggregated_at": now}
         for item, label, conf in zip(model.labels_.index, model.labels_.to_numpy(), confidence, strict=True)
     ]  # fmt: skip
-    if rows:
-        session.execute(insert(ItemLabel), rows)
+    if not rows:
+        return
+    rows.sort(key=lambda row: row["item_id"])
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(ItemLabel)
+    changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
+    session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed), rows)
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:
