@@ -67,6 +67,10 @@ def _record(
         _update_item_state(session, project, item)
     session.flush()
     due = _count_answer(session, project)
+    if item.done:
+        # after the counters' UPDATE: its row lock orders concurrent submits, so the last one
+        # to get here sees every other item's "done" and finishes the project
+        _finish_if_complete(session, project)
     return SubmitOut(
         answer_id=row.id,
         reward=from_micros(row.reward_micros) or 0.0,
@@ -167,7 +171,6 @@ def _update_item_state(session: Session, project: Project, item: Item) -> None:
             session, project.id, "item.labeled",
             {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": confidence},
         )  # fmt: skip
-        _finish_if_complete(session, project)
 
 
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
@@ -208,6 +211,15 @@ def _finish_if_complete(session: Session, project: Project) -> None:
     open_items = session.scalar(
         select(Item.id).where(Item.project_id == project.id, Item.is_gold.is_(False), Item.done.is_(False)).limit(1)
     )
-    if open_items is None and project.status == "active":
+    if open_items is not None:
+        return
+    finished = session.scalar(  # conditional, so only one of two racing submits announces it
+        update(Project)
+        .where(Project.id == project.id, Project.status == "active")
+        .values(status="finished")
+        .returning(Project.id)
+        .execution_options(synchronize_session=False)
+    )
+    if finished is not None:
         project.status = "finished"
         webhooks.enqueue(session, project.id, "project.finished", {"project_id": project.id})
