@@ -382,8 +382,12 @@ def test_fifty_workers_split_between_two_servers_on_one_database(database_url, t
         check_invariants(run_crowd(servers))
 
 
-def _wait_for_lock_waits(database_url: str, count: int) -> None:
-    """Until ``count`` sessions wait on a lock (PostgreSQL); SQLite shows no waiters, so give them a moment."""
+def _wait_for_lock_waits(database_url: str, count: int, *, required: bool = True) -> None:
+    """Until ``count`` sessions wait on a lock (PostgreSQL); SQLite shows no waiters, so give them a moment.
+
+    ``required=False``: the request may legitimately not wait (expiring leases are taken with SKIP
+    LOCKED, so a second request passes over a lease another one holds); give it time, then go on.
+    """
     if not database_url.startswith("postgresql"):
         time.sleep(1.0)
         return
@@ -392,12 +396,13 @@ def _wait_for_lock_waits(database_url: str, count: int) -> None:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     try:
-        for _ in range(300):
+        for _ in range(300 if required else 40):
             with engine.connect() as connection:
                 if connection.scalar(query) >= count:
                     return
             time.sleep(0.05)
-        raise AssertionError(f"{count} requests never came to wait on the held lock")
+        if required:
+            raise AssertionError(f"{count} requests never came to wait on the held lock")
     finally:
         engine.dispose()
 
@@ -454,7 +459,7 @@ def test_an_expiring_lease_is_settled_exactly_once(database_url, tmp_path, race)
                 first = pool.submit(_outcome, first_call)
                 _wait_for_lock_waits(server.database_url, 1)
                 second = pool.submit(_outcome, lambda: second_worker.next_task(project))
-                _wait_for_lock_waits(server.database_url, 2)
+                _wait_for_lock_waits(server.database_url, 2, required=False)
                 blocker.rollback()
                 settled, expiring = first.result(), second.result()
             assert not isinstance(expiring, CrowdloopError), expiring

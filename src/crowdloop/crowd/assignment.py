@@ -15,6 +15,7 @@ queueing on the same one; SQLite serialises writers (``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, func, literal, select, tuple_, update
@@ -175,14 +176,17 @@ def _open_lease(session: Session, project_id: int, worker_id: int) -> Assignment
 
 def expire_leases(session: Session, project_id: int) -> int:
     """Return the items of expired leases to the pool."""
-    # One conditional UPDATE: a lease answered, skipped or expired by a concurrent request in the
-    # meantime no longer matches ``status = 'leased'`` and is left alone (settled exactly once).
-    due = (
+    # Concurrent requests take disjoint sets of expired leases (SKIP LOCKED), and the conditional
+    # UPDATE leaves alone a lease answered or skipped meanwhile: each lease is settled once.
+    due = session.scalars(
         select(Assignment.id)
         .where(Assignment.project_id == project_id, Assignment.status == "leased", Assignment.expires_at <= utcnow())
+        .order_by(Assignment.id)
         .limit(1000)
-        .scalar_subquery()
-    )
+        .with_for_update(skip_locked=True, key_share=True)
+    ).all()
+    if not due:
+        return 0
     items = session.scalars(
         update(Assignment)
         .where(Assignment.id.in_(due), Assignment.status == "leased")
@@ -190,8 +194,9 @@ def expire_leases(session: Session, project_id: int) -> int:
         .returning(Assignment.item_id)
         .execution_options(synchronize_session=False)
     ).all()
-    for item_id in items:
-        _release(session, item_id)
+    # items in id order: two requests releasing leases of the same items must not lock them crosswise
+    for item_id, count in sorted(Counter(items).items()):
+        session.execute(update(Item).where(Item.id == item_id).values(reserved=Item.reserved - count))
     return len(items)
 
 
