@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.quality import BaseClassificationAggregator, get_aggregator
-from crowdloop.storage.db import unit_of_work
+from crowdloop.storage.db import dialect_insert, unit_of_work
 from crowdloop.storage.models import (
     AggregationRun,
     Answer,
@@ -104,8 +103,7 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     if not rows:
         return
     rows.sort(key=lambda row: row["item_id"])
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(ItemLabel)
+    statement = dialect_insert(session, ItemLabel)
     changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
     session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed), rows)
 

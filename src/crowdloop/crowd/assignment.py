@@ -19,13 +19,13 @@ from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, func, literal, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import Assignment, Item, Project, ProjectWorker, User, utcnow
 
 CANDIDATES = 8
@@ -97,7 +97,6 @@ def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> A
 
 def _insert_assignment(session: Session, project: Project, worker_id: int, item_id: int) -> Assignment | None:
     """Insert the lease unless (item, worker) exists already; the unique key decides races."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     values = {
         "project_id": project.id,
         "item_id": item_id,
@@ -106,7 +105,11 @@ def _insert_assignment(session: Session, project: Project, worker_id: int, item_
         "issued_at": utcnow(),
         "expires_at": utcnow() + timedelta(seconds=project.lease_seconds),
     }
-    statement = insert(Assignment).values(values).on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
+    statement = (
+        dialect_insert(session, Assignment)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
+    )
     return session.scalars(statement.returning(Assignment)).first()
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.schemas import WorkerStanding, from_micros
+from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import BanEvent, ProjectWorker
 
 
@@ -14,9 +14,8 @@ def standing_row(session: Session, project_id: int, worker_id: int) -> ProjectWo
     """The (project, worker) row, created on first use."""
     row = session.get(ProjectWorker, (project_id, worker_id))
     if row is None:  # insert-if-absent, safe when two requests of one worker race
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
         session.execute(
-            insert(ProjectWorker)
+            dialect_insert(session, ProjectWorker)
             .values(project_id=project_id, worker_id=worker_id)
             .on_conflict_do_nothing(index_elements=["project_id", "worker_id"])
         )

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,6 +62,13 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 
 READ_ONLY = "crowdloop_read_only"
+
+
+def dialect_insert(session: Session, model: Any) -> Any:
+    """``INSERT`` for the session's backend, with its ``on_conflict_do_*`` (both have them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
