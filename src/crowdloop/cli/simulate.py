@@ -1,0 +1,151 @@
+"""`crowdloop simulate`: replay a recorded crowd under one policy and report what it cost and got."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crowdloop.cli.base import cli, console
+from crowdloop.config import Settings
+from crowdloop.errors import MissingColumnsError
+from crowdloop.io import read_table
+from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
+
+ROWS = [
+    ("labels_bought", "labels bought"),
+    ("labels_per_item", "labels per item"),
+    ("label_accuracy", "label accuracy (gold)"),
+    ("cost", "cost"),
+    ("items", "items"),
+    ("items_labeled", "items labelled"),
+]
+
+
+def _policy(name: str, overlap: int, aggregator: str, target: float, min_overlap: int, max_overlap: int) -> Policy:
+    if name == "fixed":
+        return FixedOverlap(overlap=overlap, aggregator=aggregator)
+    return DynamicOverlap(confidence_target=target, min_overlap=min_overlap, max_overlap=max_overlap)
+
+
+@cli.command("simulate")
+@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Recorded answers to replay: task, worker, label (optional seconds).")  # fmt: skip
+@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="True labels: task, label.")  # fmt: skip
+@click.option("--items", "items_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Item table (column task or id), for policies that read the items.")  # fmt: skip
+@click.option("--policy", type=click.Choice(["fixed", "dynamic"]), default="dynamic", show_default=True)
+@click.option("--overlap", default=5, show_default=True, help="fixed: answers per item.")
+@click.option("--aggregator", default="majority_vote", show_default=True, help="fixed: how labels are inferred.")
+@click.option("--confidence-target", default=0.95, show_default=True, help="dynamic: stop at this posterior.")
+@click.option("--min-overlap", default=1, show_default=True, help="dynamic: answers before the rule may stop.")
+@click.option("--max-overlap", default=10, show_default=True, help="dynamic: answers at most.")
+@click.option("--budget", type=int, help="Buy at most this many labels.")
+@click.option("--price", default=0.0, show_default=True, help="Price of one label (for the cost).")
+@click.option("--seed", default=0, show_default=True, help="Replay order.")
+@click.option("--url", help="Run on this crowdloop server (the workers use the API) instead of in-process.")
+@click.option("--token", help="With --url: an admin token (default: CROWDLOOP_API_TOKEN).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+def simulate_command(
+    answers_path: Path,
+    gold_path: Path,
+    items_path: Path | None,
+    policy: str,
+    overlap: int,
+    aggregator: str,
+    confidence_target: float,
+    min_overlap: int,
+    max_overlap: int,
+    budget: int | None,
+    price: float,
+    seed: int,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Replay a recorded crowd under one policy: labels bought, labels per item, accuracy, cost."""
+    crowd = ReplayedCrowd(read_table(answers_path))
+    gold = _read_gold(gold_path)
+    items = _read_items(items_path)
+    chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap)
+    with _Bar(f"{policy} overlap") as advance:
+        if url:
+            result = run_over_http(url, _admin_token(token), crowd, chosen, budget=budget, price=price,
+                                   random_state=seed, progress=advance)  # fmt: skip
+        else:
+            result = run_in_process(crowd, chosen, items=items, budget=budget, random_state=seed, progress=advance)
+    _print(result.summary(gold, price), as_json)
+
+
+def _admin_token(token: str | None) -> str:
+    settings = Settings()
+    secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    if not secret:
+        raise click.UsageError("--url needs an admin token: --token or CROWDLOOP_API_TOKEN.")
+    return secret
+
+
+def _read_gold(path: Path) -> pd.Series:
+    frame = read_table(path)
+    missing = {"task", "label"} - set(frame.columns)
+    if missing:
+        raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
+    return frame.set_index("task")["label"]
+
+
+def _read_items(path: Path | None) -> pd.DataFrame | None:
+    if path is None:
+        return None
+    frame = read_table(path)
+    key = "task" if "task" in frame.columns else "id" if "id" in frame.columns else None
+    if key is None:
+        raise MissingColumnsError(f"{path}: items need a task (or id) column.")
+    return frame.set_index(key)
+
+
+class _Bar:
+    """A progress bar of labels bought on stderr; gone when the run ends."""
+
+    def __init__(self, description: str) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self._progress = Progress(*columns, console=console, transient=True)
+        self._task = self._progress.add_task(description, total=None)
+
+    def __enter__(self) -> Any:
+        self._progress.start()
+        return self.advance
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def advance(self, done: int, total: int) -> None:
+        if done % 50 == 0 or done == total:
+            self._progress.update(self._task, completed=done, total=total)
+
+
+def _print(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    table = Table(title=f"simulation: {summary['policy']} overlap", show_header=False)
+    for key, name in ROWS:
+        if key in summary:
+            table.add_row(name, _fmt(summary[key]))
+    for key, value in summary.items():
+        if key not in dict(ROWS) and key != "policy":
+            table.add_row(key.replace("_", " "), _fmt(value))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["simulate_command"]

@@ -1,0 +1,169 @@
+"""The HTTP driver: a simulated or replayed crowd works on a real crowdloop server through the SDK.
+
+The server does what it does for people: it chooses the item (its assignment engine), stops
+answers on an item (its own dynamic-overlap rule, configured from the policy's
+:meth:`~crowdloop.sim.policies.Policy.project_spec`), applies its quality rules and pays.
+The driver only plays the workers: each simulated worker is a real worker account that asks
+for its next task and submits the crowd's answer. A replayed worker offered an item they
+never answered in the recording skips it, which the platform remembers, so it is never
+offered to them again. Labels at the end are the platform's own aggregation.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.client import Client
+from crowdloop.errors import ConflictError, InvalidParameterError, PermissionDeniedError
+from crowdloop.sim.crowds import Crowd
+from crowdloop.sim.driver import ProgressCallback, SimulationResult
+from crowdloop.sim.policies import Policy
+
+IMPORT_CHUNK = 1000
+
+
+@dataclass
+class _Session:
+    """The requester, the project and one logged-in SDK client per simulated worker."""
+
+    requester: Client
+    project_id: int
+    workers: list[Client]
+    user_ids: dict[int, Hashable] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for client in [self.requester, *self.workers]:
+            client.close()
+
+
+def run_over_http(
+    url: str,
+    admin_token: str,
+    crowd: Crowd,
+    policy: Policy,
+    *,
+    gold: pd.Series | None = None,
+    budget: int | None = None,
+    price: float = 0.0,
+    random_state: int = 0,
+    progress: ProgressCallback | None = None,
+) -> SimulationResult:
+    """Create a project for ``policy`` on the server at ``url``, let ``crowd`` work on it, read the labels.
+
+    ``admin_token`` creates the requester and one worker account per crowd worker. ``gold``
+    items become the project's gold (control) questions, asked at their share of the tasks.
+    ``budget`` caps the answers submitted.
+    """
+    if budget is not None and budget < 0:
+        raise InvalidParameterError(f"budget must be a non-negative number of labels; got {budget}.")
+    session = _open(url, admin_token, crowd, policy, gold, price)
+    try:
+        submitted = _work(session, crowd, budget, random_state, progress)
+        return _collect(session, crowd, policy, gold, submitted)
+    finally:
+        session.close()
+
+
+def _open(url: str, admin_token: str, crowd: Crowd, policy: Policy, gold: pd.Series | None, price: float) -> _Session:
+    tag = uuid.uuid4().hex[:8]
+    with Client(url, admin_token) as admin:
+        requester = Client(url, str(admin.create_user(f"sim-requester-{tag}", "requester")["token"]))
+        accounts = [admin.create_user(f"sim-{tag}-{i}", "worker") for i in range(len(crowd.workers))]
+    control = gold.index.intersection(pd.Index(crowd.tasks)) if gold is not None else pd.Index([])
+    spec = policy.project_spec() | {"gold_share": round(min(len(control) / max(len(crowd.tasks), 1), 0.5), 3)}
+    labels = [str(label) for label in crowd.labels]
+    project = requester.create_project(name=f"simulation {policy.name} {tag}", labels=labels, price=price, **spec)
+    rows = [_item_row(task, gold if task in control else None) for task in crowd.tasks]
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        requester.import_items(project["id"], rows[start : start + IMPORT_CHUNK])
+    requester.start(project["id"])
+    workers = [Client(url, str(account["token"])) for account in accounts]
+    ids = {int(account["id"]): worker for account, worker in zip(accounts, crowd.workers, strict=True)}
+    return _Session(requester, int(project["id"]), workers, ids)
+
+
+def _item_row(task: Hashable, gold: pd.Series | None) -> dict[str, object]:
+    row: dict[str, object] = {"data": {"task": str(task)}, "external_id": str(task)}
+    if gold is not None:
+        row["gold_label"] = str(gold.get(task))
+    return row
+
+
+def _work(
+    session: _Session, crowd: Crowd, budget: int | None, random_state: int, progress: ProgressCallback | None
+) -> int:
+    """Workers turn up at random (by the crowd's arrival weights) until none gets a task; submits made."""
+    rng = np.random.default_rng(random_state + 1)
+    weights = crowd.arrival_weights().astype(float)
+    active = weights > 0
+    by_name = {str(task): task for task in crowd.tasks}
+    limit = budget if budget is not None else int(sum(len(crowd.tasks_of(w) or crowd.tasks) for w in crowd.workers))
+    submitted = 0
+    while active.any() and submitted < limit:
+        index = int(rng.choice(np.flatnonzero(active), p=weights[active] / weights[active].sum()))
+        outcome = _one_turn(session.workers[index], session.project_id, crowd, crowd.workers[index], by_name)
+        if outcome is None:
+            active[index] = False
+        submitted += outcome or 0
+        if progress is not None and outcome:
+            progress(submitted, limit)
+    return submitted
+
+
+def _one_turn(
+    client: Client, project_id: int, crowd: Crowd, worker: Hashable, by_name: dict[str, Hashable]
+) -> int | None:
+    """One request for work: 1 if answered, 0 if skipped, None if the worker gets nothing more."""
+    try:
+        task = client.next_task(project_id)
+    except (ConflictError, PermissionDeniedError):  # banned, capped, too many skips
+        return None
+    if task is None:
+        return None
+    name = by_name[str(task["data"]["task"])]
+    can = crowd.tasks_of(worker)
+    if can is not None and name not in can:
+        client.skip(task["assignment_id"])  # never seen in the recording: the platform won't offer it again
+        return 0
+    given = crowd.answer(worker, name)
+    client.submit(task["assignment_id"], label=str(given.label), seconds=given.seconds)
+    return 1
+
+
+def _collect(
+    session: _Session, crowd: Crowd, policy: Policy, gold: pd.Series | None, submitted: int
+) -> SimulationResult:
+    requester, project_id = session.requester, session.project_id
+    requester.aggregate(project_id)
+    by_name = {str(task): task for task in crowd.tasks}
+    by_label = {str(label): label for label in crowd.labels}
+    raw = _read_jsonl(requester.export(project_id, "answers", "jsonl"))
+    answers = pd.DataFrame({
+        "task": [by_name[str(e)] for e in raw.get("external_id", [])],
+        "worker": [session.user_ids.get(int(w)) for w in raw.get("worker_id", [])],
+        "label": [by_label[str(v)] for v in raw.get("label", [])],
+        "seconds": raw.get("seconds", pd.Series(dtype=float)).to_list() if len(raw) else [],
+    })  # fmt: skip
+    labels = _read_jsonl(requester.export(project_id, "labels", "jsonl"))
+    index = pd.Index([by_name[str(e)] for e in labels.get("external_id", [])], name="task")
+    values = pd.Series([by_label[str(v)] for v in labels.get("label", [])], index=index, name="label", dtype=object)
+    confidence = pd.Series(labels.get("confidence", pd.Series(dtype=float)).to_numpy(), index=index)
+    control = gold.index.intersection(pd.Index(crowd.tasks)) if gold is not None else pd.Index([])
+    tasks = pd.Index(crowd.tasks, name="task")
+    extra = {"server_answers": float(submitted), "spent": float(requester.status(project_id).get("spent") or 0.0)}
+    return SimulationResult(policy.name, answers, values, confidence, tasks, control, extra)
+
+
+def _read_jsonl(data: bytes) -> pd.DataFrame:
+    if not data.strip():
+        return pd.DataFrame()
+    return pd.read_json(io.BytesIO(data), lines=True, dtype=False)
+
+
+__all__ = ["run_over_http"]

@@ -1,0 +1,227 @@
+"""Policies: which item a worker gets next, when an item has enough answers, what the labels are.
+
+A policy works on integer codes (tasks ``0..T-1``, classes ``0..K-1``, workers numbered as
+they turn up); the drivers translate. Its life cycle, the whole interface a new policy (such
+as an active-learning one) implements::
+
+    policy.start(n_tasks, n_classes, gold=..., items=..., random_state=...)
+    policy.open_mask()                  # which tasks still want answers
+    policy.choose(worker, candidates)   # one of the open tasks the worker can do, or None
+    policy.record(task, worker, label)  # an answer was bought
+    policy.posteriors()                 # (T, K) final label distribution (NaN rows: no answer)
+    policy.report()                     # extra numbers for the summary (e.g. model accuracy)
+    policy.project_spec()               # the same policy as platform project settings (HTTP driver)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.errors import InvalidParameterError
+from crowdloop.quality import get_aggregator
+from crowdloop.sim.reliability import ShrunkCrowdModel
+
+
+class Policy(ABC):
+    """Shared book-keeping: the answers bought so far and per-task counts."""
+
+    name: ClassVar[str]
+
+    def start(
+        self,
+        n_tasks: int,
+        n_classes: int,
+        *,
+        gold: np.ndarray | None = None,
+        items: pd.DataFrame | None = None,
+        random_state: int = 0,
+    ) -> None:
+        """Reset for a run over ``n_tasks`` tasks. ``gold[t]`` is a known class (control task) or -1;
+        ``items`` (one row per task, in task order) is there for policies that read the items."""
+        self.n_tasks, self.n_classes = n_tasks, n_classes
+        self.gold = np.full(n_tasks, -1) if gold is None else np.asarray(gold, dtype=np.int64)
+        self.items = items
+        self.rng = np.random.default_rng(random_state)
+        self.counts = np.zeros(n_tasks, dtype=np.int64)
+        self._tasks: list[int] = []
+        self._workers: list[int] = []
+        self._labels: list[int] = []
+
+    def record(self, task: int, worker: int, label: int) -> None:
+        """Take note of one bought answer."""
+        self._tasks.append(task)
+        self._workers.append(worker)
+        self._labels.append(label)
+        self.counts[task] += 1
+
+    def answers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The answers bought so far as (tasks, workers, labels) code arrays."""
+        return (np.asarray(self._tasks, dtype=np.int64), np.asarray(self._workers, dtype=np.int64),
+                np.asarray(self._labels, dtype=np.int64))  # fmt: skip
+
+    def choose(self, worker: int, candidates: np.ndarray) -> int | None:
+        """The candidate with the fewest answers (ties at random): everyone's item moves up together."""
+        if candidates.size == 0:
+            return None
+        order = np.lexsort((self.rng.random(candidates.size), self.counts[candidates]))
+        return int(candidates[order[0]])
+
+    @abstractmethod
+    def open_mask(self) -> np.ndarray:
+        """Boolean per task: does it still want answers?"""
+
+    @abstractmethod
+    def posteriors(self) -> np.ndarray:
+        """Final (T, K) label distribution; rows of tasks without answers are NaN."""
+
+    def report(self) -> dict[str, float]:
+        """Numbers beyond labels and cost that the policy computes (none by default)."""
+        return {}
+
+    @abstractmethod
+    def project_spec(self) -> dict[str, Any]:
+        """Project settings that make the platform run this policy (``min_overlap`` and so on)."""
+
+
+@dataclass
+class FixedOverlap(Policy):
+    """Every item gets exactly ``overlap`` answers; labels by ``aggregator`` over all of them."""
+
+    overlap: int = 5
+    aggregator: str = "majority_vote"
+    name: ClassVar[str] = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.overlap < 1:
+            raise InvalidParameterError(f"overlap must be at least 1; got {self.overlap}.")
+        get_aggregator(self.aggregator)  # an unknown name fails now, not after the run
+
+    def open_mask(self) -> np.ndarray:
+        return np.asarray(self.counts < self.overlap)
+
+    def posteriors(self) -> np.ndarray:
+        return aggregate_posteriors(self.answers(), self.n_tasks, self.n_classes, self.aggregator, self.gold)
+
+    def project_spec(self) -> dict[str, Any]:
+        return {"min_overlap": self.overlap, "max_overlap": self.overlap, "confidence_target": 1.0,
+                "aggregation_method": self.aggregator}  # fmt: skip
+
+
+@dataclass
+class DynamicOverlap(Policy):
+    """Answers stop once an item's posterior reaches ``confidence_target``; see :mod:`crowdloop.sim.reliability`.
+
+    The posterior uses every worker's confusion matrix as estimated from *all* the answers
+    bought so far (and gold), refitted whenever the answers have grown by ``refit_share``
+    (at least ``refit_every``). A refit can reopen an item that was closed on the word of a
+    worker who has since turned out to be unreliable. Items are handed out fewest answers
+    first, then least confident, so everyone's reliability is learnt from a spread of items
+    before the stop rule leans on it. Final labels are the last refit's posteriors.
+    """
+
+    confidence_target: float = 0.95
+    min_overlap: int = 1
+    max_overlap: int = 10
+    refit_share: float = 0.1
+    refit_every: int = 20
+    prior_accuracy: float = 0.7
+    order: str = "depth"
+    exclude_below: float | None = 0.3
+    min_evidence: float = 4.0
+    name: ClassVar[str] = "dynamic"
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.confidence_target <= 1.0:
+            raise InvalidParameterError(f"confidence_target must be in (0.5, 1]; got {self.confidence_target}.")
+        if not 1 <= self.min_overlap <= self.max_overlap:
+            raise InvalidParameterError(
+                f"need 1 <= min_overlap <= max_overlap; got {self.min_overlap} and {self.max_overlap}."
+            )
+
+    def start(self, n_tasks: int, n_classes: int, **kwargs: Any) -> None:
+        super().start(n_tasks, n_classes, **kwargs)
+        self.model = ShrunkCrowdModel(n_classes, prior_accuracy=self.prior_accuracy)
+        self.scores = np.tile(self.model.log_prior_, (n_tasks, 1))
+        self._fitted_at = 0
+
+    def record(self, task: int, worker: int, label: int) -> None:
+        super().record(task, worker, label)
+        self.scores[task] += self.model.worker_log_confusion(worker)[:, label]
+        if len(self._tasks) - self._fitted_at >= max(self.refit_every, self.refit_share * self._fitted_at):
+            self.refit()
+
+    def refit(self) -> None:
+        """Re-estimate every worker and every item's posterior from all answers bought so far."""
+        tasks, workers, labels = self.answers()
+        self.model.fit(tasks, workers, labels, self.n_tasks, self.gold)
+        self.scores = self.model.log_scores(tasks, workers, labels, self.n_tasks)
+        self._fitted_at = len(tasks)
+
+    def confidence(self) -> np.ndarray:
+        """Each task's current posterior of its leading label (gold tasks: 1)."""
+        shifted = np.exp(self.scores - self.scores.max(axis=1, keepdims=True))
+        best = 1.0 / shifted.sum(axis=1)
+        return np.where(self.gold >= 0, 1.0, best)
+
+    def open_mask(self) -> np.ndarray:
+        wanting = (self.counts < self.min_overlap) | (self.confidence() < self.confidence_target)
+        return np.asarray(wanting & (self.counts < self.max_overlap))
+
+    def choose(self, worker: int, candidates: np.ndarray) -> int | None:
+        if candidates.size == 0 or self.excluded(worker):
+            return None
+        confidence = self.confidence()[candidates]
+        counts = -self.counts[candidates] if self.order == "depth" else self.counts[candidates]
+        order = np.lexsort((self.rng.random(candidates.size), confidence, counts))
+        return int(candidates[order[0]])
+
+    def excluded(self, worker: int) -> bool:
+        """Whether to stop offering work to ``worker``: their accuracy, on enough shared items, is
+        closer to chance than ``exclude_below`` of the way from chance to perfect."""
+        if self.exclude_below is None:
+            return False
+        accuracy, evidence = self.model.worker_accuracy(worker)
+        chance = 1.0 / self.n_classes
+        return evidence >= self.min_evidence and accuracy < chance + self.exclude_below * (1.0 - chance)
+
+    def posteriors(self) -> np.ndarray:
+        if self._fitted_at != len(self._tasks):
+            self.refit()
+        shifted = np.exp(self.scores - self.scores.max(axis=1, keepdims=True))
+        posteriors = shifted / shifted.sum(axis=1, keepdims=True)
+        known = np.flatnonzero(self.gold >= 0)
+        posteriors[known] = 0.0
+        posteriors[known, self.gold[known]] = 1.0  # control tasks keep their known label
+        posteriors[self.counts == 0] = np.nan
+        return np.asarray(posteriors)
+
+    def project_spec(self) -> dict[str, Any]:
+        return {"min_overlap": self.min_overlap, "max_overlap": self.max_overlap,
+                "confidence_target": self.confidence_target}  # fmt: skip
+
+
+def aggregate_posteriors(
+    answers: tuple[np.ndarray, np.ndarray, np.ndarray], n_tasks: int, n_classes: int, method: str, gold: np.ndarray
+) -> np.ndarray:
+    """(T, K) posteriors of a :mod:`crowdloop.quality` aggregator over coded answers (NaN: no answer)."""
+    tasks, workers, labels = answers
+    result = np.full((n_tasks, n_classes), np.nan)
+    if tasks.size == 0:
+        return result
+    frame = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
+    known = pd.Series(gold, index=range(n_tasks))
+    known = known[(known >= 0) & known.index.isin(np.unique(tasks))]
+    model = get_aggregator(method)
+    model.fit(frame, gold=known) if len(known) else model.fit(frame)
+    probas = model.probas_.reindex(columns=range(n_classes), fill_value=0.0)
+    result[probas.index.to_numpy(dtype=np.int64)] = probas.to_numpy()
+    return result
+
+
+POLICIES: dict[str, type[Policy]] = {"fixed": FixedOverlap, "dynamic": DynamicOverlap}
+"""Policies by the name ``crowdloop simulate --policy`` takes."""

@@ -1,0 +1,48 @@
+"""Simulated and replayed workers on a real `crowdloop serve` (SQLite), through the SDK."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, SimulatedCrowd, make_population, run_over_http
+
+
+def _sparse_recording() -> pd.DataFrame:
+    """12 items, 6 workers; each worker saw 8 items (so the server offers them some they never saw)."""
+    rng = np.random.default_rng(0)
+    truth = np.arange(12) % 2
+    rows = []
+    for worker in range(6):
+        for task in rng.choice(12, size=8, replace=False):
+            label = truth[task] if rng.random() < 0.85 else 1 - truth[task]
+            rows.append({"task": f"t{task}", "worker": f"w{worker}", "label": ["no", "yes"][label]})
+    return pd.DataFrame(rows)
+
+
+def test_replayed_crowd_over_http_gives_only_recorded_answers(sqlite_server):
+    recording = _sparse_recording()
+    result = run_over_http(sqlite_server.url, sqlite_server.admin_token, ReplayedCrowd(recording), FixedOverlap(3),
+                           random_state=0, price=0.5)  # fmt: skip
+    bought = result.answers
+    assert len(bought) > 0 and not bought.duplicated(["task", "worker"]).any()
+    joined = bought.merge(recording, on=["task", "worker"], how="left", suffixes=("", "_recorded"))
+    assert joined["label_recorded"].notna().all()  # nobody answered an item they never saw
+    assert (joined["label"] == joined["label_recorded"]).all()
+    per_item = bought.groupby("task").size()
+    recorded = recording.groupby("task").size()
+    assert (per_item == np.minimum(recorded.loc[per_item.index], 3)).all()
+    assert set(result.labels.index) == set(per_item.index)
+    assert result.extra["spent"] == len(bought) * 0.5
+    summary = result.summary(pd.Series({f"t{i}": ["no", "yes"][i % 2] for i in range(12)}), price=0.5)
+    assert summary["cost"] == result.extra["spent"] and summary["label_accuracy"] >= 0.75
+
+
+def test_simulated_population_with_dynamic_overlap_over_http(sqlite_server):
+    truth = pd.Series(["neg", "pos"] * 10, index=[f"item{i}" for i in range(20)])
+    crowd = SimulatedCrowd(truth, make_population(5, ["neg", "pos"], {"reliable": 1.0}, random_state=4), random_state=1)
+    result = run_over_http(sqlite_server.url, sqlite_server.admin_token, crowd, DynamicOverlap(0.9, max_overlap=5),
+                           random_state=0)  # fmt: skip
+    summary = result.summary(truth)
+    assert summary["labels_per_item"] < 5 and summary["label_accuracy"] >= 0.9
+    assert result.answers["seconds"].gt(0).all()  # the simulated answer times reach the server

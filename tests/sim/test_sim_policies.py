@@ -1,0 +1,90 @@
+"""Policies driven in-process: fixed and dynamic overlap on replayed and simulated crowds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdloop.datasets import load_dataset
+from crowdloop.errors import InvalidParameterError, UnknownMethodError
+from crowdloop.quality import MajorityVote
+from crowdloop.sim import (
+    DynamicOverlap,
+    FixedOverlap,
+    ReplayedCrowd,
+    SimulatedCrowd,
+    label_accuracy,
+    make_population,
+    run_in_process,
+)
+
+
+@pytest.fixture(scope="module")
+def rte():
+    return load_dataset("rte")
+
+
+def test_fixed_overlap_buys_exactly_overlap_recorded_answers(rte):
+    result = run_in_process(ReplayedCrowd(rte.answers), FixedOverlap(3), random_state=1)
+    assert (result.answers.groupby("task").size() == 3).all() and result.n_tasks == 800
+    replayed = result.answers.merge(rte.answers, on=["task", "worker"], suffixes=("", "_recorded"))
+    assert len(replayed) == len(result.answers)  # every bought answer was really given...
+    assert (replayed["label"] == replayed["label_recorded"]).all()  # ...and is the recorded one
+    summary = result.summary(rte.gold, price=0.02)
+    assert summary["labels_bought"] == 2400 and summary["cost"] == pytest.approx(48.0)
+    expected = label_accuracy(MajorityVote().fit(result.answers).labels_, rte.gold)
+    assert summary["label_accuracy"] == pytest.approx(expected)
+
+
+def test_replay_order_depends_on_the_seed_only(rte):
+    runs = [run_in_process(ReplayedCrowd(rte.answers), FixedOverlap(2), random_state=s) for s in (4, 4, 5)]
+    assert runs[0].answers.equals(runs[1].answers) and not runs[0].answers.equals(runs[2].answers)
+
+
+def test_dynamic_overlap_beats_fixed_five_majority_vote_with_fewer_labels(rte):
+    fixed = [run_in_process(ReplayedCrowd(rte.answers), FixedOverlap(5), random_state=s) for s in (0, 1)]
+    dynamic = [run_in_process(ReplayedCrowd(rte.answers), DynamicOverlap(0.9), random_state=s) for s in (0, 1)]
+    fixed_accuracy = np.mean([r.summary(rte.gold)["label_accuracy"] for r in fixed])
+    assert np.mean([r.summary(rte.gold)["label_accuracy"] for r in dynamic]) >= fixed_accuracy
+    assert np.mean([r.summary()["labels_per_item"] for r in dynamic]) < 2.5
+
+
+def test_dynamic_overlap_spends_on_items_where_workers_disagree():
+    truth = pd.Series(np.arange(300) % 2, index=range(300))
+    crowd = SimulatedCrowd(truth, make_population(30, [0, 1], {"reliable": 0.6, "spammer": 0.4}, random_state=2))
+    result = run_in_process(crowd, DynamicOverlap(0.95, max_overlap=7), random_state=0)
+    summary = result.summary(truth)
+    assert summary["label_accuracy"] > 0.93 and summary["labels_per_item"] < 4
+    counts = result.answers.groupby("task").size()
+    assert counts.max() > counts.min()  # overlap varies by item
+    spam = {p.name for p in (crowd.profile(w) for w in crowd.workers) if p.kind == "spammer"}
+    share = result.answers["worker"].isin(spam).mean()
+    assert share < 0.25  # spammers are recognised and given less work than their 40% of the crowd
+
+
+def test_budget_caps_labels_and_control_tasks_are_not_scored(rte):
+    control = rte.gold.iloc[:50]
+    result = run_in_process(ReplayedCrowd(rte.answers), DynamicOverlap(0.9), gold=control, budget=300)
+    assert len(result.answers) == 300
+    assert set(result.control) == set(control.index)
+    run_all = run_in_process(ReplayedCrowd(rte.answers), DynamicOverlap(0.9), gold=control, random_state=0)
+    assert run_all.labels.loc[control.index].equals(control.loc[control.index].astype(object))
+
+
+@pytest.mark.parametrize("make", [lambda: FixedOverlap(0), lambda: DynamicOverlap(0.4),
+                                  lambda: DynamicOverlap(min_overlap=3, max_overlap=2)])  # fmt: skip
+def test_bad_policy_parameters_are_refused(make):
+    with pytest.raises(InvalidParameterError):
+        make()
+
+
+def test_unknown_aggregator_is_refused_before_the_run():
+    with pytest.raises(UnknownMethodError):
+        FixedOverlap(aggregator="nope")
+
+
+def test_policy_maps_onto_project_settings():
+    assert FixedOverlap(4).project_spec()["max_overlap"] == 4
+    spec = DynamicOverlap(0.9, min_overlap=2, max_overlap=6).project_spec()
+    assert spec == {"min_overlap": 2, "max_overlap": 6, "confidence_target": 0.9}
