@@ -17,7 +17,7 @@ from crowdloop.cli.base import cli, console
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError, MissingColumnsError
 from crowdloop.io import read_table, write_table
-from crowdloop.quality import CATEGORICAL_METHODS, METHODS, get_aggregator
+from crowdloop.quality import CATEGORICAL_METHODS, METHODS, BaseClassificationAggregator, get_aggregator
 from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
 from crowdloop.quality.run import AggregationResult, aggregate
 
@@ -36,6 +36,14 @@ def _column_options(func: Any) -> Any:
 @click.option("--fit-gold", is_flag=True, help="Also use the gold labels in the fit (clamped).")
 @click.option("-o", "--out", help="Write task,label,confidence here (.csv/.jsonl/.parquet; - = stdout).")
 @click.option("--workers-out", help="Write the per-worker table here.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "stream", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: in memory; stream: a Parquet file larger than memory; spark: on a Spark cluster.",
+)
+@click.option("--master", default="local[*]", show_default=True, help="Spark master URL (with --engine spark).")
 @_column_options
 def aggregate_command(
     answers: Path | None,
@@ -45,11 +53,18 @@ def aggregate_command(
     fit_gold: bool,
     out: str | None,
     workers_out: str | None,
+    engine: str,
+    master: str,
     task_col: str,
     worker_col: str,
     label_col: str,
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, JSON Lines or Parquet: task, worker, label)."""
+    if engine != "local":
+        _aggregate_scaled(
+            answers, method, out, engine, master, {task_col: "task", worker_col: "worker", label_col: "label"}
+        )
+        return
     frame, gold_labels = _load_inputs(
         answers, dataset, gold, {task_col: "task", worker_col: "worker", label_col: "label"}
     )
@@ -61,6 +76,27 @@ def aggregate_command(
     if workers_out:
         write_table(result.workers, workers_out)
     _print_summary(result, show_preview=not out)
+
+
+def _aggregate_scaled(
+    answers: Path | None, method: str, out: str | None, engine: str, master: str, rename: dict[str, str]
+) -> None:
+    """``--engine stream|spark``: Parquet in, Parquet out, the fit in partitions."""
+    from crowdloop.scale.run import aggregate_parquet
+
+    if answers is None or out is None:
+        raise InvalidInputError(f"--engine {engine} needs an ANSWERS.parquet file and --out LABELS.parquet.")
+    aggregator = get_aggregator(method)
+    if not isinstance(aggregator, BaseClassificationAggregator):
+        raise InvalidInputError(f"--engine {engine} runs categorical aggregators only; {method!r} is numeric.")
+    with _iteration_progress(f"{type(aggregator).__name__} ({engine})") as progress:
+        stats = aggregate_parquet(
+            answers, aggregator, out, engine=engine, master=master, rename=rename, progress=progress
+        )
+    table = Table(title="crowdloop aggregate", show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
 
 
 def _load_inputs(

@@ -129,6 +129,30 @@ class EncodedAnswers:
         return self.task_workerlabel.T.tocsr()
 
 
+def encoded_from_csr(indptr: np.ndarray, columns: np.ndarray, n_workers: int, n_classes: int) -> EncodedAnswers:
+    """Codes-only answers of tasks ``0..n-1`` given as CSR rows of ``worker * K + label``.
+
+    The scale-out engines keep each partition in this compact form (tasks
+    contiguous, 4 bytes an answer) and rebuild the arrays per pass; the sparse
+    task x (worker, label) matrix is the CSR itself, so no sort is needed.
+    """
+    n_tasks = len(indptr) - 1
+    task = np.repeat(np.arange(n_tasks, dtype=np.int32), np.diff(indptr))
+    data = EncodedAnswers(
+        task,
+        columns // n_classes,
+        columns % n_classes,
+        pd.RangeIndex(n_tasks),
+        pd.RangeIndex(n_workers),
+        pd.RangeIndex(n_classes),
+    )
+    shape = (n_tasks, n_workers * n_classes)
+    matrix = sparse.csr_matrix((np.ones(len(columns)), columns, indptr), shape=shape)
+    data.__dict__["task_workerlabel"] = matrix  # pre-fill the cached properties
+    data.__dict__["workerlabel_task"] = matrix.T  # CSC view: same products, no copy
+    return data
+
+
 def encode_answers(answers: Any) -> EncodedAnswers:
     """Check and integer-encode categorical answers (classes sorted, tasks in order seen)."""
     frame = check_answers(answers)

@@ -138,25 +138,42 @@ class MACE(BaseClassificationAggregator):
         return know[data.worker] + spam, spam
 
     def _e_step(self, data: EncodedAnswers, gold: EncodedGold, params: Params) -> tuple[np.ndarray, float]:
-        right, wrong = self._answer_likelihoods(data, params)
-        scores = one_coin_log_scores(data, np.log(right), np.log(np.maximum(wrong, 1e-300)))
-        posteriors, loglik = posteriors_from_log(scores + params[3])
+        posteriors, loglik = mace_posteriors(data, params)
         return clamp_gold(posteriors, gold), loglik
 
     def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray, params: Params) -> Params:
         """Variational update of knowing rates and spam strategies from expected counts."""
-        right, wrong = self._answer_likelihoods(data, params)
-        truth = posteriors[data.task, data.label]
-        knowing = truth * (right - wrong) / right  # p(worker knew | answer)
-        n_know = np.bincount(data.worker, weights=knowing, minlength=data.n_workers)
-        n_spam = data.worker_answer_counts - n_know
-        flat = data.worker * data.n_classes + data.label
-        size = data.n_workers * data.n_classes
-        spam_counts = np.bincount(flat, weights=1.0 - knowing, minlength=size).astype(float)
-        spam_counts = spam_counts.reshape(data.n_workers, data.n_classes) + self.strategy_prior
+        n_know, spam_counts = mace_counts(data, posteriors, params)
+        totals = posteriors.sum(axis=0, keepdims=True)
+        return self._update(n_know, data.worker_answer_counts - n_know, spam_counts, totals, params)
+
+    def _update(
+        self, n_know: np.ndarray, n_spam: np.ndarray, spam_counts: np.ndarray, totals: np.ndarray, params: Params
+    ) -> Params:
+        """Parameters from summed expected counts (also used on partition sums by ``crowdloop.scale``)."""
         know, spam = _beta_exp_logs(n_know + self.beta, n_spam + self.alpha)
-        log_prior = log_prior_from(posteriors) if self.learn_class_prior else params[3]
-        return know, spam, _dirichlet_exp_log(spam_counts), log_prior
+        strategy = _dirichlet_exp_log(spam_counts + self.strategy_prior)
+        log_prior = log_prior_from(totals) if self.learn_class_prior else params[3]
+        return know, spam, strategy, log_prior
+
+
+def mace_posteriors(data: EncodedAnswers, params: Params) -> tuple[np.ndarray, float]:
+    """E-step: each task's posterior over classes and the data log-likelihood."""
+    right, wrong = MACE._answer_likelihoods(data, params)
+    scores = one_coin_log_scores(data, np.log(right), np.log(np.maximum(wrong, 1e-300)))
+    return posteriors_from_log(scores + params[3])
+
+
+def mace_counts(data: EncodedAnswers, posteriors: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Expected answers each worker knew ``(W,)`` and spam counts ``(W, K)``: sums over answers."""
+    right, wrong = MACE._answer_likelihoods(data, params)
+    truth = posteriors[data.task, data.label]
+    knowing = truth * (right - wrong) / right  # p(worker knew | answer)
+    n_know = np.bincount(data.worker, weights=knowing, minlength=data.n_workers)
+    flat = data.worker * data.n_classes + data.label
+    size = data.n_workers * data.n_classes
+    spam_counts = np.bincount(flat, weights=1.0 - knowing, minlength=size).astype(float)
+    return n_know, spam_counts.reshape(data.n_workers, data.n_classes)
 
 
 def _beta_exp_logs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

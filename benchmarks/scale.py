@@ -1,0 +1,162 @@
+"""Truth inference at 10M and 100M answers: local in memory, local streamed, Spark local[2].
+
+    python benchmarks/scale.py [--sizes 10000000,100000000] [--engines memory,stream,spark] [--workdir DIR]
+
+Synthetic crowds (5 classes, 2,000 workers, a fifth spammers, overlap 5) written
+to Parquet in chunks by ``crowdloop.sim.parquet.write_synthetic_parquet``. Each
+run is a fresh process; peak memory is the largest summed RSS of that process
+and its children (Spark's JVM), sampled every 0.2 s. Dawid-Skene, default
+hyper-parameters. Writes ``benchmarks/results/scale.md`` and ``scale.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+sys.path.append(sys.path.pop(0))  # benchmarks/platform.py must not shadow the standard library's platform
+
+import argparse
+import json
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from _common import RESULTS, machine, markdown
+from crowdloop.quality import DawidSkene
+from crowdloop.sim.parquet import write_synthetic_parquet
+
+ANCHOR = "spark-crowd (Rodrigo et al.): Dawid-Skene on 100M labels in 703 s on one node, 426 s on 3 nodes / 30 cores"
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Summed RSS of ``pid`` and its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parents[child], rss[child] = int(fields[1]), int(fields[21])
+    family, grew = {pid}, True
+    while grew:
+        extra = {c for c, p in parents.items() if p in family} - family
+        family |= extra
+        grew = bool(extra)
+    return sum(rss.get(p, 0) for p in family) * 4096 / 2**20
+
+
+class PeakSampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak, self.running = 0.0, True
+
+    def run(self) -> None:
+        import os
+
+        while self.running:
+            self.peak = max(self.peak, tree_rss_mb(os.getpid()))
+            time.sleep(0.2)
+
+
+def one_run(engine: str, path: str, out: str) -> dict[str, float]:
+    """In a child process: prepare, fit, write labels; time each part."""
+    sampler = PeakSampler()
+    sampler.start()
+    ticks: list[float] = []
+    started = time.perf_counter()
+    estimator = DawidSkene()
+    if engine == "memory":
+        answers = pd.read_parquet(path)
+        prepared = time.perf_counter()
+        estimator.fit(answers, progress=lambda i, c: ticks.append(time.perf_counter()))
+        estimator.labels_.rename("label").reset_index().to_parquet(out)
+    elif engine == "stream":
+        from crowdloop.scale import ParquetShards, stream_aggregate
+
+        work = Path(out).with_suffix(".work")
+        shards = ParquetShards.prepare(path, work)
+        prepared = time.perf_counter()
+        stream_aggregate(shards, estimator, out, progress=lambda i, c: ticks.append(time.perf_counter()))
+        shutil.rmtree(work)
+    else:
+        from crowdloop.scale import SparkShards, fit_sharded, spark_session
+
+        spark = spark_session("local[2]", driver_memory="5g")
+        shards = SparkShards.from_answers(spark, path)
+        prepared = time.perf_counter()
+        fit = fit_sharded(estimator, shards, progress=lambda i, c: ticks.append(time.perf_counter()))
+        shards.labels(fit).drop("probas").write.mode("overwrite").parquet(out)
+        spark.stop()
+    total = time.perf_counter() - started
+    sampler.running = False
+    per_iter = (ticks[-1] - prepared) / len(ticks)
+    return {"prepare_s": prepared - started, "iterations": estimator.n_iter_, "s_per_iteration": per_iter,
+            "total_s": total, "peak_mb": sampler.peak}  # fmt: skip
+
+
+def accuracy(out: Path, gold: Path) -> float:
+    labels = pd.read_parquet(out, columns=["task", "label"]).set_index("task")["label"]
+    truth = pd.read_parquet(gold).set_index("task")["label"]
+    return float((labels == truth.reindex(labels.index)).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000000,100000000")
+    parser.add_argument("--engines", default="memory,stream,spark")
+    parser.add_argument("--workdir", default="/tmp/crowdloop-scale")
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(*args.one)))
+        return
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            path, gold = work / f"answers-{size}.parquet", work / f"gold-{size}.parquet"
+            if not path.exists():
+                write_synthetic_parquet(path, size, gold_path=gold)
+            for engine in args.engines.split(","):
+                if engine == "memory" and size > 20_000_000:
+                    print(f"skip memory at {size:,}: about 16 GB at 100M (1.6 GB at 10M), over the 8 GB budget")
+                    continue
+                out = work / f"labels-{engine}-{size}.parquet"
+                child = [sys.executable, __file__, "--one", engine, str(path), str(out)]
+                done = subprocess.run(child, capture_output=True, text=True, check=True)
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append({"answers": size, "engine": engine, **result, "accuracy": accuracy(out, gold)})
+                print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+    (RESULTS / "scale.md").write_text(render(rows))
+    print(render(rows))
+
+
+def render(rows: list[dict]) -> str:
+    table = pd.DataFrame(rows).round({"prepare_s": 1, "s_per_iteration": 2, "total_s": 1, "peak_mb": 0, "accuracy": 4})
+    return "\n".join([
+        "# Truth inference at scale",
+        "",
+        f"Machine: {machine()} (shared with other jobs: timings are upper bounds).",
+        "",
+        "Dawid-Skene on synthetic crowds (5 classes, 2,000 workers, overlap 5), Parquet written in chunks.",
+        "`prepare_s`: reading (memory) or partitioning the file (stream: on local disk; spark: encode and cache);",
+        "`peak_mb`: largest summed RSS of the run's process tree. Regenerate with `python benchmarks/scale.py`.",
+        f"Published anchor: {ANCHOR}.",
+        "",
+        markdown(table),
+    ]) + "\n"  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Truth inference on Apache Spark: the same kernels, one partition of tasks at a time.
+
+Needs ``pip install crowdloop[spark]`` (imported only here). The answers (a Spark
+DataFrame with ``task, worker, label`` or a Parquet path) are encoded once:
+
+1. a small distinct pass gives workers global codes (in order of first
+   appearance, as the local engine numbers them) and labels sorted codes;
+2. answers are repartitioned by ``task`` and each partition is turned, in one
+   Arrow batch call (no Python per row), into a compact
+   :class:`~crowdloop.scale._shards.Shard`, cached (memory, spilling to disk).
+
+Every EM iteration is then one Spark job over the cached shards: the driver
+broadcasts the worker parameters, each partition runs the local E-step and
+returns its partial M-step counts, and ``treeReduce`` sums them. No answer is
+shuffled after the encoding. Labels are produced by a last pass as a Spark
+DataFrame (``task, label, confidence, probas``), written by Spark.
+
+Example (needs Java)::
+
+    spark = SparkSession.builder.master("local[2]").getOrCreate()
+    engine = SparkShards.from_answers(spark, "answers.parquet")
+    fit = fit_sharded(DawidSkene(), engine)
+    engine.labels(fit).write.parquet("labels.parquet")
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as sf
+
+from crowdloop.errors import EmptyInputError, MissingColumnsError, MissingValuesError
+from crowdloop.quality._data import _factorize
+from crowdloop.scale._em import ShardedFit
+from crowdloop.scale._shards import PosteriorFn, Shard, ShardFn, Stats, add_stats, build_shard
+
+COLUMNS = ("task", "worker", "label")
+
+
+def spark_session(master: str = "local[2]", driver_memory: str = "4g") -> SparkSession:
+    """A session for truth inference (Arrow on; memory for the cached shards in local mode)."""
+    return (
+        SparkSession.builder.master(master)
+        .appName("crowdloop")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+
+
+@dataclass
+class SparkShards:
+    """Answers encoded and cached on Spark as one :class:`Shard` per partition."""
+
+    answers: DataFrame
+    shards: Any
+    n_answers: int
+    workers: pd.Index
+    classes: pd.Index
+    n_partitions: int
+
+    @classmethod
+    def from_answers(
+        cls, spark: SparkSession, answers: DataFrame | str, partition_answers: int = 2_000_000
+    ) -> SparkShards:
+        """Encode and cache ``answers`` in partitions of about ``partition_answers`` answers."""
+        frame = _checked(spark.read.parquet(answers) if isinstance(answers, str) else answers)
+        n_answers = frame.count()
+        if n_answers == 0:
+            raise EmptyInputError("answers are empty: there is nothing to aggregate.")
+        workers, classes, encoded = _encode(spark, frame)
+        n_partitions = max(1, math.ceil(n_answers / partition_answers))
+        grouped = encoded.repartition(n_partitions, "task")
+        blobs = grouped.mapInArrow(partial(_shard_blobs, n_classes=len(classes)), "shard binary")
+        shards = blobs.rdd.map(lambda row: pickle.loads(row[0])).persist(StorageLevel.MEMORY_AND_DISK)
+        shards.count()  # materialise the cache once
+        return cls(grouped, shards, n_answers, workers, classes, n_partitions)
+
+    def map_sum(self, fn: ShardFn, value: Any) -> Stats:
+        """One Spark job: broadcast ``value``, ``fn`` on every cached shard, tree-sum the results."""
+        context = self.shards.context
+        shared = context.broadcast(value)
+        sizes = (len(self.workers), len(self.classes))
+        try:
+            parts = self.shards.mapPartitions(partial(_map_partition, fn=fn, shared=shared, sizes=sizes))
+            return parts.treeReduce(add_stats, depth=2)  # type: ignore[no-any-return]
+        finally:
+            shared.unpersist()
+
+    def labels(self, fit: ShardedFit) -> DataFrame:
+        """``task, label, confidence, probas`` (classes in ``self.classes`` order), computed lazily by Spark."""
+        spark = self.answers.sparkSession
+        shared = spark.sparkContext.broadcast((fit.posterior_fn, fit.params))
+        task_type = self.answers.schema["task"].dataType.simpleString()
+        label_type = "string" if self.classes.dtype == object else _spark_type(self.classes)
+        schema = f"task {task_type}, label {label_type}, confidence double, probas array<double>"
+        run = partial(_label_batches, shared=shared, classes=self.classes, sizes=(len(self.workers), len(self.classes)))
+        return self.answers.mapInArrow(run, schema)
+
+    def unpersist(self) -> None:
+        """Drop the cached shards."""
+        self.shards.unpersist()
+
+
+def _checked(frame: DataFrame) -> DataFrame:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise MissingColumnsError(f"answers lack column(s) {', '.join(missing)}; found {', '.join(frame.columns)}.")
+    frame = frame.select(*COLUMNS)
+    nulls = frame.select(*(sf.sum(sf.col(c).isNull().cast("long")).alias(c) for c in COLUMNS)).collect()[0]
+    for column in COLUMNS:
+        if nulls[column]:
+            raise MissingValuesError(f"{nulls[column]} answer(s) have no {column}.")
+    return frame
+
+
+def _encode(spark: SparkSession, frame: DataFrame) -> tuple[pd.Index, pd.Index, DataFrame]:
+    """Global codes: workers by first appearance (smallest row id), labels sorted as locally."""
+    rows = frame.withColumn("_row", sf.monotonically_increasing_id())
+    first = rows.groupBy("worker").agg(sf.min("_row").alias("_first")).orderBy("_first").collect()
+    workers = pd.Index([row["worker"] for row in first])
+    labels = [row["label"] for row in frame.select("label").distinct().collect()]
+    codes, classes = _factorize(pd.Series(labels), sort=True)
+    worker_codes = spark.createDataFrame(
+        pd.DataFrame({"worker": workers.to_numpy(), "_w": np.arange(len(workers), dtype=np.int32)})
+    )
+    label_codes = spark.createDataFrame(pd.DataFrame({"label": labels, "_l": codes.astype(np.int32)}))
+    encoded = frame.join(sf.broadcast(worker_codes), "worker").join(sf.broadcast(label_codes), "label")
+    return workers, classes, encoded.select("task", "_w", "_l")
+
+
+def _partition_shard(batches: Iterator[pa.RecordBatch], n_classes: int) -> Shard | None:
+    table = pa.Table.from_batches(list(batches))
+    if table.num_rows == 0:
+        return None
+    task = table.column("task").to_numpy()
+    worker = table.column("_w").to_numpy()
+    label = table.column("_l").to_numpy()
+    return build_shard(task, worker, label, n_classes)
+
+
+def _shard_blobs(batches: Iterator[pa.RecordBatch], n_classes: int) -> Iterator[pa.RecordBatch]:
+    """The whole partition as one pickled shard (one row per partition, not per answer)."""
+    shard = _partition_shard(batches, n_classes)
+    if shard is not None:
+        yield pa.record_batch([pa.array([pickle.dumps(shard, protocol=5)], pa.binary())], ["shard"])
+
+
+def _map_partition(shards: Iterator[Shard], fn: ShardFn, shared: Any, sizes: tuple[int, int]) -> Iterator[Stats]:
+    total: Stats | None = None
+    for shard in shards:
+        part = fn(shard.encoded(*sizes), shared.value)
+        total = part if total is None else add_stats(total, part)
+    if total is not None:
+        yield total
+
+
+def _label_batches(
+    batches: Iterator[pa.RecordBatch], shared: Any, classes: pd.Index, sizes: tuple[int, int]
+) -> Iterator[pa.RecordBatch]:
+    shard = _partition_shard(batches, sizes[1])
+    if shard is None:
+        return
+    posterior_fn: PosteriorFn = shared.value[0]
+    probas = posterior_fn(shard.encoded(*sizes), shared.value[1])
+    chosen = np.argmax(probas, axis=1)
+    label = pa.array(classes.to_numpy()[chosen])
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(probas.reshape(-1)), len(classes))
+    lists = flat.cast(pa.list_(pa.float64()))
+    confidence = pa.array(probas[np.arange(len(probas)), chosen])
+    yield pa.record_batch([pa.array(shard.tasks), label, confidence, lists], ["task", "label", "confidence", "probas"])
+
+
+def _spark_type(classes: pd.Index) -> str:
+    kind = classes.dtype.kind
+    return {"i": "bigint", "u": "bigint", "f": "double", "b": "boolean"}.get(kind, "string")

@@ -1,0 +1,65 @@
+"""Spark local[2] gives the local engine's labels and probabilities (one session for the run)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from crowdloop.quality import get_aggregator
+from crowdloop.scale import fit_sharded
+from support import require
+
+pytestmark = [pytest.mark.spark, pytest.mark.shared]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    require(shutil.which("java") is not None, "Spark needs Java (a JDK 17 on PATH)")
+    pytest.importorskip("pyspark")
+    from crowdloop.scale.spark import spark_session
+
+    session = spark_session("local[2]", driver_memory="1g")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _compare(spark, answers, methods, partition_answers):
+    from crowdloop.scale.spark import SparkShards
+
+    engine = SparkShards.from_answers(spark, spark.createDataFrame(answers), partition_answers=partition_answers)
+    assert engine.n_partitions > 1
+    try:
+        for method in methods:
+            local = get_aggregator(method).fit(answers)
+            fit = fit_sharded(get_aggregator(method), engine)
+            labels = engine.labels(fit).toPandas().set_index("task")
+            assert len(labels) == len(local.labels_)
+            assert (labels["label"] == local.labels_.loc[labels.index]).all(), method
+            probas = np.stack(labels["probas"].to_numpy())
+            assert np.abs(probas - local.probas_.loc[labels.index].to_numpy()).max() < 1e-6, method
+    finally:
+        engine.unpersist()
+
+
+@pytest.mark.parametrize("name", ["ms", "wsd"])
+def test_spark_matches_local(spark, shared_dataset, name):
+    _compare(spark, shared_dataset(name).answers, ["majority_vote", "dawid_skene", "one_coin_dawid_skene"], 1_200)
+
+
+def test_spark_default_aggregator_matches_local(spark, shared_dataset):
+    _compare(spark, shared_dataset("wsd").answers, ["default"], 1_000)
+
+
+def test_spark_reads_parquet_path(spark, shared_dataset, tmp_path):
+    from crowdloop.scale.spark import SparkShards
+
+    answers = shared_dataset("bluebird").answers
+    answers.to_parquet(tmp_path / "answers.parquet")
+    engine = SparkShards.from_answers(spark, str(tmp_path / "answers.parquet"), partition_answers=1_500)
+    fit = fit_sharded(get_aggregator("dawid_skene"), engine)
+    labels = engine.labels(fit).toPandas().set_index("task")["label"]
+    local = get_aggregator("dawid_skene").fit(answers).labels_
+    assert (labels == local.loc[labels.index]).all()

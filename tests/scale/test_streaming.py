@@ -1,0 +1,70 @@
+"""The partitioned and streamed engines give the local engine's results on real crowds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdloop.errors import InvalidParameterError, MissingColumnsError
+from crowdloop.quality import GLAD, get_aggregator
+from crowdloop.scale import ParquetShards, fit_sharded, memory_shards, probas_frames, stream_aggregate
+from crowdloop.sim.parquet import write_synthetic_parquet
+
+SETS = ["bluebird", "cf", "dog", "face", "ms", "product", "relevance", "rte", "sp", "temp", "web", "wsd"]
+METHODS = ["majority_vote", "dawid_skene", "one_coin_dawid_skene", "default"]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", SETS)
+def test_partitions_match_local_engine(shared_dataset, name):
+    answers = shared_dataset(name).answers
+    engine = memory_shards(answers, n_shards=3)
+    for method in METHODS:
+        local = get_aggregator(method).fit(answers)
+        fit = fit_sharded(get_aggregator(method), engine)
+        probas = pd.concat(probas_frames(fit, engine))
+        expected = local.probas_.loc[probas.index]
+        assert np.abs(expected.to_numpy() - probas.to_numpy()).max() < 1e-6, method
+        assert (expected.to_numpy().argmax(axis=1) == probas.to_numpy().argmax(axis=1)).all(), method
+        skills = fit.estimator.skills_.loc[local.skills_.index]
+        assert np.abs(skills - local.skills_).max() < 1e-6, method
+
+
+@pytest.mark.shared
+def test_stream_from_parquet_matches_local(shared_dataset, tmp_path):
+    answers = shared_dataset("relevance").answers  # string tasks, repeated (task, worker) pairs
+    answers.to_parquet(tmp_path / "answers.parquet")
+    shards = ParquetShards.prepare(
+        tmp_path / "answers.parquet", tmp_path / "work", shard_answers=20_000, batch_rows=7_000
+    )
+    assert shards.n_shards == 5 and shards.n_answers == len(answers)
+    local = get_aggregator("default").fit(answers)
+    stream_aggregate(shards, get_aggregator("default"), tmp_path / "labels.parquet")
+    labels = pd.read_parquet(tmp_path / "labels.parquet").set_index("task")
+    assert len(labels) == answers["task"].nunique()
+    assert (labels["label"] == local.labels_.loc[labels.index]).all()
+    assert np.abs(labels["confidence"] - local.probas_.max(axis=1).loc[labels.index]).max() < 1e-6
+
+
+def test_synthetic_parquet_is_written_in_chunks_and_streams(tmp_path):
+    rows = write_synthetic_parquet(
+        tmp_path / "a.parquet", 50_000, n_workers=300, chunk_tasks=3_000, gold_path=tmp_path / "g.parquet"
+    )
+    answers = pd.read_parquet(tmp_path / "a.parquet")
+    assert rows == len(answers) == 50_000 and answers["task"].nunique() == 10_000
+    shards = ParquetShards.prepare(tmp_path / "a.parquet", tmp_path / "work", shard_answers=12_000)
+    fit = stream_aggregate(shards, get_aggregator("dawid_skene"), tmp_path / "labels.parquet")
+    labels = pd.read_parquet(tmp_path / "labels.parquet").set_index("task")["label"]
+    gold = pd.read_parquet(tmp_path / "g.parquet").set_index("task")["label"]
+    assert (labels == gold.loc[labels.index]).mean() > 0.85
+    assert fit.estimator.n_iter_ > 1
+
+
+def test_bad_input_is_named(tmp_path):
+    pd.DataFrame({"task": [1], "who": ["a"], "label": [0]}).to_parquet(tmp_path / "a.parquet")
+    with pytest.raises(MissingColumnsError, match="worker"):
+        ParquetShards.prepare(tmp_path / "a.parquet", tmp_path / "work")
+    answers = pd.DataFrame({"task": [1, 1], "worker": ["a", "b"], "label": [0, 1]})
+    with pytest.raises(InvalidParameterError, match="GLAD does not run on partitions"):
+        fit_sharded(GLAD(), memory_shards(answers))
