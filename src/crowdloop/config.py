@@ -34,3 +34,12 @@ class Settings(BaseSettings):
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI and SDK talk to.")
     api_token: SecretStr | None = Field(default=None, description="Token the CLI uses against api_url.")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="A token that may scrape /metrics and nothing else (admins' tokens may too)."
+    )
+    metrics_dir: Path | None = Field(
+        default=None, description="Where `serve --workers N` processes share request metrics (made when unset)."
+    )
+    metrics_max_projects: int = Field(
+        default=100, ge=1, le=10_000, description="Projects with their own `project` label on /metrics (rest: other)."
+    )

@@ -21,6 +21,7 @@ from crowdloop.client import Client
 from support import require
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+START_TIMEOUT_S = 120  # generous: a loaded 2-core machine can take long to import and migrate
 ADMIN_TOKEN = "cl_test_admin_" + uuid.uuid4().hex
 
 
@@ -100,7 +101,7 @@ def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
                "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"crowdloop serve exited:\n{log.read_text()}")
@@ -110,7 +111,7 @@ def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"crowdloop serve did not start in 30 s:\n{log.read_text()}")
+    raise RuntimeError(f"crowdloop serve did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ Decisions, read from the code and checked here:
   ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc``. They describe the API, which the
   published SDK describes anyway, and hold no data: the schema is static and carries no id,
   no token and no item text.
+* ``GET /metrics`` (Prometheus text, at the root) is for admins, or for the scrape-only
+  ``CROWDLOOP_METRICS_TOKEN``: project ids and volumes are business data, never public.
 * Admins manage every project, and may take tasks (``assignment.next_task`` lets ``worker``
   and ``admin`` in), but an assignment belongs to one worker: even an admin gets 404 on it.
 * A device sees exactly what a worker sees: the published projects open to it, in the worker's
@@ -57,6 +59,8 @@ MARKER = "GOLD-EXPLANATION-MARKER-5f1e"
 GOLD_LABEL, OTHER_LABEL = "neg", "pos"
 PUBLIC = {("GET", f"{API}/health")}
 FASTAPI_DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+WEB_UI = {("GET", "/")}
+"""The web UI: ``/`` redirects to ``/ui/``, static pages and scripts that hold no data (they fetch it with the token)."""
 TASK_KEYS = {"assignment_id", "project_id", "item_id", "data", "labels", "instructions", "expires_at"}
 REQUESTER_ONLY_PROJECT_FIELDS = ("budget", "spent", "aggregation_method", "rules")
 
@@ -145,6 +149,8 @@ class Call:
     json: Any = None
     params: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
+    root: bool = False
+    """The path is from the server's root (``/metrics``), not under /api/v1."""
 
 
 Build = Callable[[World, str, dict[str, Any]], Call]
@@ -177,6 +183,17 @@ def project_path(suffix: str = "") -> Build:
 
 def _lease_for_worker(w: World) -> dict[str, Any]:
     return {"assignment": w.lease("worker")}
+
+
+def _answer_of_worker(w: World) -> dict[str, Any]:
+    assignment = w.lease("worker")
+    answered = w.as_actor("worker", "POST", f"{API}/assignments/{assignment}/answer", json={"label": OTHER_LABEL})
+    assert answered.status_code == 200, answered.text
+    return {"assignment": assignment}
+
+
+def _the_task_again(w: World, actor: str, response: httpx.Response) -> None:
+    assert set(response.json()) == TASK_KEYS
 
 
 def _hooks_to_delete(w: World) -> dict[str, Any]:
@@ -268,6 +285,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
         prepare=_lease_for_worker,
     ),
     ("GET", f"{API}/projects/{{project_id}}/me"): Rule(EVERYONE - {"stranger"}, project_path("/me"), frozenset({"stranger"})),
+    # the web page's loop: tasks leased ahead (count=1 here, so that each worker keeps one open lease), undo
+    ("POST", f"{API}/projects/{{project_id}}/tasks/batch"): Rule(
+        frozenset({"admin", "worker", "worker2"}), lambda w, a, c: Call(f"/projects/{w.project}/tasks/batch", params={"count": 1}),
+        frozenset({"stranger"}),
+    ),
+    ("POST", f"{API}/assignments/{{assignment_id}}/undo"): Rule(
+        frozenset({"worker"}), lambda w, a, c: Call(f"/assignments/{c['assignment']}/undo"), EVERYONE - {"worker"},
+        prepare=_answer_of_worker, check=_the_task_again,
+    ),
     # crowd management
     ("GET", f"{API}/projects/{{project_id}}/workers"): manage(project_path("/workers")),
     ("POST", f"{API}/projects/{{project_id}}/workers/{{worker_id}}/ban"): manage(
@@ -281,6 +307,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
         lambda w, a, c: Call(f"/projects/{w.project}/bonuses", json={"worker_id": w.target, "amount": 0.25, "reason": a}), ok=(201,)
     ),
     ("GET", f"{API}/projects/{{project_id}}/payouts"): manage(project_path("/payouts")),
+    # Prometheus' scrape target: admins (and CROWDLOOP_METRICS_TOKEN, tested in tests/monitoring)
+    ("GET", "/metrics"): Rule(frozenset({"admin"}), lambda w, a, c: Call("/metrics", root=True)),
+    # dashboard and review (deciding the gold item's own label keeps the world as it was)
+    ("GET", f"{API}/projects/{{project_id}}/dashboard"): manage(project_path("/dashboard")),
+    ("GET", f"{API}/projects/{{project_id}}/review"): manage(project_path("/review")),
+    ("POST", f"{API}/projects/{{project_id}}/review/{{item_id}}"): manage(
+        lambda w, a, c: Call(f"/projects/{w.project}/review/{w.gold_item}", json={"label": GOLD_LABEL})
+    ),
     # exports
     ("GET", f"{API}/projects/{{project_id}}/export/labels"): manage(
         lambda w, a, c: Call(f"/projects/{w.project}/export/labels", params={"format": "jsonl"})
@@ -333,7 +367,7 @@ def test_every_route_is_in_the_table(server, tmp_path):
     served = _spec_routes(httpx.get(f"{server.url}/openapi.json").json())
     assert in_schema <= walked, f"the route walk missed {sorted(in_schema - walked)}"
     assert served == in_schema
-    covered = set(ROUTES) | PUBLIC | FASTAPI_DOCS
+    covered = set(ROUTES) | PUBLIC | FASTAPI_DOCS | WEB_UI
     assert sorted((walked | in_schema | served) - covered) == [], "routes without an authorization rule"
     assert sorted(set(ROUTES) - walked) == [], "rules for routes the app does not have"
 
@@ -350,8 +384,9 @@ def revoked_token(world: World) -> str:
 
 def _send(world: World, route: tuple[str, str], call: Call, headers: dict[str, str]) -> httpx.Response:
     return world.http.request(
-        route[0], API + call.path, json=call.json, params=call.params, files=call.files, headers=headers
-    )
+        route[0], call.path if call.root else API + call.path, json=call.json, params=call.params, files=call.files,
+        headers=headers,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES), ids=" ".join)
@@ -384,6 +419,15 @@ def test_health_is_public_and_reveals_only_status_and_version(world, revoked_tok
     response = world.request(revoked_token if token == "revoked" else token, "GET", f"{API}/health")
     assert response.status_code == 200
     assert set(response.json()) == {"status", "version"} and response.json()["status"] == "ok"
+
+
+def test_the_web_ui_is_public_and_holds_no_data(world):
+    assert world.request(None, "GET", "/").headers["location"] == "/ui/"
+    for path in ("/ui/", "/ui/work.html", "/ui/project.html", "/ui/js/work.js", "/ui/js/api.js"):
+        response = world.request(None, "GET", path)
+        assert response.status_code == 200 and "script-src 'self'" in response.headers["content-security-policy"]
+        for secret in [MARKER, "regular sentence number", *world.tokens.values()]:
+            assert secret not in response.text
 
 
 @pytest.mark.parametrize("path", sorted(path for _, path in FASTAPI_DOCS))

@@ -13,12 +13,16 @@ from sqlalchemy.exc import DBAPIError
 
 from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
+from crowdloop.api.routes import metrics as metrics_routes
 from crowdloop.config import Settings
 from crowdloop.crowd.auth import ensure_admin_token
 from crowdloop.crowd.webhooks import WebhookDispatcher
 from crowdloop.errors import BusyError, CrowdloopError
+from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
+from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
+from crowdloop.web import mount_web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,9 +52,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
     _error_handlers(app)
+    _monitoring(app, settings)
     for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
+    mount_web(app)
     return app
+
+
+def _monitoring(app: FastAPI, settings: Settings) -> None:
+    """Request metrics on every route, and GET /metrics (see crowdloop.monitoring.metrics)."""
+    metrics = ServerMetrics(HttpMetrics(settings.metrics_dir), settings.metrics_max_projects, list(CROWD_SOURCES))
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics.http)
+    app.include_router(metrics_routes.router)
 
 
 TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available

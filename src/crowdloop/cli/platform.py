@@ -16,6 +16,7 @@ from crowdloop.cli.base import cli, console
 from crowdloop.client import Client
 from crowdloop.config import Settings
 from crowdloop.crowd import auth
+from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
 
@@ -34,12 +35,19 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     settings = Settings()
     upgrade(make_engine(settings.database_url))  # once, before any worker process starts
     os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"
+    metrics_dir, temporary = prepare_metrics_dir(settings.metrics_dir, workers)
+    if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
+        os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
     console.print(f"crowdloop serving {_safe(settings.database_url)} on http://{host}:{port} ({workers} process(es))")
     app = "crowdloop.api.app:create_app"
-    if workers == 1:
-        uvicorn.run(app, factory=True, host=host, port=port, log_level="warning")
-        return
-    _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning"))
+    try:
+        if workers == 1:
+            uvicorn.run(app, factory=True, host=host, port=port, log_level="warning")
+            return
+        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning"))
+    finally:
+        if temporary and metrics_dir is not None:
+            remove_metrics_dir(metrics_dir)
 
 
 def _serve_processes(config: Any) -> None:

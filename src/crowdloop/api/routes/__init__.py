@@ -1,6 +1,6 @@
 """All routers of the API, mounted under /api/v1 by ``create_app``."""
 
-from crowdloop.api.routes import exports, items, projects, system, tasks, users, webhooks, workers
+from crowdloop.api.routes import exports, items, projects, review, system, tasks, users, webhooks, work, workers
 
 ROUTERS = [
     system.router,
@@ -8,7 +8,9 @@ ROUTERS = [
     projects.router,
     items.router,
     tasks.router,
+    work.router,
     workers.router,
     exports.router,
     webhooks.router,
+    review.router,
 ]

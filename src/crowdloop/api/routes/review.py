@@ -1,0 +1,38 @@
+"""The requester's dashboard numbers and review queue of a project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from crowdloop.api.deps import ApiDep
+from crowdloop.crowd import dashboard, review
+
+router = APIRouter(tags=["review"])
+
+
+class DecisionIn(BaseModel):
+    label: str = Field(min_length=1)
+    explanation: str | None = None
+
+
+@router.get("/projects/{project_id}/dashboard")
+def project_dashboard(project_id: int, api: ApiDep) -> dict[str, Any]:
+    """Progress, pace, money, confidence histogram, agreement and the worker table, in one call."""
+    return api.run(lambda session, user: dashboard.project_dashboard(session, user, project_id))
+
+
+@router.get("/projects/{project_id}/review")
+def review_queue(project_id: int, api: ApiDep, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
+    """The most doubtful answered items, each with every answer."""
+    return api.run(lambda session, user: review.review_queue(session, user, project_id, limit))
+
+
+@router.post("/projects/{project_id}/review/{item_id}")
+def decide(project_id: int, item_id: int, body: DecisionIn, api: ApiDep) -> dict[str, Any]:
+    """The requester's label: the item's gold label and final label from now on."""
+    return api.run(
+        lambda session, user: review.decide(session, user, project_id, item_id, body.label, body.explanation)
+    )

@@ -1,0 +1,128 @@
+// The requester's dashboard of one project, refreshed every few seconds; import, start and pause.
+import { api, get, patch, post, projectParam, requireToken } from "./api.js";
+import { barChart, meter } from "./charts.js";
+import { $, fill, h, money, notice, number, percent } from "./dom.js";
+
+const REFRESH_MS = 2000;
+const projectId = projectParam();
+const editing = new Set(); // workers whose ban reason is being typed: their row is left alone
+
+async function start() {
+  if (!requireToken()) return;
+  $("#review-link").setAttribute("href", `review.html?project=${projectId}`);
+  $("#start").addEventListener("click", () => setStatus("active"));
+  $("#pause").addEventListener("click", () => setStatus("paused"));
+  $("#upload-form").addEventListener("submit", upload);
+  $("#aggregate").addEventListener("click", aggregate);
+  try {
+    const project = await get(`/projects/${projectId}`);
+    fill($("#project-name"), project.name);
+  } catch (error) {
+    return notice($("#message"), error.status === 404 ? "No such project." : error.message, "error");
+  }
+  refresh();
+}
+
+async function refresh() {
+  try {
+    draw(await get(`/projects/${projectId}/dashboard`));
+  } catch (error) {
+    notice($("#message"), `Cannot refresh the dashboard: ${error.message}`, "warn");
+  }
+  setTimeout(refresh, REFRESH_MS);
+}
+
+function draw(d) {
+  fill($("#status"), d.status);
+  $("#status").className = `status ${d.status}`;
+  $("#start").hidden = !["draft", "paused", "finished"].includes(d.status);
+  $("#pause").hidden = d.status !== "active";
+  const regular = d.items - d.gold_items;
+  fill($("#progress-text"), `${d.items_done} / ${regular} items done`);
+  fill($("#progress-meter"), meter(d.items_done, regular));
+  fill($("#answers-text"), `${d.answers} answers, ${d.gold_items} gold items, ${d.labels} aggregated labels`);
+  fill($("#rate"), number(d.answers_per_minute, 1));
+  fill($("#spent"), money(d.spent));
+  fill($("#budget-meter"), meter(d.spent, d.budget));
+  fill($("#budget-text"), d.budget === null ? "no budget limit" : `of ${money(d.budget)} (${percent(d.spent / d.budget)})`);
+  fill($("#cost"), money(d.cost_per_label));
+  fill($("#cost-item"), d.cost_per_done_item === null ? "" : `${money(d.cost_per_done_item)} per finished item`);
+  fill($("#alpha"), d.alpha === null ? "–" : number(d.alpha, 3));
+  const minutes = d.timeline.map((_, i) => (i === d.timeline.length - 1 ? "now" : `-${d.timeline.length - 1 - i} min`));
+  fill($("#timeline"), barChart(d.timeline, { captions: minutes, label: "answers per minute" }));
+  const bins = d.confidence_histogram.map((_, i) => `${i / 10}–${(i + 1) / 10}`);
+  fill($("#histogram"), barChart(d.confidence_histogram, { captions: bins, label: "items per confidence bin" }));
+  workers(d.workers);
+}
+
+function workers(rows) {
+  const body = $("#workers-body");
+  const kept = new Map([...body.children].filter((tr) => editing.has(Number(tr.dataset.worker))).map((tr) => [tr.dataset.worker, tr]));
+  fill(body, rows.map((w) => kept.get(String(w.worker_id)) || workerRow(w)));
+}
+
+function workerRow(w) {
+  const reason = h("input", { type: "text", placeholder: "reason", "aria-label": `reason for ${w.name}`,
+    onfocus: () => editing.add(w.worker_id), onblur: () => editing.delete(w.worker_id) });
+  const action = w.banned ? "unban" : "ban";
+  const button = h("button", { type: "button", class: w.banned ? "secondary" : "danger",
+    onclick: () => ban(w.worker_id, action, reason) }, w.banned ? "Unban" : "Ban");
+  return h("tr", { dataset: { worker: String(w.worker_id) }, class: w.banned ? "banned" : "" },
+    h("td", {}, w.name), h("td", {}, String(w.answers)), h("td", {}, percent(w.gold_accuracy)),
+    h("td", {}, number(w.reliability, 2)), h("td", {}, number(w.mean_seconds, 1)), h("td", {}, money(w.earned)),
+    h("td", {}, w.hourly_pay === null ? "–" : `${money(w.hourly_pay)}/h`),
+    h("td", { class: "ban" }, w.last_ban_event ? h("div", { class: "muted small" }, w.last_ban_event) : null, reason, button));
+}
+
+async function ban(workerId, action, input) {
+  const reason = input.value.trim();
+  if (!reason) return notice($("#message"), `Give a reason to ${action} this worker.`, "warn");
+  try {
+    await post(`/projects/${projectId}/workers/${workerId}/${action}`, { reason });
+    editing.delete(workerId);
+    notice($("#message"), `Worker ${action === "ban" ? "banned" : "unbanned"}: ${reason}`, "info");
+  } catch (error) {
+    notice($("#message"), error.message, "error");
+  }
+}
+
+async function setStatus(status) {
+  try {
+    await patch(`/projects/${projectId}`, { status });
+  } catch (error) {
+    notice($("#message"), error.message, "error");
+  }
+}
+
+async function aggregate() {
+  try {
+    const run = await post(`/projects/${projectId}/aggregate`);
+    notice($("#message"), `Aggregated ${run.answers} answers into ${run.labels} labels (${run.method}).`, "info");
+  } catch (error) {
+    notice($("#message"), error.message, "error");
+  }
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const form = new FormData();
+  form.append("file", $("#items-file").files[0]);
+  try {
+    report(await api("POST", `/projects/${projectId}/items/upload`, form));
+  } catch (error) {
+    fill($("#import-report"), h("p", { class: "notice error" }, `Import refused: ${error.message}`));
+  }
+}
+
+function report(r) {
+  fill($("#import-report"),
+    h("p", { class: "notice info", id: "import-summary" },
+      `${r.received} rows received: ${r.created} items created, ${r.duplicates} duplicates merged, ` +
+      `${r.rejected.length} rejected, ${r.near_duplicates.length} near duplicates.`),
+    r.rejected.length ? h("ul", { class: "rejected" }, r.rejected.map((x) => h("li", {}, `row ${x.row}: ${x.reason}`))) : null,
+    r.near_duplicates.length
+      ? h("ul", {}, r.near_duplicates.map(([a, b, s]) => h("li", {}, `item ${a} is like item ${b} (${number(s, 2)})`)))
+      : null);
+}
+
+start();

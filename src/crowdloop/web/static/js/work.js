@@ -1,0 +1,240 @@
+// The labeling page: one item at a time, a key per label, the next item already in hand.
+import { ApiError, get, post, projectParam, requireToken } from "./api.js";
+import { $, fill, h, money, notice, percent } from "./dom.js";
+import { renderItem } from "./item.js";
+import { Outbox } from "./outbox.js";
+
+const AHEAD = 2; // leases held: the item shown and the next one
+const timings = (window.crowdloopTimings = []); // key press -> next item painted, ms
+
+const state = {
+  projectId: projectParam(),
+  project: null,
+  current: null,
+  queue: [],
+  shownAt: 0,
+  done: new Set(), // answered or skipped here, perhaps not yet on the server
+  last: null, // the last answer, for undo
+  pendingPress: null,
+  finished: false,
+  session: { answers: 0, earned: 0 },
+  refilling: null,
+  refillAgain: false,
+};
+
+const outbox = new Outbox(`crowdloop.outbox.${state.projectId}`, {
+  onSent: (op, result) => sent(op, result),
+  onRefused: (op, error) => refused(op, error),
+  onState: (status) => connection(status),
+});
+
+async function start() {
+  if (!requireToken()) return;
+  if (!state.projectId) return stop("No project chosen.", "error");
+  try {
+    state.project = await get(`/projects/${state.projectId}`);
+  } catch (error) {
+    return stop(error.status === 404 ? "No such project, or it is not open to you." : error.message, "error");
+  }
+  fill($("#project-name"), state.project.name);
+  fill($("#price"), `${money(state.project.price)} per answer`);
+  fill($("#instructions-text"), state.project.instructions || "No instructions.");
+  labelButtons(state.project.labels);
+  for (const op of outbox.items) state.done.add(op.assignment_id);
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("online", () => outbox.retryNow());
+  $("#skip").addEventListener("click", (event) => skip(event.timeStamp));
+  $("#undo").addEventListener("click", () => undo());
+  standing();
+  outbox.flush().then(() => refill());
+}
+
+function stop(text, kind) {
+  fill($("#item"), h("p", { class: `notice ${kind}` }, text));
+  $("#labels").hidden = true;
+  $("#actions").hidden = true;
+}
+
+function labelButtons(labels) {
+  const buttons = labels.map((label, index) =>
+    h("button", { type: "button", class: "label", dataset: { label }, onclick: (event) => answer(label, event.timeStamp) },
+      index < 9 ? h("kbd", {}, String(index + 1)) : null, label),
+  );
+  fill($("#labels"), buttons);
+}
+
+// --- the queue of leased tasks ---------------------------------------------------------------------
+
+function refill() {
+  if (state.finished) return Promise.resolve();
+  if (state.refilling) {
+    state.refillAgain = true; // what is held changed meanwhile: ask once more afterwards
+    return state.refilling;
+  }
+  state.refilling = fetchTasks().finally(() => {
+    state.refilling = null;
+    if (state.refillAgain) {
+      state.refillAgain = false;
+      refill();
+    }
+  });
+  return state.refilling;
+}
+
+async function fetchTasks() {
+  try {
+    const tasks = await post(`/projects/${state.projectId}/tasks/batch?count=${AHEAD}`);
+    take(tasks);
+    if (!tasks.length && !state.current && !outbox.size) finish();
+  } catch (error) {
+    if (error instanceof ApiError && !error.transient) return stop(error.message, "error");
+    notice($("#connection"), "Cannot reach the server to fetch tasks; retrying…", "warn");
+    setTimeout(() => refill(), 2000);
+  }
+}
+
+function take(tasks) {
+  const held = new Set([state.current, ...state.queue].filter(Boolean).map((t) => t.assignment_id));
+  for (const task of tasks) {
+    if (!held.has(task.assignment_id) && !state.done.has(task.assignment_id)) state.queue.push(task);
+  }
+  if (!state.current && state.queue.length) show(state.queue.shift());
+}
+
+function show(task) {
+  state.current = task;
+  fill($("#item"), renderItem(task.data));
+  $("#labels").hidden = false;
+  $("#actions").hidden = false;
+  state.shownAt = performance.now();
+  if (state.pendingPress !== null) measure(state.pendingPress);
+  state.pendingPress = null;
+}
+
+function advance(pressedAt) {
+  state.current = null;
+  state.pendingPress = pressedAt;
+  if (state.queue.length) show(state.queue.shift());
+  else fill($("#item"), h("p", { class: "loading" }, "Loading the next item…"));
+}
+
+// Key press to the next item on screen: measured after the browser painted it.
+function measure(pressedAt) {
+  requestAnimationFrame(() => setTimeout(() => timings.push(performance.now() - pressedAt), 0));
+}
+
+function finish() {
+  state.finished = true;
+  stop("Nothing left to do on this project for now. Thank you!", "info");
+}
+
+// --- answering, skipping, undoing ------------------------------------------------------------------
+
+// pressedAt: the event's timeStamp (when the key went down), on the performance.now() clock
+function answer(label, pressedAt = performance.now()) {
+  const task = state.current;
+  if (!task) return;
+  const seconds = Math.round(pressedAt - state.shownAt) / 1000;
+  state.done.add(task.assignment_id);
+  state.last = { task, label };
+  $("#undo").disabled = false;
+  advance(pressedAt);
+  outbox.add({ kind: "answer", assignment_id: task.assignment_id, label, seconds }).then(() => refill());
+}
+
+function skip(pressedAt = performance.now()) {
+  const task = state.current;
+  if (!task) return;
+  state.done.add(task.assignment_id);
+  state.last = null;
+  $("#undo").disabled = true;
+  advance(pressedAt);
+  outbox.add({ kind: "skip", assignment_id: task.assignment_id }).then(() => refill());
+}
+
+async function undo() {
+  const last = state.last;
+  if (!last) return;
+  state.last = null;
+  $("#undo").disabled = true;
+  if (new Date(last.task.expires_at) <= new Date()) return notice($("#message"), "Too late to undo: the task's lease has expired.", "warn");
+  let task = last.task;
+  if (!outbox.withdraw(last.task.assignment_id)) {
+    await outbox.flush();
+    try {
+      task = await post(`/assignments/${last.task.assignment_id}/undo`);
+    } catch (error) {
+      return notice($("#message"), `Cannot undo: ${error.message}`, "warn");
+    }
+    state.session.answers -= 1;
+    state.session.earned -= state.project.price;
+    standing();
+  }
+  state.done.delete(task.assignment_id);
+  if (state.current) state.queue.unshift(state.current);
+  show(task);
+  notice($("#message"), `Undone: your answer "${last.label}" was withdrawn.`, "info");
+}
+
+function onKey(event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) {
+    if ((event.ctrlKey || event.metaKey) && event.key === "z") undo();
+    return;
+  }
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName)) return;
+  const labels = state.project ? state.project.labels : [];
+  if (/^[1-9]$/.test(event.key) && Number(event.key) <= labels.length) answer(labels[Number(event.key) - 1], event.timeStamp);
+  else if (event.key === "0" || event.key === "s") skip(event.timeStamp);
+  else if (event.key === "u" || event.key === "Backspace") undo();
+  else return;
+  event.preventDefault();
+}
+
+// --- what the server said --------------------------------------------------------------------------
+
+function sent(op, result) {
+  if (op.kind !== "answer" || result.duplicate) return;
+  state.session.answers += 1;
+  state.session.earned += result.reward;
+  if (result.feedback) feedback(result.feedback);
+  standing();
+}
+
+function refused(op, error) {
+  state.done.add(op.assignment_id);
+  if (state.last && state.last.task.assignment_id === op.assignment_id) state.last = null;
+  const what = op.kind === "answer" ? `Your answer "${op.label}"` : "Your skip";
+  notice($("#message"), `${what} was not accepted: ${error.message}`, "error");
+  refill();
+}
+
+function connection(status) {
+  if (!status.failing) return notice($("#connection"), status.waiting ? `Sending ${status.waiting}…` : "", "info");
+  const seconds = Math.round(status.retryIn / 1000) || 1;
+  notice($("#connection"),
+    `Connection problem: ${status.waiting} answer(s) saved on this device, retrying in ${seconds} s. Nothing is lost.`,
+    "warn");
+}
+
+function feedback(info) {
+  const box = $("#feedback");
+  fill(box, h("strong", {}, "Check your last answer: it was a control question."), " ",
+    "The right answer is ", h("b", {}, String(info.expected)), ".",
+    info.explanation ? h("p", {}, info.explanation) : null,
+    h("button", { type: "button", onclick: () => (box.hidden = true) }, "Got it"));
+  box.hidden = false;
+}
+
+async function standing() {
+  try {
+    const mine = await get(`/projects/${state.projectId}/me`);
+    fill($("#answers"), String(mine.answers));
+    fill($("#earned"), money(mine.earned));
+    fill($("#accuracy"), mine.gold_accuracy === null ? "–" : percent(mine.gold_accuracy));
+    if (mine.banned) stop("You can no longer work on this project.", "error");
+  } catch (error) {
+    /* the numbers wait for the next answer */
+  }
+}
+
+start();

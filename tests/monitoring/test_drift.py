@@ -1,0 +1,130 @@
+"""Drift statistics against known values: PSI's behaviour, KS equal to scipy, χ² by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from crowdloop.errors import EmptyInputError, InvalidParameterError, MissingValuesError
+from crowdloop.monitoring.drift import (
+    DriftSample,
+    DriftThresholds,
+    chi_squared_class_mix,
+    drift_report,
+    kolmogorov_smirnov,
+    population_stability_index,
+    quantile_edges,
+)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+def test_psi_of_a_sample_with_itself_is_zero(rng):
+    sample = rng.normal(size=5_000)
+    assert population_stability_index(sample, sample) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_psi_of_two_samples_of_one_distribution_is_small(rng):
+    assert population_stability_index(rng.normal(size=20_000), rng.normal(size=20_000)) < 0.01
+
+
+@pytest.mark.parametrize(("shift", "low", "high"), [(0.25, 0.04, 0.08), (0.5, 0.18, 0.27), (1.0, 0.8, 1.05)])
+def test_psi_of_a_shifted_normal_approaches_the_squared_shift(rng, shift, low, high):
+    """For N(0,1) against N(δ,1) the binned PSI tends to δ² from below (ten bins lose a little)."""
+    psi = population_stability_index(rng.normal(size=50_000), rng.normal(shift, 1.0, size=50_000))
+    assert low < psi < high and psi < shift**2 * 1.05
+
+
+def test_psi_by_hand_on_quantile_bins():
+    """Reference 0..99: 10 bins of 10; observed all in the first two bins (50/50)."""
+    reference = np.arange(100.0)
+    observed = np.array([1.0] * 50 + [15.0] * 50)
+    eps = 1e-4
+    shares = np.array([0.5, 0.5] + [eps] * 8)
+    shares /= shares.sum()
+    expected = float(np.sum((shares - 0.1) * np.log(shares / 0.1)))
+    assert population_stability_index(reference, observed, epsilon=eps) == pytest.approx(expected, rel=1e-12)
+
+
+def test_quantile_edges_merge_ties_and_cover_everything():
+    edges = quantile_edges([0, 0, 0, 0, 0, 0, 0, 0, 1, 2], bins=10)
+    assert edges[0] == -np.inf and edges[-1] == np.inf
+    assert len(np.unique(edges)) == len(edges)  # no empty zero-width bins from the tied zeros
+
+
+def test_ks_matches_scipy(rng):
+    reference, observed = rng.normal(size=800), rng.normal(0.2, 1.1, size=600)
+    ours = kolmogorov_smirnov(reference, observed)
+    theirs = stats.ks_2samp(reference, observed)
+    assert ours.statistic == pytest.approx(theirs.statistic) and ours.p_value == pytest.approx(theirs.pvalue)
+
+
+def test_chi_squared_matches_a_hand_computation():
+    """E = (50, 30, 20); χ² = 100/50 + 100/30 + 0 = 5.333; 2 dof, so p = exp(−χ²/2)."""
+    result = chi_squared_class_mix({"a": 0.5, "b": 0.3, "c": 0.2}, {"a": 40, "b": 40, "c": 20})
+    assert result.statistic == pytest.approx(2 + 10 / 3)
+    assert result.p_value == pytest.approx(math.exp(-(2 + 10 / 3) / 2))
+
+
+def test_chi_squared_takes_reference_counts_and_survives_an_unseen_class():
+    as_counts = chi_squared_class_mix({"a": 500, "b": 300, "c": 200}, {"a": 40, "b": 40, "c": 20})
+    assert as_counts.statistic == pytest.approx(2 + 10 / 3)
+    unseen = chi_squared_class_mix({"a": 1, "b": 1}, {"a": 10, "b": 10, "new": 5})
+    assert math.isfinite(unseen.statistic) and unseen.statistic > 1000 and unseen.p_value < 1e-6
+
+
+def test_report_flags_only_what_drifted(rng):
+    reference = DriftSample(
+        confidence=rng.beta(8, 2, 5_000),
+        inputs={"length": rng.normal(100, 15, 5_000), "digits": rng.poisson(3, 5_000)},
+        classes={"cat": 0.5, "dog": 0.5},
+    )
+    observed = DriftSample(
+        confidence=rng.beta(8, 2, 3_000),
+        inputs={"length": rng.normal(130, 15, 3_000), "digits": rng.poisson(3, 3_000)},
+        classes={"cat": 1480, "dog": 1520},
+    )
+    report = drift_report(reference, observed)
+    flagged = {(item.test, item.signal) for item in report.exceeded}
+    assert flagged == {("psi", "input:length"), ("ks", "input:length")}
+    assert report.drifted and report.to_dict()["drifted"] is True
+    signals = [(item.test, item.signal) for item in report.statistics]
+    assert signals[:2] == [("psi", "confidence"), ("ks", "confidence")] and signals[-1] == ("chi2", "classes")
+
+
+def test_thresholds_decide(rng):
+    reference, observed = (
+        DriftSample(confidence=rng.normal(size=4_000)),
+        DriftSample(confidence=rng.normal(0.3, 1, 4_000)),
+    )
+    assert drift_report(reference, observed).drifted  # KS: D ≈ 0.12 > 0.1 with p ≪ 0.01
+    lenient = DriftThresholds(psi=1.0, ks_statistic=0.5)
+    assert not drift_report(reference, observed, lenient).drifted
+
+
+def test_class_shift_alone_is_drift():
+    reference = DriftSample(classes={"cat": 0.5, "dog": 0.5})
+    report = drift_report(reference, DriftSample(classes={"cat": 700, "dog": 300}))
+    assert [(item.test, item.exceeded) for item in report.statistics] == [("chi2", True)]
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: population_stability_index([], [1.0]), EmptyInputError),
+        (lambda: population_stability_index([1.0, np.nan], [1.0]), MissingValuesError),
+        (lambda: population_stability_index([1.0, 2.0], [1.0], bins=1), InvalidParameterError),
+        (lambda: chi_squared_class_mix({"a": -1}, {"a": 3}), InvalidParameterError),
+        (lambda: chi_squared_class_mix({"a": 1}, {}), EmptyInputError),
+        (lambda: drift_report(DriftSample(inputs={"x": [1.0]}), DriftSample(inputs={"y": [1.0]})), EmptyInputError),
+    ],
+)
+def test_bad_input_raises_a_typed_error(call, error):
+    with pytest.raises(error):
+        call()

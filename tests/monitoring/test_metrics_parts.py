@@ -1,0 +1,85 @@
+"""The parts of /metrics that need no running server: sources, the metrics directory, the token check."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from metrics_scrape import parse
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from pydantic import SecretStr
+
+from crowdloop.api import create_app
+from crowdloop.config import Settings
+from crowdloop.monitoring.labels import ProjectLabels
+from crowdloop.monitoring.metrics import Scrape, is_metrics_token, prepare_metrics_dir, remove_metrics_dir
+
+with warnings.catch_warnings():  # starlette's note that its test client will move off httpx
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+TOKEN = "cl_parts_admin_token"
+
+
+@pytest.fixture
+def client(tmp_path) -> Iterator[TestClient]:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'parts.db'}", webhook_dispatcher=False, admin_token=TOKEN)
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield http
+
+
+def test_a_feature_adds_its_metrics_with_one_call(client):
+    """How the model registry will add per-version gauges: a function of the scrape, registered once."""
+
+    def versions(scrape: Scrape) -> Iterator[Metric]:
+        family = GaugeMetricFamily("crowdloop_model_versions", "Registered model versions.", labels=["project"])
+        for project in sorted(scrape.projects.named):
+            family.add_metric([scrape.projects.label(project)], 2.0)
+        yield family
+
+    project = client.post("/api/v1/projects", json={"name": "p", "labels": ["a", "b"]}).json()["id"]
+    client.app.state.metrics.add_source(versions)
+    scraped = parse(client.get("/metrics").text)
+    assert scraped.value("crowdloop_model_versions", project=str(project)) == 2.0
+    assert scraped.value("crowdloop_answers_total", project=str(project)) == 0.0
+
+
+def test_route_labels_are_templates_and_unmatched_paths_share_one(client):
+    client.get("/api/v1/projects/12345")
+    for path in ("/wp-login.php", "/no/such/thing", "/api/v1/nope"):
+        client.get(path)
+    routes = {
+        dict(labels)["route"] for labels in parse(client.get("/metrics").text).series("crowdloop_http_requests_total")
+    }
+    assert "/api/v1/projects/{project_id}" in routes and "<unmatched>" in routes
+    assert not any("12345" in route or "wp-login" in route for route in routes)
+
+
+def test_project_labels_name_the_listed_ids_and_sum_the_rest():
+    labels = ProjectLabels(frozenset({3, 4}))
+    assert [labels.label(i) for i in (1, 3, 4, 5)] == ["other", "3", "4", "other"]
+    assert labels.sum_by_label([(1, 2.0), (3, 1.0), (5, 4.0)]) == {"3": 1.0, "4": 0.0, "other": 6.0}
+
+
+def test_the_metrics_directory(tmp_path):
+    assert prepare_metrics_dir(None, 1) == (None, False)  # one process counts in memory
+    made, temporary = prepare_metrics_dir(None, 3)
+    assert made is not None and made.is_dir() and temporary
+    remove_metrics_dir(made)
+    assert not made.exists()
+    configured = tmp_path / "metrics"
+    configured.mkdir()
+    (configured / "histogram_77.db").write_bytes(b"old")
+    (configured / "notes.txt").write_text("not ours")
+    assert prepare_metrics_dir(configured, 2) == (configured, False)
+    assert sorted(path.name for path in configured.iterdir()) == ["notes.txt"]
+
+
+def test_the_metrics_token_check():
+    secret = SecretStr("s3cret")
+    assert is_metrics_token(secret, "s3cret")
+    assert not is_metrics_token(secret, "s3cret ") and not is_metrics_token(secret, None)
+    assert not is_metrics_token(None, "s3cret") and not is_metrics_token(SecretStr("x"), "")

@@ -1,0 +1,153 @@
+"""The API the web pages use, over a real server on SQLite and PostgreSQL: tasks leased ahead,
+undo while the lease lasts, the dashboard's numbers and the review queue."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from crowdloop.errors import NotFoundError, UnknownLabelError
+
+
+def _post(client: Any, path: str, **kwargs: Any) -> httpx.Response:
+    """A raw call, to see the status and the error of a refusal (the SDK raises them)."""
+    return client._http.post(path, **kwargs)
+
+
+def _project(server: Any, texts: int = 6, **spec: Any) -> tuple[Any, int]:
+    _, owner = server.user("owner", "requester")
+    values = {"name": "web", "labels": ["no", "yes"], "min_overlap": 1, "max_overlap": 3, "price": 0.05, "budget": 10.0}
+    project = owner.create_project(**(values | spec))
+    rows = [{"data": {"text": f"sentence {i}"}} for i in range(texts)]
+    owner.import_items(project["id"], rows)
+    owner.start(project["id"])
+    return owner, int(project["id"])
+
+
+def test_batch_leases_ahead_and_keeps_what_it_leased(server):
+    _, project = _project(server)
+    _, worker = server.user("ahead", "worker")
+    first = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
+    assert len(first) == 2 and first[0]["assignment_id"] < first[1]["assignment_id"]
+    assert len({task["item_id"] for task in first}) == 2
+    again = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
+    assert [t["assignment_id"] for t in again] == [t["assignment_id"] for t in first]  # idempotent
+    assert worker.next_task(project)["assignment_id"] in {t["assignment_id"] for t in first}
+    worker.submit(first[0]["assignment_id"], "yes", seconds=1.0)
+    after = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
+    assert after[0]["assignment_id"] == first[1]["assignment_id"] and len(after) == 2
+    assert after[1]["item_id"] not in {t["item_id"] for t in first}
+    too_many = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 9})
+    assert too_many.status_code == 422
+
+
+def test_batch_respects_the_answer_cap(server):
+    _, project = _project(server, rules={"max_answers_per_worker": 1})
+    _, worker = server.user("capped", "worker")
+    assert len(_post(worker, f"/projects/{project}/tasks/batch", params={"count": 3}).json()) == 1
+
+
+def test_undo_reverses_everything_the_answer_did(server):
+    owner, project = _project(server, texts=2, max_overlap=1)  # two items: the answer does not finish the project
+    _, worker = server.user("undoer", "worker")
+    task = worker.next_task(project)
+    worker.submit(task["assignment_id"], "yes", seconds=2.0)
+    before = owner.status(project)
+    assert before["answers"] == 1 and before["spent"] == pytest.approx(0.05) and before["items_done"] == 1
+    assert worker.standing(project)["earned"] == pytest.approx(0.05)
+    undone = _post(worker, f"/assignments/{task['assignment_id']}/undo")
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["assignment_id"] == task["assignment_id"] and undone.json()["item_id"] == task["item_id"]
+    after = owner.status(project)
+    assert (after["answers"], after["spent"], after["items_done"]) == (0, 0.0, 0)
+    mine = worker.standing(project)
+    assert (mine["answers"], mine["earned"]) == (0, 0.0)
+    assert worker.next_task(project)["assignment_id"] == task["assignment_id"]  # the lease is theirs again
+    again = _post(worker, f"/assignments/{task['assignment_id']}/undo")
+    assert again.status_code == 409 and again.json()["error"] == "ConflictError"
+    second = worker.submit(task["assignment_id"], "no", seconds=2.0)
+    assert second["duplicate"] is False
+    assert owner.status(project)["answers"] == 1
+
+
+def test_undo_is_refused_once_the_lease_expired(server):
+    _, project = _project(server, texts=2, lease_seconds=5)
+    _, worker = server.user("late", "worker")
+    task = worker.next_task(project)
+    worker.submit(task["assignment_id"], "yes")
+    time.sleep(5.2)
+    late = _post(worker, f"/assignments/{task['assignment_id']}/undo")
+    assert late.status_code == 409 and "expired" in late.json()["detail"]
+
+
+def test_undo_after_training_feedback_is_refused_and_gold_is_otherwise_reversed(server):
+    gold = [{"data": {"text": "control"}, "gold_label": "yes", "gold_explanation": "it says yes"}]
+    owner, project = _project(server, texts=1, gold_share=0.9)
+    owner.import_items(project, gold)
+    results = {}
+    for label in ("no", "yes"):
+        _, worker = server.user(f"gold-{label}", "worker")
+        task = worker.next_task(project)
+        assert task["data"] == {"text": "control"}  # the first task is gold at this share
+        feedback = worker.submit(task["assignment_id"], label)["feedback"]
+        results[label] = (feedback, _post(worker, f"/assignments/{task['assignment_id']}/undo"), worker)
+    wrong_feedback, wrong_undo, _ = results["no"]
+    assert wrong_feedback["expected"] == "yes"
+    assert wrong_undo.status_code == 409 and "training feedback" in wrong_undo.json()["detail"]
+    right_feedback, right_undo, right_worker = results["yes"]
+    assert right_feedback is None and right_undo.status_code == 200
+    standing = right_worker.standing(project)
+    assert (standing["answers"], standing["gold_answers"]) == (0, 0)
+
+
+def test_the_dashboard_adds_up(server):
+    owner, project = _project(server, texts=4, min_overlap=2, max_overlap=2, confidence_target=0.99)
+    workers = [server.user(f"dash{i}", "worker") for i in range(3)]
+    for index, (_, worker) in enumerate(workers):
+        for _ in range(2):
+            task = worker.next_task(project)
+            worker.submit(task["assignment_id"], ["no", "yes", "yes"][index], seconds=3.0)
+    owner.ban(project, int(workers[0][0]["id"]), "answers against the crowd")
+    board = owner._call("GET", f"/projects/{project}/dashboard")
+    assert board["answers"] == 6 and sum(board["timeline"]) == 6 and board["timeline"][-1] + board["timeline"][-2] == 6
+    assert board["answers_per_minute"] == pytest.approx(6 / 5)
+    assert sum(board["confidence_histogram"]) == 4  # every regular item has an answer
+    assert board["spent"] == pytest.approx(0.30) and board["budget"] == 10.0
+    assert board["alpha"] is not None and -1.0 <= board["alpha"] <= 1.0
+    table = {row["worker_id"]: row for row in board["workers"]}
+    banned = table[int(workers[0][0]["id"])]
+    assert banned["banned"] and banned["last_ban_event"] == "ban: answers against the crowd"
+    assert banned["answers"] == 2 and banned["mean_seconds"] == pytest.approx(3.0)
+    assert banned["hourly_pay"] == pytest.approx(0.10 / (6 / 3600))
+
+
+def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(server):
+    owner, project = _project(server, texts=3, min_overlap=2, max_overlap=2, confidence_target=0.99)
+    votes = {}
+    for index in range(2):
+        _, worker = server.user(f"rev{index}", "worker")
+        for _ in range(3):
+            task = worker.next_task(project)
+            label = "yes" if index == 0 or task["data"]["text"] != "sentence 1" else "no"
+            worker.submit(task["assignment_id"], label)
+            votes.setdefault(task["item_id"], []).append(label)
+    queue = owner._call("GET", f"/projects/{project}/review")
+    contested = next(item for item, labels in votes.items() if len(set(labels)) == 2)
+    assert queue[0]["item_id"] == contested and queue[0]["disagreement"] == 0.5
+    assert sorted(answer["label"] for answer in queue[0]["answers"]) == ["no", "yes"]
+    assert [entry["doubt"] for entry in queue] == sorted((entry["doubt"] for entry in queue), reverse=True)
+    decided = owner._call("POST", f"/projects/{project}/review/{contested}", json={"label": "no", "explanation": "why"})
+    assert decided == {"item_id": contested, "label": "no", "gold": True, "method": "review"}
+    item = next(row for row in owner.items(project) if row["id"] == contested)
+    assert item["is_gold"] and item["gold_label"] == "no"
+    labels = owner.export(project, "labels", "jsonl").decode()
+    assert '"method": "review"' in labels or '"method":"review"' in labels
+    assert contested not in {entry["item_id"] for entry in owner._call("GET", f"/projects/{project}/review")}
+    with pytest.raises(UnknownLabelError):
+        owner._call("POST", f"/projects/{project}/review/{contested}", json={"label": "maybe"})
+    _, stranger = server.user("other", "requester")
+    with pytest.raises(NotFoundError):
+        stranger._call("POST", f"/projects/{project}/review/{contested}", json={"label": "no"})

@@ -1,0 +1,283 @@
+"""The web UI in headless Chromium over a real server: the worker's keyboard loop, the requester's
+form, import and live dashboard, escaping of item content, and project isolation by URL."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ui_support import SCREENSHOTS, sign_in, wait_until
+
+GOLD_EXPLANATION = "The sentence says it plainly."
+
+
+def _project(owner: Any, texts: list[str], **spec: Any) -> int:
+    values = {"name": "sentiment", "labels": ["negative", "positive"], "max_overlap": 3, "price": 0.02, "budget": 5.0,
+              "instructions": "Is the sentence positive or negative?"}  # fmt: skip
+    project = owner.create_project(**(values | spec))
+    owner.import_items(project["id"], [{"data": {"text": text}} for text in texts])
+    return int(project["id"])
+
+
+def _shown(page: Any) -> str:
+    return str(page.inner_text("#item .item"))
+
+
+def _answer_with_key(page: Any, key: str, previous: str) -> str:
+    """Press ``key`` on the item shown, then wait for the next one; the text that was answered."""
+    page.keyboard.press(key)
+    wait_until(page, lambda: page.inner_text("#item") != previous, "the next item")
+    return previous
+
+
+def test_a_worker_labels_with_the_keyboard_and_the_answers_are_stored(server, context, user):
+    _, _, owner = user("requester")
+    texts = [f"review number {i}: the food was {'great' if i % 2 else 'awful'}" for i in range(14)]
+    project = _project(owner, texts, gold_share=0.1)
+    owner.import_items(project, [{"data": {"text": "A wonderful, happy day."}, "gold_label": "positive",
+                                  "gold_explanation": GOLD_EXPLANATION}])  # fmt: skip
+    owner.start(project)
+    _, token, worker_sdk = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    # the first task is the gold item: answered wrong, the right answer and the explanation show
+    assert _shown(page) == "A wonderful, happy day."
+    page.wait_for_timeout(300)  # the worker reads; the next task is fetched meanwhile
+    _answer_with_key(page, "1", _shown(page))
+    page.wait_for_selector("#feedback:not([hidden])")
+    assert "positive" in page.inner_text("#feedback") and GOLD_EXPLANATION in page.inner_text("#feedback")
+    wait_until(page, lambda: page.inner_text("#accuracy") == "0%", "the accuracy on gold")
+    answered: dict[str, str] = {}
+    for index in range(8):
+        text = _shown(page)
+        page.wait_for_timeout(250)
+        key = "2" if "great" in text else "1"
+        answered[text] = ["negative", "positive"][int(key) - 1]
+        _answer_with_key(page, key, text)
+        if index == 3:  # undo the answer just given: its item comes back, and is answered again
+            page.keyboard.press("u")
+            wait_until(page, lambda text=text: text in page.inner_text("#item"), "the undone item")
+            page.wait_for_selector("#message:has-text('Undone')")
+            page.wait_for_timeout(250)
+            answered[text] = "negative" if answered[text] == "positive" else "positive"
+            _answer_with_key(page, "2" if answered[text] == "positive" else "1", text)
+    wait_until(page, lambda: page.inner_text("#answers") == str(len(answered) + 1), "every answer counted")
+    page.screenshot(path=str(SCREENSHOTS / "worker.png"))
+    timings = page.evaluate("window.crowdloopTimings")
+    assert len(timings) == len(answered) + 2  # every answer and the undo's re-answer
+    print(f"\nkey press -> next item painted: p50 {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms")
+    stored = {row["text"]: row["label"] for row in _answers(owner, project)}
+    assert {text: stored.get(text) for text in answered} == answered
+    assert len(_answers(owner, project)) == len(answered) + 1  # the undone answer is gone
+    assert worker_sdk.standing(project)["answers"] == len(answered) + 1
+
+
+def _answers(owner: Any, project: int) -> list[dict[str, Any]]:
+    import json
+
+    lines = owner.export(project, "answers", "jsonl").decode().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    items = {item["id"]: item["data"]["text"] for item in owner.items(project, limit=1000)}
+    return [{"text": items[row["item_id"]], "label": row["label"]} for row in rows]
+
+
+def test_no_answer_is_lost_when_the_connection_drops(server, context, user):
+    _, _, owner = user("requester")
+    project = _project(owner, [f"offline sentence {i}" for i in range(6)])
+    owner.start(project)
+    _, token, _ = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    page.wait_for_timeout(300)
+    context.set_offline(True)
+    first = _answer_with_key(page, "2", _shown(page))  # the prefetched item shows even offline
+    page.wait_for_selector("#connection:has-text('Connection problem')")
+    assert "Nothing is lost" in page.inner_text("#connection")
+    page.route("**/answer", lambda route: route.abort())  # the server stays unreachable for answers...
+    context.set_offline(False)
+    page.reload()  # ...and a reload keeps the waiting answer: it is saved in the browser
+    page.wait_for_selector("#connection:has-text('Connection problem')")
+    assert first not in [row["text"] for row in _answers(owner, project)]
+    page.unroute("**/answer")
+    wait_until(page, lambda: "problem" not in page.inner_text("#connection"), "the answer sent", timeout=20)
+    page.wait_for_selector("#item .item")
+    assert {"text": first, "label": "positive"} in _answers(owner, project)
+
+
+def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server, context, user, tmp_path):
+    _, token, owner = user("requester")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.click("#new-project")
+    page.fill("input[name=name]", "movie reviews")
+    page.fill("input[name=labels]", "negative, positive")
+    page.fill("textarea[name=instructions]", "Read the review. Is it positive?")
+    page.fill("input[name=min_overlap]", "2")
+    page.fill("input[name=max_overlap]", "3")
+    page.fill("input[name=gold_share]", "0")
+    page.fill("input[name=price]", "0.05")
+    page.fill("input[name=budget]", "20")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/project.html?project=*")
+    project = int(page.url.rsplit("=", 1)[1])
+    assert owner.project(project)["labels"] == ["negative", "positive"] and owner.project(project)["budget"] == 20.0
+    rows = [f"movie {i} was {'superb' if i % 2 else 'dull'}" for i in range(10)]
+    csv = tmp_path / "items.csv"
+    csv.write_text("text,gold_label\n" + "\n".join(f"{row}," for row in rows) + f"\n{rows[0]},\nbad row,maybe\n")
+    page.set_input_files("#items-file", str(csv))
+    page.click("#upload-form button")
+    page.wait_for_selector("#import-summary")
+    summary = page.inner_text("#import-report")
+    assert "12 rows received: 10 items created, 1 duplicates merged, 1 rejected" in summary and "maybe" in summary
+    page.click("#start")
+    page.wait_for_selector("#status:has-text('active')")
+    page.click("#pause")
+    page.wait_for_selector("#status:has-text('paused')")
+    assert owner.project(project)["status"] == "paused"
+    page.click("#start")
+    page.wait_for_selector("#progress-text:has-text('0 / 10 items done')")
+    page.wait_for_selector("#status:has-text('active')")
+    crowd = [user("worker") for _ in range(3)]
+    for index, (_, _, worker) in enumerate(crowd):
+        for _ in range(10 if index < 2 else 4):
+            task = worker.next_task(project)
+            if task is None:
+                break
+            good = "superb" in task["data"]["text"]
+            label = "positive" if good != (index == 2) else "negative"  # the third worker disagrees
+            worker.submit(task["assignment_id"], label, seconds=4.0)
+    done = owner.status(project)["items_done"]
+    assert done > 0
+    page.wait_for_selector(f"#progress-text:has-text('{done} / 10 items done')")
+    wait_until(page, lambda: page.inner_text("#alpha") != "–", "the agreement")
+    page.click("#aggregate")  # labels from truth inference: cost per label and reliability appear
+    page.wait_for_selector("#message:has-text('Aggregated 24 answers')")
+    wait_until(page, lambda: page.inner_text("#cost").startswith("$"), "the cost per label")
+    assert page.locator("#workers-body tr").count() == 3
+    assert (
+        page.locator("#timeline svg rect.bar").count() == 30 and page.locator("#histogram svg rect.bar").count() == 10
+    )
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+    _ban_from_the_table(page, owner, project, crowd[2][0])
+    _review(page, server, owner, project)
+
+
+def _ban_from_the_table(page: Any, owner: Any, project: int, worker_id: int) -> None:
+    row = page.locator(f"#workers-body tr[data-worker='{worker_id}']")
+    row.locator("input").fill("disagrees with everyone")
+    row.locator("button").click()
+    page.wait_for_selector(
+        f"#workers-body tr[data-worker='{worker_id}'] td.ban:has-text('ban: disagrees with everyone')"
+    )
+    assert [ban["reason"] for ban in owner.bans(project)] == ["disagrees with everyone"]
+
+
+def _review(page: Any, server: Any, owner: Any, project: int) -> None:
+    page.click("#review-link")
+    page.wait_for_selector("article.review")
+    first = page.locator("article.review").first
+    item_id = int(first.get_attribute("data-item") or 0)
+    assert first.locator("tbody tr").count() >= 2  # every answer is shown
+    page.screenshot(path=str(SCREENSHOTS / "review.png"))
+    first.locator("button", has_text="positive").click()
+    page.wait_for_selector(f"article.review[data-item='{item_id}']:has-text('now gold')")
+    item = next(row for row in owner.items(project) if row["id"] == item_id)
+    assert item["is_gold"] and item["gold_label"] == "positive"
+
+
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+def test_item_content_is_shown_as_text_never_run(server, context, user):
+    _, owner_token, owner = user("requester")
+    project = _project(owner, [XSS, "a pair"], max_overlap=2)
+    owner.import_items(project, [{"data": {"premise": XSS, "hypothesis": "<b>bold?</b>"}}])
+    owner.start(project)
+    _, token, _ = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    seen = set()
+    for _ in range(3):
+        page.wait_for_selector("#item .item")
+        seen.add(_shown(page))
+        assert page.locator("#item img, #item script, #item b").count() == 0
+        page.wait_for_timeout(200)
+        _answer_with_key(page, "1", str(page.inner_text("#item")))
+        if page.locator("#item .loading").count() or page.locator("#item .notice").count():
+            break
+    assert XSS in seen and any("<b>bold?</b>" in text and XSS in text for text in seen)
+    assert page.evaluate("window.__xss") is None
+    review = context.new_page()
+    sign_in(review, server.url, owner_token)
+    review.goto(f"{server.url}/ui/review.html?project={project}")
+    review.wait_for_selector("article.review")
+    assert XSS in review.inner_text("#queue") and review.locator("#queue script, #queue img").count() == 0
+    assert review.evaluate("window.__xss") is None
+
+
+def test_a_worker_cannot_open_another_projects_item_by_changing_the_url(server, context, user):
+    _, _, owner = user("requester")
+    _, _, other = user("requester")
+    mine = _project(owner, ["an item for everyone"])
+    owner.start(mine)
+    closed = _project(other, ["SECRET closed-project item"], open_to_all=False)
+    other.start(closed)
+    draft = _project(other, ["SECRET draft item"])
+    _, token, worker = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    assert page.locator(f"#projects-body a[href='work.html?project={mine}']").count() == 1
+    assert page.locator(f"#projects-body a[href='work.html?project={closed}']").count() == 0
+    for project in (closed, draft, 999_999):
+        page.goto(f"{server.url}/ui/work.html?project={project}")
+        page.wait_for_selector("#item .notice.error")
+        assert "No such project" in page.inner_text("#item")
+        assert "SECRET" not in page.content()
+    assert worker.standing(mine)["answers"] == 0
+
+
+def test_the_worker_page_fits_a_phone(server, browser, user):
+    _, _, owner = user("requester")
+    project = _project(owner, ["Two texts, side by side on a desktop and stacked on a phone."])
+    owner.import_items(
+        project, [{"data": {"premise": "A man plays a guitar on stage.", "hypothesis": "A person makes music."}}]
+    )
+    owner.import_items(project, [{"data": {"image_url": f"{server.url}/ui/img/icon.svg", "question": "A logo?"}}])
+    owner.start(project)
+    _, token, _ = user("worker")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    kinds = set()
+    for answered in range(1, 4):  # a text, a pair (stacked at this width), an image by URL
+        page.wait_for_selector("#item .item")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        kind = _check_shown_kind(page)
+        kinds.add(kind)
+        if kind == "pair":
+            page.screenshot(path=str(SCREENSHOTS / "worker-phone.png"), full_page=True)
+        if answered < 3:
+            page.locator("button.label").first.tap()
+            wait_until(page, lambda n=answered: page.inner_text("#answers") == str(n), "the answer counted")
+    assert kinds == {"text", "pair", "image"}
+    phone.close()
+
+
+def _check_shown_kind(page: Any) -> str:
+    if page.locator("#item .item-pair").count():
+        sides = page.locator("#item .item-side").all()
+        assert sides[0].bounding_box()["y"] < sides[1].bounding_box()["y"]  # stacked, one above the other
+        return "pair"
+    if page.locator("#item img").count():
+        image = page.locator("#item img")
+        wait_until(page, lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), "the image loaded")
+        return "image"
+    return "text"
