@@ -18,6 +18,7 @@ from crowdloop.sim import (
     make_population,
     run_in_process,
 )
+from crowdloop.sim.reliability import ShrunkCrowdModel
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,48 @@ def test_policy_maps_onto_project_settings():
     assert FixedOverlap(4).project_spec()["max_overlap"] == 4
     spec = DynamicOverlap(0.9, min_overlap=2, max_overlap=6).project_spec()
     assert spec == {"min_overlap": 2, "max_overlap": 6, "confidence_target": 0.9}
+
+
+def _paired_confusion_answers(n_tasks: int = 400, n_workers: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Four classes confused in pairs ({0, 1}, {2, 3}), as two similar dog breeds are."""
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n_tasks) % 4
+    rows = []
+    for task in range(n_tasks):
+        for worker in rng.choice(n_workers, 3, replace=False):
+            label = truth[task] if rng.random() < 0.7 else truth[task] ^ 1  # the error is the pair's other class
+            rows.append((task, int(worker), int(label)))
+    return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+
+def test_newcomers_inherit_the_crowds_class_confusions():
+    answers = _paired_confusion_answers()
+    tasks, workers, labels = (answers[c].to_numpy() for c in ("task", "worker", "label"))
+    model = ShrunkCrowdModel(4)
+    model.fit(tasks, workers, labels, 400)
+    newcomer = np.exp(model.newcomer())
+    assert newcomer[0, 1] > 4 * newcomer[0, 2] and newcomer[2, 3] > 4 * newcomer[2, 0]
+    even = ShrunkCrowdModel(4, crowd_confusion=False)
+    even.fit(tasks, workers, labels, 400)
+    assert np.exp(even.newcomer())[0, 1] == pytest.approx(np.exp(even.newcomer())[0, 2])
+
+
+def test_workers_below_the_crowds_median_get_no_more_work():
+    truth = pd.Series(np.arange(400) % 2, index=range(400))
+    crowd = SimulatedCrowd(truth, make_population(20, [0, 1], {"reliable": 0.5, "noisy": 0.5}, random_state=3))
+    accuracy = {w: crowd.profile(w).accuracy for w in crowd.workers}
+    weak = {w for w, a in accuracy.items() if a < np.median(list(accuracy.values()))}
+    share = {}
+    for quantile in (None, 0.5):
+        result = run_in_process(crowd, DynamicOverlap(0.9, exclude_quantile=quantile), random_state=0)
+        share[quantile] = result.answers["worker"].isin(weak).mean()
+    assert share[0.5] < 0.6 * share[None]
+
+
+def test_an_item_only_excluded_workers_can_do_still_gets_an_answer():
+    answers = _paired_confusion_answers(n_workers=10)
+    lonely = pd.DataFrame({"task": [999], "worker": [answers["worker"].iloc[0]], "label": [0]})
+    policy = DynamicOverlap(0.9, exclude_quantile=0.9)
+    result = run_in_process(ReplayedCrowd(pd.concat([answers, lonely])), policy, random_state=0)
+    assert 999 in result.labels.index and result.labels.notna().all()
+    assert result.labels.size == result.n_tasks

@@ -119,9 +119,13 @@ class DynamicOverlap(Policy):
     The posterior uses every worker's confusion matrix as estimated from *all* the answers
     bought so far (and gold), refitted whenever the answers have grown by ``refit_share``
     (at least ``refit_every``). A refit can reopen an item that was closed on the word of a
-    worker who has since turned out to be unreliable. Items are handed out fewest answers
-    first, then least confident, so everyone's reliability is learnt from a spread of items
-    before the stop rule leans on it. Final labels are the last refit's posteriors.
+    worker who has since turned out to be unreliable. Items are handed out most answers first
+    (``order="depth"``: finish what was started; ``"breadth"``: fewest first), then least
+    confident. Final labels are the last refit's posteriors.
+
+    Workers whose estimated accuracy falls below the crowd's ``exclude_quantile`` (weighted by
+    answers) are offered no more work, except items that no trusted worker can take and nobody
+    has answered yet.
     """
 
     confidence_target: float = 0.95
@@ -132,6 +136,7 @@ class DynamicOverlap(Policy):
     prior_accuracy: float = 0.7
     order: str = "depth"
     exclude_below: float | None = 0.3
+    exclude_quantile: float | None = 0.5
     min_evidence: float = 4.0
     name: ClassVar[str] = "dynamic"
 
@@ -142,12 +147,16 @@ class DynamicOverlap(Policy):
             raise InvalidParameterError(
                 f"need 1 <= min_overlap <= max_overlap; got {self.min_overlap} and {self.max_overlap}."
             )
+        if self.exclude_quantile is not None and not 0.0 <= self.exclude_quantile < 1.0:
+            raise InvalidParameterError(f"exclude_quantile must be in [0, 1); got {self.exclude_quantile}.")
 
     def start(self, n_tasks: int, n_classes: int, **kwargs: Any) -> None:
         super().start(n_tasks, n_classes, **kwargs)
         self.model = ShrunkCrowdModel(n_classes, prior_accuracy=self.prior_accuracy)
         self.scores = np.tile(self.model.log_prior_, (n_tasks, 1))
         self._fitted_at = 0
+        self._offered: dict[int, np.ndarray] = {}
+        self._threshold = 0.0
 
     def record(self, task: int, worker: int, label: int) -> None:
         super().record(task, worker, label)
@@ -161,6 +170,7 @@ class DynamicOverlap(Policy):
         self.model.fit(tasks, workers, labels, self.n_tasks, self.gold)
         self.scores = self.model.log_scores(tasks, workers, labels, self.n_tasks)
         self._fitted_at = len(tasks)
+        self._threshold = self._crowd_quantile()
 
     def confidence(self) -> np.ndarray:
         """Each task's current posterior of its leading label (gold tasks: 1)."""
@@ -173,21 +183,53 @@ class DynamicOverlap(Policy):
         return np.asarray(wanting & (self.counts < self.max_overlap))
 
     def choose(self, worker: int, candidates: np.ndarray) -> int | None:
-        if candidates.size == 0 or self.excluded(worker):
+        if candidates.size == 0:
             return None
+        if self.excluded(worker):
+            candidates = self._orphans(candidates)
+            if candidates.size == 0:
+                return None
+        else:
+            self._offered.setdefault(worker, np.zeros(self.n_tasks, dtype=bool))[candidates] = True
         confidence = self.confidence()[candidates]
         counts = -self.counts[candidates] if self.order == "depth" else self.counts[candidates]
         order = np.lexsort((self.rng.random(candidates.size), confidence, counts))
         return int(candidates[order[0]])
 
+    def _orphans(self, candidates: np.ndarray) -> np.ndarray:
+        """The unanswered candidates that no worker still trusted has been offered: an excluded
+        worker's answer is better than none, since an item without one is left unlabelled."""
+        reachable = np.zeros(self.n_tasks, dtype=bool)
+        for other, offered in self._offered.items():
+            if not self.excluded(other):
+                reachable |= offered
+        return np.asarray(candidates[(self.counts[candidates] == 0) & ~reachable[candidates]])
+
     def excluded(self, worker: int) -> bool:
-        """Whether to stop offering work to ``worker``: their accuracy, on enough shared items, is
-        closer to chance than ``exclude_below`` of the way from chance to perfect."""
-        if self.exclude_below is None:
-            return False
+        """Whether to stop offering work to ``worker``: on enough shared items (``min_evidence``), their
+        accuracy is closer to chance than ``exclude_below`` of the way from chance to perfect, or below
+        the crowd's ``exclude_quantile`` (as of the last refit). With most workers seen on only a
+        few items each, labels bought from the better half are cheaper per unit of confidence."""
         accuracy, evidence = self.model.worker_accuracy(worker)
+        if evidence < self.min_evidence:
+            return False
         chance = 1.0 / self.n_classes
-        return evidence >= self.min_evidence and accuracy < chance + self.exclude_below * (1.0 - chance)
+        if self.exclude_below is not None and accuracy < chance + self.exclude_below * (1.0 - chance):
+            return True
+        return accuracy < self._threshold
+
+    def _crowd_quantile(self) -> float:
+        """The accuracy below which ``exclude_quantile`` of the assessed workers' answers fall
+        (0 when there is no quantile or nobody is assessed yet): the "skip low-skill performers"
+        bar rises and falls with the crowd, so a crowd of middling workers keeps its better
+        half rather than everybody or nobody."""
+        assessed = self.model.evidence_ >= self.min_evidence
+        if self.exclude_quantile is None or not assessed.any():
+            return 0.0
+        acc, weight = self.model.accuracy_[assessed], self.model.evidence_[assessed]
+        order = np.argsort(acc)
+        cumulative = np.cumsum(weight[order]) / weight.sum()
+        return float(acc[order][np.searchsorted(cumulative, self.exclude_quantile)])
 
     def posteriors(self) -> np.ndarray:
         if self._fitted_at != len(self._tasks):
@@ -223,5 +265,7 @@ def aggregate_posteriors(
     return result
 
 
-POLICIES: dict[str, type[Policy]] = {"fixed": FixedOverlap, "dynamic": DynamicOverlap}
+from crowdloop.sim.active import ActiveLearning  # noqa: E402 - it subclasses Policy, defined above
+
+POLICIES: dict[str, type[Policy]] = {"fixed": FixedOverlap, "dynamic": DynamicOverlap, "active": ActiveLearning}
 """Policies by the name ``crowdloop simulate --policy`` takes."""

@@ -10,9 +10,12 @@ matrix is therefore shrunk twice:
 
 first the worker's accuracy :math:`\theta_w` towards the crowd's :math:`\bar\theta` (which is
 itself shrunk towards ``prior_accuracy``), then their confusion matrix (expected counts
-:math:`c^{(w)}`) towards the one-coin matrix :math:`O(\theta_w)` with accuracy
-:math:`\theta_w` and even errors. A newcomer is the average worker; a worker with many
-answers gets their own matrix, habits included. Posteriors are
+:math:`c^{(w)}`) towards :math:`O(\theta_w)`: the crowd's pooled confusion matrix with its
+diagonal moved by :math:`\theta_w - \bar\theta` and each row's errors spread as the crowd
+spreads them (with ``crowd_confusion=False``: evenly, the one-coin matrix). Real crowds
+confuse classes in pairs (two dog breeds; a neutral face for a sad one), and a stop rule that
+assumed even errors would take two agreeing answers for far stronger evidence than they are.
+A newcomer is the average worker; a worker with many answers gets their own matrix. Posteriors are
 :math:`p(z_t = k) \propto \rho_k \prod \pi^{(w)}_{k l}`; gold tasks are clamped to their label.
 The structure is that of :class:`crowdloop.quality.ShrunkDawidSkene`, kept here in a small
 incremental form: between refits each new answer just adds its log-likelihood row to its task.
@@ -44,7 +47,10 @@ class ShrunkCrowdModel:
     prior_strength: float = 20.0
     n_iter: int = 30
     tol: float = 1e-4
+    crowd_confusion: bool = True
+    crowd_confusion_strength: float = 10.0
     log_confusion_: np.ndarray = field(init=False, repr=False)
+    crowd_confusion_: np.ndarray = field(init=False, repr=False)
     log_prior_: np.ndarray = field(init=False, repr=False)
     crowd_accuracy_: float = field(init=False)
     accuracy_: np.ndarray = field(init=False, repr=False)
@@ -56,13 +62,29 @@ class ShrunkCrowdModel:
         if not 0.0 < self.prior_accuracy < 1.0:
             raise InvalidParameterError(f"prior_accuracy must be in (0, 1); got {self.prior_accuracy}.")
         self.crowd_accuracy_ = self.prior_accuracy
+        self.crowd_confusion_ = _one_coin(np.array([self.prior_accuracy]), self.n_classes)[0]
         self.log_prior_ = np.full(self.n_classes, -np.log(self.n_classes))
         self.log_confusion_ = np.zeros((0, self.n_classes, self.n_classes))
         self.accuracy_, self.evidence_ = np.zeros(0), np.zeros(0)
 
     def newcomer(self) -> np.ndarray:
-        """Log confusion of a worker with no answers yet: the crowd's accuracy, even errors."""
-        return np.asarray(np.log(_one_coin(np.array([self.crowd_accuracy_]), self.n_classes)[0]))
+        """Log confusion of a worker with no answers yet: the crowd's pooled confusion matrix."""
+        return np.asarray(np.log(self._worker_prior(np.array([self.crowd_accuracy_]))[0]))
+
+    def _worker_prior(self, accuracy: np.ndarray) -> np.ndarray:
+        """(W, K, K) matrices a worker's counts are shrunk towards: the crowd's confusion pattern
+        (which classes get mistaken for which), its diagonal moved by the worker's own accuracy."""
+        if not self.crowd_confusion:
+            return _one_coin(np.clip(accuracy, 0.02, 0.98), self.n_classes)
+        crowd = self.crowd_confusion_
+        shift = (accuracy - self.crowd_accuracy_)[:, None]
+        diagonal = np.clip(np.diag(crowd)[None, :] + shift, 0.02, 0.98)  # (W, K)
+        errors = crowd * (1.0 - np.eye(self.n_classes))
+        errors = errors / errors.sum(axis=1, keepdims=True)  # (K, K): where a row's mistakes go
+        matrices = errors[None] * (1.0 - diagonal)[:, :, None]
+        idx = np.arange(self.n_classes)
+        matrices[:, idx, idx] = diagonal
+        return np.asarray(matrices)
 
     def worker_accuracy(self, worker: int) -> tuple[float, float]:
         """A worker's shrunk accuracy and how many answers on shared items it rests on."""
@@ -128,9 +150,11 @@ class ShrunkCrowdModel:
         right = np.einsum("wkk->w", counts)
         answered = counts.sum(axis=(1, 2))
         self.crowd_accuracy_ = float((right.sum() + 10 * self.prior_accuracy) / (answered.sum() + 10))
+        pooled = counts.sum(axis=0) + self.crowd_confusion_strength * _one_coin(np.array([self.prior_accuracy]), k)[0]
+        self.crowd_confusion_ = pooled / pooled.sum(axis=1, keepdims=True)
         accuracy = (right + self.accuracy_strength * self.crowd_accuracy_) / (answered + self.accuracy_strength)
         self.accuracy_, self.evidence_ = accuracy, answered
-        shrunk = counts + self.confusion_strength * _one_coin(np.clip(accuracy, 0.02, 0.98), k)
+        shrunk = counts + self.confusion_strength * self._worker_prior(accuracy)
         self.log_confusion_ = np.log(shrunk / shrunk.sum(axis=2, keepdims=True))
 
     def _prior_from(self, posteriors: np.ndarray, informative: np.ndarray) -> None:
