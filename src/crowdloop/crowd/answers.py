@@ -3,19 +3,19 @@ dynamic-overlap stop rule that decides when an item has enough answers."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Integer, Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
-from crowdloop.crowd.assignment import own_assignment
+from crowdloop.crowd.assignment import SYNC_OFF, param, run
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import set_ban, standing_out, standing_row
-from crowdloop.errors import ConflictError, UnknownLabelError
+from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User
 
 PRIOR_RELIABILITY = 0.7
@@ -24,74 +24,155 @@ PRIOR_RELIABILITY = 0.7
 
 def submit_answer(session: Session, worker: User, assignment_id: int, answer: SubmitIn) -> SubmitOut:
     """Record ``worker``'s answer to their leased item; a retried submit returns the first one."""
-    assignment = own_assignment(session, worker, assignment_id)
-    if assignment.status == "submitted":
-        existing = session.scalar(select(Answer).where(Answer.assignment_id == assignment.id))
+    lease = _locked_lease(session, assignment_id)
+    if lease is None or lease.worker_id != worker.id:
+        raise NotFoundError(f"no assignment {assignment_id}.")
+    if lease.status == "submitted":
+        existing = session.execute(
+            select(Answer.id, Answer.reward_micros).where(Answer.assignment_id == assignment_id)
+        ).first()
         if existing is not None:
             return SubmitOut(answer_id=existing.id, reward=from_micros(existing.reward_micros) or 0.0, duplicate=True)
-    if assignment.status != "leased":
-        raise ConflictError(f"assignment {assignment_id} is {assignment.status}; ask for a new task.")
-    # The project row is not locked here: its counters move in one UPDATE at the very end, so
-    # concurrent submits on a project hold its row lock only for the final statement.
-    project = session.get(Project, assignment.project_id)
-    item = session.get(Item, assignment.item_id, with_for_update={"key_share": True})
-    if project is None or item is None:
-        raise ConflictError("the project or item of this assignment is gone.")
-    if answer.label not in project.labels:
-        raise UnknownLabelError(f"label {answer.label!r} is not one of {project.labels}.")
-    return _record(session, project, item, assignment, worker, answer)
+    if lease.status != "leased":
+        raise ConflictError(f"assignment {assignment_id} is {lease.status}; ask for a new task.")
+    if answer.label not in lease.labels:
+        raise UnknownLabelError(f"label {answer.label!r} is not one of {lease.labels}.")
+    return _record(session, lease, answer)
 
 
-def _record(
-    session: Session, project: Project, item: Item, assignment: Assignment, worker: User, answer: SubmitIn
-) -> SubmitOut:
-    standing = standing_row(session, project.id, worker.id)
-    row = Answer(
-        assignment_id=assignment.id,
-        project_id=project.id,
-        item_id=item.id,
-        worker_id=worker.id,
-        label=answer.label,
-        seconds=answer.seconds,
-        reward_micros=project.price_micros,
-        flagged=_speed_flag(project, answer.seconds),
-    )
-    session.add(row)
-    assignment.status = "submitted"
-    item.reserved -= 1
-    item.answer_count += 1
-    _pay(project, standing)
-    feedback = _gold_check(project, item, standing, answer.label) if item.is_gold else None
-    _apply_rules(session, project, standing, row)
-    if not item.is_gold:
-        _update_item_state(session, project, item)
-    session.flush()
-    due = _count_answer(session, project)
-    if item.done:
+_LEASE = (
+    Assignment.id, Assignment.status, Assignment.worker_id, Assignment.project_id, Assignment.item_id,
+    Item.is_gold, Item.gold_label, Item.gold_explanation, Item.external_id, Item.answer_count, Item.done,
+    Project.labels, Project.rules, Project.price_micros, Project.min_overlap, Project.max_overlap,
+    Project.confidence_target,
+)  # fmt: skip
+
+
+def _locked_lease(session: Session, assignment_id: int) -> Row[Any] | None:
+    """The assignment with its item and project, in one round trip.
+
+    The assignment and the item are locked (``FOR NO KEY UPDATE``, in that order, as lease
+    expiry does); the project row is not: its counters move in one UPDATE at the very end, so
+    concurrent submits on a project hold its row lock only for the final statement.
+    """
+    return run(session, _LOCKED_LEASE, {"assignment_id": assignment_id}).first()
+
+
+_LOCKED_LEASE = (
+    select(*_LEASE)
+    .join(Item, Item.id == Assignment.item_id)
+    .join(Project, Project.id == Assignment.project_id)
+    .where(Assignment.id == param("assignment_id"))
+    .with_for_update(of=[Assignment.__table__, Item.__table__], key_share=True)
+)
+_INSERT_ANSWER = insert(Answer).values(
+    {name: param(name) for name in ("assignment_id", "project_id", "item_id", "worker_id", "label", "seconds",
+                                        "reward_micros", "flagged")}
+).returning(Answer.id)  # fmt: skip
+_SUBMITTED = update(Assignment).where(Assignment.id == param("assignment_id")).values(status="submitted")
+
+
+def _record(session: Session, lease: Row[Any], answer: SubmitIn) -> SubmitOut:
+    flagged = _speed_flag(lease.rules, answer.seconds)
+    answer_id = run(session, _INSERT_ANSWER, {
+        "assignment_id": lease.id, "project_id": lease.project_id, "item_id": lease.item_id,
+        "worker_id": lease.worker_id, "label": answer.label, "seconds": answer.seconds,
+        "reward_micros": lease.price_micros, "flagged": flagged,
+    }).scalar_one()  # fmt: skip
+    run(session, _SUBMITTED, {"assignment_id": lease.id})
+    correct = lease.is_gold and answer.label == lease.gold_label
+    standing = _credit(session, lease, gold=lease.is_gold, correct=correct, fast=flagged is not None)
+    _apply_rules(session, lease.project_id, lease.rules, standing, fast=flagged is not None)
+    done = _count_on_item(session, lease)
+    due = _count_answer(session, lease.project_id, lease.price_micros)
+    if done:
         # after the counters' UPDATE: its row lock orders concurrent submits, so the last one
         # to get here sees every other item's "done" and finishes the project
-        _finish_if_complete(session, project)
+        _finish_if_complete(session, lease.project_id)
     return SubmitOut(
-        answer_id=row.id,
-        reward=from_micros(row.reward_micros) or 0.0,
-        feedback=feedback,
-        aggregate_project=project.id if due else None,
+        answer_id=answer_id,
+        reward=from_micros(lease.price_micros) or 0.0,
+        feedback=_feedback(lease) if lease.is_gold and not correct else None,
+        aggregate_project=lease.project_id if due else None,
     )
 
 
-def _count_answer(session: Session, project: Project) -> bool:
+_CREDIT = (
+    update(ProjectWorker)
+    .where(ProjectWorker.project_id == param("project_id"), ProjectWorker.worker_id == param("worker_id"))
+    .values(
+        earned_micros=ProjectWorker.earned_micros + param("price", type_=BigInteger),
+        answers=ProjectWorker.answers + 1,
+        skips_in_row=0,
+        gold_answers=ProjectWorker.gold_answers + param("gold", type_=Integer),
+        gold_correct=ProjectWorker.gold_correct + param("correct", type_=Integer),
+        fast_answers=ProjectWorker.fast_answers + param("fast", type_=Integer),
+    )
+    .returning(ProjectWorker.worker_id, ProjectWorker.gold_answers, ProjectWorker.gold_correct,
+               ProjectWorker.fast_answers, ProjectWorker.banned)
+)  # fmt: skip
+
+
+def _credit(session: Session, lease: Row[Any], *, gold: bool, correct: bool, fast: bool) -> Row[Any]:
+    """Pay the worker and count the answer on their standing, in SQL; the new counts."""
+    params = {"project_id": lease.project_id, "worker_id": lease.worker_id, "price": lease.price_micros,
+              "gold": int(gold), "correct": int(correct), "fast": int(fast)}  # fmt: skip
+    row = run(session, _CREDIT, params).first()
+    if row is None:  # no standing yet (a lease made before it existed): create it, then count
+        standing_row(session, lease.project_id, lease.worker_id)
+        row = run(session, _CREDIT, params).one()
+    return row
+
+
+def _feedback(lease: Row[Any]) -> dict[str, Any] | None:
+    """What a worker who missed a gold item learns, where the project trains its workers."""
+    if not lease.rules.get("training_feedback", True):
+        return None
+    return {"correct": False, "expected": lease.gold_label, "explanation": lease.gold_explanation}
+
+
+_ON_ITEM = {"answer_count": Item.answer_count + 1, "reserved": Item.reserved - 1}
+_GOLD_ANSWERED = update(Item).where(Item.id == param("item_id")).values(_ON_ITEM)
+_ANSWERED = (
+    update(Item)
+    .where(Item.id == param("item_id"))
+    .values(_ON_ITEM | {"confidence": param("confidence"), "done": param("done")})
+)
+
+
+def _count_on_item(session: Session, lease: Row[Any]) -> bool:
+    """Move the item's counters and, for a regular item, its dynamic-overlap state; whether it is done."""
+    if lease.is_gold:
+        run(session, _GOLD_ANSWERED, {"item_id": lease.item_id})
+        return bool(lease.done)
+    confidence, label = posterior(session, list(lease.labels), lease.item_id)
+    count = lease.answer_count + 1
+    settled = (count >= lease.min_overlap and confidence >= lease.confidence_target) or count >= lease.max_overlap
+    done = bool(lease.done) or settled
+    run(session, _ANSWERED, {"item_id": lease.item_id, "confidence": confidence, "done": done})
+    if settled:
+        webhooks.enqueue(
+            session, lease.project_id, "item.labeled",
+            {"item_id": lease.item_id, "external_id": lease.external_id, "label": label, "confidence": confidence},
+        )  # fmt: skip
+    return done
+
+
+_COUNT_ANSWER = (
+    update(Project)
+    .where(Project.id == param("project_id"))
+    .values(
+        spent_micros=Project.spent_micros + param("price", type_=BigInteger),
+        answers_total=Project.answers_total + 1,
+        answers_since_aggregation=Project.answers_since_aggregation + 1,
+    )
+    .returning(Project.answers_since_aggregation, Project.answers_total)
+)
+
+
+def _count_answer(session: Session, project_id: int, price_micros: int) -> bool:
     """Add the answer to the project's money and counters atomically; whether to aggregate."""
-    since, total = session.execute(
-        update(Project)
-        .where(Project.id == project.id)
-        .values(
-            spent_micros=Project.spent_micros + project.price_micros,
-            answers_total=Project.answers_total + 1,
-            answers_since_aggregation=Project.answers_since_aggregation + 1,
-        )
-        .returning(Project.answers_since_aggregation, Project.answers_total)
-        .execution_options(synchronize_session=False)
-    ).one()
+    since, total = run(session, _COUNT_ANSWER, {"project_id": project_id, "price": price_micros}).one()
     return bool(aggregation_due(int(since), int(total)))
 
 
@@ -107,119 +188,92 @@ def my_standing(session: Session, worker: User, project_id: int) -> WorkerStandi
     return standing_out(row, project.id, show_gold=bool(project.rules.get("training_feedback", True)))
 
 
-def _pay(project: Project, standing: ProjectWorker) -> None:
-    standing.earned_micros += project.price_micros
-    standing.answers += 1
-    standing.skips_in_row = 0
-
-
-def _speed_flag(project: Project, seconds: float | None) -> str | None:
-    limit = project.rules.get("min_answer_seconds")
+def _speed_flag(rules: dict[str, Any], seconds: float | None) -> str | None:
+    limit = rules.get("min_answer_seconds")
     if limit is not None and seconds is not None and seconds < limit:
         return f"answered in {seconds:.1f} s, under the {limit} s minimum"
     return None
 
 
-def _gold_check(project: Project, item: Item, standing: ProjectWorker, label: str) -> dict[str, Any] | None:
-    standing.gold_answers += 1
-    correct = label == item.gold_label
-    standing.gold_correct += int(correct)
-    if correct or not project.rules.get("training_feedback", True):
-        return None
-    return {"correct": False, "expected": item.gold_label, "explanation": item.gold_explanation}
-
-
-def _apply_rules(session: Session, project: Project, standing: ProjectWorker, answer: Answer) -> None:
-    rules = project.rules
-    if answer.flagged:
-        standing.fast_answers += 1
-        limit = rules.get("ban_after_fast_answers")
-        if limit is not None and standing.fast_answers >= limit and not standing.banned:
-            _ban(
-                session,
-                project,
-                standing,
-                f"{standing.fast_answers} answers faster than {rules['min_answer_seconds']} s",
-            )
+def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], standing: Row[Any], *, fast: bool) -> None:
+    """Automatic bans: too many too-fast answers, or gold accuracy under the project's threshold."""
+    banned = bool(standing.banned)
+    limit = rules.get("ban_after_fast_answers")
+    if fast and limit is not None and standing.fast_answers >= limit and not banned:
+        reason = f"{standing.fast_answers} answers faster than {rules['min_answer_seconds']} s"
+        _ban(session, project_id, standing.worker_id, reason)
+        banned = True
     threshold = rules.get("min_gold_accuracy")
     needed = rules.get("min_gold_answers", 3)
-    if threshold is None or standing.banned or standing.gold_answers < needed:
+    if threshold is None or banned or standing.gold_answers < needed:
         return
     accuracy = standing.gold_correct / standing.gold_answers
     if accuracy < threshold:
-        _ban(
-            session,
-            project,
-            standing,
-            f"gold accuracy {accuracy:.2f} below {threshold} after {standing.gold_answers} gold answers",
-        )
+        reason = f"gold accuracy {accuracy:.2f} below {threshold} after {standing.gold_answers} gold answers"
+        _ban(session, project_id, standing.worker_id, reason)
 
 
-def _ban(session: Session, project: Project, standing: ProjectWorker, reason: str) -> None:
-    set_ban(session, project.id, standing.worker_id, banned=True, reason=reason, by_user_id=None)
-    webhooks.enqueue(session, project.id, "worker.banned", {"worker_id": standing.worker_id, "reason": reason})
-
-
-def _update_item_state(session: Session, project: Project, item: Item) -> None:
-    """Dynamic overlap: the item is done at max overlap, or at min overlap once confident."""
-    confidence, label = item_posterior(session, project, item)
-    item.confidence = confidence
-    enough = item.answer_count >= project.min_overlap and confidence >= project.confidence_target
-    if enough or item.answer_count >= project.max_overlap:
-        item.done = True
-        webhooks.enqueue(
-            session, project.id, "item.labeled",
-            {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": confidence},
-        )  # fmt: skip
+def _ban(session: Session, project_id: int, worker_id: int, reason: str) -> None:
+    set_ban(session, project_id, worker_id, banned=True, reason=reason, by_user_id=None)
+    webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
 
 
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
+    """:func:`posterior` of a loaded item (undoing an answer recomputes it)."""
+    return posterior(session, list(project.labels), item.id)
+
+
+def posterior(session: Session, labels: list[str], item_id: int) -> tuple[float, str]:
     r"""Posterior of the item's most likely label from its answers and the workers' reliability.
 
     One-coin model with each worker's current reliability :math:`s_w` (from truth
     inference, else gold accuracy, else a prior) and a uniform class prior:
     :math:`p(k) \propto \prod_w s_w^{[l_w = k]} ((1 - s_w)/(K - 1))^{[l_w \ne k]}`.
+    Plain floats, not numpy: an item has a handful of answers and labels.
     """
-    rows = session.execute(
-        select(Answer.label, ProjectWorker.reliability, ProjectWorker.gold_correct, ProjectWorker.gold_answers)
-        .join(
-            ProjectWorker,
-            (ProjectWorker.project_id == Answer.project_id) & (ProjectWorker.worker_id == Answer.worker_id),
-        )
-        .where(Answer.item_id == item.id)
-    ).all()
-    labels = list(project.labels)
-    scores = np.zeros(len(labels))
+    rows = run(session, _ANSWERS_OF_ITEM, {"item_id": item_id}).all()
+    scores = [0.0] * len(labels)
     for label, reliability, gold_correct, gold_answers in rows:
         skill = _skill(reliability, gold_correct, gold_answers)
-        wrong = np.log((1 - skill) / max(len(labels) - 1, 1))
-        scores += wrong
-        scores[labels.index(label)] += np.log(skill) - wrong
-    posterior = np.exp(scores - scores.max())
-    posterior /= posterior.sum()
-    best = int(np.argmax(posterior))
-    return float(posterior[best]), labels[best]
+        wrong = math.log((1 - skill) / max(len(labels) - 1, 1))
+        scores = [score + wrong for score in scores]
+        scores[labels.index(label)] += math.log(skill) - wrong
+    top = max(scores)
+    weights = [math.exp(score - top) for score in scores]
+    best = max(range(len(labels)), key=weights.__getitem__)
+    return weights[best] / sum(weights), labels[best]
 
 
 def _skill(reliability: float | None, gold_correct: int, gold_answers: int) -> float:
     # without a reliability from truth inference: a Beta(7, 3) prior (mean 0.7) updated by gold
     value = reliability if reliability is not None else (gold_correct + 7 * PRIOR_RELIABILITY) / (gold_answers + 7)
-    return float(np.clip(value, 0.05, 0.999))
+    return min(max(float(value), 0.05), 0.999)
 
 
-def _finish_if_complete(session: Session, project: Project) -> None:
-    open_items = session.scalar(
-        select(Item.id).where(Item.project_id == project.id, Item.is_gold.is_(False), Item.done.is_(False)).limit(1)
+_ANSWERS_OF_ITEM = (
+    select(Answer.label, ProjectWorker.reliability, ProjectWorker.gold_correct, ProjectWorker.gold_answers)
+    .join(
+        ProjectWorker, (ProjectWorker.project_id == Answer.project_id) & (ProjectWorker.worker_id == Answer.worker_id)
     )
+    .where(Answer.item_id == param("item_id"))
+)
+_OPEN_ITEM = (
+    select(Item.id)
+    .where(Item.project_id == param("project_id"), Item.is_gold.is_(False), Item.done.is_(False))
+    .limit(1)
+)
+
+
+def _finish_if_complete(session: Session, project_id: int) -> None:
+    open_items = run(session, _OPEN_ITEM, {"project_id": project_id}).first()
     if open_items is not None:
         return
     finished = session.scalar(  # conditional, so only one of two racing submits announces it
         update(Project)
-        .where(Project.id == project.id, Project.status == "active")
+        .where(Project.id == project_id, Project.status == "active")
         .values(status="finished")
         .returning(Project.id)
-        .execution_options(synchronize_session=False)
+        .execution_options(**SYNC_OFF)
     )
     if finished is not None:
-        project.status = "finished"
-        webhooks.enqueue(session, project.id, "project.finished", {"project_id": project.id})
+        webhooks.enqueue(session, project_id, "project.finished", {"project_id": project_id})

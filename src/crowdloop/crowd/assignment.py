@@ -8,113 +8,236 @@ Guarantees, on SQLite and PostgreSQL, under any concurrency:
 
 Choosing is an index range scan over (project, done, gold, priority, id), newest first
 among equal priorities, starting from the worker's cursor, so it costs the same at 10k
-and 1M items and does not slow down as a worker answers more. On PostgreSQL the candidate rows are locked with
-``FOR UPDATE SKIP LOCKED`` so concurrent workers take different items instead of
+and 1M items and does not slow down as a worker answers more. On PostgreSQL the candidate row is locked with
+``FOR NO KEY UPDATE SKIP LOCKED`` so concurrent workers take different items instead of
 queueing on the same one; SQLite serialises writers (``BEGIN IMMEDIATE``).
+
+The hot path is a handful of Core statements, not ORM loads: one reads everything the checks
+need (project, the worker's standing, an open lease, whether any lease expired), one reserves
+an item and returns its data (``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``), one
+inserts the lease and one moves the worker's cursor. Round trips and ORM bookkeeping, not the
+database's work, were what a request cost.
+
+The statements are built once (per role, variant or dialect) with bound parameters and run on
+the session's connection: building a statement like the reservation took longer than the
+database took to run it, and the ORM's execution path again as long.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    CursorResult,
+    Executable,
+    Float,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
 
-from crowdloop.crowd.projects import get_project
+from crowdloop.crowd.projects import visible_projects
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
-from crowdloop.storage.db import dialect_insert
-from crowdloop.storage.models import Assignment, Item, Project, ProjectWorker, User, utcnow
+from crowdloop.storage.models import Assignment, Item, Project, ProjectWorker, User, UTCDateTime, utcnow
 
-CANDIDATES = 8
+SYNC_OFF = {"synchronize_session": False}
+"""Counters move in SQL; no ORM object of these rows is loaded in the request to keep in step."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    """What choosing and leasing an item needs to know of a project."""
+
+    project_id: int
+    max_overlap: int
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease just taken (or found open), with the item's data for the task."""
+
+    assignment_id: int
+    item_id: int
+    data: dict[str, Any]
+    expires_at: datetime
 
 
 def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None:
     """Lease the next item for ``worker``; ``None`` when there is nothing left for them."""
-    project = get_project(session, worker, project_id)
+    context = _context(session, worker, project_id)
     if worker.role not in ("worker", "admin"):
         raise PermissionDeniedError("only workers take tasks.")
-    if project.status != "active":
+    if context.status != "active":
         return None  # paused or finished: nothing to hand out
-    _check_may_work(session, project, worker)
-    expire_leases(session, project.id)
-    current = _open_lease(session, project.id, worker.id)
-    if current is not None:
-        return _task_out(session, project, current)
-    if not _budget_allows(session, project):
+    if context.answers is None:
+        _enrol(session, project_id, worker.id)
+    _check_may_work(context)
+    if context.expired:
+        expire_leases(session, project_id)
+    if context.open_lease is not None:
+        return _task_out(context, _open_lease(session, context.open_lease))
+    if not _budget_fits(session, project_id, context.budget_micros, context.spent_micros, context.price_micros):
         return None
-    assignment = _lease(session, project, worker, gold=_wants_gold(session, project, worker))
-    return None if assignment is None else _task_out(session, project, assignment)
+    queue = Queue(project_id, context.max_overlap, context.lease_seconds)
+    gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0)
+    cursor = None if context.cursor_item is None else (context.cursor_priority, context.cursor_item)
+    lease = take(session, queue, worker.id, cursor, gold=gold)
+    return None if lease is None else _task_out(context, lease)
 
 
-def _check_may_work(session: Session, project: Project, worker: User) -> None:
-    standing = standing_row(session, project.id, worker.id)
-    if standing.banned:
+_CONTEXT = (
+    Project.id, Project.status, Project.rules, Project.labels, Project.instructions, Project.max_overlap,
+    Project.lease_seconds, Project.gold_share, Project.budget_micros, Project.spent_micros, Project.price_micros,
+    ProjectWorker.answers, ProjectWorker.gold_answers, ProjectWorker.skips_in_row, ProjectWorker.banned,
+    ProjectWorker.cursor_priority, ProjectWorker.cursor_item,
+)  # fmt: skip
+
+
+def _context(session: Session, worker: User, project_id: int) -> Row[Any]:
+    """Everything ``next_task`` checks, in one round trip; the project must be visible to ``worker``."""
+    params = {"project_id": project_id, "worker_id": worker.id, "now": utcnow()}
+    row = run(session, _context_query(worker.role), params).first()
+    if row is None:
+        raise NotFoundError(f"no project {project_id}.")
+    return row
+
+
+@cache
+def _context_query(role: str) -> Select[Any]:
+    """Built once per role, with the visibility rule of :func:`visible_projects` for that role."""
+    project_id, worker_id = param("project_id", type_=Integer), param("worker_id", type_=Integer)
+    now = param("now", type_=UTCDateTime())
+    leased = Assignment.project_id == project_id, Assignment.status == "leased"
+    open_lease = (
+        select(Assignment.id)
+        .where(*leased, Assignment.worker_id == worker_id, Assignment.expires_at > now)
+        .order_by(Assignment.id)
+        .limit(1)
+    )
+    expired = exists().where(*leased, Assignment.expires_at <= now)
+    standing = and_(ProjectWorker.project_id == Project.id, ProjectWorker.worker_id == worker_id)
+    query: Select[Any] = (
+        visible_projects(User(id=worker_id, role=role))  # the caller's id as a parameter
+        .with_only_columns(*_CONTEXT, open_lease.scalar_subquery().label("open_lease"), expired.label("expired"))
+        .outerjoin(ProjectWorker, standing)
+        .where(Project.id == project_id)
+    )
+    return query
+
+
+def param(name: str, type_: Any = None) -> BindParameter[Any]:
+    """A parameter of a prebuilt statement; prefixed, as DML reserves the names of the table's columns."""
+    return bindparam(f"p_{name}", type_=type_)
+
+
+def run(session: Session, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+    """Execute a prebuilt statement on the session's connection: Core's path, not the ORM's."""
+    return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
+
+
+def _enrol(session: Session, project_id: int, worker_id: int) -> None:
+    """Create the worker's standing row on their first task; safe when two requests race."""
+    run(session, _enrol_statement(session.get_bind().dialect.name), {"project_id": project_id, "worker_id": worker_id})
+
+
+@cache
+def _enrol_statement(dialect: str) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values: dict[str, Any] = {"project_id": param("project_id"), "worker_id": param("worker_id")}
+    return insert(ProjectWorker).values(values).on_conflict_do_nothing(index_elements=["project_id", "worker_id"])
+
+
+def _check_may_work(context: Row[Any]) -> None:
+    if context.banned:
         raise PermissionDeniedError("you are banned from this project.")
-    rules = project.rules
+    rules = context.rules
     cap = rules.get("max_answers_per_worker")
-    if cap is not None and standing.answers >= cap:
+    if cap is not None and (context.answers or 0) >= cap:
         raise ConflictError(f"you have reached this project's cap of {cap} answers.")
     skips = rules.get("max_skips_in_row")
-    if skips is not None and standing.skips_in_row >= skips:
-        raise ConflictError(f"you skipped {standing.skips_in_row} tasks in a row; this project allows {skips}.")
+    if skips is not None and (context.skips_in_row or 0) >= skips:
+        raise ConflictError(f"you skipped {context.skips_in_row} tasks in a row; this project allows {skips}.")
+
+
+def _budget_fits(session: Session, project_id: int, budget: int | None, spent: int, price: int) -> bool:
+    """Whether one more lease fits the budget once every open lease is paid for too."""
+    if budget is None:
+        return True
+    leased = session.scalar(
+        select(func.count()).where(Assignment.project_id == project_id, Assignment.status == "leased")
+    )
+    return spent + (int(leased or 0) + 1) * price <= budget
 
 
 def _budget_allows(session: Session, project: Project) -> bool:
-    """Whether one more lease fits the budget once every open lease is paid for too."""
-    if project.budget_micros is None:
-        return True
-    leased = session.scalar(
-        select(func.count()).where(Assignment.project_id == project.id, Assignment.status == "leased")
-    )
-    return project.spent_micros + (int(leased or 0) + 1) * project.price_micros <= project.budget_micros
+    """:func:`_budget_fits` for a loaded project (prefetching leases ahead)."""
+    return _budget_fits(session, project.id, project.budget_micros, project.spent_micros, project.price_micros)
+
+
+def _gold_due(gold_share: float, gold_answers: int, answers: int) -> bool:
+    """Gold at the project's rate, deterministically: when the worker is below their share."""
+    return gold_share > 0 and gold_answers < gold_share * (answers + 1)
 
 
 def _wants_gold(session: Session, project: Project, worker: User) -> bool:
-    """Gold at the project's rate, deterministically: when the worker is below their share."""
-    if project.gold_share <= 0:
-        return False
     standing = standing_row(session, project.id, worker.id)
-    return standing.gold_answers < project.gold_share * (standing.answers + 1)
+    return _gold_due(project.gold_share, standing.gold_answers, standing.answers)
 
 
 def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> Assignment | None:
+    """:func:`take` for a loaded project, as an ORM row (prefetching leases ahead)."""
     standing = standing_row(session, project.id, worker.id)
+    cursor = None if standing.cursor_item is None else (standing.cursor_priority, standing.cursor_item)
+    queue = Queue(project.id, project.max_overlap, project.lease_seconds)
+    lease = take(session, queue, worker.id, cursor, gold=gold)
+    if lease is None:
+        return None
+    session.expire(standing)  # its cursor moved in SQL
+    return session.get(Assignment, lease.assignment_id)
+
+
+def take(
+    session: Session, queue: Queue, worker_id: int, cursor: tuple[float | None, int] | None, *, gold: bool
+) -> Lease | None:
+    """Reserve an item and lease it to the worker; gold falls back to a regular item."""
     for _ in range(3):
-        item_id = _reserve(session, project, standing, gold=gold)
-        if item_id is None and gold:
-            item_id = _reserve(session, project, standing, gold=False)
-        if item_id is None:
+        found = _reserve(session, queue, worker_id, cursor, gold=True) if gold else None
+        if found is None:
+            found = _reserve(session, queue, worker_id, cursor, gold=False)
+            if found is not None:
+                cursor = (float(found.priority), int(found.id))
+                _move_cursor(session, queue.project_id, worker_id, cursor)
+        if found is None:
             return None
-        assignment = _insert_assignment(session, project, worker.id, item_id)
-        if assignment is not None:
-            return assignment
-        _release(session, item_id)  # the same worker raced for the same item in another request
+        lease = _insert_assignment(session, queue, worker_id, found)
+        if lease is not None:
+            return lease
+        _release(session, int(found.id))  # the same worker raced for the same item in another request
     return None
 
 
-def _insert_assignment(session: Session, project: Project, worker_id: int, item_id: int) -> Assignment | None:
-    """Insert the lease unless (item, worker) exists already; the unique key decides races."""
-    values = {
-        "project_id": project.id,
-        "item_id": item_id,
-        "worker_id": worker_id,
-        "status": "leased",
-        "issued_at": utcnow(),
-        "expires_at": utcnow() + timedelta(seconds=project.lease_seconds),
-    }
-    statement = (
-        dialect_insert(session, Assignment)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
-    )
-    return session.scalars(statement.returning(Assignment)).first()
-
-
-def _reserve(session: Session, project: Project, standing: ProjectWorker, *, gold: bool) -> int | None:
-    """Take one reservation on the best available item; its id, or None.
+def _reserve(
+    session: Session, queue: Queue, worker_id: int, cursor: tuple[float | None, int] | None, *, gold: bool
+) -> Row[Any] | None:
+    """Take one reservation on the best available item: (priority, id, data), or None.
 
     Regular items are searched from the worker's cursor onwards first: the items behind
     it are mostly ones they already answered, and skipping those one by one would make
@@ -122,59 +245,100 @@ def _reserve(session: Session, project: Project, standing: ProjectWorker, *, gol
     the search wrap around to the front of the queue.
     """
     if gold:
-        found = _reserve_from(session, project, standing.worker_id, gold=True, after=None)
-        return None if found is None else found[1]
-    item = None
-    if standing.cursor_priority is not None and standing.cursor_item is not None:
-        cursor = (standing.cursor_priority, standing.cursor_item)
-        item = _reserve_from(session, project, standing.worker_id, gold=False, after=cursor)
-    if item is None:
-        item = _reserve_from(session, project, standing.worker_id, gold=False, after=None)
-    if item is not None:
-        standing.cursor_priority, standing.cursor_item = item
-        return item[1]
-    return None
+        return _reserve_from(session, queue, worker_id, gold=True, after=None)
+    found = None
+    if cursor is not None and cursor[0] is not None:
+        found = _reserve_from(session, queue, worker_id, gold=False, after=(cursor[0], cursor[1]))
+    return found if found is not None else _reserve_from(session, queue, worker_id, gold=False, after=None)
 
 
 def _reserve_from(
-    session: Session, project: Project, worker_id: int, *, gold: bool, after: tuple[float, int] | None
-) -> tuple[float, int] | None:
-    seen = exists().where(Assignment.item_id == Item.id, Assignment.worker_id == worker_id)
-    room = Item.answer_count + Item.reserved < project.max_overlap
-    query = (
-        select(Item.priority, Item.id)
-        .where(Item.project_id == project.id, Item.done.is_(False), Item.is_gold.is_(gold), ~seen)
-        .order_by(Item.priority.desc(), Item.id.desc())
-        .limit(CANDIDATES)
-    )
-    if not gold:
-        query = query.where(room)
+    session: Session, queue: Queue, worker_id: int, *, gold: bool, after: tuple[float, int] | None
+) -> Row[Any] | None:
+    """One statement: pick the first free candidate (locked, others' locks skipped) and reserve it."""
+    params: dict[str, Any] = {"project_id": queue.project_id, "worker_id": worker_id, "max_overlap": queue.max_overlap}
     if after is not None:
-        query = query.where(tuple_(Item.priority, Item.id) < tuple_(literal(after[0]), literal(after[1])))
-    if session.get_bind().dialect.name == "postgresql":
-        # lock only the one candidate taken (SKIP LOCKED moves past the others' rows)
-        query = query.limit(1).with_for_update(skip_locked=True, of=Item, key_share=True)
-    for priority, item_id in session.execute(query).all():
-        guard = Item.id == item_id if gold else and_(Item.id == item_id, room)
-        taken = session.execute(update(Item).where(guard).values(reserved=Item.reserved + 1))
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return float(priority), int(item_id)
-    return None
+        params |= {"after_priority": after[0], "after_id": after[1]}
+    return run(session, _reserve_statement(gold, after is not None), params).first()
+
+
+@cache
+def _reserve_statement(gold: bool, after: bool) -> Executable:
+    """``UPDATE items ... WHERE id = (the first candidate) RETURNING priority, id, data``."""
+    candidate = aliased(Item, name="candidate")
+    worker_id, max_overlap = param("worker_id", type_=Integer), param("max_overlap", type_=Integer)
+    seen = exists().where(Assignment.item_id == candidate.id, Assignment.worker_id == worker_id)
+    wanted = [
+        candidate.project_id == param("project_id"),
+        candidate.done.is_(False),
+        candidate.is_gold.is_(gold),
+        ~seen,
+    ]
+    if not gold:
+        wanted.append(candidate.answer_count + candidate.reserved < max_overlap)
+    if after:
+        bound = tuple_(param("after_priority", type_=Float), param("after_id", type_=BigInteger))
+        wanted.append(tuple_(candidate.priority, candidate.id) < bound)
+    pick = (
+        select(candidate.id)
+        .where(*wanted)
+        .order_by(candidate.priority.desc(), candidate.id.desc())
+        .limit(1)
+        .with_for_update(skip_locked=True, of=candidate, key_share=True)  # not rendered on SQLite
+    )
+    guard = [Item.id == pick.scalar_subquery()]
+    if not gold:  # checked again on the row as locked: another request may have filled it meanwhile
+        guard.append(Item.answer_count + Item.reserved < max_overlap)
+    return update(Item).where(*guard).values(reserved=Item.reserved + 1).returning(Item.priority, Item.id, Item.data)
+
+
+def _insert_assignment(session: Session, queue: Queue, worker_id: int, found: Row[Any]) -> Lease | None:
+    """Insert the lease unless (item, worker) exists already; the unique key decides races."""
+    now = utcnow()
+    expires = now + timedelta(seconds=queue.lease_seconds)
+    params = {"project_id": queue.project_id, "item_id": int(found.id), "worker_id": worker_id,
+              "issued_at": now, "expires_at": expires}  # fmt: skip
+    assignment_id = run(session, _lease_statement(session.get_bind().dialect.name), params).scalar()
+    return None if assignment_id is None else Lease(int(assignment_id), int(found.id), found.data, expires)
+
+
+@cache
+def _lease_statement(dialect: str) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    names = ("project_id", "item_id", "worker_id", "issued_at", "expires_at")
+    values: dict[str, Any] = {name: param(name) for name in names} | {"status": "leased"}
+    statement = insert(Assignment).values(values).on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
+    return statement.returning(Assignment.id)
+
+
+_MOVE_CURSOR = (
+    update(ProjectWorker)
+    .where(ProjectWorker.project_id == param("project_id"), ProjectWorker.worker_id == param("worker_id"))
+    .values(cursor_priority=param("priority"), cursor_item=param("item_id"))
+)
+_RELEASE = update(Item).where(Item.id == param("item_id")).values(reserved=Item.reserved - 1)
+
+
+def _move_cursor(session: Session, project_id: int, worker_id: int, cursor: tuple[float, int]) -> None:
+    params = {"project_id": project_id, "worker_id": worker_id, "priority": cursor[0], "item_id": cursor[1]}
+    run(session, _MOVE_CURSOR, params)
 
 
 def _release(session: Session, item_id: int) -> None:
-    session.execute(update(Item).where(Item.id == item_id).values(reserved=Item.reserved - 1))
+    run(session, _RELEASE, {"item_id": item_id})
 
 
-def _open_lease(session: Session, project_id: int, worker_id: int) -> Assignment | None:
+_OPEN_LEASE = (
+    select(Assignment.item_id, Assignment.expires_at, Item.data)
+    .join(Item, Item.id == Assignment.item_id)
+    .where(Assignment.id == param("assignment_id"))
+)
+
+
+def _open_lease(session: Session, assignment_id: int) -> Lease:
     """A worker asking again before answering gets the same task back (idempotent next)."""
-    query = select(Assignment).where(
-        Assignment.project_id == project_id,
-        Assignment.worker_id == worker_id,
-        Assignment.status == "leased",
-        Assignment.expires_at > utcnow(),
-    )
-    return session.scalars(query.limit(1)).first()
+    row = run(session, _OPEN_LEASE, {"assignment_id": assignment_id}).one()
+    return Lease(assignment_id, int(row.item_id), row.data, row.expires_at)
 
 
 def expire_leases(session: Session, project_id: int) -> int:
@@ -195,11 +359,12 @@ def expire_leases(session: Session, project_id: int) -> int:
         .where(Assignment.id.in_(due), Assignment.status == "leased")
         .values(status="expired")
         .returning(Assignment.item_id)
-        .execution_options(synchronize_session=False)
+        .execution_options(**SYNC_OFF)
     ).all()
     # items in id order: two requests releasing leases of the same items must not lock them crosswise
     for item_id, count in sorted(Counter(items).items()):
-        session.execute(update(Item).where(Item.id == item_id).values(reserved=Item.reserved - count))
+        statement = update(Item).where(Item.id == item_id).values(reserved=Item.reserved - count)
+        session.execute(statement.execution_options(**SYNC_OFF))
     return len(items)
 
 
@@ -221,16 +386,13 @@ def own_assignment(session: Session, worker: User, assignment_id: int) -> Assign
     return assignment
 
 
-def _task_out(session: Session, project: Project, assignment: Assignment) -> TaskOut:
-    item = session.get(Item, assignment.item_id)
-    if item is None:
-        raise NotFoundError(f"no item {assignment.item_id}.")
+def _task_out(context: Row[Any], lease: Lease) -> TaskOut:
     return TaskOut(
-        assignment_id=assignment.id,
-        project_id=project.id,
-        item_id=item.id,
-        data=item.data,
-        labels=project.labels,
-        instructions=project.instructions,
-        expires_at=assignment.expires_at,
+        assignment_id=lease.assignment_id,
+        project_id=context.id,
+        item_id=lease.item_id,
+        data=lease.data,
+        labels=context.labels,
+        instructions=context.instructions,
+        expires_at=lease.expires_at,
     )
