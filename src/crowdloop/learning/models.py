@@ -1,0 +1,102 @@
+"""Model families: scikit-learn estimators that skl2onnx converts exactly, and their search spaces.
+
+==============  ===============================================================
+``logreg``      ``LogisticRegression`` (L2, lbfgs); parameter ``C``
+``linear_svm``  ``CalibratedClassifierCV(LinearSVC)`` (Platt sigmoid, 3 folds); ``C``
+``gboost``      ``SelectKBest(f_classif)`` then ``GradientBoostingClassifier``;
+                ``k``, ``n_estimators``, ``learning_rate``, ``max_depth``
+``naive_bayes`` ``ComplementNB`` (Rennie et al. 2003); ``alpha``
+==============  ===============================================================
+
+Every estimator takes the featurizer's float32 sparse rows and a ``sample_weight``, which
+is how soft labels enter (:func:`crowdloop.learning.train.fit_soft`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crowdloop.errors import InvalidParameterError
+
+FAMILIES = ("logreg", "linear_svm", "gboost", "naive_bayes")
+"""Model family names, in the order :func:`crowdloop.learning.tune` tries them."""
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "logreg": {"C": 10.0},
+    "linear_svm": {"C": 0.5},
+    "gboost": {"k": 200, "n_estimators": 80, "learning_rate": 0.15, "max_depth": 3},
+    "naive_bayes": {"alpha": 0.3},
+}
+
+ONNX_INPUT_DTYPE = {"logreg": "float32", "linear_svm": "float32", "gboost": "float32", "naive_bayes": "float64"}
+"""Input type under which skl2onnx's conversion matches scikit-learn within 1e-5: naive Bayes
+sums thousands of log-probabilities, too many for float32, so it converts with double input."""
+
+
+def check_family(family: str) -> str:
+    """``family`` itself, or an error naming the known families."""
+    if family not in FAMILIES:
+        raise InvalidParameterError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}.")
+    return family
+
+
+def build_estimator(family: str, params: dict[str, Any] | None = None, random_state: int = 0) -> Any:
+    """An unfitted estimator of ``family``; ``params`` override :data:`DEFAULTS`."""
+    merged = {**DEFAULTS[check_family(family)], **(params or {})}
+    unknown = sorted(set(merged) - set(DEFAULTS[family]))
+    if unknown:
+        raise InvalidParameterError(f"{family} has no parameter(s) {unknown}; it takes {sorted(DEFAULTS[family])}.")
+    return _BUILDERS[family](merged, random_state)
+
+
+def _logreg(p: dict[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=float(p["C"]), max_iter=500, tol=1e-3, random_state=seed)
+
+
+def _linear_svm(p: dict[str, Any], seed: int) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    svm = LinearSVC(C=float(p["C"]), tol=1e-3, max_iter=2000, random_state=seed)
+    return CalibratedClassifierCV(svm, method="sigmoid", cv=3)
+
+
+def _gboost(p: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.pipeline import Pipeline
+
+    boost = GradientBoostingClassifier(
+        n_estimators=int(p["n_estimators"]),
+        learning_rate=float(p["learning_rate"]),
+        max_depth=int(p["max_depth"]),
+        random_state=seed,
+    )
+    return Pipeline([("select", SelectKBest(f_classif, k=int(p["k"]))), ("clf", boost)])
+
+
+def _naive_bayes(p: dict[str, Any], seed: int) -> Any:
+    from sklearn.naive_bayes import ComplementNB
+
+    return ComplementNB(alpha=float(p["alpha"]))
+
+
+_BUILDERS = {"logreg": _logreg, "linear_svm": _linear_svm, "gboost": _gboost, "naive_bayes": _naive_bayes}
+
+
+def suggest(trial: Any, family: str) -> dict[str, Any]:
+    """Optuna's suggestion of ``family``'s parameters (log scales for strengths)."""
+    if family == "logreg":
+        return {"C": trial.suggest_float("logreg.C", 0.1, 30.0, log=True)}
+    if family == "linear_svm":
+        return {"C": trial.suggest_float("linear_svm.C", 0.01, 1.0, log=True)}
+    if family == "naive_bayes":
+        return {"alpha": trial.suggest_float("naive_bayes.alpha", 0.01, 3.0, log=True)}
+    return {
+        "k": trial.suggest_int("gboost.k", 50, 400, log=True),
+        "n_estimators": trial.suggest_int("gboost.n_estimators", 30, 120, log=True),
+        "learning_rate": trial.suggest_float("gboost.learning_rate", 0.05, 0.3, log=True),
+        "max_depth": trial.suggest_int("gboost.max_depth", 2, 3),
+    }

@@ -1,0 +1,186 @@
+"""Train a model on aggregated labels, kept soft: each class weighted by its posterior.
+
+Soft labels: item :math:`i` with posterior :math:`q_{ik}` (from any aggregator's
+``probas_``) enters training once per class :math:`k` with :math:`q_{ik} > \\epsilon`,
+with target :math:`k` and sample weight :math:`q_{ik}`, so the weighted log-likelihood
+is :math:`\\sum_i \\sum_k q_{ik} \\log p_\\theta(k \\mid x_i)` — the expected
+log-likelihood under the crowd's posterior (the M-step of Raykar et al. 2010). A sure
+label is one row of weight 1; a split vote is two half rows.
+
+Example:
+    >>> import pandas as pd
+    >>> items = pd.DataFrame({"task": [1, 2, 3, 4], "text": ["good film", "bad film", "good show", "bad show"]})
+    >>> labels = pd.Series({1: "pos", 2: "neg", 3: "pos", 4: "neg"})
+    >>> model = train_model(items, labels, FeatureSpec(text=("text",)), featurizer_params={"min_df": 1})
+    >>> model.predict(items).tolist()
+    ['pos', 'neg', 'pos', 'neg']
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.errors import EmptyInputError, InvalidInputError, NotFoundError
+from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column
+from crowdloop.learning.models import build_estimator, check_family
+
+MIN_WEIGHT = 0.01
+"""Posteriors below this are left out of the soft-label rows."""
+
+
+def soft_targets(labels: pd.Series | pd.DataFrame) -> pd.DataFrame:
+    """Task x class probabilities from posteriors (a frame) or hard labels (a Series)."""
+    if isinstance(labels, pd.Series):
+        if labels.isna().any():
+            raise InvalidInputError("labels hold missing values; drop unlabeled tasks first.")
+        return pd.get_dummies(labels).astype(np.float64)
+    frame = labels.astype(np.float64)
+    if frame.empty or (frame.to_numpy() < 0).any():
+        raise InvalidInputError("soft labels must be a non-empty task x class frame of probabilities.")
+    return frame.div(frame.sum(axis=1).replace(0, 1), axis=0)
+
+
+def expand_soft(probas: np.ndarray, min_weight: float = MIN_WEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row index, class code and weight of every (item, class) with weight above ``min_weight``."""
+    rows, classes = np.nonzero(probas > min_weight)
+    return rows, classes, probas[rows, classes]
+
+
+def fit_soft(estimator: Any, X: Any, probas: np.ndarray) -> Any:
+    """Fit ``estimator`` on soft labels (class codes ``0..K-1``); return it."""
+    rows, y, weight = expand_soft(probas)
+    if len(np.unique(y)) < 2:
+        raise InvalidInputError("training needs at least two classes with some weight.")
+    _clamp_k(estimator, X.shape[1])
+    with one_thread(), warnings.catch_warnings():  # f_classif on a fold where some n-gram never occurs
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.feature_selection")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="sklearn.feature_selection")
+        return estimator.fit(X[rows], y, **{_weight_key(estimator): weight})
+
+
+def _weight_key(estimator: Any) -> str:
+    return "clf__sample_weight" if hasattr(estimator, "named_steps") else "sample_weight"
+
+
+def _clamp_k(estimator: Any, n_features: int) -> None:
+    if hasattr(estimator, "named_steps") and "select" in estimator.named_steps:
+        estimator.set_params(select__k=min(int(estimator.named_steps["select"].k), n_features))
+
+
+def full_probas(estimator: Any, X: Any, n_classes: int) -> np.ndarray:
+    """``predict_proba`` with a column for every class code, absent ones at 0."""
+    out = np.zeros((X.shape[0], n_classes))
+    with one_thread():
+        out[:, estimator.classes_.astype(int)] = estimator.predict_proba(X)
+    return out
+
+
+def one_thread() -> Any:
+    """BLAS and OpenMP limited to one thread: on these sparse problems extra threads add nothing,
+    and on a busy machine they contend (measured: a 1 s fit took 10 s with default threads)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+@dataclass
+class TrainedModel:
+    """A featurizer and a fitted estimator over class codes; ``classes_`` maps codes to labels."""
+
+    featurizer: Featurizer
+    estimator: Any
+    classes_: list[Any]
+    family: str
+    params: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, items: Items) -> pd.DataFrame:
+        """Item x class probabilities, indexed by the spec's id column."""
+        probas = full_probas(self.estimator, self.featurizer.transform(items), len(self.classes_))
+        index = pd.Index(column(items, self.featurizer.spec.id_column), name="task")
+        return pd.DataFrame(probas, index=index, columns=pd.Index(self.classes_, name="label"))
+
+    def predict(self, items: Items) -> pd.Series:
+        """The most probable class of each item."""
+        return self.predict_proba(items).idxmax(axis=1).rename("label")
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``features.json``, ``estimator.pkl`` and ``model.json`` into ``folder``."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        self.featurizer.save(path / "features.json")
+        (path / "estimator.pkl").write_bytes(pickle.dumps(self.estimator))
+        meta = {"classes": _plain(self.classes_), "family": self.family, "params": self.params, **self.metadata}
+        (path / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainedModel:
+        """Read a model written by :meth:`save` (only load folders you trust: pickle)."""
+        path = Path(folder)
+        if not (path / "model.json").exists():
+            raise NotFoundError(f"no saved model in {path} (model.json missing).")
+        meta = json.loads((path / "model.json").read_text())
+        estimator = pickle.loads((path / "estimator.pkl").read_bytes())
+        classes, family, params = meta.pop("classes"), meta.pop("family"), meta.pop("params")
+        return cls(Featurizer.load(path / "features.json"), estimator, classes, family, params, meta)
+
+
+def _plain(values: list[Any]) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def aligned_targets(
+    items: Items, soft_labels: pd.Series | pd.DataFrame, id_column: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Positions of labeled items and their targets in item order."""
+    targets = soft_targets(soft_labels)
+    ids = pd.Index(column(items, id_column))
+    position = ids.get_indexer(targets.index)
+    targets = targets[position >= 0]
+    if targets.empty:
+        raise EmptyInputError(f"no labeled task matches an item's {id_column!r}.")
+    return position[position >= 0], targets
+
+
+def train_model(
+    items: Items,
+    soft_labels: pd.Series | pd.DataFrame,
+    spec: FeatureSpec | None = None,
+    family: str = "logreg",
+    params: dict[str, Any] | None = None,
+    random_state: int = 0,
+    featurizer: Featurizer | None = None,
+    featurizer_params: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Featurise ``items`` (spec inferred when ``None``) and fit ``family`` on the labeled ones.
+
+    ``soft_labels`` is a task x class frame of posteriors (``aggregator.probas_``) or a
+    Series of hard labels. The featurizer is fitted on all items (no labels used) unless
+    a fitted one is given.
+    """
+    check_family(family)
+    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items), **(featurizer_params or {})).fit(items)
+    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    return fit_model(featurizer, featurizer.transform(items)[positions], targets, family, params, random_state)
+
+
+def fit_model(
+    featurizer: Featurizer,
+    X: Any,
+    targets: pd.DataFrame,
+    family: str = "logreg",
+    params: dict[str, Any] | None = None,
+    random_state: int = 0,
+) -> TrainedModel:
+    """Fit ``family`` on already featurised rows ``X`` (aligned with ``targets``' rows)."""
+    estimator = fit_soft(build_estimator(family, params, random_state), X, targets.to_numpy())
+    return TrainedModel(featurizer, estimator, list(targets.columns), family, dict(params or {}))

@@ -1,0 +1,168 @@
+"""Model-family and hyper-parameter search with Optuna, scored by cross-validation on crowd labels.
+
+Each trial picks a family (:data:`crowdloop.learning.models.FAMILIES`) and its
+parameters with TPE (Bergstra et al., NeurIPS 2011; seeded), fits one model per fold on
+the soft labels of the other folds and scores the held-out fold by its expected accuracy
+under the crowd's posterior, :math:`\\frac1n \\sum_i q_{i \\hat y_i}` (the accuracy the
+model would have if the crowd's posteriors were the truth). The running mean is reported
+after each fold, so a :class:`optuna.pruners.MedianPruner` stops trials that are behind.
+The budget is ``n_trials`` trials and/or ``timeout`` seconds, whichever ends first.
+
+When ``gold`` is given, each finished trial also records the accuracy of its out-of-fold
+predictions on gold (never used to choose), and the result carries the best model's
+metrics on gold, so the choice made on crowd labels is checked against the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.errors import InvalidParameterError
+from crowdloop.learning.features import FeatureSpec, Featurizer, Items
+from crowdloop.learning.metrics import evaluate_probas
+from crowdloop.learning.models import FAMILIES, build_estimator, check_family, suggest
+from crowdloop.learning.train import TrainedModel, aligned_targets, fit_model, fit_soft, full_probas
+
+Progress = Callable[[int, float | None, float | None], None]
+"""Called after each trial with (trials done, this trial's score or None, best score so far)."""
+
+
+@dataclass
+class TuneResult:
+    """The best model (refitted on every labeled item), its choice and every trial."""
+
+    model: TrainedModel
+    family: str
+    params: dict[str, Any]
+    score: float
+    trials: pd.DataFrame
+    gold: dict[str, Any] | None
+    seconds: float
+
+
+@dataclass
+class _Data:
+    X: Any
+    targets: pd.DataFrame
+    folds: np.ndarray
+    gold: pd.Series | None
+
+
+def _fold_score(data: _Data, family: str, params: dict[str, Any], fold: int, seed: int) -> tuple[np.ndarray, float]:
+    train, test = data.folds != fold, data.folds == fold
+    q = data.targets.to_numpy()
+    estimator = fit_soft(build_estimator(family, params, seed), data.X[train], q[train])
+    probas = full_probas(estimator, data.X[test], q.shape[1])
+    return probas, float(q[test][np.arange(test.sum()), probas.argmax(axis=1)].mean())
+
+
+def _objective(data: _Data, families: Sequence[str], seed: int) -> Callable[[Any], float]:
+    import optuna
+
+    def objective(trial: Any) -> float:
+        family = trial.suggest_categorical("family", list(families))
+        params = suggest(trial, family)
+        out_of_fold, scores = np.zeros(data.targets.shape), list[float]()
+        for fold in range(int(data.folds.max()) + 1):
+            probas, score = _fold_score(data, family, params, fold, seed)
+            out_of_fold[data.folds == fold], scores = probas, [*scores, score]
+            trial.report(float(np.mean(scores)), fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        _record_gold(trial, data, out_of_fold)
+        return float(np.mean(scores))
+
+    return objective
+
+
+def _record_gold(trial: Any, data: _Data, out_of_fold: np.ndarray) -> None:
+    if data.gold is None:
+        return
+    frame = pd.DataFrame(out_of_fold, index=data.targets.index, columns=data.targets.columns)
+    trial.set_user_attr("gold_accuracy_oof", evaluate_probas(frame, data.gold)["accuracy"])
+
+
+def _trials_table(study: Any) -> pd.DataFrame:
+    rows = []
+    for t in study.trials:
+        params = {k.split(".", 1)[-1]: v for k, v in t.params.items() if k != "family"}
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        row = {"number": t.number, "family": t.params.get("family"), "params": params, "score": t.value}
+        rows.append({**row, "state": t.state.name, "seconds": seconds, **t.user_attrs})
+    return pd.DataFrame(rows)
+
+
+def _check(n_trials: int | None, timeout: float | None, n_folds: int, families: Sequence[str]) -> None:
+    if n_trials is None and timeout is None:
+        raise InvalidParameterError("give a trial budget (n_trials) or a time budget (timeout), or both.")
+    if (n_trials is not None and n_trials < 1) or (timeout is not None and timeout <= 0) or n_folds < 2:
+        raise InvalidParameterError(
+            f"need n_trials >= 1, timeout > 0, n_folds >= 2; got {n_trials}, {timeout}, {n_folds}."
+        )
+    if not families:
+        raise InvalidParameterError("families is empty; name at least one model family.")
+    for family in families:
+        check_family(family)
+
+
+def tune(
+    items: Items,
+    soft_labels: pd.Series | pd.DataFrame,
+    spec: FeatureSpec | None = None,
+    n_trials: int | None = 20,
+    timeout: float | None = None,
+    families: Sequence[str] = FAMILIES,
+    n_folds: int = 3,
+    random_state: int = 0,
+    gold: pd.Series | None = None,
+    featurizer: Featurizer | None = None,
+    progress: Progress | None = None,
+) -> TuneResult:
+    """Search families and parameters; return the best, refitted on all labeled items.
+
+    ``soft_labels`` are the aggregator's posteriors (task x class) or hard labels.
+    """
+    import optuna
+
+    _check(n_trials, timeout, n_folds, families)
+    started = time.perf_counter()
+    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
+    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    folds = np.random.default_rng(random_state).permutation(len(targets)) % n_folds
+    data = _Data(featurizer.transform(items)[positions], targets, folds, gold)
+    sampler = optuna.samplers.TPESampler(seed=random_state)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    callbacks = [_callback(progress)] if progress else []
+    study.optimize(_objective(data, families, random_state), n_trials=n_trials, timeout=timeout, callbacks=callbacks)
+    return _result(study, featurizer, data, random_state, started)
+
+
+def _callback(progress: Progress) -> Callable[[Any, Any], None]:
+    def report(study: Any, trial: Any) -> None:
+        best = study.best_value if any(t.value is not None for t in study.trials) else None
+        progress(len(study.trials), trial.value, best)
+
+    return report
+
+
+def _result(study: Any, featurizer: Featurizer, data: _Data, seed: int, started: float) -> TuneResult:
+    best = study.best_trial
+    family = best.params["family"]
+    params = {k.split(".", 1)[1]: v for k, v in best.params.items() if k != "family"}
+    model = fit_model(featurizer, data.X, data.targets, family, params, seed)
+    model.metadata.update({"cv_score": best.value, "trial": best.number})
+    gold = None
+    if data.gold is not None:
+        in_sample = pd.DataFrame(full_probas(model.estimator, data.X, len(model.classes_)), index=data.targets.index)
+        in_sample.columns = data.targets.columns
+        gold = {**evaluate_probas(in_sample, data.gold), "accuracy_oof": best.user_attrs.get("gold_accuracy_oof")}
+    return TuneResult(
+        model, family, params, float(best.value), _trials_table(study), gold, time.perf_counter() - started
+    )
