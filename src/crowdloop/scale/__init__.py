@@ -10,6 +10,9 @@ labels; probabilities within 1e-6, in practice 1e-12).
 - ``SparkShards`` (``crowdloop.scale.spark``, needs ``pip install crowdloop[spark]``):
   the partitions cached on a Spark cluster, one Spark job per EM iteration.
   Imported lazily: ``from crowdloop.scale import SparkShards`` loads pyspark.
+- ``train_on_spark`` (``crowdloop.scale.spark_train``): a logistic regression trained
+  with MLlib on hashed text features, carried into scikit-learn (lazy, like ``SparkShards``);
+  ``register_spark_model`` puts it in the model registry.
 - :func:`fit_sharded`: fit any of :data:`SCALABLE` on either engine;
   :func:`aggregate_parquet`: file in, file out (``crowdloop aggregate --engine``).
 """
@@ -30,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from crowdloop.scale import spark
 
         return getattr(spark, name)
+    if name in ("train_on_spark", "register_spark_model"):
+        from crowdloop.scale import spark_train
+
+        return getattr(spark_train, name)
     raise AttributeError(f"module 'crowdloop.scale' has no attribute {name!r}")
 
 
@@ -44,6 +51,8 @@ __all__ = [  # noqa: RUF022 - plain sorted()
     "fit_sharded",
     "memory_shards",
     "probas_frames",
+    "register_spark_model",
     "spark_session",
     "stream_aggregate",
+    "train_on_spark",
 ]
