@@ -2,6 +2,7 @@
 
     python benchmarks/platform.py [--sizes 10000,100000,1000000] [--concurrency 1,10,100] [--seconds 15]
                                   [--database postgresql|sqlite|postgresql,sqlite] [--server-workers 1,2]
+                                  [--parts import,answers] [--output benchmarks/results/platform.md]
 
 Each database is a throwaway one (PostgreSQL at 127.0.0.1:5432 as user postgres, dropped at the
 end; SQLite in a temporary directory) served by a real ``crowdloop serve`` process on 127.0.0.1.
@@ -11,9 +12,9 @@ Import: for each size a project (3 labels, overlap exactly 3) gets random 16-wor
 ``min(--inprocess-items, half)`` by calling ``crowdloop.crowd.items.import_items`` in this process
 on the database (one transaction per batch, as a request), the rest by HTTP with the SDK's
 ``import_items`` (the user-facing path). Items before them are bulk-loaded with ``COPY`` (SQLite:
-``executemany``), untimed, with the same data and content hashes; so the import rates are those of
-a project already holding that many items. Each timed import stops after ``--import-seconds``
-and the remainder is bulk-loaded.
+``executemany``), untimed, with the same data, content hashes, MinHash signatures and LSH band keys;
+so the import rates are those of a project already holding that many items. Each timed import
+stops after ``--import-seconds`` and the remainder is bulk-loaded.
 
 Answer cycles: ``N`` simulated workers (asyncio, one httpx connection and token each, in this
 process, which shares the machine's cores with the server and the database) loop on *next task*
@@ -52,19 +53,30 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from _common import RESULTS, ROOT, machine, markdown  # noqa: E402
 from crowdloop.client import Client  # noqa: E402
-from crowdloop.crowd.dedup import content_hash  # noqa: E402
+from crowdloop.crowd.dedup import (  # noqa: E402
+    content_hash,
+    item_text,
+    lsh_band_keys,
+    minhash_signatures,
+    pack_signatures,
+)
 from crowdloop.crowd.items import import_items  # noqa: E402
+from crowdloop.crowd.near_duplicates import NEAR_BANDS, NEAR_PERM  # noqa: E402
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work  # noqa: E402
-from crowdloop.storage.models import User  # noqa: E402
+from crowdloop.storage.lsh import add_band_keys  # noqa: E402
+from crowdloop.storage.models import Item, User  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BATCH = 5_000
 LABELS = ["positive", "negative", "neutral"]
 OVERLAP = 3
 WORDS_PER_ITEM = 16
+PARTS = ("import", "answers")
+"""What a run measures (``--parts``): the import alone needs no simulated workers."""
 TICKS = os.sysconf("SC_CLK_TCK")
 REQUEST_TIMEOUT = 30.0
 """A simulated worker gives up on a request after this many seconds (counted as an error)."""
@@ -225,30 +237,48 @@ def postgres_pids() -> list[int]:
 
 
 def bulk_load(db: Database, project_id: int, rows: list[dict[str, Any]]) -> None:
-    """Untimed set-up: items straight into the table, as the service would store them."""
+    """Untimed set-up: items straight into the tables, as the service would store them, with
+    their MinHash signatures and LSH band keys, so a timed import compares with all of them."""
     now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    signatures = minhash_signatures([item_text(row["data"]) for row in rows], num_perm=NEAR_PERM)
+    hashes = [content_hash(row["data"]) for row in rows]
     records = [
-        (project_id, json.dumps(row["data"], ensure_ascii=False), content_hash(row["data"]), now) for row in rows
+        (project_id, json.dumps(row["data"], ensure_ascii=False), key, now, packed)
+        for row, key, packed in zip(rows, hashes, pack_signatures(signatures), strict=True)
     ]
-    columns = ("project_id, data, content_hash, created_at, is_gold, gold_label, priority, answer_count, "
+    columns = ("project_id, data, content_hash, created_at, minhash, is_gold, gold_label, priority, answer_count, "
                "reserved, done, source")  # fmt: skip
     if db.kind == "sqlite":
         assert db.path is not None
         with contextlib.closing(sqlite3.connect(db.path, timeout=60)) as connection, connection:
             connection.executemany(
-                f"INSERT INTO items ({columns}) VALUES (?, ?, ?, ?, 0, 'null', 0.0, 0, 0, 0, 'import')", records
+                f"INSERT INTO items ({columns}) VALUES (?, ?, ?, ?, ?, 0, 'null', 0.0, 0, 0, 0, 'import')", records
             )
-        return
-    import psycopg
+    else:
+        import psycopg
 
-    copy_sql = f"COPY items ({columns}) FROM STDIN"
-    with (
-        psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}") as connection,
-        connection.cursor() as cursor,
-        cursor.copy(copy_sql) as copy,
-    ):
-        for record in records:
-            copy.write_row((*record, False, "null", 0.0, 0, 0, False, "import"))
+        copy_sql = f"COPY items ({columns}) FROM STDIN"
+        with (
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db.name}") as connection,
+            connection.cursor() as cursor,
+            cursor.copy(copy_sql) as copy,
+        ):
+            for record in records:
+                copy.write_row((*record, False, "null", 0.0, 0, 0, False, "import"))
+    _bulk_band_keys(db, project_id, hashes, lsh_band_keys(signatures, NEAR_BANDS))
+
+
+def _bulk_band_keys(db: Database, project_id: int, hashes: list[str], keys: np.ndarray) -> None:
+    """The band keys of bulk-loaded items, found again by content hash, through the repository."""
+    engine = make_engine(db.url, pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            query = select(Item.id, Item.content_hash).where(Item.project_id == project_id)
+            ids = dict(session.execute(query.order_by(Item.id.desc()).limit(len(hashes))).tuples().all())
+            by_hash = {key: item_id for item_id, key in ids.items()}
+            add_band_keys(session, project_id, np.array([by_hash[key] for key in hashes], dtype=np.int64), keys)
+    finally:
+        engine.dispose()
 
 
 @dataclass
@@ -313,7 +343,7 @@ def build_project(
     )
     project_id = int(project["id"])
     texts = Texts(seed=size)
-    timed = min(size, args.import_items)
+    timed = min(size, args.import_items) if "import" in args.parts else 0  # answers alone: all set-up
     inprocess = min(args.inprocess_items, timed // 2)
     bulk = size - timed
     _bulk(db, project_id, texts, bulk)
@@ -321,8 +351,9 @@ def build_project(
     if inprocess:
         imports.append(import_in_process(db.url, requester_id, project_id, texts, inprocess, bulk, args.import_seconds))
     done = bulk + sum(run.items for run in imports)
-    imports.append(import_http(requester, project_id, texts, size - done, done, args.import_seconds))
-    done += imports[-1].items
+    if size > done:
+        imports.append(import_http(requester, project_id, texts, size - done, done, args.import_seconds))
+        done += imports[-1].items
     if done < size:  # a timed import ran out of time: fill up untimed
         _bulk(db, project_id, texts, size - done)
         bulk += size - done
@@ -516,7 +547,7 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 projects = [build_project(db, requester, int(created["id"]), size, args) for size in sizes]
             cycles = []
             configs = len(server_workers) * len(args.concurrency)
-            for workers in server_workers:
+            for workers in server_workers if "answers" in args.parts else []:
                 if server.workers != workers:
                     server.stop()
                     server = start_server(db.url, admin_token, workers, Path(tmp))
@@ -627,7 +658,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "cycles/s with p99 under 100 ms.",
         f"Regenerate with `python benchmarks/platform.py` ({(time.time() - started) / 60:.0f} min for this run:",
         f"`--sizes {','.join(map(str, args.sizes))} --concurrency {','.join(map(str, args.concurrency))} "
-        f"--seconds {args.seconds:g} --database {','.join(args.database)}`).",
+        f"--seconds {args.seconds:g} --database {','.join(args.database)} --parts {','.join(args.parts)}`).",
     ]
     for result in results:
         title = TITLES[result["kind"]]
@@ -656,9 +687,14 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
             }
             for row in result["cycles"]
         ]  # fmt: skip
-        lines += ["", f"## {title}: import", "", markdown(pd.DataFrame(imports)),
-                  "", f"## {title}: answer cycles (next task + submit over HTTP)", "",
-                  markdown(pd.DataFrame(cycles))]  # fmt: skip
+        lines += ["", f"## {title}: import", "", markdown(pd.DataFrame(imports))]
+        if cycles:
+            lines += [
+                "",
+                f"## {title}: answer cycles (next task + submit over HTTP)",
+                "",
+                markdown(pd.DataFrame(cycles)),
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -682,17 +718,21 @@ def main() -> None:
     parser.add_argument("--inprocess-items", type=int, default=10_000, help="of which through the service directly")
     parser.add_argument("--import-seconds", type=float, default=150.0, help="time bound of each timed import")
     parser.add_argument("--max-cycles", type=int, default=50_000, help="answer cycles per run, at most")
+    parser.add_argument("--parts", type=lambda s: s.split(","), default=list(PARTS), help="import and/or answers")
+    parser.add_argument("--output", type=Path, default=RESULTS / "platform.md", help="where the report is written")
     args = parser.parse_args()
     unknown = set(args.database) - set(TITLES)
     if unknown:
         parser.error(f"unknown database {', '.join(sorted(unknown))}; use postgresql and/or sqlite")
+    if not args.parts or set(args.parts) - set(PARTS):
+        parser.error(f"--parts must name some of {', '.join(PARTS)}, got {','.join(args.parts)}")
     started = time.time()
     global VERSION
     VERSION = code_version()  # before the run: the files may change while it goes on
     results = [run_database(kind, args) for kind in args.database]
     report = render(results, args, started)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "platform.md").write_text(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
     print(report)
 
 

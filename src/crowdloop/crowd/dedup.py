@@ -42,15 +42,21 @@ import numpy.typing as npt
 from crowdloop.errors import InvalidInputError, InvalidParameterError
 
 __all__ = [
+    "confirmed_pairs",
     "content_hash",
     "item_text",
+    "lsh_band_keys",
     "minhash_signatures",
     "near_duplicate_pairs",
     "near_duplicates_of",
     "normalize_fields",
     "normalize_text",
+    "pack_signatures",
     "pairs_from_signatures",
+    "rows_with_keys",
     "signature_similarity",
+    "truncated_signatures",
+    "unpack_signatures",
 ]
 
 SHINGLE_BYTES = 5
@@ -242,7 +248,7 @@ def _block_minima(keys: U64Array, offsets: IntArray, multipliers: U64Array, incr
 # ---------------------------------------------------------------- LSH
 
 
-def signature_similarity(left: U64Array, right: U64Array) -> npt.NDArray[np.float64]:
+def signature_similarity(left: np.ndarray, right: np.ndarray) -> npt.NDArray[np.float64]:
     """Row-wise estimated Jaccard similarity: the fraction of signature positions that agree."""
     if left.shape[-1] == 0:
         return np.zeros(left.shape[:-1])
@@ -302,14 +308,66 @@ def near_duplicates_of(
 def _band_keys(signatures: U64Array, bands: int) -> U64Array:
     """One 64-bit key per item and band: a multiply-add hash of the band's rows.
 
-    Two different bands rarely get the same key by chance; when they do, the pair is just an
-    extra candidate that the full-signature check rejects.
+    Each band has its own multipliers, so equal rows in two different bands give different
+    keys and one column of keys can hold every band (as the stored index does). A chance
+    collision is just an extra candidate that the full-signature check rejects.
     """
     rows = signatures.shape[1] // bands
     shaped = signatures.reshape(len(signatures), bands, rows)
-    multipliers = np.random.default_rng(_BAND_SEED).integers(0, 2**64, rows, dtype=np.uint64) | np.uint64(1)
-    keys: U64Array = (shaped * multipliers).sum(axis=2, dtype=np.uint64)
+    draws = np.random.default_rng(_BAND_SEED).integers(0, 2**64, (bands, rows), dtype=np.uint64)
+    keys: U64Array = (shaped * (draws | np.uint64(1))).sum(axis=2, dtype=np.uint64)
     return keys
+
+
+def lsh_band_keys(signatures: U64Array, bands: int) -> npt.NDArray[np.int64]:
+    """The LSH band keys, shape ``(n, bands)``, as signed 64-bit integers (a SQL ``BIGINT``).
+
+    Two items are near-duplicate candidates when they share any key, whatever its column:
+    keys of different bands differ, so the keys of many items can be stored in one indexed
+    column and a batch's candidates found with one lookup per key.
+    """
+    _check_signatures(signatures, None, "signatures")
+    _check_lsh(1.0, signatures.shape[1], bands)
+    return _band_keys(signatures, bands).view(np.int64)
+
+
+def truncated_signatures(signatures: U64Array) -> npt.NDArray[np.uint32]:
+    """The top 32 bits of each minimum: what is stored, and compared with what is stored.
+
+    Two minima of different shingles share their top 32 bits with probability 2^-32, so the
+    estimated similarity is the same as from the full signatures, at half the width.
+    """
+    _check_signatures(signatures, None, "signatures")
+    return (signatures >> np.uint64(32)).astype(np.uint32)
+
+
+def pack_signatures(signatures: U64Array) -> list[bytes]:
+    """Each signature as bytes to store: :func:`truncated_signatures`, little-endian."""
+    return [row.tobytes() for row in truncated_signatures(signatures).astype("<u4")]
+
+
+def unpack_signatures(packed: Sequence[bytes], num_perm: int) -> npt.NDArray[np.uint32]:
+    """Signatures from :func:`pack_signatures`, shape ``(len(packed), num_perm)``."""
+    _check_num_perm(num_perm)
+    if any(len(row) != 4 * num_perm for row in packed):
+        raise InvalidInputError(f"a stored signature is not {4 * num_perm} bytes long (num_perm={num_perm}).")
+    return np.frombuffer(b"".join(packed), dtype="<u4").reshape(len(packed), num_perm).astype(np.uint32)
+
+
+def rows_with_keys(keys: npt.NDArray[np.int64], wanted: npt.NDArray[np.int64]) -> tuple[IntArray, IntArray]:
+    """Pairs ``(row of keys, position in wanted)`` where the row has that key in some band:
+    which items of a batch a key found in the stored index belongs to."""
+    bands = max(keys.shape[1], 1) if keys.ndim == 2 else 1
+    wanted_positions, flat_positions = _matches(wanted, keys.reshape(-1))
+    return flat_positions // bands, wanted_positions
+
+
+def confirmed_pairs(
+    left: IntArray, right: IntArray, left_signatures: np.ndarray, right_signatures: np.ndarray, threshold: float
+) -> Pairs:
+    """Candidate pairs ``(left[k], right[k])`` (rows of the two signature arrays) whose
+    estimated similarity reaches ``threshold``, with it. Works on full or packed signatures."""
+    return _confirmed(left, right, left_signatures, right_signatures, threshold)
 
 
 def _candidates(queries: U64Array, index: U64Array) -> tuple[IntArray, IntArray]:
@@ -318,7 +376,7 @@ def _candidates(queries: U64Array, index: U64Array) -> tuple[IntArray, IntArray]
     return np.concatenate([q for q, _ in found]), np.concatenate([i for _, i in found])
 
 
-def _matches(queries: U64Array, index: U64Array) -> tuple[IntArray, IntArray]:
+def _matches(queries: np.ndarray, index: np.ndarray) -> tuple[IntArray, IntArray]:
     """Pairs of positions with equal keys: sort both sides, then two binary searches.
 
     Sorting the queries too makes the searches walk memory in order, which is several
@@ -339,7 +397,7 @@ def _unique_pairs(left: IntArray, right: IntArray, width: int) -> tuple[IntArray
 
 
 def _confirmed(
-    left: IntArray, right: IntArray, left_signatures: U64Array, right_signatures: U64Array, threshold: float
+    left: IntArray, right: IntArray, left_signatures: np.ndarray, right_signatures: np.ndarray, threshold: float
 ) -> Pairs:
     """Candidates whose estimated similarity reaches the threshold, as plain tuples."""
     pairs: Pairs = []

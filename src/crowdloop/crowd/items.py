@@ -6,36 +6,25 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd.dedup import (
-    content_hash,
-    item_text,
-    minhash_signatures,
-    near_duplicate_pairs,
-    near_duplicates_of,
-    normalize_fields,
-)
+from crowdloop.crowd.dedup import content_hash, item_text, minhash_signatures, normalize_fields, pack_signatures
 from crowdloop.crowd.formats import from_label_studio
+from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.crowd.schemas import ImportReport, ItemIn, RejectedRow
 from crowdloop.errors import DataFileError
 from crowdloop.storage.models import Item, Project, User, utcnow
 
 RESERVED_COLUMNS = ("id", "external_id", "gold_label", "gold_explanation", "priority")
-NEAR_DUPLICATE_LIMIT = 20_000
-"""Earlier items (the most recent ones) each import is compared with for near duplicates."""
-NEAR_PERM, NEAR_BANDS, NEAR_THRESHOLD = 64, 8, 0.8
-"""Eight bands of eight rows: pairs at 0.9 similarity are found 99% of the time, pairs at 0.5
-(shared boilerplate) become candidates 3% of the time, so templated items stay cheap."""
 BATCH = 5_000
 
 
@@ -93,11 +82,10 @@ def import_items(session: Session, actor: User, project_id: int, rows: Sequence[
     report = ImportReport(received=len(rows))
     valid = _validated(rows, project, report)
     unique = _first_of_each_hash(valid, report)
-    created = _insert(session, project, unique)
-    report.created = len(created)
-    report.duplicates += len(unique) - len(created)
-    if created:
-        report.near_duplicates = _near_duplicates(session, project, created)
+    report.created, pairs = _insert(session, project, unique)
+    report.duplicates += len(unique) - report.created
+    mark_near_duplicates(session, pairs)
+    report.near_duplicates = sorted(pairs)
     return report
 
 
@@ -140,17 +128,23 @@ def _first_of_each_hash(items: list[ItemIn], report: ImportReport) -> list[tuple
     return list(seen.items())
 
 
-def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> list[tuple[int, str]]:
-    """Bulk insert, skipping hashes the project already has; returns (id, text) of new rows."""
-    created: list[tuple[int, str]] = []
+def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[int, Pairs]:
+    """Bulk insert, skipping hashes the project already has, in batches; each batch's new
+    items are indexed for near duplicates and compared with everything stored before them.
+    Returns how many items were created and the near-duplicate pairs."""
+    created, pairs = 0, []
     postgres = session.get_bind().dialect.name == "postgresql"
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
-        values = [_row(project.id, key, item) for key, item in batch]
+        signatures = minhash_signatures([item_text(item.data) for _, item in batch], num_perm=NEAR_PERM)
+        packed = pack_signatures(signatures)
+        values = [_row(project.id, key, item, packed[k]) for k, (key, item) in enumerate(batch)]
         ids = _copy_insert(session, values) if postgres else _executemany_insert(session, values)
-        by_hash = dict(batch)
-        created += [(item_id, item_text(by_hash[key].data)) for item_id, key in ids]
-    return created
+        position = {key: k for k, (key, _) in enumerate(batch)}
+        rows = [position[key] for _, key in ids]
+        pairs += index_and_find(session, project.id, [item_id for item_id, _ in ids], signatures[rows])
+        created += len(ids)
+    return created, pairs
 
 
 def _executemany_insert(session: Session, values: list[dict[str, Any]]) -> list[tuple[int, str]]:
@@ -162,7 +156,7 @@ def _executemany_insert(session: Session, values: list[dict[str, Any]]) -> list[
 
 _COPY_COLUMNS = (
     "project_id", "external_id", "data", "content_hash", "is_gold", "gold_label", "gold_explanation",
-    "priority", "answer_count", "reserved", "done", "source", "created_at",
+    "priority", "answer_count", "reserved", "done", "source", "created_at", "minhash",
 )  # fmt: skip
 
 
@@ -194,11 +188,11 @@ def _copy_row(row: dict[str, Any], now: datetime) -> tuple[Any, ...]:
     gold = json.dumps(row["gold_label"])  # JSON null, as the ORM stores a missing gold label
     return (
         row["project_id"], row["external_id"], json.dumps(row["data"], ensure_ascii=False), row["content_hash"],
-        row["is_gold"], gold, row["gold_explanation"], row["priority"], 0, 0, False, "import", now,
+        row["is_gold"], gold, row["gold_explanation"], row["priority"], 0, 0, False, "import", now, row["minhash"],
     )  # fmt: skip
 
 
-def _row(project_id: int, key: str, item: ItemIn) -> dict[str, Any]:
+def _row(project_id: int, key: str, item: ItemIn, minhash: bytes) -> dict[str, Any]:
     return {
         "project_id": project_id,
         "external_id": item.external_id,
@@ -208,41 +202,8 @@ def _row(project_id: int, key: str, item: ItemIn) -> dict[str, Any]:
         "gold_label": item.gold_label or None,
         "gold_explanation": item.gold_explanation,
         "priority": item.priority,
+        "minhash": minhash,
     }
-
-
-def _near_duplicates(
-    session: Session, project: Project, created: list[tuple[int, str]]
-) -> list[tuple[int, int, float]]:
-    """Similar pairs among the new items and against the project's earlier items."""
-    new_ids = [item_id for item_id, _ in created]
-    texts = [text for _, text in created]
-    pairs = [
-        (new_ids[j], new_ids[i], s) for i, j, s in near_duplicate_pairs(texts, NEAR_THRESHOLD, NEAR_PERM, NEAR_BANDS)
-    ]
-    earlier = _earlier_texts(session, project.id, min(new_ids))
-    if earlier:
-        old_ids, old_texts = zip(*earlier, strict=True)
-        old = minhash_signatures(list(old_texts), num_perm=NEAR_PERM)
-        found = near_duplicates_of(texts, old, NEAR_THRESHOLD, NEAR_BANDS, NEAR_PERM)
-        pairs += [(new_ids[i], old_ids[j], s) for i, j, s in found]
-    _mark(session, pairs)
-    return sorted(pairs)
-
-
-def _earlier_texts(session: Session, project_id: int, first_new_id: int) -> list[tuple[int, str]]:
-    query = (
-        select(Item.id, Item.data)
-        .where(Item.project_id == project_id, Item.id < first_new_id)
-        .order_by(Item.id.desc())
-        .limit(NEAR_DUPLICATE_LIMIT)
-    )
-    return [(row.id, item_text(row.data)) for row in session.execute(query)]
-
-
-def _mark(session: Session, pairs: Iterable[tuple[int, int, float]]) -> None:
-    for new_id, other_id, _ in pairs:
-        session.execute(update(Item).where(Item.id == new_id).values(near_duplicate_of=other_id))
 
 
 def list_items(session: Session, actor: User, project_id: int, offset: int, limit: int) -> list[dict[str, Any]]:

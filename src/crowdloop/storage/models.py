@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -129,6 +130,26 @@ class Item(Base):
     near_duplicate_of: Mapped[int | None] = mapped_column(BigInteger, default=None)
     source: Mapped[str] = mapped_column(String(40), default="import")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The MinHash signature (crowd.dedup.pack_signatures), so later imports compare with this
+    # item without re-reading and re-hashing its text.
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+
+
+class ItemLshBand(Base):
+    """One LSH band key of an imported item: a later import finds its near-duplicate
+    candidates among all the project's items with one index lookup per key of its own.
+
+    The primary key is the lookup index (``item_id`` in it makes the lookup index-only; on
+    SQLite the table is the index, ``WITHOUT ROWID``). No foreign keys: checking them row by
+    row would cost as much as the insert itself (eight rows per item); rows of a deleted item
+    are ignored, because candidates are read back joined to ``items`` of the same project.
+    """
+
+    __tablename__ = "item_lsh_bands"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    band_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class Assignment(Base):
@@ -258,3 +279,94 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ModelVersion(Base):
+    """One trained model of a project: its metrics, its lineage and where its artifact lies.
+
+    ``artifact_path`` is relative to the registry's directory (``CROWDLOOP_DATA_DIR``/models), so
+    a data directory can move; ``artifact_digest`` (SHA-256 over the artifact's files) lets an
+    edge device check what it pulled.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_model_versions_project_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    family: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_path: Mapped[str] = mapped_column(Text)
+    artifact_digest: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """A moving name (``production``, ``candidate``) for one version of a project's model."""
+
+    __tablename__ = "model_aliases"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(20), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelEvent(Base):
+    """What happened to a project's models, in order: registered, promoted, rejected, drift."""
+
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), default=None)
+    kind: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EdgeFeedback(Base):
+    """An input an edge device sent back (unsure, or an audit sample): which item it became.
+
+    ``client_id`` is the device's id for the entry, unique per project, so a retried delivery
+    creates nothing twice; the item itself has ``source = "edge"``.
+    """
+
+    __tablename__ = "edge_feedback"
+    __table_args__ = (UniqueConstraint("project_id", "client_id", name="uq_edge_feedback_client"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), default=None)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    model_version: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(12))  # unsure | audit
+    label: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
+    confidence: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EdgeTelemetry(Base):
+    """One telemetry batch of an edge device for one model version (what drift needs).
+
+    ``summary`` holds the batch's class counts, 20-bin confidence histogram, confidence
+    sample and input statistics; ``batch_id`` (the device's id) makes delivery idempotent.
+    """
+
+    __tablename__ = "edge_telemetry"
+    __table_args__ = (
+        UniqueConstraint("project_id", "batch_id", name="uq_edge_telemetry_batch"),
+        Index("ix_edge_telemetry_version", "project_id", "model_version"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    model_version: Mapped[int] = mapped_column(Integer)
+    predictions: Mapped[int] = mapped_column(Integer)
+    confidence_mean: Mapped[float] = mapped_column(Float)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

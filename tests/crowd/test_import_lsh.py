@@ -1,0 +1,246 @@
+"""Near duplicates through the stored LSH index (``item_lsh_bands`` + ``items.minhash``), on a
+real SQLite file and a real PostgreSQL database: found across separate imports, idempotent,
+and backfilled by migration 0002 for items stored before it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from alembic import command
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd import items as items_module
+from crowdloop.crowd.dedup import (
+    content_hash,
+    item_text,
+    lsh_band_keys,
+    minhash_signatures,
+    pack_signatures,
+    unpack_signatures,
+)
+from crowdloop.crowd.items import import_items
+from crowdloop.errors import InvalidInputError
+from crowdloop.storage import migrate
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.models import Item, ItemLshBand, Project, User
+from support import require
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SENTENCE = "The quick brown fox jumps over the lazy dog near the old river bank on a windy autumn day"
+NEAR_COPY = "The quick brown fox jumps over the lazy dogs near the old river bank on a windy autumn day"
+UNRELATED = [
+    "Completely different words about databases and indexes",
+    "A recipe for bread: flour, water, salt and some patience",
+    "Weather report: rain in the morning, sun in the afternoon",
+]
+
+
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    admin = make_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"crowdloop_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.engine.dispose()
+        require(False, f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc.orig})")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database (no schema yet) on each backend."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
+        else:
+            url = stack.enter_context(_postgres_database())
+        created = make_engine(url)
+        stack.callback(created.dispose)
+        yield created
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _requester_and_project(engine: Engine) -> tuple[int, int]:
+    with unit_of_work(session_factory(engine)) as session:
+        owner = User(name=f"owner-{uuid.uuid4().hex[:6]}", role="requester")
+        session.add(owner)
+        session.flush()
+        project = Project(owner_id=owner.id, name="lsh", labels=["a", "b"])
+        session.add(project)
+        session.flush()
+        return owner.id, project.id
+
+
+def _import(engine: Engine, owner_id: int, project_id: int, texts: list[str]) -> Any:
+    with unit_of_work(session_factory(engine)) as session:
+        actor = session.get(User, owner_id)
+        assert actor is not None
+        return import_items(session, actor, project_id, [{"data": {"text": t}} for t in texts])
+
+
+def _ids_by_text(engine: Engine, project_id: int) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.execute(select(Item.id, Item.data).where(Item.project_id == project_id))
+        return {row.data["text"]: row.id for row in rows}
+
+
+def _band_rows(engine: Engine) -> set[tuple[int, int, int]]:
+    with Session(engine) as session:
+        rows = session.execute(select(ItemLshBand.project_id, ItemLshBand.band_key, ItemLshBand.item_id))
+        return {(row.project_id, row.band_key, row.item_id) for row in rows}
+
+
+def _expected_rows(project_id: int, ids_by_text: dict[str, int]) -> set[tuple[int, int, int]]:
+    texts = list(ids_by_text)
+    keys = lsh_band_keys(minhash_signatures([item_text({"text": t}) for t in texts]), 8)
+    return {(project_id, int(key), ids_by_text[t]) for t, row in zip(texts, keys, strict=True) for key in row}
+
+
+# ---------------------------------------------------------------- through the service
+
+
+def test_near_duplicate_of_an_item_from_an_earlier_import_is_found_and_marked(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    owner, project = _requester_and_project(engine)
+    first = _import(engine, owner, project, [SENTENCE, *UNRELATED])
+    assert first.created == 4 and first.near_duplicates == []
+    _import(engine, owner, project, [f"filler text number {i} with nothing in common" for i in range(30)])
+    second = _import(engine, owner, project, [NEAR_COPY, "yet another unrelated sentence here"])
+    ids = _ids_by_text(engine, project)
+    assert [(new, old) for new, old, _ in second.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
+    assert 0.8 <= second.near_duplicates[0][2] < 1.0
+    with Session(engine) as session:
+        assert session.get(Item, ids[NEAR_COPY]).near_duplicate_of == ids[SENTENCE]  # type: ignore[union-attr]
+        assert session.get(Item, ids[SENTENCE]).near_duplicate_of is None  # type: ignore[union-attr]
+
+
+def test_every_imported_item_stores_its_signature_and_band_keys(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    owner, project = _requester_and_project(engine)
+    _import(engine, owner, project, [SENTENCE, *UNRELATED])
+    ids = _ids_by_text(engine, project)
+    assert _band_rows(engine) == _expected_rows(project, ids)
+    with Session(engine) as session:
+        stored = session.execute(select(Item.minhash).where(Item.id == ids[SENTENCE])).scalar_one()
+    assert stored == pack_signatures(minhash_signatures([item_text({"text": SENTENCE})]))[0]
+
+
+def test_reimport_is_idempotent_and_adds_no_band_rows(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    owner, project = _requester_and_project(engine)
+    texts = [SENTENCE, NEAR_COPY, *UNRELATED]
+    first = _import(engine, owner, project, texts)
+    rows = _band_rows(engine)
+    again = _import(engine, owner, project, texts)
+    assert (first.created, len(first.near_duplicates)) == (5, 1)
+    assert (again.created, again.duplicates, again.near_duplicates) == (0, 5, [])
+    assert _band_rows(engine) == rows
+
+
+def test_near_duplicates_are_found_across_batches_of_one_import(engine: Engine, monkeypatch) -> None:
+    migrate.upgrade(engine)
+    monkeypatch.setattr(items_module, "BATCH", 2)
+    owner, project = _requester_and_project(engine)
+    report = _import(engine, owner, project, [SENTENCE, *UNRELATED, NEAR_COPY])
+    ids = _ids_by_text(engine, project)
+    assert [(new, old) for new, old, _ in report.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
+
+
+def test_projects_do_not_see_each_others_items_and_deleted_items_are_ignored(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    owner, project = _requester_and_project(engine)
+    other_owner, other = _requester_and_project(engine)
+    _import(engine, owner, project, [SENTENCE])
+    assert _import(engine, other_owner, other, [NEAR_COPY]).near_duplicates == []
+    _import(engine, owner, project, ["a second item, kept"])
+    with unit_of_work(session_factory(engine)) as session:  # band rows of a deleted item stay behind
+        session.execute(text("DELETE FROM items WHERE id = :id"), {"id": _ids_by_text(engine, project)[SENTENCE]})
+    assert _import(engine, owner, project, [NEAR_COPY]).near_duplicates == []
+
+
+# ---------------------------------------------------------------- migration 0002
+
+
+def _insert_raw_items(engine: Engine, project_id: int, texts: list[str]) -> None:
+    """Items as revision 0001 stored them: no signature, no band keys."""
+    statement = text(
+        "INSERT INTO items (project_id, data, content_hash, is_gold, gold_label, priority, answer_count, reserved, "
+        "done, source, created_at) VALUES (:project, :data, :hash, false, 'null', 0, 0, 0, false, 'import', "
+        "CURRENT_TIMESTAMP)"
+    )
+    rows = [{"project": project_id, "data": json.dumps({"text": t}), "hash": content_hash({"text": t})} for t in texts]
+    with engine.begin() as connection:
+        connection.execute(statement, rows)
+
+
+def test_migration_0002_backfills_signatures_and_band_keys_of_existing_items(engine: Engine) -> None:
+    _upgrade(engine, "0001")
+    owner, project = _requester_and_project(engine)
+    _, other = _requester_and_project(engine)
+    _insert_raw_items(engine, project, [SENTENCE, *UNRELATED])
+    _insert_raw_items(engine, other, ["the other project's only item, long enough to shingle"])
+    _upgrade(engine, "head")
+    ids, other_ids = _ids_by_text(engine, project), _ids_by_text(engine, other)
+    assert _band_rows(engine) == _expected_rows(project, ids) | _expected_rows(other, other_ids)
+    with Session(engine) as session:
+        stored = dict(session.execute(select(Item.id, Item.minhash)).tuples().all())
+    signature = unpack_signatures([stored[ids[SENTENCE]]], 64)[0]
+    assert np.array_equal(signature, minhash_signatures([SENTENCE])[0] >> np.uint64(32))
+    assert all(value is not None for value in stored.values())
+    report = _import(engine, owner, project, [NEAR_COPY])
+    assert [(new, old) for new, old, _ in report.near_duplicates] == [
+        (_ids_by_text(engine, project)[NEAR_COPY], ids[SENTENCE])
+    ]
+
+
+def test_migration_0002_downgrades_and_upgrades_again(engine: Engine) -> None:
+    _upgrade(engine, "head")
+    owner, project = _requester_and_project(engine)
+    _import(engine, owner, project, [SENTENCE])
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    with Session(engine) as session:
+        assert session.execute(select(func.count()).select_from(Item)).scalar_one() == 1
+    _upgrade(engine, "head")
+    assert _band_rows(engine) == _expected_rows(project, _ids_by_text(engine, project))
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_band_keys_differ_between_bands_with_equal_rows() -> None:
+    signatures = np.zeros((1, 64), dtype=np.uint64)  # every band has the same rows
+    keys = lsh_band_keys(signatures + np.uint64(7), 8)
+    assert keys.dtype == np.int64 and len(set(keys[0].tolist())) == 8
+
+
+def test_packed_signatures_round_trip_and_bad_lengths_are_named() -> None:
+    signatures = minhash_signatures([SENTENCE, NEAR_COPY])
+    unpacked = unpack_signatures(pack_signatures(signatures), 64)
+    assert np.array_equal(unpacked, (signatures >> np.uint64(32)).astype(np.uint32))
+    with pytest.raises(InvalidInputError, match="256 bytes"):
+        unpack_signatures([b"short"], 64)
