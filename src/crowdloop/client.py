@@ -187,6 +187,62 @@ class Client:
     def deliveries(self, project_id: int) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/projects/{project_id}/webhooks/deliveries"))
 
+    # models (training runs on the server and may take minutes: no client timeout for it)
+    def train_model(
+        self, project_id: int, family: str | None = None, trials: int = 0, timeout: float | None = None, seed: int = 0
+    ) -> dict[str, Any]:
+        """Train (or tune, with ``trials``/``timeout`` or ``family="auto"``), register and maybe promote."""
+        body = {"family": family, "trials": trials, "timeout": timeout, "random_state": seed}
+        return dict(self._call("POST", f"/projects/{project_id}/models/train", json=body, timeout=None))
+
+    def models(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/models"))
+
+    def model(self, project_id: int, ref: str | int = "production") -> dict[str, Any]:
+        return dict(self._call("GET", f"/projects/{project_id}/models/{ref}"))
+
+    def promote_model(self, project_id: int, ref: str | int, reason: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/projects/{project_id}/models/{ref}/promote", json={"reason": reason}))
+
+    def model_events(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/projects/{project_id}/models/events"))
+
+    def set_priorities(
+        self, project_id: int, strategy: str = "activelab", batch_size: int = 50, seed: int = 0
+    ) -> dict[str, Any]:
+        """Let the deployed model set which open items people label next (active learning)."""
+        body = {"strategy": strategy, "batch_size": batch_size, "random_state": seed}
+        return dict(self._call("POST", f"/projects/{project_id}/priorities", json=body, timeout=None))
+
+    def download_model(self, project_id: int, ref: str | int, folder: str | Path) -> dict[str, Any]:
+        """Download a version's artifact into ``folder`` (made; must be empty) and check its digest."""
+        import tarfile
+        import tempfile
+
+        from crowdloop.deploy.artifact import artifact_digest
+
+        target = Path(folder)
+        if target.exists() and any(target.iterdir()):
+            raise errors.InvalidInputError(f"{target} is not empty; download a model into a new folder.")
+        with tempfile.TemporaryFile() as spool:
+            headers = self._download_to(f"/projects/{project_id}/models/{ref}/artifact", spool)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool, mode="r:gz") as archive:
+                archive.extractall(target, filter="data")
+        digest = artifact_digest(target)
+        if digest != headers.get("x-crowdloop-digest"):
+            raise errors.InvalidInputError(f"the downloaded model in {target} does not match its digest.")
+        return {"version": int(headers.get("x-crowdloop-version", 0)), "digest": digest, "path": str(target)}
+
+    def _download_to(self, route: str, handle: Any) -> httpx.Headers:
+        with self._http.stream("GET", route, timeout=None) as response:
+            if response.is_error:
+                response.read()
+                _raise_for(response)
+            for chunk in response.iter_bytes():
+                handle.write(chunk)
+            return response.headers
+
 
 def _raise_for(response: httpx.Response) -> None:
     """Turn an error answer back into the CrowdloopError class the server raised."""

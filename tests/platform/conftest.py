@@ -96,7 +96,7 @@ class Server:
 def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN, "CROWDLOOP_DATA_DIR": str(log_dir / "data")}
     command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
                "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)

@@ -1,0 +1,84 @@
+"""Models: train, list, read, download, promote, their events, and active-learning priorities.
+
+Requesters (their projects) and admins do everything here; a device may read the
+metadata and download the artifact of a project's production or candidate model when the
+project is open to it; workers get 403. Training and prioritizing open two short units of
+work and run the model with none open (see :mod:`crowdloop.learning.service`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from crowdloop.api.deps import ApiDep
+from crowdloop.learning import priorities, registry, service
+
+router = APIRouter(tags=["models"])
+
+
+class TrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    family: str | None = Field(None, description="logreg, linear_svm, gboost, naive_bayes, or auto (search them all)")
+    trials: int = Field(0, ge=0, le=1000, description="Optuna trials (0: no search unless family is auto)")
+    timeout: float | None = Field(None, gt=0, le=24 * 3600, description="search time budget in seconds")
+    random_state: int = 0
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PrioritiesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    strategy: str = Field("activelab", description="random, least_confidence, margin, entropy or activelab")
+    batch_size: int = Field(50, ge=1, le=100_000)
+    random_state: int = 0
+
+
+@router.post("/projects/{project_id}/models/train")
+def train(project_id: int, body: TrainIn, api: ApiDep) -> dict[str, Any]:
+    options = service.TrainOptions(body.family, body.trials, body.timeout, body.random_state)
+    return service.train_project(api.run, project_id, service.models_root(api.settings), options)
+
+
+@router.get("/projects/{project_id}/models")
+def list_models(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: service.list_models(session, user, project_id))
+
+
+@router.get("/projects/{project_id}/models/events")
+def model_events(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: service.model_events(session, user, project_id))
+
+
+@router.get("/projects/{project_id}/models/{ref}")
+def get_model(project_id: int, ref: str, api: ApiDep) -> dict[str, Any]:
+    return api.run(lambda session, user: service.get_model(session, user, project_id, ref))
+
+
+@router.get("/projects/{project_id}/models/{ref}/artifact")
+def model_artifact(project_id: int, ref: str, api: ApiDep) -> StreamingResponse:
+    root = service.models_root(api.settings)
+    folder, meta = api.run(lambda session, user: service.model_artifact(session, user, project_id, ref, root))
+    headers = {
+        "Content-Disposition": f'attachment; filename="model-{project_id}-v{meta["version"]}.tar.gz"',
+        "X-Crowdloop-Version": str(meta["version"]),
+        "X-Crowdloop-Digest": meta["digest"],
+    }
+    return StreamingResponse(registry.tar_gz_chunks(folder), media_type="application/gzip", headers=headers)
+
+
+@router.post("/projects/{project_id}/models/{ref}/promote")
+def promote(project_id: int, ref: str, body: PromoteIn, api: ApiDep) -> dict[str, Any]:
+    return api.run(lambda session, user: service.promote(session, user, project_id, ref, body.reason))
+
+
+@router.post("/projects/{project_id}/priorities")
+def set_priorities(project_id: int, body: PrioritiesIn, api: ApiDep) -> dict[str, Any]:
+    root = service.models_root(api.settings)
+    return priorities.prioritize_project(api.run, project_id, root, body.strategy, body.batch_size, body.random_state)

@@ -1,0 +1,167 @@
+"""The model registry: every trained model of a project as a numbered version.
+
+A version records its metrics, its lineage (which labels, from which answers, aggregated
+by which method, when) and its artifact, a directory copied under
+``<data_dir>/models/<project>/<version>/`` and fingerprinted with SHA-256 so an edge device
+can check what it pulled. Aliases (``production``, ``candidate``) point at versions and
+every change of one is kept as a :class:`~crowdloop.storage.models.ModelEvent`.
+
+Functions take a session and never commit: the request or the job is the unit of work.
+Access checks are the caller's (the services that call these check the project first).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crowdloop.deploy.artifact import artifact_digest
+from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.storage.db import dialect_insert
+from crowdloop.storage.models import ModelAlias, ModelEvent, ModelVersion, Project, utcnow
+
+ALIASES = ("production", "candidate")
+
+
+def register_version(
+    session: Session,
+    project: Project,
+    source_dir: Path,
+    registry_dir: Path,
+    *,
+    family: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    created_by: int | None = None,
+) -> ModelVersion:
+    """Copy a saved model into the registry as the project's next version."""
+    if not source_dir.is_dir():
+        raise InvalidInputError(f"model artifact {source_dir} is not a directory.")
+    number = _next_version_number(session, project)
+    relative = Path(str(project.id)) / str(number)
+    target = registry_dir / relative
+    if target.exists():  # left over from a transaction that rolled back
+        shutil.rmtree(target)
+    shutil.copytree(source_dir, target)
+    version = ModelVersion(
+        project_id=project.id,
+        version=number,
+        family=family,
+        params=params,
+        metrics=metrics,
+        lineage=lineage,
+        artifact_path=relative.as_posix(),
+        artifact_digest=artifact_digest(target),
+        created_by=created_by,
+    )
+    session.add(version)
+    session.flush()
+    record_event(session, project.id, version.id, "registered", {"version": number, "family": family})
+    return version
+
+
+def _next_version_number(session: Session, project: Project) -> int:
+    """Numbers are per project; the unique (project, version) key catches a concurrent register."""
+    latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id))
+    return int(latest or 0) + 1
+
+
+def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
+    query = select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.version)
+    return list(session.scalars(query))
+
+
+def resolve_version(session: Session, project_id: int, ref: str | int) -> ModelVersion:
+    """A version by number (``3``, ``"3"``) or alias (``"production"``); 404 when there is none."""
+    text = str(ref)
+    if text.isdigit():
+        query = select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.version == int(text))
+    elif text in ALIASES:
+        query = (
+            select(ModelVersion)
+            .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
+            .where(ModelAlias.project_id == project_id, ModelAlias.alias == text)
+        )
+    else:
+        raise InvalidInputError(f"model version {text!r} is neither a number nor one of {', '.join(ALIASES)}.")
+    version = session.scalar(query)
+    if version is None:
+        raise NotFoundError(f"project {project_id} has no model version {text!r}.")
+    return version
+
+
+def aliases(session: Session, project_id: int) -> dict[str, int]:
+    """Alias name → version number."""
+    query = (
+        select(ModelAlias.alias, ModelVersion.version)
+        .join(ModelVersion, ModelAlias.version_id == ModelVersion.id)
+        .where(ModelAlias.project_id == project_id)
+    )
+    return {alias: number for alias, number in session.execute(query)}
+
+
+def set_alias(session: Session, version: ModelVersion, alias: str, reason: str) -> None:
+    """Point ``alias`` at ``version`` (an upsert, so two processes cannot both insert it)."""
+    if alias not in ALIASES:
+        raise InvalidInputError(f"alias {alias!r} is not one of {', '.join(ALIASES)}.")
+    now = utcnow()
+    statement = dialect_insert(session, ModelAlias).values(
+        project_id=version.project_id, alias=alias, version_id=version.id, updated_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["project_id", "alias"], set_={"version_id": version.id, "updated_at": now}
+    )
+    session.execute(statement)
+    record_event(session, version.project_id, version.id, alias, {"version": version.version, "reason": reason})
+
+
+def record_event(
+    session: Session, project_id: int, version_id: int | None, kind: str, detail: dict[str, Any]
+) -> ModelEvent:
+    event = ModelEvent(project_id=project_id, version_id=version_id, kind=kind, detail=detail)
+    session.add(event)
+    return event
+
+
+def events(session: Session, project_id: int, limit: int = 200) -> list[ModelEvent]:
+    query = select(ModelEvent).where(ModelEvent.project_id == project_id).order_by(ModelEvent.id.desc()).limit(limit)
+    return list(session.scalars(query))[::-1]
+
+
+def artifact_dir(registry_dir: Path, version: ModelVersion) -> Path:
+    """Where a version's files are; checks the digest so a tampered artifact is never served."""
+    directory = registry_dir / version.artifact_path
+    if not directory.is_dir():
+        raise NotFoundError(f"the artifact of model version {version.version} is missing from {registry_dir}.")
+    if artifact_digest(directory) != version.artifact_digest:
+        raise InvalidInputError(f"the artifact of model version {version.version} does not match its digest.")
+    return directory
+
+
+def tar_gz_chunks(directory: Path) -> Iterator[bytes]:
+    """A gzipped tar of ``directory``'s files (paths relative to it), produced file by file.
+
+    Streamed, so a large estimator never sits in memory twice; the receiver recomputes
+    :func:`~crowdloop.deploy.artifact.artifact_digest` over what it extracted.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|gz") as archive:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            archive.add(path, arcname=path.relative_to(directory).as_posix(), recursive=False)
+            yield _drain(buffer)
+    yield _drain(buffer)
+
+
+def _drain(buffer: io.BytesIO) -> bytes:
+    data = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return data

@@ -1,0 +1,257 @@
+"""Train, tune, version and promote a project's model: the service behind ``/models`` and ``crowdloop train``.
+
+Training is three steps, so that no database transaction is open while a model learns
+(on SQLite every write transaction holds the database's one write lock; on PostgreSQL a
+long transaction keeps old row versions alive):
+
+1. a short unit of work checks the caller and reads the project's labeled regular items,
+   its gold items and the labels' lineage (:func:`~crowdloop.learning.project_data.load_project_data`);
+2. with no transaction open, the model is trained (or tuned with Optuna when a trial or
+   time budget is given), evaluated on the gold items — held out, never trained on —
+   saved and exported to ONNX for the edge;
+3. a second short unit of work registers the version, points ``candidate`` at it and
+   promotes it to ``production`` only if it beats production on the same gold: production
+   is re-scored on today's gold, the higher accuracy wins, ties go to macro-F1, and the
+   first version of a project becomes production. Either way a ``promoted`` or
+   ``rejected`` event records both scores.
+
+In the HTTP server this runs on the request's worker thread (the pool has
+``CROWDLOOP_THREADS``, 32 by default), so one long training takes one thread and no lock:
+the other requests go on being served. The services take a :data:`Runner` (``Api.run``
+in the server) that opens one unit of work per call, instead of a session.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from crowdloop.config import Settings
+from crowdloop.crowd.projects import get_owned_project, get_project
+from crowdloop.errors import InvalidParameterError, NotFoundError, PermissionDeniedError
+from crowdloop.learning import registry
+from crowdloop.learning.features import FeatureSpec
+from crowdloop.learning.metrics import evaluate
+from crowdloop.learning.models import FAMILIES, check_family
+from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
+from crowdloop.learning.train import TrainedModel, train_model
+from crowdloop.learning.tune import tune
+from crowdloop.storage.models import ModelVersion, User
+
+AUTO_TRIALS = 10
+"""Trials of the search when ``family="auto"`` is asked with no budget."""
+
+
+class Runner(Protocol):
+    """Runs ``work`` in one unit of work as the authenticated caller (``Api.run``)."""
+
+    def __call__(self, work: Any, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What to train: one ``family`` (default logistic regression) or a search (``family="auto"``
+    or any ``n_trials``/``timeout`` budget) over that family or all of them."""
+
+    family: str | None = None
+    n_trials: int = 0
+    timeout: float | None = None
+    random_state: int = 0
+
+    def check(self) -> None:
+        if self.family not in (None, "auto"):
+            check_family(self.family)
+        if self.n_trials < 0 or (self.timeout is not None and self.timeout <= 0):
+            raise InvalidParameterError(f"need n_trials >= 0 and timeout > 0; got {self.n_trials}, {self.timeout}.")
+
+    @property
+    def searches(self) -> bool:
+        return self.family == "auto" or self.n_trials > 0 or self.timeout is not None
+
+
+@dataclass
+class Trained:
+    """A trained model, saved to ``folder``, with its scores on gold (step 2's result)."""
+
+    folder: Path
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    search: dict[str, Any] | None
+    gold_items: pd.DataFrame
+    gold: pd.Series
+
+
+def models_root(settings: Settings) -> Path:
+    """Where the registry keeps artifacts: ``<CROWDLOOP_DATA_DIR>/models``."""
+    return settings.data_dir / "models"
+
+
+def train_project(run: Runner, project_id: int, registry_dir: Path, options: TrainOptions) -> dict[str, Any]:
+    """Train (or tune) on the project's labels, evaluate on its gold, register and maybe promote."""
+    options.check()
+    data: ProjectData = run(lambda session, actor: _load(session, actor, project_id))
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry_dir, prefix=".training-") as scratch:
+        trained = fit_and_evaluate(data, options, Path(scratch))
+        return dict(run(lambda session, actor: record(session, actor, project_id, trained, registry_dir)))
+
+
+def _load(session: Session, actor: User, project_id: int) -> ProjectData:
+    return load_project_data(session, get_owned_project(session, actor, project_id))
+
+
+def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> Trained:
+    """Step 2, no database: train or tune, score on gold, save and export to ONNX into ``folder``."""
+    from crowdloop.deploy.onnx import export_onnx
+
+    started = time.perf_counter()
+    spec = FeatureSpec.infer(data.items, id_column=ID_COLUMN)
+    model, search = _fit(data, spec, options)
+    gold_items = _with_fields(data.gold_items, spec)
+    metrics = evaluate(model, gold_items, data.gold)
+    model.metadata.update({"project": data.project_id, "id_column": ID_COLUMN})
+    model.save(folder)
+    export_onnx(model, folder)
+    lineage = {**data.lineage, "gold_items": len(data.gold), "seconds": round(time.perf_counter() - started, 3)}
+    return Trained(folder, model.family, model.params, metrics, lineage, search, gold_items, data.gold)
+
+
+def _fit(data: ProjectData, spec: FeatureSpec, options: TrainOptions) -> tuple[TrainedModel, dict[str, Any] | None]:
+    if not options.searches:
+        family = options.family or "logreg"
+        return train_model(data.items, data.targets, spec, family, random_state=options.random_state), None
+    families = FAMILIES if options.family in (None, "auto") else (options.family,)
+    n_trials = options.n_trials or (AUTO_TRIALS if options.timeout is None else None)
+    result = tune(
+        data.items, data.targets, spec, n_trials, options.timeout, families, random_state=options.random_state
+    )
+    search = {"trials": len(result.trials), "cv_score": result.score, "seconds": round(result.seconds, 3)}
+    return result.model, search
+
+
+def _with_fields(items: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Gold items with every field the model reads (a field a gold item lacks is empty)."""
+    missing = [name for name in spec.fields if name not in items.columns]
+    return items.assign(**dict.fromkeys(missing, "")) if missing else items
+
+
+def record(session: Session, actor: User, project_id: int, trained: Trained, registry_dir: Path) -> dict[str, Any]:
+    """Step 3: register the version, make it the candidate, promote it if it beats production."""
+    project = get_owned_project(session, actor, project_id, lock=True)  # one registration per project at a time
+    params = {**trained.params, **({"search": trained.search} if trained.search else {})}
+    version = registry.register_version(
+        session, project, trained.folder, registry_dir, family=trained.family, params=params,
+        metrics=trained.metrics, lineage=trained.lineage, created_by=actor.id,
+    )  # fmt: skip
+    registry.set_alias(session, version, "candidate", "trained")
+    decision = decide_promotion(session, version, registry_dir, trained)
+    return {"version": version_out(session, version), **decision}
+
+
+def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Path, trained: Trained) -> dict[str, Any]:
+    """Promote ``candidate`` when there is no production yet or it scores higher on the same gold."""
+    try:
+        production = registry.resolve_version(session, candidate.project_id, "production")
+    except NotFoundError:
+        production = None
+    mine = _score(trained.metrics)
+    theirs = None if production is None else _score(_rescore(registry_dir, production, trained))
+    promoted = theirs is None or mine > theirs
+    detail = {"candidate": candidate.version, "candidate_score": _named(mine), "production_score": _named(theirs)}
+    detail["production"] = None if production is None else production.version
+    if promoted:
+        registry.set_alias(session, candidate, "production", "beats production on gold" if production else "first")
+    registry.record_event(session, candidate.project_id, candidate.id, "promoted" if promoted else "rejected", detail)
+    return {"promoted": promoted, "comparison": detail}
+
+
+def _rescore(registry_dir: Path, production: ModelVersion, trained: Trained) -> dict[str, Any]:
+    """Production's scores on the very gold the candidate was just scored on (gold may have grown)."""
+    model = TrainedModel.load(registry.artifact_dir(registry_dir, production))
+    return evaluate(model, _with_fields(trained.gold_items, model.featurizer.spec), trained.gold)
+
+
+def _score(metrics: dict[str, Any]) -> tuple[float, float]:
+    return float(metrics.get("accuracy", 0.0)), float(metrics.get("macro_f1", 0.0))
+
+
+def _named(score: tuple[float, float] | None) -> dict[str, float] | None:
+    return None if score is None else {"accuracy": score[0], "macro_f1": score[1]}
+
+
+def promote(session: Session, actor: User, project_id: int, ref: str, reason: str) -> dict[str, Any]:
+    """Point ``production`` at a version by hand (the owner's decision, kept with its reason)."""
+    get_owned_project(session, actor, project_id, lock=True)
+    version = registry.resolve_version(session, project_id, ref)
+    registry.set_alias(session, version, "production", reason)
+    detail = {"candidate": version.version, "manual": True, "reason": reason, "by": actor.id}
+    registry.record_event(session, project_id, version.id, "promoted", detail)
+    return version_out(session, version)
+
+
+def list_models(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
+    get_owned_project(session, actor, project_id)
+    return [version_out(session, v) for v in registry.list_versions(session, project_id)]
+
+
+def model_events(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
+    get_owned_project(session, actor, project_id)
+    return [
+        {"id": e.id, "version_id": e.version_id, "kind": e.kind, "detail": e.detail, "at": e.created_at.isoformat()}
+        for e in registry.events(session, project_id)
+    ]
+
+
+def readable_version(session: Session, actor: User, project_id: int, ref: str) -> ModelVersion:
+    """A version the caller may read: owners and admins any; a device only production or candidate
+    of a project open to it; workers none."""
+    if actor.role == "worker":
+        raise PermissionDeniedError("workers do not read models.")
+    if actor.role != "device":
+        get_owned_project(session, actor, project_id)
+        return registry.resolve_version(session, project_id, ref)
+    get_project(session, actor, project_id)
+    version = registry.resolve_version(session, project_id, ref)
+    if version.version not in registry.aliases(session, project_id).values():
+        raise PermissionDeniedError("a device reads only the production or candidate model.")
+    return version
+
+
+def get_model(session: Session, actor: User, project_id: int, ref: str) -> dict[str, Any]:
+    return version_out(session, readable_version(session, actor, project_id, ref))
+
+
+def model_artifact(
+    session: Session, actor: User, project_id: int, ref: str, registry_dir: Path
+) -> tuple[Path, dict[str, Any]]:
+    """The verified artifact folder of a readable version, and the version's metadata."""
+    version = readable_version(session, actor, project_id, ref)
+    return registry.artifact_dir(registry_dir, version), version_out(session, version)
+
+
+def version_out(session: Session, version: ModelVersion) -> dict[str, Any]:
+    """A version as the API shows it: number, family, digest, metrics, lineage and its aliases."""
+    names = [
+        name for name, number in registry.aliases(session, version.project_id).items() if number == version.version
+    ]
+    return {
+        "id": version.id,
+        "project_id": version.project_id,
+        "version": version.version,
+        "family": version.family,
+        "params": version.params,
+        "metrics": version.metrics,
+        "lineage": version.lineage,
+        "digest": version.artifact_digest,
+        "created_by": version.created_by,
+        "created_at": version.created_at.isoformat(),
+        "aliases": sorted(names),
+    }

@@ -1,0 +1,268 @@
+"""Train, version, promote, download and prioritize over a real `crowdloop serve`, on SQLite and PostgreSQL.
+
+The project is a real slice of the bundled ``product`` set (Abt-Buy product matching,
+Wang et al. VLDB 2012): 1,500 regular items and 300 gold items with their texts, and the
+recorded answers of the real crowd on them. The answers are imported straight into the
+server's database (as a recorded crowd would be: worker accounts, submitted assignments,
+answers), then everything else goes over HTTP: aggregation, training, the registry,
+promotion, the artifact download with its digest, and active-learning priorities that
+change what ``tasks/next`` serves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from crowdloop.datasets import load_dataset
+from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from crowdloop.learning import TrainedModel, evaluate
+from crowdloop.learning.project_data import ID_COLUMN
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.models import Answer, Assignment, Item, User, utcnow
+
+N_REGULAR, N_GOLD = 1500, 300
+
+
+def _slice() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    data = load_dataset("product")
+    assert data.items is not None
+    tasks = np.random.default_rng(0).choice(data.items["task"].to_numpy(), N_REGULAR + N_GOLD, replace=False)
+    items = data.items.set_index("task").loc[tasks].rename_axis("task").reset_index()
+    answers = data.answers[data.answers["task"].isin(set(tasks))]
+    gold = data.gold.loc[tasks[N_REGULAR:]].astype(str)
+    return items, answers, gold
+
+
+def _import_answers(database_url: str, project_id: int, answers: pd.DataFrame) -> int:
+    """The recorded crowd's answers as submitted assignments of worker accounts, in the server's database."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            query = select(Item.external_id, Item.id).where(Item.project_id == project_id)
+            item_ids = {external: item for external, item in session.execute(query)}
+            tag = uuid.uuid4().hex[:6]
+            workers = {name: User(name=f"crowd-{tag}-{name}", role="worker") for name in answers["worker"].unique()}
+            session.add_all(workers.values())
+            session.flush()
+            return _add_answers(session, project_id, answers, item_ids, workers)
+    finally:
+        engine.dispose()
+
+
+def _add_answers(session: Any, project_id: int, answers: pd.DataFrame, item_ids: dict[str, int], workers: dict) -> int:
+    now, added = utcnow(), 0
+    for task, worker, label in answers[["task", "worker", "label"]].itertuples(index=False):
+        if task not in item_ids:  # merged as a duplicate on import
+            continue
+        user = workers[worker]
+        lease = Assignment(project_id=project_id, item_id=item_ids[task], worker_id=user.id, status="submitted",
+                           issued_at=now, expires_at=now + timedelta(minutes=10))  # fmt: skip
+        session.add(lease)
+        session.flush()
+        session.add(Answer(assignment_id=lease.id, project_id=project_id, item_id=item_ids[task], worker_id=user.id,
+                           label=str(label), seconds=5.0))  # fmt: skip
+        added += 1
+    return added
+
+
+@pytest.fixture(scope="module")
+def product(server) -> dict[str, Any]:
+    items, answers, gold = _slice()
+    _, requester = server.user("modeler", "requester")
+    project = requester.create_project(name="product matching", labels=["0", "1"], min_overlap=1, max_overlap=5)
+    rows: list[dict[str, Any]] = []
+    for position, row in enumerate(items.itertuples(index=False)):
+        record: dict[str, Any] = {"data": {"text": row.text, "text_b": row.text_b}, "external_id": row.task}
+        if position >= N_REGULAR:
+            record["gold_label"] = gold[row.task]
+        rows.append(record)
+    for start in range(0, len(rows), 1000):
+        requester.import_items(project["id"], rows[start : start + 1000])
+    added = _import_answers(server.database_url, project["id"], answers)
+    summary = requester.aggregate(project["id"])
+    assert summary["answers"] == added > 0.9 * len(answers)
+    requester.start(project["id"])
+    return {"id": project["id"], "client": requester, "gold": gold, "items": items}
+
+
+def _gold_frame(product: dict[str, Any]) -> tuple[pd.DataFrame, pd.Series]:
+    """The gold items as the model reads them (item ids from the server) and their labels."""
+    listed = _all_items(product)
+    gold_items = [i for i in listed if i["is_gold"]]
+    frame = pd.DataFrame([{**i["data"], ID_COLUMN: i["id"]} for i in gold_items])
+    labels = pd.Series({i["id"]: str(i["gold_label"]) for i in gold_items})
+    return frame, labels
+
+
+def _all_items(product: dict[str, Any]) -> list[dict[str, Any]]:
+    out, offset = [], 0
+    while batch := product["client"].items(product["id"], offset=offset, limit=500):
+        out += batch
+        offset += len(batch)
+    return out
+
+
+def test_first_version_is_real_and_becomes_production(product, tmp_path):
+    client, pid = product["client"], product["id"]
+    result = client.train_model(pid, family="linear_svm")
+    version = result["version"]
+    assert version["version"] == 1 and result["promoted"] is True
+    assert sorted(version["aliases"]) == ["candidate", "production"]
+    metrics, gold = version["metrics"], product["gold"]
+    majority = float((gold == gold.mode()[0]).mean())
+    assert metrics["n"] > 0.95 * N_GOLD
+    assert metrics["accuracy"] >= majority and metrics["macro_f1"] > 0.55  # the always-"0" model scores ~0.47
+    assert 0 < metrics["log_loss"] < 0.6 and 0 <= metrics["ece"] < 0.2
+    assert set(metrics["per_class"]) == {"0", "1"} and metrics["per_class"]["1"]["recall"] > 0.1
+    lineage = version["lineage"]
+    assert lineage["method"] == "default" and lineage["aggregation_run"] is not None
+    assert lineage["labels"] > 0.95 * N_REGULAR and lineage["answers"] > 2.5 * N_REGULAR
+    assert lineage["gold_items"] == metrics["n"] and lineage["labels_at"]
+    # the artifact: downloaded, digest checked, and the model in it scores what the registry says
+    done = client.download_model(pid, "production", tmp_path / "v1")
+    assert done["digest"] == version["digest"] and done["version"] == 1
+    files = {p.name for p in (tmp_path / "v1").iterdir()}
+    assert {"model.json", "features.json", "estimator.pkl", "model.onnx"} <= files
+    frame, labels = _gold_frame(product)
+    again = evaluate(TrainedModel.load(tmp_path / "v1"), frame, labels)
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def _train_while_a_worker_answers(server: Any, client: Any, pid: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    trainer = threading.Thread(target=lambda: result.update(client.train_model(pid, family="logreg")))
+    trainer.start()
+    _, worker = server.user("busy", "worker")
+    time.sleep(1.0)
+    for _ in range(3):
+        task = worker.next_task(pid)
+        worker.submit(task["assignment_id"], "0")
+    assert trainer.is_alive(), "the training ended before the worker's answers: nothing was checked"
+    trainer.join()
+    return result
+
+
+def test_a_worse_model_stays_candidate_and_the_rejection_is_kept(product, server):
+    client, pid = product["client"], product["id"]
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "train", str(pid), "--family", "naive_bayes", "--url", server.url,
+         "--token", _token(client)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "kept as candidate" in done.stderr
+    versions = client.models(pid)
+    assert [v["version"] for v in versions] == [1, 2]
+    first, second = versions
+    assert first["aliases"] == ["production"] and second["aliases"] == ["candidate"]
+    assert (second["metrics"]["accuracy"], second["metrics"]["macro_f1"]) <= (
+        first["metrics"]["accuracy"], first["metrics"]["macro_f1"],
+    )  # fmt: skip
+    rejected = [e for e in client.model_events(pid) if e["kind"] == "rejected"]
+    assert len(rejected) == 1 and rejected[0]["detail"]["candidate"] == 2
+    assert rejected[0]["detail"]["production_score"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
+    assert client.model(pid, "production")["version"] == 1
+    # the owner may still promote it by hand, with a reason; the events keep it
+    assert client.promote_model(pid, 2, "try it in the field")["aliases"] == ["candidate", "production"]
+    manual = client.model_events(pid)[-1]
+    assert manual["kind"] == "promoted" and manual["detail"] == {
+        "candidate": 2, "manual": True, "reason": "try it in the field", "by": client.me()["id"],
+    }  # fmt: skip
+    client.promote_model(pid, 1, "back to the better one")
+    # a third model is judged against production (v1) on the same gold; while it trains, the
+    # server goes on serving workers (no transaction, so no SQLite write lock, is held meanwhile)
+    third = _train_while_a_worker_answers(server, client, pid)
+    cmp = third["comparison"]
+    ours, theirs = cmp["candidate_score"], cmp["production_score"]
+    assert third["promoted"] == ((ours["accuracy"], ours["macro_f1"]) > (theirs["accuracy"], theirs["macro_f1"]))
+    assert cmp["production"] == 1 and third["version"]["version"] == 3
+
+
+def _token(client: Any) -> str:
+    return str(client._http.headers["Authorization"].split(" ", 1)[1])
+
+
+def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_path):
+    pid, token = product["id"], _token(product["client"])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "crowdloop", *args, "--url", server.url, "--token", token]
+        wide = {**os.environ, "COLUMNS": "250"}  # rich tables are as wide as the terminal
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=wide)
+
+    listed = run("models", "list", str(pid))
+    assert listed.returncode == 0 and "linear_svm" in listed.stdout and "production" in listed.stdout
+    shown = run("models", "show", str(pid), "1")
+    assert shown.returncode == 0 and "per_class" in shown.stdout and "aggregation_run" in shown.stdout
+    events = run("models", "events", str(pid))
+    assert events.returncode == 0 and "rejected" in events.stdout
+    download = run("models", "download", str(pid), "production", "-o", str(tmp_path / "prod"))
+    assert download.returncode == 0 and "verified" in download.stderr
+    assert (tmp_path / "prod" / "model.onnx").is_file()
+    missing = run("models", "show", str(pid), "99")
+    assert missing.returncode == NotFoundError.exit_code and "no model version" in missing.stderr
+
+
+def test_priorities_reorder_what_tasks_next_serves(product, server):
+    client, pid = product["client"], product["id"]
+    _, early = server.user("early", "worker")
+    before = early.next_task(pid)
+    assert before is not None
+    early.submit(before["assignment_id"], "0")
+    summary = client.set_priorities(pid, strategy="entropy", batch_size=20)
+    assert summary["model_version"] == client.model(pid, "production")["version"]
+    assert summary["scored"] > 0.9 * N_REGULAR and len(summary["batch"]) == 20 and summary["top_priority"] > 1
+    _, fresh = server.user("fresh", "worker")
+    assert fresh.next_task(pid)["item_id"] == summary["batch"][0]
+    # the worker already on the project sees the new order too (their queue cursor was reset)
+    assert early.next_task(pid)["item_id"] == summary["batch"][0] != before["item_id"]
+    # the batch is stored above every other item, the rest keep their entropy in [0, 1]
+    stored = {i["id"]: i["priority"] for i in _all_items(product) if not i["is_gold"]}
+    assert all(stored[i] > 1 for i in summary["batch"])
+    others = [p for i, p in stored.items() if i not in set(summary["batch"])]
+    assert max(others) <= 1 and len({round(p, 6) for p in others}) > 100
+
+
+def test_who_may_read_models(product, server):
+    pid = product["id"]
+    _, device = server.user("edge", "device")
+    _, worker = server.user("curious", "worker")
+    _, stranger = server.user("other", "requester")
+    production = device.model(pid, "production")
+    assert production["digest"] == product["client"].model(pid, "production")["digest"]
+    rejected = next(v for v in product["client"].models(pid) if not v["aliases"])
+    with pytest.raises(PermissionDeniedError):
+        device.model(pid, rejected["version"])  # neither production nor candidate
+    for call in (lambda c: c.models(pid), lambda c: c.train_model(pid), lambda c: c.set_priorities(pid)):
+        with pytest.raises(PermissionDeniedError):
+            call(device)
+    with pytest.raises(PermissionDeniedError):
+        worker.model(pid, "production")
+    with pytest.raises(NotFoundError):
+        stranger.model(pid, "production")
+
+
+def test_priorities_need_a_model(server):
+    _, requester = server.user("fresh-req", "requester")
+    project = requester.create_project(name="no model", labels=["a", "b"])
+    requester.import_items(project["id"], [{"data": {"text": "one item"}}])
+    with pytest.raises(ConflictError, match="no model"):
+        requester.set_priorities(project["id"])
+
+
+def test_artifacts_live_under_the_data_dir(server):
+    root = Path(server.log.parent / "data" / "models")
+    assert any(root.rglob("model.onnx"))
