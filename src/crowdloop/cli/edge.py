@@ -1,0 +1,57 @@
+"""``crowdloop edge run``: the edge runtime as a process (predictions on a local HTTP port)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from crowdloop.cli.base import cli, console
+
+
+@cli.group("edge")
+def edge_group() -> None:
+    """Serve a project's production model on this device (ONNX, offline-tolerant)."""
+
+
+@edge_group.command("run")
+@click.option("--server", required=True, help="The crowdloop server, e.g. http://10.0.0.5:8000.")
+@click.option("--token", required=True, help="A token of a device-role user.")
+@click.option("--project", required=True, type=int, help="The project whose production model to serve.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Local HTTP port (POST /predict).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Local address to bind.")
+@click.option("--state-dir", default="crowdloop-edge", show_default=True, type=click.Path(path_type=Path),
+              help="Models on disk and the outbox (SQLite) live here.")  # fmt: skip
+@click.option("--threshold", default=0.6, show_default=True, type=float, help="Send back inputs below this confidence.")
+@click.option("--audit-rate", default=0.01, show_default=True, type=float, help="Share of the others sent back too.")
+@click.option("--poll-interval", default=10.0, show_default=True, type=float, help="Seconds between model checks.")
+def edge_run(
+    server: str, token: str, project: int, port: int, host: str, state_dir: Path,
+    threshold: float, audit_rate: float, poll_interval: float,
+) -> None:  # fmt: skip
+    """Pull the production model, serve predictions, send feedback and telemetry back."""
+    from crowdloop.deploy.edge import EdgeRuntime
+    from crowdloop.deploy.edge_http import EdgeServer
+
+    runtime = EdgeRuntime(
+        server, token, project, state_dir, poll_interval=poll_interval, threshold=threshold, audit_rate=audit_rate
+    ).start()
+    http = EdgeServer(runtime, host, port).start()
+    console.print(f"crowdloop edge: project {project} from {server}, predictions on {http.url}/predict")
+    _wait_for_signal()
+    http.stop()
+    runtime.close()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    stop.wait()

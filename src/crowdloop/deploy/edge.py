@@ -1,0 +1,241 @@
+"""The edge runtime: predictions from the project's production model, with the server or without.
+
+::
+
+    runtime = EdgeRuntime("http://server:8000", token, project=3, state_dir=Path("edge-state"))
+    runtime.start()                         # loads the last model on disk, then keeps in sync
+    runtime.predict({"text": "...", "text_b": "..."})
+    # {'label': 'match', 'probabilities': {...}, 'version': 4, 'confidence': 0.93}
+
+A background thread polls the server for the ``production`` version; a new one is
+downloaded, checked against its SHA-256 digest, loaded, and swapped in by replacing one
+reference, so predictions in flight finish on the old model and none is refused. A
+second thread delivers the outbox (:mod:`.outbox`): inputs the model was unsure about
+(confidence under ``threshold``) and a random ``audit_rate`` share of the others go back to
+the server as crowd items, and per-version telemetry (:mod:`.telemetry`) goes with them.
+While the server is away, predictions go on from the model on disk and the outbox waits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from crowdloop.deploy.edge_model import EdgeModel
+from crowdloop.deploy.link import ServerAwayError, ServerLink
+from crowdloop.deploy.outbox import KINDS, Outbox
+from crowdloop.deploy.telemetry import EdgeMetrics, Telemetry
+from crowdloop.errors import BusyError, CrowdloopError
+
+log = logging.getLogger("crowdloop.edge")
+CURRENT = "current.json"
+
+
+class EdgeRuntime:
+    """Serve one project's production model; see the module docstring."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        project: int,
+        state_dir: Path,
+        *,
+        poll_interval: float = 10.0,
+        flush_interval: float = 5.0,
+        threshold: float = 0.6,
+        audit_rate: float = 0.01,
+        batch_size: int = 200,
+        random_state: int | None = None,
+    ) -> None:
+        self.project, self.state_dir = project, Path(state_dir)
+        self.poll_interval, self.flush_interval = poll_interval, flush_interval
+        self.threshold, self.audit_rate, self.batch_size = threshold, audit_rate, batch_size
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.link = ServerLink(server, token, project)
+        self.outbox = Outbox(self.state_dir / "outbox.sqlite")
+        self.metrics = EdgeMetrics()
+        self.telemetry = Telemetry()
+        self._model: EdgeModel | None = None
+        self._rng = random.Random(random_state)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._next_flush = 0.0
+        self._swap_lock = threading.Lock()
+
+    # -- the model -----------------------------------------------------------------
+
+    @property
+    def model(self) -> EdgeModel | None:
+        return self._model
+
+    @property
+    def version(self) -> int | None:
+        model = self._model
+        return None if model is None else model.version
+
+    def swap(self, model: EdgeModel) -> None:
+        """Serve ``model`` from now on (one reference assignment: atomic for readers)."""
+        self.telemetry.text_fields = model.features.spec.fields
+        self._model = model
+        self.metrics.version.set(model.version)
+        self.metrics.swaps.inc()
+        log.info("serving model version %s", model.version)
+
+    def load_local(self) -> bool:
+        """Serve the last version this device verified and kept, if any (works offline)."""
+        marker = self.state_dir / CURRENT
+        if not marker.is_file():
+            return False
+        current = json.loads(marker.read_text())
+        self.swap(EdgeModel(self.state_dir / "models" / str(current["version"]), current["version"], current["digest"]))
+        return True
+
+    def refresh(self) -> bool:
+        """Pull the production version if it is not the one served; ``True`` when swapped."""
+        meta = self.link.production()
+        if meta is None:
+            return False
+        version, digest = int(meta["version"]), str(meta.get("artifact_digest") or meta["digest"])
+        current = self._model
+        if current is not None and current.version == version and current.digest == digest:
+            return False
+        with self._swap_lock:
+            folder = self.link.download(version, digest, self._models_dir() / str(version))
+            self.swap(EdgeModel(folder, version, digest))
+            (self.state_dir / CURRENT).write_text(json.dumps({"version": version, "digest": digest}))
+        return True
+
+    def _models_dir(self) -> Path:
+        path = self.state_dir / "models"
+        path.mkdir(exist_ok=True)
+        return path
+
+    # -- predictions ---------------------------------------------------------------
+
+    def predict(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``{label, probabilities, version, confidence}`` of one item (a mapping of its fields)."""
+        model = self._model  # read once: a swap during this call does not affect it
+        if model is None:
+            raise BusyError("the edge has no model yet: the project has no production version, or it is loading.")
+        start = time.perf_counter()
+        prediction = model.predict(item)
+        latency = time.perf_counter() - start
+        self.metrics.observe(prediction.version, prediction.confidence, latency)
+        self.telemetry.record(prediction.version, prediction.label, prediction.confidence, latency, item)
+        reason = self._feedback_reason(prediction.confidence)
+        if reason is not None:
+            self._queue_feedback(model, item, prediction.to_dict(), reason)
+        return prediction.to_dict()
+
+    def _feedback_reason(self, confidence: float) -> str | None:
+        if confidence < self.threshold:
+            return "unsure"
+        if self.audit_rate > 0 and self._rng.random() < self.audit_rate:
+            return "audit"
+        return None
+
+    def _queue_feedback(self, model: EdgeModel, item: dict[str, Any], prediction: dict[str, Any], reason: str) -> None:
+        data = {name: _json_value(item[name]) for name in model.fields}
+        payload = {
+            "data": data,
+            "model_version": prediction["version"],
+            "reason": reason,
+            "label": prediction["label"],
+            "confidence": prediction["confidence"],
+            "observed_at": time.time(),
+        }
+        self.outbox.put("feedback", payload)
+        self.metrics.feedback.labels(reason).inc()
+
+    # -- delivery ------------------------------------------------------------------
+
+    def flush_telemetry(self) -> int:
+        """Move the telemetry gathered so far into the outbox; how many batches."""
+        batches = self.telemetry.drain()
+        for batch in batches:
+            self.outbox.put("telemetry", batch)
+        return len(batches)
+
+    def deliver(self, max_batches: int = 20) -> int:
+        """Send due outbox entries (up to ``max_batches`` batches of each kind); how many the server
+        acknowledged. Raises :class:`ServerAwayError` when the server is away."""
+        delivered = 0
+        for kind in KINDS:
+            for _ in range(max_batches):
+                entries = self.outbox.due(kind, self.batch_size)
+                if not entries:
+                    break
+                try:
+                    self.link.send(kind, [{"client_id": e.id, **e.payload} for e in entries])
+                except CrowdloopError:
+                    self.outbox.defer(entries)
+                    self.metrics.deliveries.labels(kind, "failed").inc()
+                    raise
+                self.outbox.ack([e.id for e in entries])
+                self.metrics.deliveries.labels(kind, "delivered").inc(len(entries))
+                delivered += len(entries)
+        return delivered
+
+    def queue_sizes(self) -> dict[str, int]:
+        sizes = {kind: self.outbox.size(kind) for kind in KINDS}
+        for kind, size in sizes.items():
+            self.metrics.queue.labels(kind).set(size)
+        return sizes
+
+    # -- the background thread -----------------------------------------------------
+
+    def start(self) -> EdgeRuntime:
+        """Serve the model on disk (if any) and start syncing with the server in the background.
+
+        Two threads: one polls for new model versions, one delivers the outbox, so a long
+        backlog of feedback never delays a new model (nor the other way round).
+        """
+        self.load_local()
+        for name, step, interval in (("models", self.refresh, self.poll_interval), ("outbox", self._sync, 0.2)):
+            thread = threading.Thread(target=self._every, args=(step, interval), name=f"crowdloop-edge-{name}")
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _sync(self) -> None:
+        if time.monotonic() >= self._next_flush:
+            self._next_flush = time.monotonic() + self.flush_interval
+            self.flush_telemetry()
+        try:
+            self.deliver()
+        finally:
+            self.queue_sizes()
+
+    def _every(self, step: Any, interval: float) -> None:
+        while not self._stop.is_set():
+            self._quietly(step)
+            self._stop.wait(interval)
+
+    def _quietly(self, step: Any) -> None:
+        try:
+            step()
+        except ServerAwayError as error:
+            log.info("server away: %s", error)
+        except Exception:  # keep serving whatever happens to one sync step
+            log.exception("edge sync step %s failed", getattr(step, "__name__", step))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop syncing; telemetry gathered so far goes into the outbox (kept for next start)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.flush_telemetry()
+        self.outbox.close()
+        self.link.close()
+
+
+def _json_value(value: Any) -> Any:
+    """A field value as JSON can carry it: NaN (a missing value from pandas) becomes ``None``."""
+    return None if isinstance(value, float) and value != value else value

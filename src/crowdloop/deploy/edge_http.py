@@ -1,0 +1,105 @@
+"""The edge's local HTTP endpoint (standard library ``http.server``, keep-alive):
+
+==================  ==========================================================
+``POST /predict``   body: one item (its fields) → a prediction; or
+                    ``{"items": [...]}`` → ``{"predictions": [...]}``
+``GET /metrics``    Prometheus text (:class:`~crowdloop.deploy.telemetry.EdgeMetrics`)
+``GET /health``     ``{"status", "version", "outbox"}``; 503 until a model is loaded
+==================  ==========================================================
+
+It binds to 127.0.0.1 unless told otherwise: it is the device's own endpoint, for programs
+on the device, and carries no authentication of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from crowdloop.deploy.edge import EdgeRuntime
+from crowdloop.errors import CrowdloopError
+
+MAX_BODY = 1 << 20
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # a response is two writes: do not let the second wait
+    server: EdgeServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        if self.path != "/predict":
+            return self._json(404, {"error": "NotFound", "detail": f"no route POST {self.path}"})
+        try:
+            self._json(200, self._predict(self._body()))
+        except CrowdloopError as error:
+            self._json(error.status_code, {"error": type(error).__name__, "detail": str(error)})
+        except (ValueError, TypeError, AttributeError) as error:
+            self._json(400, {"error": "BadRequest", "detail": f"the body must be a JSON item object: {error}"})
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError(f"body over {MAX_BODY} bytes")
+        return json.loads(self.rfile.read(length))
+
+    def _predict(self, body: Any) -> dict[str, Any]:
+        runtime = self.server.runtime
+        if isinstance(body, dict) and isinstance(body.get("items"), list):
+            return {"predictions": [runtime.predict(item) for item in body["items"]]}
+        if not isinstance(body, dict):
+            raise TypeError(f"got {type(body).__name__}")
+        return runtime.predict(body)
+
+    def do_GET(self) -> None:
+        runtime = self.server.runtime
+        if self.path == "/metrics":
+            runtime.queue_sizes()
+            return self._send(200, runtime.metrics.text(), "text/plain; version=0.0.4; charset=utf-8")
+        if self.path == "/health":
+            version, outbox = runtime.version, runtime.queue_sizes()
+            status = "ok" if version is not None else "no model"
+            return self._json(
+                200 if version is not None else 503, {"status": status, "version": version, "outbox": outbox}
+            )
+        self._json(404, {"error": "NotFound", "detail": f"no route GET {self.path}"})
+
+    def _json(self, status: int, body: Any) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json")
+
+    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class EdgeServer(ThreadingHTTPServer):
+    """The local endpoint of one :class:`EdgeRuntime`; :meth:`start` serves on a thread."""
+
+    daemon_threads = True
+
+    def __init__(self, runtime: EdgeRuntime, host: str = "127.0.0.1", port: int = 8765) -> None:
+        super().__init__((host, port), _Handler)
+        self.runtime = runtime
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> EdgeServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="crowdloop-edge-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

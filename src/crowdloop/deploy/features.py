@@ -1,0 +1,161 @@
+"""One item's features, fast: the edge's path through the training featurizer's own state.
+
+:meth:`Featurizer.transform_dense` is written for batches (numpy over thousands of rows);
+for one item its fixed costs dominate. :class:`ItemFeatures` computes the same row with
+dict look-ups over the same fitted state and the same analyser, pair scores and scaling
+functions (imported from :mod:`crowdloop.learning`, so training and edge cannot drift),
+and writes only the non-zero columns into a reused buffer. ``tests/deploy`` checks the
+rows are equal to :meth:`Featurizer.transform_dense`'s on real items.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from crowdloop.errors import MissingColumnsError
+from crowdloop.learning.features import Featurizer, _category, _floats
+from crowdloop.learning.pairs import PAIR_FEATURES, _text_scores
+
+Sparse = dict[int, float]
+"""Column → value of one item's non-zero features."""
+Packed = tuple[np.ndarray, np.ndarray]
+"""Columns (``intp``) and values (the row's type) of one item's non-zero features."""
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A vocabulary as plain Python: term → (column, idf), for cheap single look-ups."""
+
+    terms: dict[str, tuple[int, float]]
+    size: int
+
+    @classmethod
+    def of(cls, featurizer: Featurizer, key: str) -> _Table:
+        vocabulary = featurizer.state.vocabularies[key]
+        idf = vocabulary.idf.tolist()
+        return cls({term: (i, idf[i]) for i, term in enumerate(vocabulary.terms)}, len(idf))
+
+    def tfidf(self, terms: tuple[str, ...]) -> Sparse:
+        """Sublinear tf times idf over the known terms, L2-normalised (as :meth:`Vocabulary.tfidf`)."""
+        get = self.terms.get
+        values = {}
+        for term, n in Counter(terms).items():
+            hit = get(term)
+            if hit is not None:
+                values[hit[0]] = (1.0 + math.log(n)) * hit[1] if n > 1 else hit[1]
+        norm = math.sqrt(math.fsum(v * v for v in values.values()))
+        return {col: v / norm for col, v in values.items()} if norm > 0 else {}
+
+
+class ItemFeatures:
+    """Dense feature rows of single items, equal to the featurizer's; thread-safe."""
+
+    def __init__(self, featurizer: Featurizer, dtype: str = "float32", cache_size: int = 4096) -> None:
+        self.featurizer = featurizer
+        self.spec = featurizer.spec
+        self.analyzer = featurizer.analyzer
+        self.dtype = np.dtype(dtype)
+        self.n_features = featurizer.n_features_
+        self._tables = {name: _Table.of(featurizer, name) for name in self.spec.text}
+        self._tables.update({f"{a}|{b}": _Table.of(featurizer, f"{a}|{b}") for a, b in self.spec.pair})
+        self._local = threading.local()
+        self._fields = self.spec.fields
+        self._memo = lru_cache(maxsize=cache_size)(self._packed)
+
+    def columns(self, item: dict[str, Any]) -> Sparse:
+        """The item's non-zero features as column → value."""
+        cols, values = self.packed(item)
+        return dict(zip(cols.tolist(), values.astype(np.float64).tolist(), strict=True))
+
+    def packed(self, item: dict[str, Any]) -> Packed:
+        """The item's non-zero columns and their values; repeated items come from a cache."""
+        try:
+            key = tuple(item[name] for name in self._fields)
+        except KeyError:
+            missing = [name for name in self._fields if name not in item]
+            raise MissingColumnsError(
+                f"the item lacks the field(s) {missing}; the model reads {self._fields}."
+            ) from None
+        try:
+            return self._memo(key)
+        except TypeError:  # an unhashable field value: compute without the cache
+            return self._packed(key)
+
+    def _packed(self, values: tuple[Any, ...]) -> Packed:
+        out = self._compute(dict(zip(self._fields, values, strict=True)))
+        return np.fromiter(out, dtype=np.intp, count=len(out)), np.array(list(out.values()), dtype=self.dtype)
+
+    def _compute(self, item: dict[str, Any]) -> Sparse:
+        out: Sparse = {}
+        offset = 0
+        for name in self.spec.text:
+            offset = self._text(out, offset, self._tables[name], item[name])
+        for left, right in self.spec.pair:
+            offset = self._pair(out, offset, self._tables[f"{left}|{right}"], item[left], item[right])
+        for name in self.spec.numeric:
+            offset = self._numeric(out, offset, name, item[name])
+        for name in self.spec.categorical:
+            offset = self._categorical(out, offset, name, item[name])
+        return out
+
+    def _text(self, out: Sparse, offset: int, table: _Table, value: Any) -> int:
+        for col, v in table.tfidf(self.analyzer.terms(value)).items():
+            out[offset + col] = v
+        return offset + table.size
+
+    def _pair(self, out: Sparse, offset: int, table: _Table, a: Any, b: Any) -> int:
+        side_a, side_b = table.tfidf(self.analyzer.terms(a)), table.tfidf(self.analyzer.terms(b))
+        shared = {col: v * side_b[col] for col, v in sorted(side_a.items()) if col in side_b}
+        for block, values in enumerate((side_a, side_b, shared)):
+            for col, v in values.items():
+                out[offset + block * table.size + col] = v
+        offset += 3 * table.size
+        scores = [sum(shared.values()), *_text_scores(a, b)]
+        for k, score in enumerate(scores):
+            if score != 0:
+                out[offset + k] = score
+        return offset + len(PAIR_FEATURES)
+
+    def _numeric(self, out: Sparse, offset: int, name: str, value: Any) -> int:
+        median, mean, std = self.featurizer.state.numeric[name]
+        x = float(_floats([value])[0])
+        scaled = ((x if math.isfinite(x) else median) - mean) / std
+        if scaled != 0:
+            out[offset] = scaled
+        return offset + 1
+
+    def _categorical(self, out: Sparse, offset: int, name: str, value: Any) -> int:
+        categories = self.featurizer.state.categories[name]
+        key = _category(value)
+        if key in categories:
+            out[offset + categories.index(key)] = 1.0
+        return offset + len(categories)
+
+    def row(self, item: dict[str, Any]) -> np.ndarray:
+        """A fresh ``(1, n_features)`` row."""
+        out = np.zeros((1, self.n_features), dtype=self.dtype)
+        cols, values = self.packed(item)
+        out[0, cols] = values
+        return out
+
+    def fill(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The item's row in this thread's reused buffer, and its non-zero columns.
+
+        Give the columns back to :meth:`clear` once the row has been used.
+        """
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = np.zeros((1, self.n_features), dtype=self.dtype)
+        cols, values = self.packed(item)
+        buffer[0, cols] = values
+        return buffer, cols
+
+    def clear(self, cols: np.ndarray) -> None:
+        self._local.buffer[0, cols] = 0.0

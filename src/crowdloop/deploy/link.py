@@ -1,0 +1,105 @@
+"""The edge's side of the server's API, over httpx: read the production model's metadata,
+download and verify its artifact, deliver feedback and telemetry.
+
+Every failure to reach the server (refused, timed out, 5xx) raises :class:`ServerAwayError`,
+which the runtime treats as "try again later"; a 4xx is the caller's mistake and raises
+:class:`~crowdloop.errors.CrowdloopError` subclasses with the server's message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crowdloop.deploy.artifact import artifact_digest
+from crowdloop.errors import BusyError, InvalidInputError, NotFoundError
+
+TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+
+
+class ServerAwayError(BusyError):
+    """The server did not answer, or answered 5xx: nothing is lost, the edge retries."""
+
+
+class ServerLink:
+    """One device token, one project, one server."""
+
+    def __init__(self, server: str, token: str, project: int, transport: httpx.BaseTransport | None = None) -> None:
+        self.project = project
+        self._http = httpx.Client(
+            base_url=server.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=TIMEOUT,
+            transport=transport,
+        )
+
+    def _request(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, route, **kwargs)
+        except httpx.TransportError as error:
+            raise ServerAwayError(f"server unreachable: {error}") from error
+        if response.status_code >= 500:
+            raise ServerAwayError(f"server error {response.status_code}: {response.text[:200]}")
+        if response.status_code == 404:
+            raise NotFoundError(_detail(response))
+        if response.is_error:
+            raise InvalidInputError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
+        return response
+
+    def production(self) -> dict[str, Any] | None:
+        """The production version's metadata, or ``None`` when the project has none yet."""
+        try:
+            meta: dict[str, Any] = self._request("GET", f"/projects/{self.project}/models/production").json()
+        except NotFoundError:
+            return None
+        return meta
+
+    def download(self, version: int, digest: str, target: Path) -> Path:
+        """Download version ``version`` into ``target`` (replaced) and check it hashes to ``digest``."""
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+        try:
+            self._extract(f"/projects/{self.project}/models/{version}/artifact", staging)
+            if artifact_digest(staging) != digest:
+                raise InvalidInputError(f"model version {version} does not match its digest {digest[:12]}...")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _extract(self, route: str, folder: Path) -> None:
+        with tempfile.TemporaryFile() as spool:
+            try:
+                with self._http.stream("GET", route, timeout=httpx.Timeout(60.0, connect=2.0)) as response:
+                    if response.is_error:
+                        response.read()
+                        raise ServerAwayError(f"artifact download failed ({response.status_code}): {_detail(response)}")
+                    for chunk in response.iter_bytes():
+                        spool.write(chunk)
+            except httpx.TransportError as error:
+                raise ServerAwayError(f"artifact download interrupted: {error}") from error
+            spool.seek(0)
+            with tarfile.open(fileobj=spool, mode="r:gz") as archive:
+                archive.extractall(folder, filter="data")
+
+    def send(self, kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST a batch to ``/edge/feedback`` or ``/edge/telemetry``; the server's report."""
+        report: dict[str, Any] = self._request("POST", f"/projects/{self.project}/edge/{kind}", json=entries).json()
+        return report
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("detail") or body.get("error") or body) if isinstance(body, dict) else str(body)

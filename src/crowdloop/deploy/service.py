@@ -1,0 +1,178 @@
+"""The server's side of edge devices: feedback items become crowd items, telemetry is kept.
+
+* :func:`receive_feedback` — inputs a device's model was unsure about (or sampled for an
+  audit) become items of the project with ``source = "edge"``, ``external_id =
+  "edge:<client id>"`` and a high priority (:data:`EDGE_PRIORITY` plus the model's
+  uncertainty), so the crowd labels them first. An item whose content the project already
+  has is not duplicated (content hash); the feedback row then points at the existing item.
+* :func:`receive_telemetry` — per-version prediction summaries (class counts, confidence
+  histogram and sample, input statistics), kept for drift monitoring.
+
+Both are idempotent on the device's ids (``client_id``, ``batch_id``): a delivery retried
+after a lost response stores nothing twice. Only ``device`` tokens (and admins) may call
+them, for projects open to the device. Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from crowdloop.crowd.auth import require_role
+from crowdloop.crowd.dedup import content_hash, normalize_fields
+from crowdloop.crowd.projects import get_project
+from crowdloop.errors import PayloadTooLargeError
+from crowdloop.storage.db import dialect_insert
+from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ProjectWorker, User
+
+EDGE_PRIORITY = 2.0
+"""Base priority of edge items: above active learning's chosen batch (which sits just above 1)."""
+MAX_BATCH = 1000
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    client_id: str = Field(min_length=8, max_length=64)
+    data: dict[str, Any]
+    model_version: int = Field(ge=1)
+    reason: Literal["unsure", "audit"]
+    label: Any = None
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class TelemetryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    client_id: str = Field(min_length=8, max_length=64, description="the batch id")
+    model_version: int = Field(ge=1)
+    started_at: float
+    ended_at: float
+    predictions: int = Field(ge=1)
+    confidence_mean: float = Field(ge=0.0, le=1.0)
+    class_counts: dict[str, int] = Field(default_factory=dict)
+    confidence_histogram: list[int] = Field(default_factory=list, max_length=1000)
+    confidence_sample: list[float] = Field(default_factory=list, max_length=10_000)
+    latency_mean_s: float | None = None
+    input_stats: dict[str, Any] = Field(default_factory=dict)
+
+
+def _device_project(session: Session, actor: User, project_id: int, batch: int) -> None:
+    require_role(actor, "device", "admin")
+    get_project(session, actor, project_id)
+    if batch > MAX_BATCH:
+        raise PayloadTooLargeError(f"{batch} entries in one delivery; send at most {MAX_BATCH}.")
+
+
+def receive_feedback(session: Session, actor: User, project_id: int, entries: list[FeedbackIn]) -> dict[str, Any]:
+    """Store new feedback entries as crowd items; report what was created, merged and already known."""
+    _device_project(session, actor, project_id, len(entries))
+    fresh = _unseen(session, project_id, _unique_by_client(entries))
+    created = _insert_items(session, project_id, fresh)
+    item_ids = _item_ids(session, project_id, [content_hash(e.data) for e in fresh])
+    rows = [_feedback_row(project_id, actor, entry, item_ids) for entry in fresh]
+    if rows:
+        insert = dialect_insert(session, EdgeFeedback).values(rows)
+        session.execute(insert.on_conflict_do_nothing(index_elements=["project_id", "client_id"]))
+    if created:
+        reset = update(ProjectWorker).where(ProjectWorker.project_id == project_id)  # workers see them next
+        session.execute(reset.values(cursor_priority=None, cursor_item=None))
+    known = len(entries) - len(fresh)
+    return {"received": len(entries), "created": created, "merged": len(fresh) - created, "already_received": known}
+
+
+def _unique_by_client(entries: list[FeedbackIn]) -> list[FeedbackIn]:
+    return list({entry.client_id: entry for entry in entries}.values())
+
+
+def _unseen(session: Session, project_id: int, entries: list[FeedbackIn]) -> list[FeedbackIn]:
+    ids = [entry.client_id for entry in entries]
+    query = select(EdgeFeedback.client_id).where(EdgeFeedback.project_id == project_id, EdgeFeedback.client_id.in_(ids))
+    seen = set(session.scalars(query))
+    return [entry for entry in entries if entry.client_id not in seen]
+
+
+def _item_row(project_id: int, entry: FeedbackIn) -> dict[str, Any]:
+    data = normalize_fields(entry.data)
+    return {
+        "project_id": project_id,
+        "external_id": f"edge:{entry.client_id}",
+        "data": data,
+        "content_hash": content_hash(data),
+        "priority": EDGE_PRIORITY + (1.0 - entry.confidence),
+        "source": "edge",
+        "is_gold": False,
+        "gold_label": None,  # JSON null, as the ORM and the importer store a missing gold label
+        "gold_explanation": None,
+    }
+
+
+def _insert_items(session: Session, project_id: int, entries: list[FeedbackIn]) -> int:
+    """Insert the entries' items, skipping content the project has; how many were new."""
+    rows = list({row["content_hash"]: row for row in (_item_row(project_id, e) for e in entries)}.values())
+    if not rows:
+        return 0
+    statement = dialect_insert(session, Item).values(rows)
+    statement = statement.on_conflict_do_nothing(index_elements=["project_id", "content_hash"]).returning(Item.id)
+    return len(session.execute(statement).all())
+
+
+def _item_ids(session: Session, project_id: int, hashes: list[str]) -> dict[str, int]:
+    query = select(Item.content_hash, Item.id).where(Item.project_id == project_id, Item.content_hash.in_(hashes))
+    return {key: int(item_id) for key, item_id in session.execute(query)}
+
+
+def _feedback_row(project_id: int, actor: User, entry: FeedbackIn, item_ids: dict[str, int]) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "client_id": entry.client_id,
+        "item_id": item_ids.get(content_hash(entry.data)),
+        "device_id": actor.id,
+        "model_version": entry.model_version,
+        "reason": entry.reason,
+        "label": entry.label,
+        "confidence": entry.confidence,
+    }
+
+
+def receive_telemetry(session: Session, actor: User, project_id: int, batches: list[TelemetryIn]) -> dict[str, Any]:
+    """Keep new telemetry batches (one row per batch and version); report how many were new."""
+    _device_project(session, actor, project_id, len(batches))
+    rows = [_telemetry_row(project_id, actor, batch) for batch in {b.client_id: b for b in batches}.values()]
+    if not rows:
+        return {"received": 0, "stored": 0}
+    statement = dialect_insert(session, EdgeTelemetry).values(rows)
+    statement = statement.on_conflict_do_nothing(index_elements=["project_id", "batch_id"]).returning(EdgeTelemetry.id)
+    stored = len(session.execute(statement).all())
+    return {"received": len(batches), "stored": stored, "already_received": len(rows) - stored}
+
+
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _telemetry_row(project_id: int, actor: User, batch: TelemetryIn) -> dict[str, Any]:
+    summary = batch.model_dump(
+        include={"class_counts", "confidence_histogram", "confidence_sample", "latency_mean_s", "input_stats"}
+    )
+    return {
+        "project_id": project_id,
+        "batch_id": batch.client_id,
+        "device_id": actor.id,
+        "model_version": batch.model_version,
+        "predictions": batch.predictions,
+        "confidence_mean": batch.confidence_mean,
+        "summary": summary,
+        "started_at": _when(batch.started_at),
+        "ended_at": _when(batch.ended_at),
+    }
+
+
+def telemetry_of(session: Session, project_id: int, model_version: int | None = None) -> list[EdgeTelemetry]:
+    """The stored batches of a project (of one version), oldest first: the input of drift checks."""
+    query = select(EdgeTelemetry).where(EdgeTelemetry.project_id == project_id)
+    if model_version is not None:
+        query = query.where(EdgeTelemetry.model_version == model_version)
+    return list(session.scalars(query.order_by(EdgeTelemetry.id)))

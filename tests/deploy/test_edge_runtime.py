@@ -1,0 +1,248 @@
+"""The edge runtime against a real `crowdloop serve` on a SQLite file: it pulls and verifies the
+production model, predicts what scikit-learn predicts, swaps versions under load without
+dropping a request, and keeps predicting while the server is killed; everything it queued
+meanwhile arrives exactly once after the restart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from crowdloop.client import Client
+from crowdloop.crowd.dedup import normalize_fields
+from crowdloop.deploy.edge import EdgeRuntime
+from crowdloop.deploy.edge_http import EdgeServer
+from crowdloop.deploy.onnx import TOLERANCE, export_onnx
+from crowdloop.learning import TrainedModel, registry
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, Project
+from deploy.helpers import ADMIN_TOKEN, Serve, free_port, records
+
+pytestmark = [pytest.mark.shared, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def world(serve: Serve) -> dict[str, Any]:
+    admin = Client(serve.url, ADMIN_TOKEN)
+    project = admin.create_project(name="edge matching", labels=["0", "1"])
+    admin.import_items(project["id"], [{"data": {"text": f"imported {k}", "text_b": f"item {k}"}} for k in range(5)])
+    admin.start(project["id"])
+    device = admin.create_user("edge-device", "device")
+    worker = admin.create_user("edge-crowd", "worker")
+    admin.close()
+    return {"project": int(project["id"]), "token": str(device["token"]), "worker": str(worker["token"])}
+
+
+def publish(serve: Serve, project_id: int, model: TrainedModel, folder: Path) -> int:
+    """Register ``model`` (saved and exported) in the server's database and make it production."""
+    model.save(folder)
+    export_onnx(model, folder)
+    engine = make_engine(serve.database_url, pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            version = registry.register_version(
+                session, project, folder, serve.data_dir / "models", family=model.family, params=model.params,
+                metrics={}, lineage={"test": "edge"},
+            )  # fmt: skip
+            registry.set_alias(session, version, "production", "edge test")
+            return int(version.version)
+    finally:
+        engine.dispose()
+
+
+def wait_for(condition: Any, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def runtime(serve: Serve, world: dict[str, Any], trained, tmp_path_factory) -> Iterator[EdgeRuntime]:
+    publish(serve, world["project"], trained("logreg"), tmp_path_factory.mktemp("v1") / "model")
+    edge = EdgeRuntime(
+        serve.url, world["token"], world["project"], tmp_path_factory.mktemp("edge-state"),
+        poll_interval=0.3, flush_interval=0.5, threshold=0.8, audit_rate=0.05, random_state=0,
+    ).start()  # fmt: skip
+    wait_for(lambda: edge.version == 1, what="version 1 on the edge")
+    yield edge
+    edge.close()
+
+
+def probabilities(predictions: list[dict[str, Any]], classes: list[Any]) -> np.ndarray:
+    return np.array([[p["probabilities"][str(c)] for c in classes] for p in predictions])
+
+
+def test_edge_pulls_production_and_predicts_like_scikit_learn(runtime, product, trained):
+    _, evaluation, _ = product
+    expected = trained("logreg").predict_proba(evaluation)
+    predictions = [runtime.predict(item) for item in records(evaluation)]
+    got = probabilities(predictions, list(expected.columns))
+    assert np.abs(got - expected.to_numpy()).max() < TOLERANCE
+    assert {p["version"] for p in predictions} == {1}
+    assert (runtime.state_dir / "models" / "1" / "model.onnx").is_file()
+
+
+def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, product):
+    _, evaluation, _ = product
+    items = records(evaluation.head(5))
+    server = EdgeServer(runtime, port=0).start()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            one = http.post("/predict", json=items[0]).json()
+            assert one == runtime.predict(items[0])
+            many = http.post("/predict", json={"items": items}).json()["predictions"]
+            assert [p["label"] for p in many] == [runtime.predict(i)["label"] for i in items]
+            missing = http.post("/predict", json={"text": "one side only"})
+            assert missing.status_code == 422 and "text_b" in missing.json()["detail"]
+            assert http.post("/predict", content=b"not json").status_code == 400
+            assert http.get("/health").json()["version"] == runtime.version
+            metrics = http.get("/metrics").text
+            assert "crowdloop_edge_predictions_total" in metrics and "crowdloop_edge_outbox_items" in metrics
+    finally:
+        server.stop()
+
+
+def test_hot_swap_drops_no_request(serve, world, runtime, product, trained, tmp_path):
+    _, evaluation, _ = product
+    items = records(evaluation)
+    results: list[dict[str, Any]] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer(offset: int) -> None:
+        k = offset
+        while not stop.is_set():
+            try:
+                results.append(runtime.predict(items[k % len(items)]))
+            except BaseException as error:  # any failure is a dropped request
+                failures.append(error)
+            k += 1
+
+    threads = [threading.Thread(target=hammer, args=(n * 37,), daemon=True) for n in range(3)]
+    runtime.threshold, runtime.audit_rate = 0.0, 0.0  # this test is about the swap, not feedback
+    for thread in threads:
+        thread.start()
+    try:
+        new = publish(serve, world["project"], trained("naive_bayes"), tmp_path / "v2")
+        wait_for(lambda: runtime.version == new, what=f"version {new} on the edge")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        runtime.threshold, runtime.audit_rate = 0.8, 0.05
+    versions = [r["version"] for r in results]
+    assert failures == [] and set(versions) == {1, new}
+    assert versions[-1] == new
+    expected = trained("naive_bayes").predict_proba(evaluation)
+    after = [runtime.predict(item) for item in items]
+    assert np.abs(probabilities(after, list(expected.columns)) - expected.to_numpy()).max() < TOLERANCE
+
+
+def _stored(serve: Serve, project_id: int) -> tuple[dict[str, dict[str, Any]], int]:
+    """Feedback client id -> its item's data (``None`` if no item), and the predictions telemetry counted."""
+    engine = make_engine(serve.database_url, pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            query = (
+                select(EdgeFeedback.client_id, Item.data, Item.source)
+                .outerjoin(Item, Item.id == EdgeFeedback.item_id)
+                .where(EdgeFeedback.project_id == project_id)
+            )
+            rows = [(client_id, data, source) for client_id, data, source in session.execute(query)]
+            total = select(func.coalesce(func.sum(EdgeTelemetry.predictions), 0))
+            predictions = session.scalar(total.where(EdgeTelemetry.project_id == project_id))
+    finally:
+        engine.dispose()
+    assert len(rows) == len({client_id for client_id, _, _ in rows})  # the unique key holds
+    assert all(source == "edge" for _, _, source in rows)
+    return {client_id: data for client_id, data, _ in rows}, int(predictions or 0)
+
+
+def test_server_killed_and_restarted_predictions_never_stop_and_everything_arrives_once(
+    serve, world, runtime, shared_dataset
+):
+    wait_for(lambda: runtime.outbox.size() == 0, timeout=120, what="the outbox to empty before the kill")
+    serve.kill()
+    fresh = records(shared_dataset("product").items.iloc[-400:])
+    queued_before = _feedback_queued(runtime)
+    offline = [runtime.predict(item) for item in fresh]
+    assert len(offline) == len(fresh) and all(p["version"] == runtime.version for p in offline)
+    time.sleep(1.5)  # the sync thread fails against the dead server and backs off meanwhile
+    waiting = {e.id: e.payload for e in runtime.outbox.due("feedback", limit=100_000, now=float("inf"))}
+    assert len(waiting) == _feedback_queued(runtime) - queued_before > 0
+    serve.start()  # same port, same database file
+    runtime.flush_telemetry()
+    wait_for(lambda: runtime.outbox.size() == 0, timeout=120, what="the outbox to drain after the restart")
+    stored, predicted = _stored(serve, world["project"])
+    assert len(stored) == _feedback_queued(runtime)  # every item queued since the start, each once
+    for client_id, payload in waiting.items():  # the ones queued while the server was dead
+        assert stored[client_id] == normalize_fields(payload["data"])  # as every import stores it
+    assert predicted == _predictions_made(runtime)  # telemetry counted every prediction once
+
+
+def test_a_retried_delivery_creates_nothing_twice(runtime, world):
+    entry = {"client_id": "retry-test-0001", "data": {"text": "a new lamp", "text_b": "an old lamp"},
+             "model_version": 1, "reason": "audit", "label": 0, "confidence": 0.9}  # fmt: skip
+    first = runtime.link.send("feedback", [entry])
+    again = runtime.link.send("feedback", [entry, entry])
+    assert first["created"] == 1 and again == {"received": 2, "created": 0, "merged": 0, "already_received": 2}
+
+
+def test_edge_items_go_to_the_crowd_before_imported_ones(serve, world):
+    with Client(serve.url, world["worker"]) as worker:
+        task = worker.next_task(world["project"])
+    assert task is not None and not task["data"]["text"].startswith("imported")
+    stored, _ = _stored(serve, world["project"])
+    assert normalize_fields(task["data"]) in stored.values()  # an input an edge device sent back
+
+
+def _feedback_queued(runtime: EdgeRuntime) -> int:
+    return int(sum(m.value for m in _samples(runtime, "crowdloop_edge_feedback_queued_total")))
+
+
+def _predictions_made(runtime: EdgeRuntime) -> int:
+    return int(sum(m.value for m in _samples(runtime, "crowdloop_edge_predictions_total")))
+
+
+def _samples(runtime: EdgeRuntime, name: str) -> list[Any]:
+    return [s for metric in runtime.metrics.registry.collect() for s in metric.samples if s.name == name]
+
+
+def test_cli_edge_run_serves_the_production_model(serve, world, runtime, product, tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "crowdloop", "edge", "run", "--server", serve.url, "--token", world["token"],
+               "--project", str(world["project"]), "--port", str(port), "--state-dir", str(tmp_path / "state"),
+               "--poll-interval", "0.5"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(url), timeout=120, what="crowdloop edge run to serve a model")
+        item = records(product[1].head(1))[0]
+        answer = httpx.post(f"{url}/predict", json=item).json()
+        assert answer == runtime.predict(item)  # same production version, same probabilities
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,67 @@
+"""The edge's outbox (a SQLite file) and its telemetry summaries, without a server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crowdloop.deploy.outbox import Outbox
+from crowdloop.deploy.telemetry import BINS, EdgeMetrics, Telemetry
+
+
+def test_outbox_keeps_entries_until_acknowledged_and_across_reopening(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite", min_backoff=10.0)
+    ids = [box.put("feedback", {"n": n}) for n in range(5)]
+    box.put("telemetry", {"batch": 1})
+    assert box.put("feedback", {"n": 0}, entry_id=ids[0]) == ids[0]  # same id: not queued twice
+    assert box.size("feedback") == 5 and box.size() == 6
+    due = box.due("feedback", limit=3)
+    assert [e.payload["n"] for e in due] == [0, 1, 2] and [e.id for e in due] == ids[:3]
+    box.ack([e.id for e in due[:2]])
+    assert box.defer([due[2]]) == 10.0  # failed: waits min_backoff, then twice as long, ...
+    assert [e.payload["n"] for e in box.due("feedback")] == [3, 4]
+    later = box.due("feedback", now=time.time() + 11)
+    assert [e.payload["n"] for e in later] == [2, 3, 4] and later[0].attempts == 1
+    box.close()
+    reopened = Outbox(tmp_path / "outbox.sqlite")
+    assert reopened.size("feedback") == 3 and reopened.size("telemetry") == 1
+    reopened.close()
+
+
+def test_back_off_doubles_up_to_its_cap(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", min_backoff=1.0, max_backoff=5.0)
+    box.put("feedback", {})
+    waits = []
+    for _ in range(5):
+        entry = box.due("feedback", now=time.time() + 100)
+        waits.append(box.defer(entry))
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    box.close()
+
+
+def test_telemetry_summarises_each_version_then_starts_afresh():
+    telemetry = Telemetry(["text"], random_state=0)
+    for k in range(300):
+        telemetry.record(1, "match" if k % 3 else "other", 0.5 + (k % 50) / 100, 1e-4, {"text": "ab" if k % 2 else ""})
+    telemetry.record(2, "match", 0.99, 2e-4, {"text": "abcd"})
+    batches = telemetry.drain()
+    assert [b["model_version"] for b in batches] == [1, 2]
+    first = batches[0]
+    assert first["predictions"] == 300 and first["class_counts"] == {"other": 100, "match": 200}
+    assert len(first["confidence_histogram"]) == BINS and sum(first["confidence_histogram"]) == 300
+    assert first["confidence_histogram"][10] == 6 * 5  # confidences 0.50..0.54, six times each
+    assert len(first["confidence_sample"]) == 256 and first["confidence_mean"] == pytest.approx(0.745)
+    assert first["input_stats"]["text"] == {"mean_length": 1.0, "empty_share": 0.5}
+    assert telemetry.drain() == []
+
+
+def test_metrics_render_as_prometheus_text():
+    metrics = EdgeMetrics()
+    metrics.observe(3, 0.8, 5e-5)
+    metrics.queue.labels("feedback").set(4)
+    text = metrics.text().decode()
+    assert 'crowdloop_edge_predictions_total{version="3"} 1.0' in text
+    assert 'crowdloop_edge_outbox_items{kind="feedback"} 4.0' in text
+    assert 'crowdloop_edge_predict_seconds_bucket{le="0.0001"} 1.0' in text
+    assert 'crowdloop_edge_confidence_bucket{le="0.8"} 1.0' in text
