@@ -197,13 +197,14 @@ class DynamicOverlap(Policy):
         return int(candidates[order[0]])
 
     def _orphans(self, candidates: np.ndarray) -> np.ndarray:
-        """The unanswered candidates that no worker still trusted has been offered: an excluded
-        worker's answer is better than none, since an item without one is left unlabelled."""
+        """The candidates that no worker still trusted has been offered: an excluded worker's
+        answers are better than none, since such an item would otherwise stay on too few of them
+        (or none) and never reach the confidence target."""
         reachable = np.zeros(self.n_tasks, dtype=bool)
         for other, offered in self._offered.items():
             if not self.excluded(other):
                 reachable |= offered
-        return np.asarray(candidates[(self.counts[candidates] == 0) & ~reachable[candidates]])
+        return np.asarray(candidates[~reachable[candidates]])
 
     def excluded(self, worker: int) -> bool:
         """Whether to stop offering work to ``worker``: on enough shared items (``min_evidence``), their
