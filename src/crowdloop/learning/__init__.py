@@ -15,15 +15,19 @@ runtime computes the very same inputs for the ONNX export of a model's estimator
 
 from __future__ import annotations
 
-from crowdloop.learning.active import STRATEGIES, informativeness, select
-from crowdloop.learning.crowd_model import CrowdModel
-from crowdloop.learning.features import FeatureSpec, Featurizer
-from crowdloop.learning.metrics import evaluate, evaluate_probas, expected_calibration_error
-from crowdloop.learning.models import FAMILIES, build_estimator
-from crowdloop.learning.text import Analyzer
-from crowdloop.learning.train import TrainedModel, fit_model, soft_targets, train_model
-from crowdloop.learning.tune import TuneResult, tune
-from crowdloop.learning.worker import model_as_worker
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crowdloop.learning.active import STRATEGIES, informativeness, select
+    from crowdloop.learning.crowd_model import CrowdModel
+    from crowdloop.learning.features import FeatureSpec, Featurizer
+    from crowdloop.learning.metrics import evaluate, evaluate_probas, expected_calibration_error
+    from crowdloop.learning.models import FAMILIES, build_estimator
+    from crowdloop.learning.text import Analyzer
+    from crowdloop.learning.train import TrainedModel, fit_model, soft_targets, train_model
+    from crowdloop.learning.tune import TuneResult, tune
+    from crowdloop.learning.worker import model_as_worker
 
 __all__ = [  # noqa: RUF022 - plain sorted()
     "Analyzer",
@@ -46,3 +50,33 @@ __all__ = [  # noqa: RUF022 - plain sorted()
     "train_model",
     "tune",
 ]
+
+_LAZY = {
+    "Analyzer": "crowdloop.learning.text",
+    "CrowdModel": "crowdloop.learning.crowd_model",
+    "FAMILIES": "crowdloop.learning.models",
+    "FeatureSpec": "crowdloop.learning.features",
+    "Featurizer": "crowdloop.learning.features",
+    "STRATEGIES": "crowdloop.learning.active",
+    "TrainedModel": "crowdloop.learning.train",
+    "TuneResult": "crowdloop.learning.tune",
+    "build_estimator": "crowdloop.learning.models",
+    "evaluate": "crowdloop.learning.metrics",
+    "evaluate_probas": "crowdloop.learning.metrics",
+    "expected_calibration_error": "crowdloop.learning.metrics",
+    "fit_model": "crowdloop.learning.train",
+    "informativeness": "crowdloop.learning.active",
+    "model_as_worker": "crowdloop.learning.worker",
+    "select": "crowdloop.learning.active",
+    "soft_targets": "crowdloop.learning.train",
+    "train_model": "crowdloop.learning.train",
+    "tune": "crowdloop.learning.tune",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use (PEP 562): the edge runtime imports the numpy featurizer modules of this
+    package without pulling in pandas, scipy and scikit-learn."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'crowdloop.learning' has no attribute {name!r}")
