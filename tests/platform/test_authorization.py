@@ -237,6 +237,17 @@ def _worker_view_of_projects(w: World, actor: str, response: httpx.Response) -> 
         assert w.project not in {p["id"] for p in body}
 
 
+def _a_model(w: World) -> dict[str, Any]:
+    """A model version of the project (trained by its owner once, on the world's few labels)."""
+    listed = w.as_actor("owner", "GET", f"{API}/projects/{w.project}/models")
+    assert listed.status_code == 200, listed.text
+    if not listed.json():
+        body = {"family": "naive_bayes"}
+        trained = w.as_actor("owner", "POST", f"{API}/projects/{w.project}/models/train", json=body)
+        assert trained.status_code == 200, trained.text
+    return {}
+
+
 ROUTES: dict[tuple[str, str], Rule] = {
     # users
     ("GET", f"{API}/me"): Rule(EVERYONE, lambda w, a, c: Call("/me")),
@@ -333,6 +344,46 @@ ROUTES: dict[tuple[str, str], Rule] = {
         prepare=_hooks_to_delete, intact=_hook_survived,
     ),
     ("GET", f"{API}/projects/{{project_id}}/webhooks/deliveries"): manage(project_path("/webhooks/deliveries")),
+    # models: requesters and admins manage them; a device reads the production or candidate model
+    # of a project open to it; workers never see models
+    ("POST", f"{API}/projects/{{project_id}}/models/train"): manage(
+        lambda w, a, c: Call(f"/projects/{w.project}/models/train", json={"family": "naive_bayes"})
+    ),
+    ("GET", f"{API}/projects/{{project_id}}/models"): manage(project_path("/models"), prepare=_a_model),
+    ("GET", f"{API}/projects/{{project_id}}/models/events"): manage(project_path("/models/events"), prepare=_a_model),
+    ("GET", f"{API}/projects/{{project_id}}/models/{{ref}}"): Rule(
+        frozenset({"admin", "owner", "device"}), project_path("/models/production"), frozenset({"stranger"}), prepare=_a_model,
+    ),
+    ("GET", f"{API}/projects/{{project_id}}/models/{{ref}}/artifact"): Rule(
+        frozenset({"admin", "owner", "device"}), project_path("/models/production/artifact"), frozenset({"stranger"}),
+        prepare=_a_model,
+    ),
+    ("POST", f"{API}/projects/{{project_id}}/models/{{ref}}/promote"): manage(
+        lambda w, a, c: Call(f"/projects/{w.project}/models/production/promote", json={"reason": f"kept by {a}"}),
+        prepare=_a_model,
+    ),
+    # drift of deployed models (the world's few telemetry predictions: answered "insufficient")
+    ("POST", f"{API}/projects/{{project_id}}/models/{{ref}}/drift"): manage(
+        project_path("/models/production/drift"), prepare=_a_model
+    ),
+    ("GET", f"{API}/projects/{{project_id}}/drift"): manage(project_path("/drift"), prepare=_a_model),
+    ("POST", f"{API}/projects/{{project_id}}/priorities"): manage(
+        lambda w, a, c: Call(f"/projects/{w.project}/priorities", json={"strategy": "entropy", "batch_size": 2}),
+        prepare=_a_model,
+    ),
+    # edge devices report back (device tokens of projects open to them, and admins)
+    ("POST", f"{API}/projects/{{project_id}}/edge/feedback"): Rule(
+        frozenset({"admin", "device"}), lambda w, a, c: Call(f"/projects/{w.project}/edge/feedback", json=[{
+            "client_id": uuid.uuid4().hex, "data": {"text": f"edge input sent by {a}"}, "model_version": 1,
+            "reason": "unsure", "label": OTHER_LABEL, "confidence": 0.55}]),
+        frozenset({"stranger"}),
+    ),
+    ("POST", f"{API}/projects/{{project_id}}/edge/telemetry"): Rule(
+        frozenset({"admin", "device"}), lambda w, a, c: Call(f"/projects/{w.project}/edge/telemetry", json=[{
+            "client_id": uuid.uuid4().hex, "model_version": 1, "started_at": 1.7e9, "ended_at": 1.7e9 + 5,
+            "predictions": 3, "confidence_mean": 0.8, "class_counts": {OTHER_LABEL: 3}}]),
+        frozenset({"stranger"}),
+    ),
 }  # fmt: skip
 
 

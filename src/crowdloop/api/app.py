@@ -20,6 +20,7 @@ from crowdloop.crowd.webhooks import WebhookDispatcher
 from crowdloop.errors import BusyError, CrowdloopError
 from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
 from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
+from crowdloop.monitoring.model_metrics import MODEL_SOURCES
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
 from crowdloop.web import mount_web
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _monitoring(app: FastAPI, settings: Settings) -> None:
     """Request metrics on every route, and GET /metrics (see crowdloop.monitoring.metrics)."""
     metrics = ServerMetrics(HttpMetrics(settings.metrics_dir), settings.metrics_max_projects, list(CROWD_SOURCES))
+    for source in MODEL_SOURCES:
+        metrics.add_source(source)
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics.http)
     app.include_router(metrics_routes.router)

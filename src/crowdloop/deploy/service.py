@@ -16,6 +16,7 @@ them, for projects open to the device. Functions take a session and never commit
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,7 @@ from crowdloop.crowd.auth import require_role
 from crowdloop.crowd.dedup import content_hash, normalize_fields
 from crowdloop.crowd.projects import get_project
 from crowdloop.errors import PayloadTooLargeError
+from crowdloop.monitoring.drift_service import check_due
 from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ProjectWorker, User
 
@@ -60,8 +62,8 @@ class TelemetryIn(BaseModel):
 
 
 def _device_project(session: Session, actor: User, project_id: int, batch: int) -> None:
+    get_project(session, actor, project_id)  # first: a project the caller cannot see answers 404
     require_role(actor, "device", "admin")
-    get_project(session, actor, project_id)
     if batch > MAX_BATCH:
         raise PayloadTooLargeError(f"{batch} entries in one delivery; send at most {MAX_BATCH}.")
 
@@ -137,8 +139,14 @@ def _feedback_row(project_id: int, actor: User, entry: FeedbackIn, item_ids: dic
     }
 
 
-def receive_telemetry(session: Session, actor: User, project_id: int, batches: list[TelemetryIn]) -> dict[str, Any]:
-    """Keep new telemetry batches (one row per batch and version); report how many were new."""
+def receive_telemetry(
+    session: Session, actor: User, project_id: int, batches: list[TelemetryIn], registry_dir: Path | None = None
+) -> dict[str, Any]:
+    """Keep new telemetry batches (one row per batch and version); report how many were new.
+
+    With the registry's directory, each reported version whose unchecked window now holds
+    enough predictions is checked for drift (a ``drift`` event and webhook when it drifted).
+    """
     _device_project(session, actor, project_id, len(batches))
     rows = [_telemetry_row(project_id, actor, batch) for batch in {b.client_id: b for b in batches}.values()]
     if not rows:
@@ -146,7 +154,11 @@ def receive_telemetry(session: Session, actor: User, project_id: int, batches: l
     statement = dialect_insert(session, EdgeTelemetry).values(rows)
     statement = statement.on_conflict_do_nothing(index_elements=["project_id", "batch_id"]).returning(EdgeTelemetry.id)
     stored = len(session.execute(statement).all())
-    return {"received": len(batches), "stored": stored, "already_received": len(rows) - stored}
+    result: dict[str, Any] = {"received": len(batches), "stored": stored, "already_received": len(rows) - stored}
+    if registry_dir is not None and stored:
+        checks = check_due(session, project_id, {batch.model_version for batch in batches}, registry_dir)
+        result["drift"] = [check["status"] for check in checks if check["event_id"] is not None]  # checks run
+    return result
 
 
 def _when(seconds: float) -> datetime:

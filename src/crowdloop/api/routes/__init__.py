@@ -1,6 +1,20 @@
 """All routers of the API, mounted under /api/v1 by ``create_app``."""
 
-from crowdloop.api.routes import exports, items, projects, review, system, tasks, users, webhooks, work, workers
+from crowdloop.api.routes import (
+    drift,
+    edge,
+    exports,
+    items,
+    models,
+    projects,
+    review,
+    system,
+    tasks,
+    users,
+    webhooks,
+    work,
+    workers,
+)
 
 ROUTERS = [
     system.router,
@@ -13,4 +27,7 @@ ROUTERS = [
     exports.router,
     webhooks.router,
     review.router,
+    models.router,
+    drift.router,
+    edge.router,
 ]

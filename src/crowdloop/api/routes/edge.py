@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from crowdloop.api.deps import ApiDep
 from crowdloop.deploy import service
 from crowdloop.deploy.service import FeedbackIn, TelemetryIn
+from crowdloop.learning.service import models_root
 
 router = APIRouter(tags=["edge"])
 
@@ -23,4 +24,5 @@ def edge_feedback(project_id: int, entries: list[FeedbackIn], api: ApiDep) -> di
 
 @router.post("/projects/{project_id}/edge/telemetry")
 def edge_telemetry(project_id: int, batches: list[TelemetryIn], api: ApiDep) -> dict[str, Any]:
-    return api.run(lambda session, user: service.receive_telemetry(session, user, project_id, batches))
+    registry_dir = models_root(api.settings)
+    return api.run(lambda session, user: service.receive_telemetry(session, user, project_id, batches, registry_dir))
