@@ -1,8 +1,6 @@
 """Edge inference latency: one item at a time, in-process and over the local HTTP endpoint.
 
-    python -P benchmarks/edge.py [--repeats 5000] [--families logreg gboost naive_bayes]
-
-(``-P``: ``benchmarks/platform.py`` would otherwise shadow the standard library's ``platform``.)
+    python benchmarks/edge.py [--repeats 5000] [--families logreg gboost naive_bayes]
 
 A model of each family is trained on 1,500 items of ``../shared/datasets/product`` (product
 matching: two titles, 73k pair features), exported with :func:`export_onnx` and loaded by an
@@ -191,7 +189,7 @@ def main() -> None:
     report = "\n".join([
         "# Edge inference latency", "",
         f"Machine: {machine()}.", f"Load average (1, 5, 15 min) before: {before}; after: {load_average()}.", "",
-        "Command: `python -P benchmarks/edge.py " + " ".join(sys.argv[1:]) + "`", "", table, "",
+        "Command: `python benchmarks/edge.py " + " ".join(sys.argv[1:]) + "`", "", table, "",
         *verdicts(rows), "", METHOD,
     ])  # fmt: skip
     (RESULTS / "edge.md").write_text(report)

@@ -16,13 +16,6 @@ from __future__ import annotations
 
 import sys
 
-# benchmarks/platform.py would shadow the standard library's `platform` module, which numpy
-# imports: load the real one first, then put this folder back for `_common`.
-_HERE = sys.path.pop(0)
-import platform  # noqa: E402, F401
-
-sys.path.insert(0, _HERE)
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402

@@ -1,9 +1,6 @@
 """Models trained on crowd labels against gold: soft labels, Raykar EM, Dawid-Skene, gold itself.
 
-    python -P benchmarks/learning.py [--datasets product rte] [--folds 4] [--trials 20]
-
-(``-P``: ``benchmarks/platform.py`` would otherwise shadow the standard library's
-``platform`` module; the script puts its own folder at the end of ``sys.path``.)
+    python benchmarks/learning.py [--datasets product rte] [--folds 4] [--trials 20]
 
 For each categorical data set with item texts (``items.csv``), items are split into
 ``--folds`` seeded folds; for each fold, every method sees only the *other* folds' answers,

@@ -1,6 +1,6 @@
 """Platform throughput: item import and the worker's answer cycle, over HTTP, on PostgreSQL and SQLite.
 
-    python benchmarks/platform.py [--sizes 10000,100000,1000000] [--concurrency 1,10,100] [--seconds 15]
+    python benchmarks/platform_load.py [--sizes 10000,100000,1000000] [--concurrency 1,10,100] [--seconds 15]
                                   [--database postgresql|sqlite|postgresql,sqlite] [--server-workers 1,2]
                                   [--parts import,answers] [--output benchmarks/results/platform.md]
 
@@ -656,7 +656,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "CPU columns are cores busy on average (server processes, all PostgreSQL processes, this client).",
         "Targets of the issue: import at least 20,000 items/s into PostgreSQL; at least 500 answer",
         "cycles/s with p99 under 100 ms.",
-        f"Regenerate with `python benchmarks/platform.py` ({(time.time() - started) / 60:.0f} min for this run:",
+        f"Regenerate with `python benchmarks/platform_load.py` ({(time.time() - started) / 60:.0f} min for this run:",
         f"`--sizes {','.join(map(str, args.sizes))} --concurrency {','.join(map(str, args.concurrency))} "
         f"--seconds {args.seconds:g} --database {','.join(args.database)} --parts {','.join(args.parts)}`).",
     ]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import sys
 
-sys.path.append(sys.path.pop(0))  # benchmarks/platform.py must not shadow the standard library's platform
-
 import argparse
 import json
 import shutil

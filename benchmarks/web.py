@@ -21,13 +21,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# benchmarks/platform.py shadows the standard library's ``platform``: load the real one first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import platform  # noqa: E402, F401
-
-sys.path.insert(0, str(_HERE))
-
 import argparse  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
