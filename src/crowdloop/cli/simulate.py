@@ -16,12 +16,15 @@ from crowdloop.cli.base import cli, console
 from crowdloop.config import Settings
 from crowdloop.errors import MissingColumnsError
 from crowdloop.io import read_table
+from crowdloop.learning import FAMILIES, STRATEGIES
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
+from crowdloop.sim.active import ActiveLearning
 
 ROWS = [
     ("labels_bought", "labels bought"),
     ("labels_per_item", "labels per item"),
     ("label_accuracy", "label accuracy (gold)"),
+    ("model_accuracy", "model accuracy against gold"),
     ("cost", "cost"),
     ("items", "items"),
     ("items_labeled", "items labelled"),
@@ -34,6 +37,16 @@ def _policy(name: str, overlap: int, aggregator: str, target: float, min_overlap
     return DynamicOverlap(confidence_target=target, min_overlap=min_overlap, max_overlap=max_overlap)
 
 
+def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, options: dict[str, Any]) -> Policy:
+    if items is None:
+        raise click.UsageError("--policy active needs --items: the model learns from the items' fields.")
+    if options["url"]:  # the server's assignment engine would choose the items, not the model
+        raise click.UsageError("--policy active runs in-process only; drop --url.")
+    return ActiveLearning(strategy=options["strategy"], retrain_every=options["retrain_every"],
+                          max_overlap=options["max_overlap"], family=options["model"], evaluation=gold,
+                          classes=crowd.labels)  # fmt: skip
+
+
 @cli.command("simulate")
 @click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Recorded answers to replay: task, worker, label (optional seconds).")  # fmt: skip
@@ -41,12 +54,18 @@ def _policy(name: str, overlap: int, aggregator: str, target: float, min_overlap
               help="True labels: task, label.")  # fmt: skip
 @click.option("--items", "items_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Item table (column task or id), for policies that read the items.")  # fmt: skip
-@click.option("--policy", type=click.Choice(["fixed", "dynamic"]), default="dynamic", show_default=True)
+@click.option("--policy", type=click.Choice(["fixed", "dynamic", "active"]), default="dynamic", show_default=True)
 @click.option("--overlap", default=5, show_default=True, help="fixed: answers per item.")
 @click.option("--aggregator", default="majority_vote", show_default=True, help="fixed: how labels are inferred.")
 @click.option("--confidence-target", default=0.95, show_default=True, help="dynamic: stop at this posterior.")
 @click.option("--min-overlap", default=1, show_default=True, help="dynamic: answers before the rule may stop.")
-@click.option("--max-overlap", default=10, show_default=True, help="dynamic: answers at most.")
+@click.option("--max-overlap", default=10, show_default=True, help="dynamic, active: answers at most.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=ActiveLearning.strategy, show_default=True,
+              help="active: how the next items are chosen.")  # fmt: skip
+@click.option("--retrain-every", default=ActiveLearning.retrain_every, show_default=True,
+              help="active: retrain the model after this many labels.")  # fmt: skip
+@click.option("--model", default=ActiveLearning.family, show_default=True, type=click.Choice(FAMILIES),
+              help="active: model family.")  # fmt: skip
 @click.option("--budget", type=int, help="Buy at most this many labels.")
 @click.option("--price", default=0.0, show_default=True, help="Price of one label (for the cost).")
 @click.option("--seed", default=0, show_default=True, help="Replay order.")
@@ -63,6 +82,9 @@ def simulate_command(
     confidence_target: float,
     min_overlap: int,
     max_overlap: int,
+    strategy: str,
+    retrain_every: int,
+    model: str,
     budget: int | None,
     price: float,
     seed: int,
@@ -74,8 +96,18 @@ def simulate_command(
     crowd = ReplayedCrowd(read_table(answers_path))
     gold = _read_gold(gold_path)
     items = _read_items(items_path)
-    chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap)
-    with _Bar(f"{policy} overlap") as advance:
+    if policy == "active":
+        options = {
+            "strategy": strategy,
+            "retrain_every": retrain_every,
+            "max_overlap": max_overlap,
+            "model": model,
+            "url": url,
+        }
+        chosen = _active(crowd, gold, items, options)
+    else:
+        chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap)
+    with _Bar(_title(policy)) as advance:
         if url:
             result = run_over_http(url, _admin_token(token), crowd, chosen, budget=budget, price=price,
                                    random_state=seed, progress=advance)  # fmt: skip
@@ -134,7 +166,7 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
         return
-    table = Table(title=f"simulation: {summary['policy']} overlap", show_header=False)
+    table = Table(title=f"simulation: {_title(summary['policy'])}", show_header=False)
     for key, name in ROWS:
         if key in summary:
             table.add_row(name, _fmt(summary[key]))
@@ -142,6 +174,10 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
         if key not in dict(ROWS) and key != "policy":
             table.add_row(key.replace("_", " "), _fmt(value))
     Console().print(table)
+
+
+def _title(policy: str) -> str:
+    return "active learning" if policy == "active" else f"{policy} overlap"
 
 
 def _fmt(value: Any) -> str:
