@@ -12,7 +12,7 @@ import sys
 import click
 from rich.text import Text
 
-from crowdloop.cli import platform, quality, simulate  # noqa: F401 - registers the commands
+from crowdloop.cli import demo, edge, models, platform, quality, simulate  # noqa: F401 - registers the commands
 from crowdloop.cli.base import cli, console
 from crowdloop.errors import CrowdloopError
 

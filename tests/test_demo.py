@@ -1,0 +1,104 @@
+"""`crowdloop demo` end to end (a short run): a real server, the replayed product crowd over
+HTTP, training and promotion, the edge runtime, feedback labeled by the crowd; and its report."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from crowdloop.demo import DemoConfig, DemoResult, run_demo
+from crowdloop.demo.data import split_product
+from crowdloop.demo.report import confidence_histogram, line_chart, write_report
+from crowdloop.learning import registry
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.models import Item, ItemLabel
+
+SHORT = {"rounds": 2, "items": 1400, "gold": 300, "stream_per_round": 150, "budget": 16.0, "price": 0.02, "trials": 2}
+
+
+@pytest.fixture(scope="module")
+def short_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    root = tmp_path_factory.mktemp("demo")
+    return run_demo(DemoConfig(root=root, **SHORT))  # type: ignore[arg-type]
+
+
+def _database(result: DemoResult) -> str:
+    return f"sqlite:///{result.root / 'crowdloop.db'}"
+
+
+@pytest.mark.slow
+def test_model_accuracy_against_gold_rises_across_rounds(short_demo: DemoResult) -> None:
+    first, last = short_demo.rounds[0], short_demo.rounds[-1]
+    assert [r.round for r in short_demo.rounds] == [1, 2]
+    assert first.labels_bought < last.labels_bought
+    assert last.model_accuracy > first.model_accuracy
+    assert last.model_version > first.model_version and last.promoted
+
+
+@pytest.mark.slow
+def test_the_edge_served_the_promoted_version(short_demo: DemoResult) -> None:
+    for metrics in short_demo.rounds:
+        assert metrics.streamed == SHORT["stream_per_round"]
+        assert metrics.served_versions == [metrics.model_version]  # every prediction, from production
+    engine = make_engine(_database(short_demo), pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            production = registry.resolve_version(session, short_demo.project_id, "production")
+            assert production.version == short_demo.rounds[-1].model_version
+    finally:
+        engine.dispose()
+    current = json.loads((short_demo.root / "edge" / "current.json").read_text())
+    assert current["version"] == short_demo.rounds[-1].model_version  # what the edge verified and kept
+
+
+@pytest.mark.slow
+def test_fed_back_items_were_labeled_by_the_crowd(short_demo: DemoResult) -> None:
+    first, last = short_demo.rounds
+    assert first.fed_back > 0 and first.feedback_labeled == 0
+    assert last.feedback_labeled >= first.fed_back  # round 1's feedback was labeled first in round 2
+    engine = make_engine(_database(short_demo), pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            edge = select(func.count()).select_from(Item).where(Item.project_id == short_demo.project_id)
+            labeled = edge.join(ItemLabel, ItemLabel.item_id == Item.id).where(Item.source == "edge")
+            assert session.scalar(labeled) == last.feedback_labeled
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_report_has_the_table_and_three_plots(short_demo: DemoResult, tmp_path: Path) -> None:
+    page = write_report(short_demo, tmp_path / "report.html").read_text()
+    assert (
+        page.count("<svg") == 3
+        and "<script" not in page
+        and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
+    assert f"<td>v{short_demo.rounds[-1].model_version}" in page
+    assert all(math.isfinite(r.label_accuracy) and 0.5 < r.label_accuracy <= 1 for r in short_demo.rounds)
+
+
+def test_split_keeps_pool_gold_and_stream_apart() -> None:
+    data = split_product(1000, 200, 2, 100, seed=3)
+    tasks = [set(data.pool["task"]), set(data.gold["task"]), *(set(c["task"]) for c in data.stream)]
+    assert [len(t) for t in tasks] == [600, 200, 100, 100]
+    assert len(set.union(*tasks)) == 1000
+    assert set(data.answers["task"]) <= set.union(*tasks)
+
+
+def test_confidence_histogram_and_chart() -> None:
+    shares = confidence_histogram([0.5, 0.74, 0.99, 1.0])
+    assert math.isclose(sum(s for _, s in shares), 1.0) and shares[-1][1] == 0.5
+    svg = line_chart("t", "x", "y", {"a": [(1, 0.5), (2, float("nan")), (3, 0.9)]})
+    assert svg.count("<circle") == 2
+
+
+def test_demo_command_is_documented_in_help() -> None:
+    shown = subprocess.run([sys.executable, "-m", "crowdloop", "demo", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "--rounds" in shown.stdout and "--report" in shown.stdout
