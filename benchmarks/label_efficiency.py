@@ -14,20 +14,18 @@ Writes ``benchmarks/results/label_efficiency.md`` and ``.json``.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import time
+from typing import Any
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from _common import RESULTS, SHARED_DATASETS, machine, markdown  # noqa: E402
-from crowdloop.datasets import Dataset, load_dataset  # noqa: E402
-from crowdloop.quality import DawidSkene, MajorityVote  # noqa: E402
-from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, label_accuracy, run_in_process  # noqa: E402
+from _common import RESULTS, SHARED_DATASETS, machine, markdown
+from crowdloop.datasets import Dataset, load_dataset
+from crowdloop.quality import DawidSkene, MajorityVote
+from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, label_accuracy, run_in_process
 
 DATASETS = ["rte", "temp", "dog", "face", "wsd", "bluebird"]
 TARGETS = [0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995]

@@ -11,12 +11,11 @@ hyper-parameters. Writes ``benchmarks/results/scale.md`` and ``scale.json``.
 
 from __future__ import annotations
 
-import sys
-
 import argparse
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path

@@ -18,23 +18,22 @@ Writes ``benchmarks/results/web.md``.
 
 from __future__ import annotations
 
+import argparse
+import os
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
+import httpx
 
-import httpx  # noqa: E402
-
-from _common import RESULTS, ROOT, machine  # noqa: E402
-from crowdloop.client import Client  # noqa: E402
+from _common import RESULTS, ROOT, machine
+from crowdloop.client import Client
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

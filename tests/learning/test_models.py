@@ -153,3 +153,11 @@ def test_product_matching_model_from_crowd_labels(shared_dataset):
     # 88% of pairs are non-matches: the bars are well above always answering "no match"
     # (accuracy 0.88, match F1 0); measured 0.92 and 0.5 (benchmarks/results/learning.md).
     assert scores["accuracy"] > 0.905 and scores["per_class"]["1"]["f1"] > 0.4, scores
+
+
+def test_labels_a_family_cannot_fit_give_a_typed_error():
+    """Calibration's 3 folds need 3 examples of each class: a clear input error, not a crash (HTTP 500)."""
+    items = pd.DataFrame({"task": range(6), "text": ["good movie", "bad film", "great", "awful", "fine", "terrible"]})
+    labels = pd.Series(["p", "n", "p", "n", "p", "p"], index=range(6))
+    with pytest.raises(InvalidInputError, match="CalibratedClassifierCV cannot be trained on these 6 weighted rows"):
+        train_model(items, labels, FeatureSpec(text=("text",)), family="linear_svm", featurizer_params={"min_df": 1})

@@ -15,6 +15,7 @@ them, for projects open to the device. Functions take a session and never commit
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from crowdloop.crowd.auth import require_role
 from crowdloop.crowd.dedup import content_hash, normalize_fields
 from crowdloop.crowd.projects import get_project
-from crowdloop.errors import PayloadTooLargeError
+from crowdloop.errors import CrowdloopError, PayloadTooLargeError
 from crowdloop.monitoring.drift_service import check_due
 from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ProjectWorker, User
@@ -34,6 +35,8 @@ from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ProjectW
 EDGE_PRIORITY = 2.0
 """Base priority of edge items: above active learning's chosen batch (which sits just above 1)."""
 MAX_BATCH = 1000
+
+log = logging.getLogger(__name__)
 
 
 class FeedbackIn(BaseModel):
@@ -156,9 +159,20 @@ def receive_telemetry(
     stored = len(session.execute(statement).all())
     result: dict[str, Any] = {"received": len(batches), "stored": stored, "already_received": len(rows) - stored}
     if registry_dir is not None and stored:
-        checks = check_due(session, project_id, {batch.model_version for batch in batches}, registry_dir)
-        result["drift"] = [check["status"] for check in checks if check["event_id"] is not None]  # checks run
+        result["drift"] = _check_drift(session, project_id, {batch.model_version for batch in batches}, registry_dir)
     return result
+
+
+def _check_drift(session: Session, project_id: int, versions: set[int], registry_dir: Path) -> list[str]:
+    """The statuses of the drift checks that ran. A version that cannot be compared (its training
+    items are gone, say) is logged and skipped: a drift check never costs a device its telemetry."""
+    try:
+        with session.begin_nested():
+            checks = check_due(session, project_id, versions, registry_dir)
+    except CrowdloopError as error:
+        log.warning("drift check of project %s skipped: %s", project_id, error)
+        return []
+    return [check["status"] for check in checks if check["event_id"] is not None]
 
 
 def _when(seconds: float) -> datetime:

@@ -88,7 +88,8 @@ def _write(session: Session, actor: User, project_id: int, priorities: pd.Series
     table = Item.__table__
     statement = (
         update(table)  # type: ignore[arg-type]  # Item's Table, typed as FromClause
-        .where(table.c.id == bindparam("item"), table.c.project_id == project_id)
+        # Edge feedback keeps its own priority (2 and above): the model already asked for it.
+        .where(table.c.id == bindparam("item"), table.c.project_id == project_id, table.c.source != "edge")
         .values(priority=bindparam("value"))
     )
     rows = [{"item": int(str(item)), "value": float(value)} for item, value in priorities.items()]

@@ -63,7 +63,11 @@ def fit_soft(estimator: Any, X: Any, probas: np.ndarray) -> Any:
     with one_thread(), warnings.catch_warnings():  # f_classif on a fold where some n-gram never occurs
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.feature_selection")
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="sklearn.feature_selection")
-        return estimator.fit(X[rows], y, **{_weight_key(estimator): weight})
+        try:
+            return estimator.fit(X[rows], y, **{_weight_key(estimator): weight})
+        except ValueError as error:  # scikit-learn's word for labels it cannot fit, e.g. too few of a class
+            name = type(estimator).__name__  # for calibration's folds: a 422 that says so, not a 500
+            raise InvalidInputError(f"{name} cannot be trained on these {len(y)} weighted rows: {error}") from error
 
 
 def _weight_key(estimator: Any) -> str:
