@@ -139,7 +139,9 @@ def test_needs_exactly_one_input():
     done = crowdloop("aggregate")
     assert done.returncode == 2 and "either an ANSWERS file or --dataset" in done.stderr
     done = crowdloop("aggregate", "--dataset", "imagenet")
-    assert done.returncode == 6 and "no data set 'imagenet'; available: cf, ms, rte, sp, temp, wsd" in done.stderr
+    assert (
+        done.returncode == 6 and "no data set 'imagenet'; available: cf, ms, product, rte, sp, temp, wsd" in done.stderr
+    )
 
 
 def test_numeric_method(tmp_path):

@@ -72,3 +72,12 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         frame.to_json(path, orient="records", lines=True)
     else:
         frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+def read_gold(path: Path | str) -> pd.Series:
+    """True labels from a ``task,label`` table (any format :func:`read_table` reads), by task."""
+    frame = read_table(path)
+    missing = {"task", "label"} - set(frame.columns)
+    if missing:
+        raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
+    return frame.set_index("task")["label"]

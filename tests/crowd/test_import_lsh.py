@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from alembic import command
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import items as items_module
@@ -32,9 +31,8 @@ from crowdloop.errors import InvalidInputError
 from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Item, ItemLshBand, Project, User
-from support import require
+from support import postgres_database
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SENTENCE = "The quick brown fox jumps over the lazy dog near the old river bank on a windy autumn day"
 NEAR_COPY = "The quick brown fox jumps over the lazy dogs near the old river bank on a windy autumn day"
 UNRELATED = [
@@ -44,24 +42,6 @@ UNRELATED = [
 ]
 
 
-@contextmanager
-def _postgres_database() -> Iterator[str]:
-    admin = make_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"crowdloop_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.engine.dispose()
-        require(False, f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc.orig})")
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty database (no schema yet) on each backend."""
@@ -69,7 +49,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         if request.param == "sqlite":
             url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
         else:
-            url = stack.enter_context(_postgres_database())
+            url = stack.enter_context(postgres_database())
         created = make_engine(url)
         stack.callback(created.dispose)
         yield created

@@ -13,9 +13,8 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd import webhooks
@@ -53,10 +51,7 @@ from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
-from support import require
-
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
+from support import postgres_database
 
 # --- fixtures: databases --------------------------------------------------------------------------
 
@@ -71,32 +66,13 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
 
-@contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A throwaway database with a unique name, dropped afterwards (even if the test failed)."""
-    admin = make_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"crowdloop_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.engine.dispose()
-        require(False, f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc.orig})")
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     with ExitStack() as stack:
         if request.param == "sqlite":
             url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
         else:
-            url = stack.enter_context(_postgres_database())
+            url = stack.enter_context(postgres_database())
         engine = make_engine(url)
         stack.callback(engine.dispose)
         migrate.upgrade(engine)

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from crowdloop.quality import get_aggregator
 from crowdloop.scale import fit_sharded
-from support import require
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
-
-
-@pytest.fixture(scope="session")
-def spark():
-    require(shutil.which("java") is not None, "Spark needs Java (a JDK 17 on PATH)")
-    pytest.importorskip("pyspark")
-    from crowdloop.scale.spark import spark_session
-
-    session = spark_session("local[2]", driver_memory="1g")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _compare(spark, answers, methods, partition_answers):

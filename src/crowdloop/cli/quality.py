@@ -15,8 +15,8 @@ from rich.table import Table
 
 from crowdloop.cli.base import cli, console
 from crowdloop.datasets import bundled_datasets, load_dataset
-from crowdloop.errors import InvalidInputError, MissingColumnsError
-from crowdloop.io import read_table, write_table
+from crowdloop.errors import InvalidInputError
+from crowdloop.io import read_gold, read_table, write_table
 from crowdloop.quality import CATEGORICAL_METHODS, METHODS, BaseClassificationAggregator, get_aggregator
 from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
 from crowdloop.quality.run import AggregationResult, aggregate
@@ -105,17 +105,9 @@ def _load_inputs(
     if (answers is None) == (dataset is None):
         raise InvalidInputError("give either an ANSWERS file or --dataset NAME (see `crowdloop datasets`).")
     if answers is not None:
-        return read_table(answers, rename), None if gold is None else _read_gold(gold)
+        return read_table(answers, rename), None if gold is None else read_gold(gold)
     bundled = load_dataset(str(dataset))
-    return bundled.answers, bundled.gold if gold is None else _read_gold(gold)
-
-
-def _read_gold(path: Path) -> pd.Series:
-    frame = read_table(path)
-    missing = {"task", "label"} - set(frame.columns)
-    if missing:
-        raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
-    return frame.set_index("task")["label"]
+    return bundled.answers, bundled.gold if gold is None else read_gold(gold)
 
 
 @contextmanager

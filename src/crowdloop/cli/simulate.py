@@ -15,7 +15,7 @@ from rich.table import Table
 from crowdloop.cli.base import cli, console
 from crowdloop.config import Settings
 from crowdloop.errors import MissingColumnsError
-from crowdloop.io import read_table
+from crowdloop.io import read_gold, read_table
 from crowdloop.learning import FAMILIES, STRATEGIES
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
 from crowdloop.sim.active import ActiveLearning
@@ -94,7 +94,7 @@ def simulate_command(
 ) -> None:
     """Replay a recorded crowd under one policy: labels bought, labels per item, accuracy, cost."""
     crowd = ReplayedCrowd(read_table(answers_path))
-    gold = _read_gold(gold_path)
+    gold = read_gold(gold_path)
     items = _read_items(items_path)
     if policy == "active":
         options = {
@@ -122,14 +122,6 @@ def _admin_token(token: str | None) -> str:
     if not secret:
         raise click.UsageError("--url needs an admin token: --token or CROWDLOOP_API_TOKEN.")
     return secret
-
-
-def _read_gold(path: Path) -> pd.Series:
-    frame = read_table(path)
-    missing = {"task", "label"} - set(frame.columns)
-    if missing:
-        raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
-    return frame.set_index("task")["label"]
 
 
 def _read_items(path: Path | None) -> pd.DataFrame | None:

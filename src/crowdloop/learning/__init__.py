@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from crowdloop.learning.features import FeatureSpec, Featurizer
     from crowdloop.learning.metrics import evaluate, evaluate_probas, expected_calibration_error
     from crowdloop.learning.models import FAMILIES, build_estimator
+    from crowdloop.learning.search import TuneResult, tune
     from crowdloop.learning.text import Analyzer
     from crowdloop.learning.train import TrainedModel, fit_model, soft_targets, train_model
-    from crowdloop.learning.tune import TuneResult, tune
     from crowdloop.learning.worker import model_as_worker
 
 __all__ = [  # noqa: RUF022 - plain sorted()
@@ -59,7 +59,7 @@ _LAZY = {
     "Featurizer": "crowdloop.learning.features",
     "STRATEGIES": "crowdloop.learning.active",
     "TrainedModel": "crowdloop.learning.train",
-    "TuneResult": "crowdloop.learning.tune",
+    "TuneResult": "crowdloop.learning.search",
     "build_estimator": "crowdloop.learning.models",
     "evaluate": "crowdloop.learning.metrics",
     "evaluate_probas": "crowdloop.learning.metrics",
@@ -70,13 +70,14 @@ _LAZY = {
     "select": "crowdloop.learning.active",
     "soft_targets": "crowdloop.learning.train",
     "train_model": "crowdloop.learning.train",
-    "tune": "crowdloop.learning.tune",
+    "tune": "crowdloop.learning.search",
 }
 
 
 def __getattr__(name: str) -> Any:
     """Import on first use (PEP 562): the edge runtime imports the numpy featurizer modules of this
-    package without pulling in pandas, scipy and scikit-learn."""
+    package without pulling in pandas, scipy and scikit-learn. (No submodule may share a name
+    exported here: importing it would bind the module over the name.)"""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'crowdloop.learning' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import Any
 from crowdloop.errors import InvalidParameterError
 
 FAMILIES = ("logreg", "linear_svm", "gboost", "naive_bayes")
-"""Model family names, in the order :func:`crowdloop.learning.tune` tries them."""
+"""Model family names, in the order :func:`crowdloop.learning.tune` (in `search.py`) tries them."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "logreg": {"C": 10.0},

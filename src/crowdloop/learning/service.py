@@ -40,8 +40,8 @@ from crowdloop.learning.features import FeatureSpec
 from crowdloop.learning.metrics import evaluate
 from crowdloop.learning.models import FAMILIES, check_family
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
+from crowdloop.learning.search import tune
 from crowdloop.learning.train import TrainedModel, train_model
-from crowdloop.learning.tune import tune
 from crowdloop.storage.models import ModelVersion, User
 
 AUTO_TRIALS = 10
