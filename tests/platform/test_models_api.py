@@ -143,7 +143,8 @@ def test_first_version_is_real_and_becomes_production(product, tmp_path):
 
 def _train_while_a_worker_answers(server: Any, client: Any, pid: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    trainer = threading.Thread(target=lambda: result.update(client.train_model(pid, family="logreg")))
+    # a 4-trial search of gradient boosting (3-fold CV each): the worker's answers surely land while it runs
+    trainer = threading.Thread(target=lambda: result.update(client.train_model(pid, family="gboost", trials=4)))
     trainer.start()
     _, worker = server.user("busy", "worker")
     time.sleep(1.0)
