@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from crowdloop.client import Client
-from support import require
+from support import postgres_database, require
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 START_TIMEOUT_S = 120  # generous: a loaded 2-core machine can take long to import and migrate
 ADMIN_TOKEN = "cl_test_admin_" + uuid.uuid4().hex
 
@@ -40,22 +39,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'crowdloop.db'}"
         return
     require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
-    yield from _postgres_database()
-
-
-def _postgres_database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-
-    name = "crowdloop_test_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database() as url:
+        yield url
 
 
 def free_port() -> int:
