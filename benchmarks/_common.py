@@ -46,9 +46,11 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
     return (
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({cpu}), {memory:.0f} GiB; "
-        f"Python {platform.python_version()}; {platform.system()} {platform.release()}"
+        f"Python {platform.python_version()}; {platform.system()} {platform.release()}; "
+        f"load average {load:.1f} when recorded"
     )
 
 

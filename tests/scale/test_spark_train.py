@@ -73,8 +73,12 @@ def test_reg_param_maps_to_sklearn_c(training, product):
     """At Spark's coefficients, scikit-learn's objective with the mapped C is Spark's objective x C W.
 
     That identity holds at every iterate (MLlib keeps its two rows symmetric), so it checks the
-    mapping exactly whether or not L-BFGS has converged (with C = 10 and 100 iterations it has
-    not: a tight scikit-learn fit lands elsewhere, so comparing optima would test convergence).
+    mapping whether or not L-BFGS has converged (with C = 10 and 100 iterations it has not: a
+    tight scikit-learn fit lands elsewhere, so comparing optima would test convergence). Up to
+    pyspark 4.2 the last entry of ``objectiveHistory`` is the final coefficients' objective; from
+    4.3 it is the iterate before them, so the final objective lies between that entry less one
+    more step (L-BFGS steps shrink) and the entry itself. A wrong C moves the penalty's share,
+    far outside that band (the last step is about 2e-3 of the objective).
     """
     from crowdloop.scale.spark_train import c_for_reg_param, reg_param_for
 
@@ -85,8 +89,10 @@ def test_reg_param_maps_to_sklearn_c(training, product):
     X, y, weight = _training_set(model, items, posteriors)
     p = model.estimator.predict_proba(X)[np.arange(len(y)), y]
     sklearn_objective = C * -(weight * np.log(p)).sum() + 0.5 * (model.estimator.coef_**2).sum()
-    spark_objective = training.spark_model.summary.objectiveHistory[-1]
-    assert sklearn_objective / (C * total) == pytest.approx(spark_objective, rel=1e-6)
+    history = training.spark_model.summary.objectiveHistory
+    last_step = history[-2] - history[-1]
+    assert 0 <= last_step < 1e-2 * history[-1]
+    assert history[-1] - last_step <= sklearn_objective / (C * total) <= history[-1] * (1 + 1e-6)
 
 
 def test_accuracy_is_comparable_to_local_train_model(training, product):

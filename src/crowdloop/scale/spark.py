@@ -3,17 +3,19 @@
 Needs ``pip install crowdloop[spark]`` (imported only here). The answers (a Spark
 DataFrame with ``task, worker, label`` or a Parquet path) are encoded once:
 
-1. a small distinct pass gives workers global codes (in order of first
-   appearance, as the local engine numbers them) and labels sorted codes;
-2. answers are repartitioned by ``task`` and each partition is turned, in one
-   Arrow batch call (no Python per row), into a compact
+1. one pass over the answers counts them, finds missing values and gives
+   workers global codes (in order of first appearance, as the local engine
+   numbers them); a pass over the label column alone gives labels sorted codes;
+2. answers are repartitioned by ``task`` (the one shuffle) and each partition is
+   turned, in one Arrow batch call (no Python per row), into a compact
    :class:`~crowdloop.scale._shards.Shard`, cached (memory, spilling to disk).
 
 Every EM iteration is then one Spark job over the cached shards: the driver
 broadcasts the worker parameters, each partition runs the local E-step and
-returns its partial M-step counts, and ``treeReduce`` sums them. No answer is
-shuffled after the encoding. Labels are produced by a last pass as a Spark
-DataFrame (``task, label, confidence, probas``), written by Spark.
+returns its partial M-step counts, and ``treeReduce`` sums them. Labels come
+from the same cached shards as a Spark DataFrame (``task, label, confidence,
+probas``), written by Spark. No answer is read or shuffled again after the
+encoding.
 
 Example (needs Java)::
 
@@ -63,29 +65,29 @@ def spark_session(master: str = "local[2]", driver_memory: str = "4g") -> SparkS
 class SparkShards:
     """Answers encoded and cached on Spark as one :class:`Shard` per partition."""
 
-    answers: DataFrame
     shards: Any
     n_answers: int
     workers: pd.Index
     classes: pd.Index
     n_partitions: int
+    task_type: str
 
     @classmethod
     def from_answers(
         cls, spark: SparkSession, answers: DataFrame | str, partition_answers: int = 2_000_000
     ) -> SparkShards:
         """Encode and cache ``answers`` in partitions of about ``partition_answers`` answers."""
-        frame = _checked(spark.read.parquet(answers) if isinstance(answers, str) else answers)
-        n_answers = frame.count()
-        if n_answers == 0:
-            raise EmptyInputError("answers are empty: there is nothing to aggregate.")
-        workers, classes, encoded = _encode(spark, frame)
+        frame = _selected(spark.read.parquet(answers) if isinstance(answers, str) else answers)
+        workers, n_answers = _survey(frame)
+        classes, labels, label_codes = _label_codes(frame)
+        encoded = _encoded(spark, frame, workers, labels, label_codes)
         n_partitions = max(1, math.ceil(n_answers / partition_answers))
         grouped = encoded.repartition(n_partitions, "task")
         blobs = grouped.mapInArrow(partial(_shard_blobs, n_classes=len(classes)), "shard binary")
         shards = blobs.rdd.map(lambda row: pickle.loads(row[0])).persist(StorageLevel.MEMORY_AND_DISK)
         shards.count()  # materialise the cache once
-        return cls(grouped, shards, n_answers, workers, classes, n_partitions)
+        task_type = frame.schema["task"].dataType.simpleString()
+        return cls(shards, n_answers, workers, classes, n_partitions, task_type)
 
     def map_sum(self, fn: ShardFn, value: Any) -> Stats:
         """One Spark job: broadcast ``value``, ``fn`` on every cached shard, tree-sum the results."""
@@ -99,45 +101,75 @@ class SparkShards:
             shared.unpersist()
 
     def labels(self, fit: ShardedFit) -> DataFrame:
-        """``task, label, confidence, probas`` (classes in ``self.classes`` order), computed lazily by Spark."""
-        spark = self.answers.sparkSession
-        shared = spark.sparkContext.broadcast((fit.posterior_fn, fit.params))
-        task_type = self.answers.schema["task"].dataType.simpleString()
+        """``task, label, confidence, probas`` (classes in ``self.classes`` order), computed lazily by Spark.
+
+        From the cached shards, handed to ``mapInArrow`` as one pickled row per partition:
+        no answer is read or shuffled again.
+        """
+        spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+        shared = self.shards.context.broadcast((fit.posterior_fn, fit.params))
         label_type = "string" if self.classes.dtype == object else _spark_type(self.classes)
-        schema = f"task {task_type}, label {label_type}, confidence double, probas array<double>"
+        schema = f"task {self.task_type}, label {label_type}, confidence double, probas array<double>"
         run = partial(_label_batches, shared=shared, classes=self.classes, sizes=(len(self.workers), len(self.classes)))
-        return self.answers.mapInArrow(run, schema)
+        blobs = spark.createDataFrame(self.shards.map(lambda shard: (pickle.dumps(shard, protocol=5),)), "shard binary")
+        return blobs.mapInArrow(run, schema)
 
     def unpersist(self) -> None:
         """Drop the cached shards."""
         self.shards.unpersist()
 
 
-def _checked(frame: DataFrame) -> DataFrame:
+def _selected(frame: DataFrame) -> DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise MissingColumnsError(f"answers lack column(s) {', '.join(missing)}; found {', '.join(frame.columns)}.")
-    frame = frame.select(*COLUMNS)
-    nulls = frame.select(*(sf.sum(sf.col(c).isNull().cast("long")).alias(c) for c in COLUMNS)).collect()[0]
-    for column in COLUMNS:
-        if nulls[column]:
-            raise MissingValuesError(f"{nulls[column]} answer(s) have no {column}.")
-    return frame
+    return frame.select(*COLUMNS)
 
 
-def _encode(spark: SparkSession, frame: DataFrame) -> tuple[pd.Index, pd.Index, DataFrame]:
-    """Global codes: workers by first appearance (smallest row id), labels sorted as locally."""
+def _survey(frame: DataFrame) -> tuple[pd.Index, int]:
+    """One pass: the workers in order of first appearance (smallest row id) and the answer count.
+
+    Missing tasks and labels are counted in the same pass; answers without a worker form
+    the group whose worker is null.
+    """
     rows = frame.withColumn("_row", sf.monotonically_increasing_id())
-    first = rows.groupBy("worker").agg(sf.min("_row").alias("_first")).orderBy("_first").collect()
-    workers = pd.Index([row["worker"] for row in first])
+    per_worker = rows.groupBy("worker").agg(
+        sf.min("_row").alias("_first"),
+        sf.count(sf.lit(1)).alias("_answers"),
+        sf.sum(sf.col("task").isNull().cast("long")).alias("_no_task"),
+        sf.sum(sf.col("label").isNull().cast("long")).alias("_no_label"),
+    )
+    stats = per_worker.orderBy("_first").collect()
+    missing = {
+        "task": sum(int(row["_no_task"]) for row in stats),
+        "worker": sum(int(row["_answers"]) for row in stats if row["worker"] is None),
+        "label": sum(int(row["_no_label"]) for row in stats),
+    }
+    for column, count in missing.items():
+        if count:
+            raise MissingValuesError(f"{count} answer(s) have no {column}.")
+    if not stats:
+        raise EmptyInputError("answers are empty: there is nothing to aggregate.")
+    return pd.Index([row["worker"] for row in stats]), sum(int(row["_answers"]) for row in stats)
+
+
+def _label_codes(frame: DataFrame) -> tuple[pd.Index, list[Any], np.ndarray]:
+    """The classes sorted as the local engine sorts them, each distinct label and its class code."""
     labels = [row["label"] for row in frame.select("label").distinct().collect()]
     codes, classes = _factorize(pd.Series(labels), sort=True)
+    return classes, labels, codes
+
+
+def _encoded(
+    spark: SparkSession, frame: DataFrame, workers: pd.Index, labels: list[Any], label_codes: np.ndarray
+) -> DataFrame:
+    """``task, _w, _l``: each answer with its worker's and label's integer codes (broadcast joins)."""
     worker_codes = spark.createDataFrame(
         pd.DataFrame({"worker": workers.to_numpy(), "_w": np.arange(len(workers), dtype=np.int32)})
     )
-    label_codes = spark.createDataFrame(pd.DataFrame({"label": labels, "_l": codes.astype(np.int32)}))
-    encoded = frame.join(sf.broadcast(worker_codes), "worker").join(sf.broadcast(label_codes), "label")
-    return workers, classes, encoded.select("task", "_w", "_l")
+    codes = spark.createDataFrame(pd.DataFrame({"label": labels, "_l": label_codes.astype(np.int32)}))
+    encoded = frame.join(sf.broadcast(worker_codes), "worker").join(sf.broadcast(codes), "label")
+    return encoded.select("task", "_w", "_l")
 
 
 def _partition_shard(batches: Iterator[pa.RecordBatch], n_classes: int) -> Shard | None:
@@ -169,17 +201,18 @@ def _map_partition(shards: Iterator[Shard], fn: ShardFn, shared: Any, sizes: tup
 def _label_batches(
     batches: Iterator[pa.RecordBatch], shared: Any, classes: pd.Index, sizes: tuple[int, int]
 ) -> Iterator[pa.RecordBatch]:
-    shard = _partition_shard(batches, sizes[1])
-    if shard is None:
-        return
+    """Each cached shard's tasks with their label, its confidence and every class's probability."""
     posterior_fn: PosteriorFn = shared.value[0]
-    probas = posterior_fn(shard.encoded(*sizes), shared.value[1])
-    chosen = np.argmax(probas, axis=1)
-    label = pa.array(classes.to_numpy()[chosen])
-    flat = pa.FixedSizeListArray.from_arrays(pa.array(probas.reshape(-1)), len(classes))
-    lists = flat.cast(pa.list_(pa.float64()))
-    confidence = pa.array(probas[np.arange(len(probas)), chosen])
-    yield pa.record_batch([pa.array(shard.tasks), label, confidence, lists], ["task", "label", "confidence", "probas"])
+    shards = (pickle.loads(blob) for batch in batches for blob in batch.column("shard").to_pylist())
+    for shard in shards:
+        probas = posterior_fn(shard.encoded(*sizes), shared.value[1])
+        chosen = np.argmax(probas, axis=1)
+        label = pa.array(classes.to_numpy()[chosen])
+        flat = pa.FixedSizeListArray.from_arrays(pa.array(probas.reshape(-1)), len(classes))
+        lists = flat.cast(pa.list_(pa.float64()))
+        confidence = pa.array(probas[np.arange(len(probas)), chosen])
+        columns = [pa.array(shard.tasks), label, confidence, lists]
+        yield pa.record_batch(columns, ["task", "label", "confidence", "probas"])
 
 
 def _spark_type(classes: pd.Index) -> str:
