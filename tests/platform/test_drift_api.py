@@ -53,12 +53,20 @@ def _split() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def deployed(server, tmp_path_factory) -> dict[str, Any]:
     items, answers, gold, unseen = _split()
-    owner_user, owner = server.user("drift-owner", "requester")
-    project = owner.create_project(name="drift", labels=["0", "1"], min_overlap=1, max_overlap=5)
+    return _deploy(server, tmp_path_factory.mktemp("edge-model"), "drift", items, answers, gold, unseen, hook=True)
+
+
+def _deploy(
+    server: Any, folder: Path, name: str, items: pd.DataFrame, answers: pd.DataFrame, gold: pd.Series,
+    unseen: pd.DataFrame, hook: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """A project of ``items`` with ``answers`` imported, aggregated and trained; its production version on an edge."""
+    owner_user, owner = server.user(f"{name}-owner", "requester")
+    project = owner.create_project(name=name, labels=["0", "1"], min_overlap=1, max_overlap=5)
     rows = [
         {"data": {"text": r.text, "text_b": r.text_b}, "external_id": r.task,
-         **({"gold_label": gold[r.task]} if position >= N_REGULAR else {})}
-        for position, r in enumerate(items.itertuples(index=False))
+         **({"gold_label": gold[r.task]} if r.task in gold.index else {})}
+        for r in items.itertuples(index=False)
     ]  # fmt: skip
     owner.import_items(project["id"], rows)
     _import_answers(server.database_url, project["id"], answers)
@@ -66,10 +74,10 @@ def deployed(server, tmp_path_factory) -> dict[str, Any]:
     owner.start(project["id"])
     trained = owner.train_model(project["id"], family="logreg")
     assert trained["promoted"] is True
-    owner.add_webhook(project["id"], "http://127.0.0.1:9/drift-hook", ["drift.detected"])
-    folder = tmp_path_factory.mktemp("edge-model")
+    if hook:
+        owner.add_webhook(project["id"], "http://127.0.0.1:9/drift-hook", ["drift.detected"])
     meta = owner.download_model(project["id"], "production", folder)
-    device, _ = server.user("drift-device", "device")
+    device, _ = server.user(f"{name}-device", "device")
     return {
         "id": project["id"], "owner": owner, "owner_token": str(owner_user["token"]),
         "device_token": str(device["token"]), "unseen": unseen,
@@ -179,3 +187,22 @@ def test_latest_reports_and_metrics(server, deployed):
     assert metrics.value("crowdloop_edge_predictions_total", project=project, version=version) == 1000 + 300 + 600
     assert metrics.value("crowdloop_model_drift_psi", project=project, version=version) == pytest.approx(report["psi"])
     assert report["psi"] > 0.2  # the truncated texts' input PSI
+
+
+def test_a_version_trained_on_the_hard_items_does_not_alarm_on_the_same_stream(server, tmp_path):
+    """Active learning labels the items a model doubts, so the labeled items are the hard ones.
+
+    Here only the pairs the crowd split on (plus a small seed) get answers: out-of-fold
+    confidences on those alone are far lower than on new items of the same set, which alarmed
+    on every stationary stream. The reference is the project's whole population (unlabeled
+    items predicted by the version), so the same set's unseen items are stable.
+    """
+    items, answers, gold, unseen = _split()
+    agreement = answers.groupby("task")["label"].agg(lambda labels: labels.value_counts(normalize=True).iloc[0])
+    split = set(agreement[agreement < 1.0].index) | set(items["task"].iloc[:100]) | set(gold.index)
+    chosen = answers[answers["task"].isin(split)]
+    assert chosen["task"].nunique() < 0.6 * len(items)  # most regular items stay unlabeled
+    deployed = _deploy(server, tmp_path, "drift-hard", items, chosen, gold, unseen)
+    result = _report(server, deployed, _telemetry(deployed["model"], unseen.iloc[:1000], batch_size=20))
+    assert result["status"] == "stable", result
+    assert ("psi", "confidence") in _signals(result, exceeded=False)

@@ -1,18 +1,25 @@
 """What a model version saw in training, in the terms an edge device reports: the drift reference.
 
-For a version, the reference is computed from its *training items* (the project's regular
-items that existed when the version was registered and have an aggregated label) and kept,
-once computed, in a ``drift_reference`` :class:`~crowdloop.storage.models.ModelEvent` (never
-in the artifact folder, whose SHA-256 digest must not change):
+For a version, the reference is computed from the project's *population*: its regular items
+that existed when the version was registered, except those an edge device sent back (they
+were chosen for being unsure). It is kept, once computed, in a ``drift_reference``
+:class:`~crowdloop.storage.models.ModelEvent` (never in the artifact folder, whose SHA-256
+digest must not change). The population, not only the labeled items: active learning and
+dynamic overlap choose which items get labels, by the model's doubt, so the labeled items are
+the hard ones and their confidences are lower than the stream's. Measured in ``crowdloop
+demo`` (active learning on ``product``): against the labeled items alone every round of a
+stationary stream alarmed; against the population none did.
 
-* **confidence** and **predicted classes**: *out-of-fold* predictions of the version's family
-  and hyper-parameters (the version's own fitted featurizer, :data:`FOLDS` folds). In-sample
-  predictions would not do: a model is more confident, and predicts its rarer classes more
-  often, on items it was fitted on than on new items from the same distribution. Measured on
-  the bundled ``product`` set (logistic regression, 1,500 training items, 1,000 held-out
-  items): against in-sample predictions the held-out class mix gives χ² p = 7e-6, a false
-  alarm; against out-of-fold predictions p = 0.24. With fewer than :data:`MIN_CROSS_FIT`
-  items (or a fold with one class) the version's in-sample predictions are used, marked so.
+* **confidence** and **predicted classes**: for labeled items, *out-of-fold* predictions of
+  the version's family and hyper-parameters (the version's own fitted featurizer,
+  :data:`FOLDS` folds); for unlabeled items, the version's own predictions (it never saw
+  them). In-sample predictions would not do: a model is more confident, and predicts its
+  rarer classes more often, on items it was fitted on than on new items from the same
+  distribution. Measured on the bundled ``product`` set (logistic regression, 1,500 training
+  items, 1,000 held-out items): against in-sample predictions the held-out class mix gives
+  χ² p = 7e-6, a false alarm; against out-of-fold predictions p = 0.24. With fewer than
+  :data:`MIN_CROSS_FIT` labeled items (or a fold with one class) the version's in-sample
+  predictions are used, marked so.
 * **inputs**: for each field the model reads, each item's text length and whether it is empty,
   exactly as :class:`crowdloop.deploy.telemetry.Telemetry` counts them on the edge (a value
   that is not a string counts as ``""``).
@@ -49,22 +56,27 @@ def input_stats(value: Any) -> tuple[int, bool]:
     return len(text), not text.strip()
 
 
-def training_items(session: Session, project: Project, version: ModelVersion) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The version's training items (regular, labeled, created before the version) and their soft targets."""
+def population(session: Session, project: Project, version: ModelVersion) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The version's population (see the module docstring) and the soft targets of its labeled items.
+
+    Items sent back by an edge are left out unless the project has no other items.
+    """
     query = (
-        select(Item.id, Item.data, ItemLabel.label, ItemLabel.confidence)
-        .join(ItemLabel, ItemLabel.item_id == Item.id)
+        select(Item.id, Item.data, Item.source, ItemLabel.label, ItemLabel.confidence)
+        .outerjoin(ItemLabel, ItemLabel.item_id == Item.id)
         .where(Item.project_id == project.id, Item.is_gold.is_(False), Item.created_at <= version.created_at)
         .order_by(Item.id)
     )
     rows = session.execute(query).all()
-    if not rows:
+    chosen = [row for row in rows if row.source != "edge"] or rows
+    labeled = [row for row in chosen if row.label is not None]
+    if not labeled:
         raise EmptyInputError(f"model version {version.version} has no labeled training items left to compare with.")
-    index = pd.Index([int(row[0]) for row in rows])
-    labels = pd.Series([str(row[2]) for row in rows], index=index)
-    confidence = pd.Series([float(row[3]) for row in rows], index=index)
+    index = pd.Index([int(row.id) for row in labeled])
+    labels = pd.Series([str(row.label) for row in labeled], index=index)
+    confidence = pd.Series([float(row.confidence) for row in labeled], index=index)
     classes = [str(label) for label in project.labels]
-    return items_frame([(row[0], row[1]) for row in rows]), soft_from_confidence(labels, confidence, classes)
+    return items_frame([(row.id, row.data) for row in chosen]), soft_from_confidence(labels, confidence, classes)
 
 
 def out_of_fold(model: TrainedModel, items: pd.DataFrame, soft: pd.DataFrame) -> tuple[np.ndarray, bool]:
@@ -86,13 +98,23 @@ def out_of_fold(model: TrainedModel, items: pd.DataFrame, soft: pd.DataFrame) ->
 
 
 def build_reference(model: TrainedModel, items: pd.DataFrame, soft: pd.DataFrame, seed: int) -> dict[str, Any]:
-    """The JSON reference of a version (see the module docstring)."""
-    probas, cross_fitted = out_of_fold(model, items, soft)
+    """The JSON reference of a version (see the module docstring).
+
+    ``items`` is the population and ``soft`` the targets of its labeled items: those are
+    predicted out of fold, the rest by ``model`` itself.
+    """
+    labeled = items[ID_COLUMN].isin(soft.index).to_numpy()
+    probas = np.zeros((len(items), len(model.classes_)))
+    probas[labeled], cross_fitted = out_of_fold(model, items[labeled], soft)
     chosen = np.sort(np.random.default_rng(seed).permutation(len(probas))[:SAMPLE_SIZE])
-    labels = [str(model.classes_[code]) for code in probas.argmax(axis=1)]
+    unlabeled = chosen[~labeled[chosen]]
+    if len(unlabeled):
+        probas[unlabeled] = model.predict_proba(items.iloc[unlabeled]).to_numpy()
+    labels = [str(model.classes_[code]) for code in probas[chosen].argmax(axis=1)]
     records = items.to_dict("records")
     return {
         "items": len(probas),
+        "labeled": int(labeled.sum()),
         "cross_fitted": cross_fitted,
         "confidence": [round(float(value), 6) for value in probas.max(axis=1)[chosen]],
         "classes": dict(Counter(labels)),
@@ -122,7 +144,7 @@ def reference_for(session: Session, project: Project, version: ModelVersion, reg
     if cached is not None:
         return cached
     model = TrainedModel.load(registry.artifact_dir(registry_dir, version))
-    items, soft = training_items(session, project, version)
+    items, soft = population(session, project, version)
     reference = {"version": version.version, **build_reference(model, items, soft, seed=version.id)}
     registry.record_event(session, project.id, version.id, REFERENCE_KIND, reference)
     session.flush()
