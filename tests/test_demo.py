@@ -33,17 +33,16 @@ def _database(result: DemoResult) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (issue 6 open): on a short run the second round's model can tie the first on gold "
-    "(promotion only when better keeps accuracy from falling, not strictly rising)",
-)
 def test_model_accuracy_against_gold_rises_across_rounds(short_demo: DemoResult) -> None:
+    """The model learns through the crowd's noise: it trains on the raw answers (the crowd model),
+    where the aggregated labels of two or three answers an item left it at the majority share."""
     first, last = short_demo.rounds[0], short_demo.rounds[-1]
     assert [r.round for r in short_demo.rounds] == [1, 2]
     assert first.labels_bought < last.labels_bought
-    assert last.model_accuracy > first.model_accuracy
+    assert last.model_accuracy >= first.model_accuracy + 0.02, (first.model_accuracy, last.model_accuracy)
+    assert last.model_macro_f1 > 0.65  # the always-"no match" model scores about 0.46
     assert last.model_version > first.model_version and last.promoted
+    assert not any(r.drifted for r in short_demo.rounds)  # a stationary stream: no drift alarm
 
 
 @pytest.mark.slow

@@ -189,10 +189,15 @@ class Client:
 
     # models (training runs on the server and may take minutes: no client timeout for it)
     def train_model(
-        self, project_id: int, family: str | None = None, trials: int = 0, timeout: float | None = None, seed: int = 0
-    ) -> dict[str, Any]:
-        """Train (or tune, with ``trials``/``timeout`` or ``family="auto"``), register and maybe promote."""
-        body = {"family": family, "trials": trials, "timeout": timeout, "random_state": seed}
+        self, project_id: int, family: str | None = None, trials: int = 0, timeout: float | None = None, seed: int = 0,
+        targets: str = "labels",
+    ) -> dict[str, Any]:  # fmt: skip
+        """Train (or tune, with ``trials``/``timeout`` or ``family="auto"``), register and maybe promote.
+
+        ``targets="crowd"`` learns from the raw answers (the classifier and the workers' confusion
+        matrices together) instead of the aggregated labels.
+        """
+        body = {"family": family, "trials": trials, "timeout": timeout, "random_state": seed, "targets": targets}
         return dict(self._call("POST", f"/projects/{project_id}/models/train", json=body, timeout=None))
 
     def models(self, project_id: int) -> list[dict[str, Any]]:

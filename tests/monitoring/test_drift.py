@@ -13,6 +13,7 @@ from crowdloop.monitoring.drift import (
     DriftSample,
     DriftThresholds,
     chi_squared_class_mix,
+    chi_squared_two_samples,
     drift_report,
     kolmogorov_smirnov,
     population_stability_index,
@@ -77,6 +78,24 @@ def test_chi_squared_takes_reference_counts_and_survives_an_unseen_class():
     assert as_counts.statistic == pytest.approx(2 + 10 / 3)
     unseen = chi_squared_class_mix({"a": 1, "b": 1}, {"a": 10, "b": 10, "new": 5})
     assert math.isfinite(unseen.statistic) and unseen.statistic > 1000 and unseen.p_value < 1e-6
+
+
+def test_two_sample_chi_squared_is_scipys_contingency_test():
+    reference, observed = {"0": 970, "1": 30}, {"0": 282, "1": 18}
+    ours = chi_squared_two_samples(reference, observed)
+    theirs = stats.chi2_contingency([[970, 30], [282, 18]], correction=False)
+    assert ours.statistic == pytest.approx(theirs.statistic, rel=1e-12)
+    assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-9)
+    assert chi_squared_class_mix(reference, observed).p_value < 0.01 < ours.p_value  # the reference's noise counts
+    unseen = chi_squared_two_samples({"a": 500, "b": 500}, {"a": 40, "b": 40, "new": 20})
+    assert unseen.p_value < 1e-6
+
+
+def test_a_sampled_reference_class_mix_uses_the_two_sample_test():
+    reference = DriftSample(classes={"0": 970, "1": 30}, classes_sampled=True)
+    report = drift_report(reference, DriftSample(classes={"0": 282, "1": 18}))
+    assert not report.drifted
+    assert drift_report(DriftSample(classes={"0": 970, "1": 30}), DriftSample(classes={"0": 282, "1": 18})).drifted
 
 
 def test_report_flags_only_what_drifted(rng):

@@ -64,6 +64,37 @@ def test_dynamic_overlap_stops_early_for_reliable_workers(server):
     assert all(i["confidence"] >= 0.9 or i["answers"] == 5 for i in items)
 
 
+def test_a_lone_answer_of_a_rare_class_does_not_settle_an_item(server):
+    """Once aggregation has seen that "pos" is rare (4 items in 40), one "pos" from a worker who
+    errs now and then leaves the item open, while one "neg" from the same worker settles it; a
+    uniform prior would have settled both alike."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester, min_overlap=1, max_overlap=3, confidence_target=0.9)
+    requester.import_items(project["id"], [{"data": {"text": f"seed {i}"}} for i in range(40)])
+    requester.start(project["id"])
+    workers = [server.user(f"w{i}", "worker")[1] for i in range(3)]
+    for number, worker in enumerate(workers):
+        while (task := worker.next_task(project["id"])) is not None:
+            seed = int(task["data"]["text"].split()[1])
+            label = "pos" if seed < 4 else "neg"
+            if number == 2 and seed in (10, 11, 12, 13):  # the third worker errs on four items
+                label = "pos"
+            worker.submit(task["assignment_id"], label)
+    requester.aggregate(project["id"])
+    requester.import_items(project["id"], [{"data": {"text": f"new {i}"}} for i in range(2)])
+    if requester.status(project["id"])["status"] == "finished":  # every seed item was settled
+        requester.start(project["id"])
+    erring = workers[2]
+    for label in ("pos", "neg"):
+        task = erring.next_task(project["id"])
+        assert task is not None and task["data"]["text"].startswith("new")
+        erring.submit(task["assignment_id"], label)
+    new = [item for item in requester.items(project["id"]) if item["data"]["text"].startswith("new")]
+    settled = sorted((item["done"], round(item["confidence"], 2)) for item in new)
+    assert [done for done, _ in settled] == [False, True], settled
+    assert settled[0][1] < 0.9 <= settled[1][1]
+
+
 def test_aggregation_runs_in_the_background_as_answers_arrive(server):
     _, requester = server.user("req", "requester")
     project = _project(requester, max_overlap=1)

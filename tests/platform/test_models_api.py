@@ -267,3 +267,21 @@ def test_priorities_need_a_model(server):
 def test_artifacts_live_under_the_data_dir(server):
     root = Path(server.log.parent / "data" / "models")
     assert any(root.rglob("model.onnx"))
+
+
+def test_training_on_the_crowd_learns_from_the_raw_answers(product, server):
+    """``targets="crowd"``: the classifier and the workers' confusion matrices learned together
+    from the raw answers; its targets are kept beside the artifact for the drift reference."""
+    client, pid = product["client"], product["id"]
+    on_labels = client.train_model(pid, family="logreg")["version"]
+    on_crowd = client.train_model(pid, family="logreg", targets="crowd")["version"]
+    assert on_crowd["lineage"]["targets"] == "crowd (Raykar EM)" and "targets" not in on_labels["lineage"]
+    assert on_crowd["lineage"]["crowd_iterations"] >= 1
+    assert on_crowd["metrics"]["macro_f1"] > 0.55  # not the always-"0" model
+    assert on_crowd["metrics"]["accuracy"] >= on_labels["metrics"]["accuracy"] - 0.01
+    kept = Path(server.log.parent / "data" / "models" / str(pid) / f"{on_crowd['version']}.targets.parquet")
+    targets = pd.read_parquet(kept)
+    assert list(targets.columns) == ["item_id", "0", "1"] and len(targets) > 0.95 * N_REGULAR
+    assert np.allclose(targets[["0", "1"]].sum(axis=1), 1.0)
+    with pytest.raises(Exception, match="targets must be one of labels, crowd"):
+        client.train_model(pid, family="logreg", targets="gold")

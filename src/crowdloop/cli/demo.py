@@ -79,7 +79,7 @@ def _table(result: DemoResult) -> Table:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--items", type=click.IntRange(500, 8315), default=3000, show_default=True, help="Product pairs sampled.")
 @click.option(
-    "--budget", type=click.FloatRange(0.1), default=30.0, show_default=True, help="Money for the crowd, in dollars."
+    "--budget", type=click.FloatRange(0.1), default=40.0, show_default=True, help="Money for the crowd, in dollars."
 )
 @click.option("--price", type=click.FloatRange(0.001), default=0.02, show_default=True, help="Paid per answer.")
 @click.option("--trials", type=click.IntRange(0), default=3, show_default=True, help="Tuning trials per training.")

@@ -25,6 +25,10 @@ from crowdloop.cli.platform import _api_options, _client, _print_record
 @click.option("--trials", default=0, show_default=True, type=int, help="Optuna trials of the search (0: no search).")
 @click.option("--timeout", type=float, help="Search time budget in seconds.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--targets", type=click.Choice(["labels", "crowd"]), default="labels", show_default=True,
+    help="Learn from the aggregated labels, or from the raw answers (classifier and workers' confusions together).",
+)  # fmt: skip
 @_api_options
 def train_command(
     project_id: int,
@@ -32,6 +36,7 @@ def train_command(
     trials: int,
     timeout: float | None,
     seed: int,
+    targets: str,
     url: str | None,
     token: str | None,
 ) -> None:
@@ -40,7 +45,9 @@ def train_command(
         _client(url, token) as client,
         console.status(f"training a model for project {project_id} on the server"),
     ):
-        result = client.train_model(project_id, family=family, trials=trials, timeout=timeout, seed=seed)
+        result = client.train_model(
+            project_id, family=family, trials=trials, timeout=timeout, seed=seed, targets=targets
+        )
     version, comparison = result["version"], result["comparison"]
     _print_version(version)
     verdict = "promoted to production" if result["promoted"] else "kept as candidate (production scores higher)"

@@ -56,6 +56,7 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     model.fit(answers, gold=_gold(session, project.id, answers["label"]))
     _store_labels(session, project, model)
     _store_reliability(session, project.id, model)
+    project.label_prior = label_shares(model, [str(label) for label in project.labels])
     if reset_counter:
         project.answers_since_aggregation = 0
     run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
@@ -106,6 +107,13 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     statement = dialect_insert(session, ItemLabel)
     changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
     session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed), rows)
+
+
+def label_shares(model: BaseClassificationAggregator, labels: list[str]) -> dict[str, float]:
+    """Each label's share of the items, the mean of the aggregator's posteriors (labels it never saw: 0)."""
+    means = model.probas_.mean(axis=0)
+    shares = {str(label): float(share) for label, share in means.items()}
+    return {label: round(shares.get(label, 0.0), 6) for label in labels}
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:

@@ -44,7 +44,7 @@ _LEASE = (
     Assignment.id, Assignment.status, Assignment.worker_id, Assignment.project_id, Assignment.item_id,
     Item.is_gold, Item.gold_label, Item.gold_explanation, Item.external_id, Item.answer_count, Item.done,
     Project.labels, Project.rules, Project.price_micros, Project.min_overlap, Project.max_overlap,
-    Project.confidence_target,
+    Project.confidence_target, Project.label_prior,
 )  # fmt: skip
 
 
@@ -145,7 +145,7 @@ def _count_on_item(session: Session, lease: Row[Any]) -> bool:
     if lease.is_gold:
         run(session, _GOLD_ANSWERED, {"item_id": lease.item_id})
         return bool(lease.done)
-    confidence, label = posterior(session, list(lease.labels), lease.item_id)
+    confidence, label = posterior(session, list(lease.labels), lease.item_id, lease.label_prior)
     count = lease.answer_count + 1
     settled = (count >= lease.min_overlap and confidence >= lease.confidence_target) or count >= lease.max_overlap
     done = bool(lease.done) or settled
@@ -220,21 +220,32 @@ def _ban(session: Session, project_id: int, worker_id: int, reason: str) -> None
 
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
     """:func:`posterior` of a loaded item (undoing an answer recomputes it)."""
-    return posterior(session, list(project.labels), item.id)
+    return posterior(session, list(project.labels), item.id, project.label_prior)
 
 
-def posterior(session: Session, labels: list[str], item_id: int) -> tuple[float, str]:
+def posterior(
+    session: Session, labels: list[str], item_id: int, prior: dict[str, Any] | None = None
+) -> tuple[float, str]:
     r"""Posterior of the item's most likely label from its answers and the workers' reliability.
 
     One-coin model with each worker's current reliability :math:`s_w` (from truth
-    inference, else gold accuracy, else a prior) and a uniform class prior:
-    :math:`p(k) \propto \prod_w s_w^{[l_w = k]} ((1 - s_w)/(K - 1))^{[l_w \ne k]}`.
-    Plain floats, not numpy: an item has a handful of answers and labels.
+    inference, else gold accuracy, else a prior) and the class shares :math:`\rho_k` the
+    latest aggregation estimated (uniform before the first):
+    :math:`p(k) \propto \rho_k \prod_w s_w^{[l_w = k]} ((1 - s_w)/(K - 1))^{[l_w \ne k]}`.
+    The shares matter when classes are rare: on ``product`` (12% matches, answers 82% right)
+    one "match" answer leaves a match at 38%, so the item gets more answers, where a uniform
+    prior would settle it at 82%. Plain floats, not numpy: an item has a handful of answers.
     """
     rows = run(session, _ANSWERS_OF_ITEM, {"item_id": item_id}).all()
-    scores = [0.0] * len(labels)
-    for label, reliability, gold_correct, gold_answers in rows:
-        skill = _skill(reliability, gold_correct, gold_answers)
+    return combine_answers(labels, [(label, _skill(*rest)) for label, *rest in rows], prior)
+
+
+def combine_answers(
+    labels: list[str], answers: list[tuple[str, float]], prior: dict[str, Any] | None
+) -> tuple[float, str]:
+    """The most likely label and its posterior from ``(label, worker skill)`` pairs and class shares."""
+    scores = _log_prior(labels, prior)
+    for label, skill in answers:
         wrong = math.log((1 - skill) / max(len(labels) - 1, 1))
         scores = [score + wrong for score in scores]
         scores[labels.index(label)] += math.log(skill) - wrong
@@ -242,6 +253,16 @@ def posterior(session: Session, labels: list[str], item_id: int) -> tuple[float,
     weights = [math.exp(score - top) for score in scores]
     best = max(range(len(labels)), key=weights.__getitem__)
     return weights[best] / sum(weights), labels[best]
+
+
+def _log_prior(labels: list[str], prior: dict[str, Any] | None) -> list[float]:
+    """Log class shares, each at least :data:`MIN_SHARE` (a class the aggregate never chose stays possible)."""
+    if not prior:
+        return [0.0] * len(labels)
+    return [math.log(max(float(prior.get(label, 0.0)), MIN_SHARE)) for label in labels]
+
+
+MIN_SHARE = 0.01
 
 
 def _skill(reliability: float | None, gold_correct: int, gold_answers: int) -> float:

@@ -70,6 +70,7 @@ class DemoConfig:
     price: float = 0.02
     budget: float = 40.0
     family: str = "logreg"
+    targets: str = "crowd"
     trials: int = 3
     confidence_target: float = 0.9
     threshold: float = 0.7
@@ -169,7 +170,7 @@ def _accounts_and_project(server: LocalServer, data: DemoData, config: DemoConfi
 
 def _project(requester: Client, data: DemoData, config: DemoConfig, progress: Progress) -> int:
     project = requester.create_project(
-        name="product matching (demo)", labels=data.labels, min_overlap=1, max_overlap=3,
+        name="product matching (demo)", labels=data.labels, min_overlap=2, max_overlap=3,
         confidence_target=config.confidence_target, gold_share=0.0, price=config.price, budget=config.budget,
         instructions="Do the two product descriptions name the same product? 1 = same, 0 = different.",
     )  # fmt: skip
@@ -191,7 +192,9 @@ def _round(world: _World, config: DemoConfig, number: int, progress: Progress) -
     work = world.driver.work(budget, progress.advance)
     progress.stage(f"round {number}: aggregating, training (tune: {config.trials} trials), scoring on gold")
     world.requester.aggregate(world.project_id)
-    trained = world.requester.train_model(world.project_id, config.family, trials=config.trials, seed=config.seed)
+    trained = world.requester.train_model(
+        world.project_id, config.family, trials=config.trials, seed=config.seed, targets=config.targets
+    )
     production = world.requester.model(world.project_id, "production")
     progress.stage(f"round {number}: active learning sets the crowd's next items")
     world.requester.set_priorities(world.project_id, config.strategy, config.batch_size, config.seed)

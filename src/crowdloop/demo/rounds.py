@@ -76,7 +76,7 @@ def local_drift(
 ) -> tuple[float, bool]:
     """PSI of the observed confidences against the reference ones, and whether any test alarms."""
     report = drift_report(
-        DriftSample(confidence=reference, classes=reference_classes),
+        DriftSample(confidence=reference, classes=reference_classes, classes_sampled=True),
         DriftSample(confidence=observed, classes=observed_classes),
     )
     psi = next(s.statistic for s in report.statistics if s.test == "psi" and s.signal == "confidence")

@@ -40,6 +40,8 @@ class ProjectData:
     gold_items: pd.DataFrame
     gold: pd.Series
     lineage: dict[str, Any] = field(default_factory=dict)
+    answers: pd.DataFrame | None = None
+    """``task`` (item id), ``worker``, ``label`` of every answer on a regular item, when asked for."""
 
 
 def items_frame(rows: list[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
@@ -60,13 +62,28 @@ def soft_from_confidence(labels: pd.Series, confidence: pd.Series, classes: list
     return pd.DataFrame(values, index=labels.index[keep], columns=pd.Index(classes, name="label"))
 
 
-def load_project_data(session: Session, project: Project) -> ProjectData:
-    """The labeled non-gold items (training), the gold items (held out) and the lineage."""
+def load_project_data(session: Session, project: Project, with_answers: bool = False) -> ProjectData:
+    """The labeled non-gold items (training), the gold items (held out), the lineage and, when
+    ``with_answers``, the raw answers on regular items."""
     classes = [str(label) for label in project.labels]
     items, targets = _training_set(session, project, classes)
     gold_items, gold = _gold_set(session, project.id, classes)
     lineage = _lineage(session, project.id, len(targets))
-    return ProjectData(project.id, classes, items, targets, gold_items, gold, lineage)
+    answers = _answers(session, project.id) if with_answers else None
+    return ProjectData(project.id, classes, items, targets, gold_items, gold, lineage, answers)
+
+
+def _answers(session: Session, project_id: int) -> pd.DataFrame:
+    query = (
+        select(Answer.item_id, Answer.worker_id, Answer.label)
+        .join(Item, Item.id == Answer.item_id)
+        .where(Answer.project_id == project_id, Item.is_gold.is_(False))
+        .order_by(Answer.id)
+    )
+    rows = session.execute(query).all()
+    return pd.DataFrame(
+        {"task": [int(r[0]) for r in rows], "worker": [int(r[1]) for r in rows], "label": [str(r[2]) for r in rows]}
+    )
 
 
 def _training_set(session: Session, project: Project, classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

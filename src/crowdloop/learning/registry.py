@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -66,6 +67,29 @@ def register_version(
     session.flush()
     record_event(session, project.id, version.id, "registered", {"version": number, "family": family})
     return version
+
+
+def save_training_targets(registry_dir: Path, version: ModelVersion, targets: pd.DataFrame) -> None:
+    """Keep what the version learned from (item id x class) beside, not inside, its artifact.
+
+    Outside the artifact folder so its digest and what an edge downloads stay as they were;
+    the drift reference refits on exactly these targets.
+    """
+    frame = targets.rename(columns=str).rename_axis("item_id").reset_index()
+    frame.to_parquet(_targets_path(registry_dir, version), index=False)
+
+
+def training_targets(registry_dir: Path, version: ModelVersion) -> pd.DataFrame | None:
+    """The targets :func:`save_training_targets` kept (``None`` for versions registered before it)."""
+    path = _targets_path(registry_dir, version)
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path)
+    return frame.set_index(pd.Index(frame.pop("item_id").astype(int).to_numpy())).rename_axis(None)
+
+
+def _targets_path(registry_dir: Path, version: ModelVersion) -> Path:
+    return registry_dir / f"{version.artifact_path}.targets.parquet"
 
 
 def _next_version_number(session: Session, project: Project) -> int:

@@ -145,6 +145,9 @@ def reference_for(session: Session, project: Project, version: ModelVersion, reg
         return cached
     model = TrainedModel.load(registry.artifact_dir(registry_dir, version))
     items, soft = population(session, project, version)
+    learned = registry.training_targets(registry_dir, version)
+    if learned is not None:  # what the version really learned from (e.g. the crowd model's posteriors)
+        soft = learned.reindex(columns=soft.columns, fill_value=0.0)
     reference = {"version": version.version, **build_reference(model, items, soft, seed=version.id)}
     registry.record_event(session, project.id, version.id, REFERENCE_KIND, reference)
     session.flush()

@@ -107,7 +107,8 @@ def observed_sample(window: Window) -> DriftSample:
 
 
 def reference_sample(reference: dict[str, Any]) -> DriftSample:
-    return DriftSample(confidence=reference.get("confidence") or None, classes=reference.get("classes") or {})
+    classes = reference.get("classes") or {}
+    return DriftSample(confidence=reference.get("confidence") or None, classes=classes, classes_sampled=True)
 
 
 def batch_means(values: np.ndarray, sizes: list[int], seed: int) -> np.ndarray:

@@ -96,6 +96,8 @@ class Project(Base):
     open_to_all: Mapped[bool] = mapped_column(Boolean, default=True)
     answers_total: Mapped[int] = mapped_column(Integer, default=0)
     answers_since_aggregation: Mapped[int] = mapped_column(Integer, default=0)
+    # label -> share, as the latest aggregation estimated it: dynamic overlap's class prior
+    label_prior: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -26,6 +26,7 @@ class TrainIn(BaseModel):
     trials: int = Field(0, ge=0, le=1000, description="Optuna trials (0: no search unless family is auto)")
     timeout: float | None = Field(None, gt=0, le=24 * 3600, description="search time budget in seconds")
     random_state: int = 0
+    targets: str = Field("labels", description="labels (the aggregated labels) or crowd (learn from the raw answers)")
 
 
 class PromoteIn(BaseModel):
@@ -42,7 +43,7 @@ class PrioritiesIn(BaseModel):
 
 @router.post("/projects/{project_id}/models/train")
 def train(project_id: int, body: TrainIn, api: ApiDep) -> dict[str, Any]:
-    options = service.TrainOptions(body.family, body.trials, body.timeout, body.random_state)
+    options = service.TrainOptions(body.family, body.trials, body.timeout, body.random_state, body.targets)
     return service.train_project(api.run, project_id, service.models_root(api.settings), options)
 
 
