@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from crowdloop.demo import DemoConfig, DemoResult, run_demo
-from crowdloop.demo.data import split_product
+from crowdloop.demo.data import split_dataset, split_product
 from crowdloop.demo.report import confidence_histogram, line_chart, write_report
+from crowdloop.errors import InvalidParameterError
 from crowdloop.learning import registry
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Item, ItemLabel
@@ -94,6 +95,31 @@ def test_split_keeps_pool_gold_and_stream_apart() -> None:
     assert [len(t) for t in tasks] == [600, 200, 100, 100]
     assert len(set.union(*tasks)) == 1000
     assert set(data.answers["task"]) <= set.union(*tasks)
+
+
+def test_the_other_bundled_set_and_an_unknown_one() -> None:
+    data = split_dataset("rte", 800, 150, 4, 100, seed=0)
+    assert (len(data.pool), len(data.gold), sum(len(c) for c in data.stream)) == (250, 150, 400)
+    assert set(data.truth.loc[data.gold["task"]]) == {"0", "1"}
+    with pytest.raises(InvalidParameterError, match="product, rte"):
+        split_dataset("temp", 400, 100, 1, 100, seed=0)  # bundled, but without item texts
+    with pytest.raises(InvalidParameterError, match="the demo runs on product, rte"):
+        DemoConfig.for_dataset("wsd")
+    assert DemoConfig.for_dataset("rte", rounds=2, items=None).items == 800
+
+
+@pytest.mark.slow
+def test_one_round_on_rte_through_the_cli(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "demo", "--dataset", "rte", "--rounds", "1", "--budget", "6", "--trials",
+         "0", "--dir", str(tmp_path / "rte"), "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    [only] = summary["rounds"]
+    assert only["labels_bought"] == 300 and only["streamed"] == 100 and only["model_version"] == 1
+    assert "rte (PASCAL RTE-1" in (tmp_path / "rte" / "report.html").read_text()
 
 
 def test_confidence_histogram_and_chart() -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from crowdloop.cli.base import cli, console
 from crowdloop.demo import DemoConfig, DemoResult, run_demo
+from crowdloop.demo.data import DEMO_SETS
 from crowdloop.demo.report import COLUMNS, table_row, write_report
 
 TABLE_WIDTH = 150
@@ -77,7 +78,13 @@ def _table(result: DemoResult) -> Table:
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port of the demo's server (default: a free one).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--items", type=click.IntRange(500, 8315), default=3000, show_default=True, help="Product pairs sampled.")
+@click.option(
+    "--dataset", type=click.Choice(sorted(DEMO_SETS)), default="product", show_default=True,
+    help="Bundled crowd to run on: product (Abt-Buy pairs) or rte (sentence pairs).",
+)  # fmt: skip
+@click.option(
+    "--items", type=click.IntRange(500, 8315), help="Items sampled (default: product 3000 with 300 gold, rte all 800)."
+)
 @click.option(
     "--budget", type=click.FloatRange(0.1), default=40.0, show_default=True, help="Money for the crowd, in dollars."
 )
@@ -90,11 +97,11 @@ def _table(result: DemoResult) -> Table:
     help="HTML report (default: DIR/report.html).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rounds as JSON on stdout instead of a table.")
-def demo(root: Path | None, rounds: int, port: int | None, seed: int, items: int, budget: float, price: float,
-         trials: int, report_path: Path | None, as_json: bool) -> None:  # fmt: skip
-    """Run the whole loop on the bundled product crowd: crowd, labels, model, edge, feedback."""
-    config = DemoConfig(root=root, rounds=rounds, port=port, seed=seed, items=items, budget=budget, price=price,
-                        trials=trials)  # fmt: skip
+def demo(root: Path | None, rounds: int, port: int | None, seed: int, dataset: str, items: int | None,
+         budget: float, price: float, trials: int, report_path: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Run the whole loop on a bundled real crowd: crowd, labels, model, edge, feedback."""
+    config = DemoConfig.for_dataset(dataset, root=root, rounds=rounds, port=port, seed=seed, items=items,
+                                    budget=budget, price=price, trials=trials)  # fmt: skip
     with _Bars() as bars:
         result = run_demo(config, bars)
     path = write_report(result, report_path or result.root / "report.html")

@@ -1,4 +1,4 @@
-"""The replayed ``product`` crowd answering through the real HTTP API, round after round.
+"""The replayed crowd (``product`` or ``rte``) answering through the real HTTP API, round after round.
 
 Every recorded worker is a worker account; the server chooses each item (its assignment
 engine: priorities, dynamic overlap, max overlap) and the worker gives the answer they really

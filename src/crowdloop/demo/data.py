@@ -1,4 +1,4 @@
-"""The demo's data: a seeded slice of the bundled ``product`` crowd, cut into pool, gold and stream.
+"""The demo's data: a seeded slice of a bundled crowd with item texts, cut into pool, gold and stream.
 
 Pure: DataFrames in, DataFrames out. The *pool* is imported at the start and labeled by the
 replayed crowd; the *gold* items are imported as gold and only ever used to score models
@@ -22,6 +22,27 @@ FIELDS = ("text", "text_b")
 
 
 @dataclass(frozen=True)
+class DemoSet:
+    """A bundled data set the demo can run on (it needs item texts) and its default slice sizes."""
+
+    name: str
+    instructions: str
+    items: int
+    gold: int
+    stream_per_round: int
+
+
+DEMO_SETS = {
+    "product": DemoSet(
+        "product", "Do the two product descriptions name the same product? 1 = same, 0 = different.", 3000, 300, 300
+    ),
+    "rte": DemoSet("rte", "Does the first sentence imply the second? 1 = it does, 0 = it does not.", 800, 150, 100),
+}
+"""The bundled sets with item texts: ``product`` (Abt-Buy pairs, 8,315) and ``rte`` (PASCAL RTE-1
+sentence pairs, 800)."""
+
+
+@dataclass(frozen=True)
 class DemoData:
     """The slices, the recorded answers on them, the true labels and content -> task lookup."""
 
@@ -37,16 +58,21 @@ class DemoData:
         return sorted(str(label) for label in self.truth.unique())
 
 
-def split_product(n_items: int, n_gold: int, rounds: int, stream_per_round: int, seed: int) -> DemoData:
-    """A seeded sample of ``n_items`` product pairs: gold, one stream chunk per round, the rest the pool."""
-    data = load_dataset("product")
+def split_dataset(name: str, n_items: int, n_gold: int, rounds: int, stream_per_round: int, seed: int) -> DemoData:
+    """A seeded sample of ``n_items`` of the bundled set ``name``: gold, one stream chunk per round,
+    the rest the pool."""
+    if name not in DEMO_SETS:
+        raise InvalidParameterError(
+            f"the demo runs on {', '.join(DEMO_SETS)} (bundled, with item texts); got {name!r}."
+        )
+    data = load_dataset(name)
     if data.items is None:
-        raise NotFoundError("the bundled product data set has no items.csv; reinstall crowdloop.")
+        raise NotFoundError(f"the bundled {name} data set has no items.csv; reinstall crowdloop.")
     n_pool = n_items - n_gold - rounds * stream_per_round
     if n_pool < 50 or n_items > len(data.items):
         raise InvalidParameterError(
             f"{n_items} items leave {n_pool} for the pool after {n_gold} gold and {rounds} x {stream_per_round}"
-            f" stream items; the pool needs at least 50 (and the product set has {len(data.items)} items)."
+            f" stream items; the pool needs at least 50 (and the {name} set has {len(data.items)} items)."
         )
     items = data.items.assign(**{f: data.items[f].fillna("").astype(str) for f in FIELDS})
     sample = items.sample(n_items, random_state=seed).reset_index(drop=True)
@@ -57,6 +83,11 @@ def split_product(n_items: int, n_gold: int, rounds: int, stream_per_round: int,
     truth = data.gold.astype(str)
     by_content = {content_hash(item_fields(row)): row["task"] for row in sample.to_dict("records")}
     return DemoData(pool, gold, [c.reset_index(drop=True) for c in chunks], answers, truth, by_content)
+
+
+def split_product(n_items: int, n_gold: int, rounds: int, stream_per_round: int, seed: int) -> DemoData:
+    """:func:`split_dataset` of the bundled ``product`` pairs."""
+    return split_dataset("product", n_items, n_gold, rounds, stream_per_round, seed)
 
 
 def item_fields(row: Mapping[Hashable, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from crowdloop.client import Client
 from crowdloop.demo.crowd import ReplayDriver, RoundWork
-from crowdloop.demo.data import DemoData, import_rows, item_fields, split_product
+from crowdloop.demo.data import DEMO_SETS, DemoData, import_rows, item_fields, split_dataset
 from crowdloop.demo.rounds import (
     RoundMetrics,
     label_accuracy,
@@ -64,6 +64,7 @@ class DemoConfig:
     rounds: int = 4
     port: int | None = None
     seed: int = 0
+    dataset: str = "product"
     items: int = 3000
     gold: int = 300
     stream_per_round: int = 300
@@ -79,6 +80,15 @@ class DemoConfig:
     batch_size: int = 100
 
     first_round_share: float = 0.5
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: Any) -> DemoConfig:
+        """The defaults of ``dataset`` (its slice sizes, see :data:`DEMO_SETS`), then ``overrides``."""
+        if dataset not in DEMO_SETS:
+            raise InvalidParameterError(f"the demo runs on {', '.join(DEMO_SETS)}; got {dataset!r}.")
+        chosen = DEMO_SETS[dataset]
+        sizes = {"items": chosen.items, "gold": chosen.gold, "stream_per_round": chosen.stream_per_round}
+        return cls(dataset=dataset, **{**sizes, **{k: v for k, v in overrides.items() if v is not None}})
 
     def answers_per_round(self, number: int) -> int:
         """Answers round ``number`` buys: the budget split evenly, the first round a ``first_round_share`` of
@@ -97,6 +107,7 @@ class DemoResult:
     rounds: list[RoundMetrics] = field(default_factory=list)
     seconds: float = 0.0
     drift_source: str = "local"
+    dataset: str = "product"
 
 
 @dataclass
@@ -130,7 +141,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     started = time.perf_counter()
     world = _set_up(config, root, shown)
     try:
-        result = DemoResult(root, world.project_id)
+        result = DemoResult(root, world.project_id, dataset=config.dataset)
         for number in range(1, config.rounds + 1):
             result.rounds.append(_round(world, config, number, shown))
     finally:
@@ -142,7 +153,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
 
 def _set_up(config: DemoConfig, root: Path, progress: Progress) -> _World:
     progress.stage("starting crowdloop serve (SQLite)")
-    data = split_product(config.items, config.gold, config.rounds, config.stream_per_round, config.seed)
+    data = split_dataset(config.dataset, config.items, config.gold, config.rounds, config.stream_per_round, config.seed)
     if (root / "crowdloop.db").exists():
         raise InvalidParameterError(f"{root} already holds a demo database; give an empty --dir.")
     server = LocalServer(root, config.port).start()
@@ -170,9 +181,9 @@ def _accounts_and_project(server: LocalServer, data: DemoData, config: DemoConfi
 
 def _project(requester: Client, data: DemoData, config: DemoConfig, progress: Progress) -> int:
     project = requester.create_project(
-        name="product matching (demo)", labels=data.labels, min_overlap=2, max_overlap=3,
+        name=f"{config.dataset} (demo)", labels=data.labels, min_overlap=2, max_overlap=3,
         confidence_target=config.confidence_target, gold_share=0.0, price=config.price, budget=config.budget,
-        instructions="Do the two product descriptions name the same product? 1 = same, 0 = different.",
+        instructions=DEMO_SETS[config.dataset].instructions,
     )  # fmt: skip
     project_id = int(project["id"])
     rows = import_rows(data.pool) + import_rows(data.gold, data.truth)
@@ -196,8 +207,10 @@ def _round(world: _World, config: DemoConfig, number: int, progress: Progress) -
         world.project_id, config.family, trials=config.trials, seed=config.seed, targets=config.targets
     )
     production = world.requester.model(world.project_id, "production")
-    progress.stage(f"round {number}: active learning sets the crowd's next items")
-    world.requester.set_priorities(world.project_id, config.strategy, config.batch_size, config.seed)
+    status = world.requester.status(world.project_id)
+    if status["items_done"] < status["items"] - status["gold_items"]:  # every open item is what it reorders
+        progress.stage(f"round {number}: active learning sets the crowd's next items")
+        world.requester.set_priorities(world.project_id, config.strategy, config.batch_size, config.seed)
     edge = _edge(world, config, int(production["version"]))
     chunk = world.data.stream[number - 1]
     progress.stage(f"round {number}: the edge serves {len(chunk)} unseen items", len(chunk))

@@ -151,11 +151,14 @@ def write_report(result: DemoResult, path: Path) -> Path:
     figures = "".join(f"<figure>{svg}</figure>" for svg in plots(result.rounds))
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = _PAGE.format(made=made, seconds=f"{result.seconds:.0f}", root=html.escape(str(result.root)), head=head,
-                        rows=rows, figures=figures, drift=html.escape(result.drift_source))  # fmt: skip
+                        rows=rows, figures=figures, drift=html.escape(result.drift_source),
+                        crowd=html.escape(CROWDS.get(result.dataset, result.dataset)))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
+
+CROWDS = {"product": "product (Abt-Buy product matching)", "rte": "rte (PASCAL RTE-1 textual entailment)"}
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>crowdloop demo</title>
@@ -167,7 +170,7 @@ svg text {{ font-size: 11px; fill: #333; }} svg .title {{ font-size: 13px; font-
 svg .axis {{ stroke: #333; }} svg .grid {{ stroke: #eee; }}
 </style></head><body>
 <h1>crowdloop demo</h1>
-<p>The bundled <code>product</code> crowd (Abt-Buy product matching, real recorded answers) replayed through
+<p>The bundled {crowd} crowd (real recorded answers) replayed through
 a real <code>crowdloop serve</code>: dynamic overlap, truth inference, training and tuning, promotion on gold,
 ONNX on an edge runtime that sends what it is unsure about back to the crowd. Made {made} in {seconds} s;
 files in <code>{root}</code>. Drift: {drift}.</p>
@@ -176,9 +179,10 @@ files in <code>{root}</code>. Drift: {drift}.</p>
 accuracy: the production version on the project's gold items (never trained on); edge alone: the share of the
 round's unseen items the edge answered without sending them back; fed back: items it sent back (unsure or
 audit), labeled by the crowd first in the next round; drift: the server's check of the served version (PSI of
-the edge's confidences against the model's out-of-fold confidences on its training items; "drift" when PSI,
-KS or the class mix alarms), or, marked "local", the same statistics against the model's confidences on the
-gold items where the server could not check.</p>
+the edge's confidences and class mix against the version's predictions on the project's imported items, out of
+fold on those it trained on; "drift" when PSI, KS or the two-sample χ² of the class mix alarms), or, marked
+"local", the same statistics against the model's confidences on the gold items where the server could not
+check.</p>
 {figures}
 </body></html>
 """
