@@ -12,8 +12,9 @@ Protocol (the same for every strategy):
 * budget: every recorded answer on the pool items; each run buys all of it, so every strategy
   ends on the same answers and differs only in the order it buys them;
 * policy: :class:`crowdloop.sim.active.ActiveLearning`, logistic regression on the pair
-  features, retrained every ``--retrain-every`` labels on Dawid-Skene soft labels of all
-  answers bought so far, at most 3 answers an item;
+  features, retrained every ``--retrain-every`` labels on all answers bought so far, at most
+  3 answers an item; ``--targets crowd`` (the default) learns from the answers themselves
+  (Raykar EM started from Dawid-Skene), ``--targets labels`` from Dawid-Skene soft labels;
 * score: the accuracy against gold of each retrained model on the held-out items, averaged
   over ``--seeds`` (the seed drives the replay order, the random strategy and the start);
 * the target: random selection's accuracy with the whole budget; for each strategy, the
@@ -47,6 +48,10 @@ from crowdloop.sim.active import ActiveLearning, item_frame  # noqa: E402
 
 HELD_OUT_SEED = 12345
 HELD_OUT_SHARE = 0.25
+TARGETS = {
+    "labels": "Dawid-Skene soft labels",
+    "crowd": "the crowd itself (Raykar EM: the classifier and each worker's confusion matrix, from Dawid-Skene)",
+}
 TARGET_SHARE = 0.45
 TOLERANCE = 0.005
 """Also reported: labels to come within this much accuracy of the reference (about ten held-out items)."""
@@ -78,11 +83,11 @@ class Setup:
         return float(np.mean(predicted == self.test_truth))
 
 
-def one_run(setup: Setup, strategy: str, seed: int, retrain_every: int) -> dict[str, Any]:
+def one_run(setup: Setup, strategy: str, seed: int, retrain_every: int, targets: str) -> dict[str, Any]:
     """Buy the whole budget under ``strategy``; the held-out accuracy after every retrain."""
     curve: list[tuple[int, float]] = []
     policy = ActiveLearning(strategy=strategy, retrain_every=retrain_every, max_overlap=3,
-                            featurizer=setup.featurizer,
+                            featurizer=setup.featurizer, targets=targets,
                             on_retrain=lambda n, model: curve.append((n, setup.held_out_accuracy(model))))  # fmt: skip
     started = time.perf_counter()
     result = run_in_process(setup.crowd, policy, items=setup.items, random_state=seed)
@@ -122,7 +127,7 @@ def write(setup: Setup, args: argparse.Namespace, runs: list[dict[str, Any]]) ->
     shown = curves.copy()
     shown.insert(0, "share", [f"{n / setup.budget:.0%}" for n in shown.index])
     shown = shown.reset_index().round(4)
-    payload = {"machine": machine(), "budget": setup.budget, "pool_items": len(setup.items),
+    payload = {"machine": machine(), "targets": args.targets, "budget": setup.budget, "pool_items": len(setup.items),
                "held_out_items": len(setup.test), "seeds": args.seeds, "retrain_every": args.retrain_every,
                "reference_accuracy": reference, "labels_to_match": needed, "share_to_match": shares,
                "tolerance": TOLERANCE, "labels_to_come_within_tolerance": near,
@@ -138,10 +143,10 @@ crowd's recorded answers on the {len(setup.items)} pool items are replayed (a wo
 offered items they answered). **Budget: all {setup.budget:,} recorded answers on the pool**;
 every run buys all of them, at most 3 per item, so the strategies differ only in the order.
 Logistic regression on the pair features (TF-IDF of both sides, shared terms, similarities),
-retrained every {args.retrain_every} labels on Dawid-Skene soft labels of all answers bought so
-far; score: its accuracy against gold on the held-out items, mean over seeds {args.seeds}
-(replay order, random draws). Majority class share on the held-out items:
-{np.mean(setup.test_truth == 0):.4f}.
+retrained every {args.retrain_every} labels on {TARGETS[args.targets]} of all answers bought so
+far (the same learner for every strategy, random included); score: its accuracy against gold
+on the held-out items, mean over seeds {args.seeds} (replay order, random draws). Majority class
+share on the held-out items: {np.mean(setup.test_truth == 0):.4f}.
 
 Random selection with the whole budget: **{reference:.4f}**. Labels each strategy needs to
 reach it (issue 5 target: at most {TARGET_SHARE:.0%} of the budget):
@@ -166,12 +171,14 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--retrain-every", type=int, default=500)
     parser.add_argument("--pool-items", type=int, help="Quick run: only this many pool items.")
+    parser.add_argument("--targets", choices=["labels", "crowd"], default="crowd",
+                        help="What every model learns from: Dawid-Skene soft labels, or the answers (Raykar EM).")
     args = parser.parse_args()
     setup = Setup(args.pool_items)
     runs = []
     for strategy in args.strategies:
         for seed in args.seeds:
-            runs.append(one_run(setup, strategy, seed, args.retrain_every))
+            runs.append(one_run(setup, strategy, seed, args.retrain_every, args.targets))
             labels, accuracy = runs[-1]["curve"][-1]
             print(f"{strategy} seed {seed}: {accuracy:.4f} at {labels} labels, {runs[-1]['seconds']:.0f}s", flush=True)
     write(setup, args, runs)

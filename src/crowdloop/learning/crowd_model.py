@@ -102,11 +102,17 @@ class CrowdModel:
         """Learn from items (features) and raw answers; items without answers are not trained on."""
         self._check()
         featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
+        ids = column(items, featurizer.spec.id_column)
+        return self.fit_features(featurizer, featurizer.transform(items), ids, answers)
+
+    def fit_features(self, featurizer: Featurizer, X: Any, ids: Any, answers: pd.DataFrame) -> Self:
+        """:meth:`fit` with the feature rows already computed (row ``i`` of ``X`` is item ``ids[i]``),
+        for callers that refit often on the same items (an active-learning loop)."""
+        self._check()
         answers = check_answers(answers)
-        answers = answers[answers["task"].isin(column(items, featurizer.spec.id_column))]
+        answers = answers[answers["task"].isin(ids)]
         data = encode_answers(answers)
-        rows = pd.Index(column(items, featurizer.spec.id_column)).get_indexer(data.tasks)
-        X = featurizer.transform(items)[rows]
+        X = X[pd.Index(ids).get_indexer(data.tasks)]
         q = self._initial(answers, data)
         q = self._em(X, data, q)
         self._finish(featurizer, X, data, q)

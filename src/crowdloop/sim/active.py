@@ -4,7 +4,9 @@ Every ``retrain_every`` labels the policy aggregates all answers bought so far i
 labels (a :mod:`crowdloop.quality` aggregator; optionally with the previous model as one
 more worker, :func:`crowdloop.learning.model_as_worker`), trains a model on the items that
 have any (:func:`crowdloop.learning.fit_model`), predicts every item, and turns the
-predictions into priorities with :func:`crowdloop.learning.select`. Until the first model
+predictions into priorities with :func:`crowdloop.learning.select`. With ``targets="crowd"``
+the model learns from the answers themselves instead
+(:class:`~crowdloop.learning.crowd_model.CrowdModel`, the aggregator as its start). Until the first model
 exists (fewer than two classes seen), items are taken at random.
 
 How priorities become offers, given that a worker can only be offered items they can do
@@ -37,6 +39,7 @@ import pandas as pd
 
 from crowdloop.errors import InvalidInputError, InvalidParameterError
 from crowdloop.learning import STRATEGIES, FeatureSpec, Featurizer, TrainedModel, fit_model, model_as_worker, select
+from crowdloop.learning.crowd_model import CrowdModel
 from crowdloop.learning.models import check_family
 from crowdloop.learning.train import full_probas
 from crowdloop.quality import get_aggregator
@@ -71,6 +74,7 @@ class ActiveLearning(Policy):
     family: str = "logreg"
     params: dict[str, Any] | None = None
     aggregator: str = "dawid_skene"
+    targets: str = "labels"
     model_worker: bool = False
     diversity: float = 0.0
     featurizer_params: dict[str, Any] | None = None
@@ -92,6 +96,8 @@ class ActiveLearning(Policy):
             raise InvalidParameterError("evaluation labels need classes: the crowd's label set, in code order.")
         check_family(self.family)
         get_aggregator(self.aggregator)  # an unknown name fails now, not after the run
+        if self.targets not in ("labels", "crowd"):
+            raise InvalidParameterError(f"targets must be labels or crowd; got {self.targets!r}.")
 
     def start(self, n_tasks: int, n_classes: int, **kwargs: Any) -> None:
         super().start(n_tasks, n_classes, **kwargs)
@@ -150,14 +156,26 @@ class ActiveLearning(Policy):
         if np.unique(posteriors[rows].argmax(axis=1)).size < 2:
             return  # one class so far: nothing to learn yet, keep taking items at random
         targets = pd.DataFrame(posteriors[rows], index=rows, columns=range(self.n_classes))
-        self.model = fit_model(self.run_featurizer, self.features[rows], targets, self.family, self.params,
-                               self._seed)  # fmt: skip
+        self.model = self._crowd_model() if self.targets == "crowd" else None
+        if self.model is None:
+            self.model = fit_model(self.run_featurizer, self.features[rows], targets, self.family, self.params,
+                                   self._seed)  # fmt: skip
         self.probas = full_probas(self.model.estimator, self.features, self.n_classes)
         self.priority = self._priorities()
         self.touched[:] = False
         self.retrains += 1
         if self.on_retrain is not None:
             self.on_retrain(len(self._tasks), self.model)
+
+    def _crowd_model(self) -> TrainedModel | None:
+        """The classifier learned with the workers' confusion matrices from the answers so far;
+        ``None`` while some class has no answer yet (its codes would not line up)."""
+        tasks, workers, labels = self.answers()
+        if np.unique(labels).size < self.n_classes:
+            return None
+        crowd = CrowdModel(family=self.family, params=self.params, init=self.aggregator, random_state=self._seed)
+        answers = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
+        return crowd.fit_features(self.run_featurizer, self.features, np.arange(self.n_tasks), answers).model_
 
     def _priorities(self) -> np.ndarray:
         assert self.probas is not None
