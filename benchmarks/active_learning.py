@@ -49,8 +49,11 @@ from crowdloop.sim.active import ActiveLearning, item_frame  # noqa: E402
 HELD_OUT_SEED = 12345
 HELD_OUT_SHARE = 0.25
 TARGETS = {
-    "labels": "Dawid-Skene soft labels",
-    "crowd": "the crowd itself (Raykar EM: the classifier and each worker's confusion matrix, from Dawid-Skene)",
+    "labels": "Dawid-Skene soft labels of all answers",
+    "crowd": (
+        "all answers through the crowd model (Raykar EM: the classifier and each\n"
+        "worker's confusion matrix together, started from Dawid-Skene), the answers"
+    ),
 }
 TARGET_SHARE = 0.45
 TOLERANCE = 0.005
@@ -143,7 +146,7 @@ crowd's recorded answers on the {len(setup.items)} pool items are replayed (a wo
 offered items they answered). **Budget: all {setup.budget:,} recorded answers on the pool**;
 every run buys all of them, at most 3 per item, so the strategies differ only in the order.
 Logistic regression on the pair features (TF-IDF of both sides, shared terms, similarities),
-retrained every {args.retrain_every} labels on {TARGETS[args.targets]} of all answers bought so
+retrained every {args.retrain_every} labels on {TARGETS[args.targets]} bought so
 far (the same learner for every strategy, random included); score: its accuracy against gold
 on the held-out items, mean over seeds {args.seeds} (replay order, random draws). Majority class
 share on the held-out items: {np.mean(setup.test_truth == 0):.4f}.
@@ -171,8 +174,12 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--retrain-every", type=int, default=500)
     parser.add_argument("--pool-items", type=int, help="Quick run: only this many pool items.")
-    parser.add_argument("--targets", choices=["labels", "crowd"], default="crowd",
-                        help="What every model learns from: Dawid-Skene soft labels, or the answers (Raykar EM).")
+    parser.add_argument(
+        "--targets",
+        choices=["labels", "crowd"],
+        default="crowd",
+        help="What every model learns from: Dawid-Skene soft labels, or the answers (Raykar EM).",
+    )
     args = parser.parse_args()
     setup = Setup(args.pool_items)
     runs = []

@@ -44,7 +44,7 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
         raise click.UsageError("--policy active runs in-process only; drop --url.")
     return ActiveLearning(strategy=options["strategy"], retrain_every=options["retrain_every"],
                           max_overlap=options["max_overlap"], family=options["model"], evaluation=gold,
-                          classes=crowd.labels)  # fmt: skip
+                          classes=crowd.labels, targets=options["targets"])  # fmt: skip
 
 
 @cli.command("simulate")
@@ -66,6 +66,8 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="active: retrain the model after this many labels.")  # fmt: skip
 @click.option("--model", default=ActiveLearning.family, show_default=True, type=click.Choice(FAMILIES),
               help="active: model family.")  # fmt: skip
+@click.option("--targets", type=click.Choice(["labels", "crowd"]), default=ActiveLearning.targets, show_default=True,
+              help="active: the model learns from Dawid-Skene labels or from the answers (crowd model).")  # fmt: skip
 @click.option("--budget", type=int, help="Buy at most this many labels.")
 @click.option("--price", default=0.0, show_default=True, help="Price of one label (for the cost).")
 @click.option("--seed", default=0, show_default=True, help="Replay order.")
@@ -85,6 +87,7 @@ def simulate_command(
     strategy: str,
     retrain_every: int,
     model: str,
+    targets: str,
     budget: int | None,
     price: float,
     seed: int,
@@ -102,6 +105,7 @@ def simulate_command(
             "retrain_every": retrain_every,
             "max_overlap": max_overlap,
             "model": model,
+            "targets": targets,
             "url": url,
         }
         chosen = _active(crowd, gold, items, options)
