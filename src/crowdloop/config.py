@@ -28,7 +28,10 @@ class Settings(BaseSettings):
     )
     default_method: str = Field(default="default", description="Aggregation method used when none is named.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    threads: int = Field(default=32, ge=1, le=256, description="Worker threads (and database connections) per process.")
+    # 8, not more: every request's work holds the GIL, and with 32 threads 100 concurrent workers
+    # made one process spend 3x the CPU per answer cycle (26.8 cycles/s against 83.1 with 8 and
+    # 95.3 with 4, PostgreSQL, benchmarks/platform_load.py); 8 leaves room for long trainings.
+    threads: int = Field(default=8, ge=1, le=256, description="Worker threads (and database connections) per process.")
     max_upload_mb: float = Field(default=100.0, gt=0, description="Largest accepted item upload.")
     auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
