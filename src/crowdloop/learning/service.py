@@ -36,7 +36,7 @@ from crowdloop.config import Settings
 from crowdloop.crowd.projects import get_owned_project, get_project
 from crowdloop.errors import InvalidParameterError, NotFoundError, PermissionDeniedError
 from crowdloop.learning import registry
-from crowdloop.learning.features import FeatureSpec
+from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
 from crowdloop.learning.models import FAMILIES, check_family
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
@@ -124,9 +124,10 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
 
     started = time.perf_counter()
     spec = FeatureSpec.infer(data.items, id_column=ID_COLUMN)
+    featurizer = Featurizer(spec).fit(data.items)  # one fit, shared by the crowd model and the training
     if options.targets == "crowd":
-        data = _with_crowd_targets(data, spec, options)
-    model, search = _fit(data, spec, options)
+        data = _with_crowd_targets(data, featurizer, options)
+    model, search = _fit(data, featurizer, options)
     gold_items = _with_fields(data.gold_items, spec)
     metrics = evaluate(model, gold_items, data.gold)
     model.metadata.update({"project": data.project_id, "id_column": ID_COLUMN})
@@ -136,7 +137,7 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
     return Trained(folder, model.family, model.params, metrics, lineage, search, gold_items, data.gold, data.targets)
 
 
-def _with_crowd_targets(data: ProjectData, spec: FeatureSpec, options: TrainOptions) -> ProjectData:
+def _with_crowd_targets(data: ProjectData, featurizer: Featurizer, options: TrainOptions) -> ProjectData:
     """``data`` with its targets replaced by the crowd model's posteriors over its answered items.
 
     On ``product``, where one answer in five is wrong and most wrong answers miss a match, the
@@ -152,22 +153,27 @@ def _with_crowd_targets(data: ProjectData, spec: FeatureSpec, options: TrainOpti
     family = options.family if options.family not in (None, "auto") else "logreg"
     answers = data.answers[data.answers["task"].isin(data.items[ID_COLUMN])]
     crowd = CrowdModel(family=family, random_state=options.random_state)
-    posteriors = crowd.fit(data.items, answers, spec=spec).probas_
+    posteriors = crowd.fit(data.items, answers, featurizer=featurizer).probas_
     targets = posteriors.reindex(columns=data.classes, fill_value=0.0)
     targets.index = pd.Index([int(task) for task in targets.index])
     lineage = {**data.lineage, "targets": "crowd (Raykar EM)", "crowd_iterations": crowd.n_iter_}
     return replace(data, targets=targets.rename_axis(None), lineage=lineage)
 
 
-def _fit(data: ProjectData, spec: FeatureSpec, options: TrainOptions) -> tuple[TrainedModel, dict[str, Any] | None]:
+def _fit(
+    data: ProjectData, featurizer: Featurizer, options: TrainOptions
+) -> tuple[TrainedModel, dict[str, Any] | None]:
     if not options.searches:
         family = options.family or "logreg"
-        return train_model(data.items, data.targets, spec, family, random_state=options.random_state), None
+        model = train_model(data.items, data.targets, family=family, featurizer=featurizer,
+                            random_state=options.random_state)  # fmt: skip
+        return model, None
     families = FAMILIES if options.family in (None, "auto") else (options.family,)
     n_trials = options.n_trials or (AUTO_TRIALS if options.timeout is None else None)
     result = tune(
-        data.items, data.targets, spec, n_trials, options.timeout, families, random_state=options.random_state
-    )
+        data.items, data.targets, n_trials=n_trials, timeout=options.timeout, families=families,
+        featurizer=featurizer, random_state=options.random_state,
+    )  # fmt: skip
     search = {"trials": len(result.trials), "cv_score": result.score, "seconds": round(result.seconds, 3)}
     return result.model, search
 
