@@ -15,7 +15,16 @@ diagonal moved by :math:`\theta_w - \bar\theta` and each row's errors spread as 
 spreads them (with ``crowd_confusion=False``: evenly, the one-coin matrix). Real crowds
 confuse classes in pairs (two dog breeds; a neutral face for a sad one), and a stop rule that
 assumed even errors would take two agreeing answers for far stronger evidence than they are.
-A newcomer is the average worker; a worker with many answers gets their own matrix. Posteriors are
+A newcomer is the average worker; a worker with many answers gets their own matrix.
+
+The accuracy shrinkage is strong on purpose (``accuracy_strength`` = 30 pseudo-answers). While
+items have one to three answers each, EM credits the worker who settles a dispute with being
+right, since the posterior follows the worker it already trusts: on ``dog``, after a dynamic
+run at 1.7 answers per item, the trusted workers' estimated accuracy was 0.83 against 0.73 true
+(and 0.76 against 0.70 even at a fixed random overlap of 3). An item then closed on one such
+worker's answer at a stated 0.94 was right 74% of the time. Holding each worker at the
+crowd's accuracy until some thirty answers back them up took the labels per item needed to
+match fixed-5 majority vote on ``dog`` from 2.35 to 1.82 (``benchmarks/label_efficiency.py``). Posteriors are
 :math:`p(z_t = k) \propto \rho_k \prod \pi^{(w)}_{k l}`; gold tasks are clamped to their label.
 The structure is that of :class:`crowdloop.quality.ShrunkDawidSkene`, kept here in a small
 incremental form: between refits each new answer just adds its log-likelihood row to its task.
@@ -42,7 +51,7 @@ class ShrunkCrowdModel:
 
     n_classes: int
     prior_accuracy: float = 0.7
-    accuracy_strength: float = 3.0
+    accuracy_strength: float = 30.0
     confusion_strength: float = 6.0
     prior_strength: float = 20.0
     n_iter: int = 30
