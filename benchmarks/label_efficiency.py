@@ -1,6 +1,6 @@
 """Label efficiency of dynamic overlap on replayed real crowds.
 
-    python benchmarks/label_efficiency.py [--seeds 3] [--datasets rte,temp,...]
+    python benchmarks/label_efficiency.py [--seeds 5] [--datasets rte,temp,...]
 
 For each data set with at least 7 recorded answers per item, the recorded crowd is replayed
 (each worker gives the answer they really gave, only on the items they saw; workers turn up
@@ -104,7 +104,7 @@ def render(results: list[dict[str, Any]], seeds: list[int], took: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     args = parser.parse_args()
     seeds = list(range(args.seeds))
