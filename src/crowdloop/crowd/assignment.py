@@ -45,6 +45,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    text,
     tuple_,
     update,
 )
@@ -298,17 +299,22 @@ def _insert_assignment(session: Session, queue: Queue, worker_id: int, found: Ro
     expires = now + timedelta(seconds=queue.lease_seconds)
     params = {"project_id": queue.project_id, "item_id": int(found.id), "worker_id": worker_id,
               "issued_at": now, "expires_at": expires}  # fmt: skip
-    assignment_id = run(session, _lease_statement(session.get_bind().dialect.name), params).scalar()
+    assignment_id = run(session, _LEASE, params).scalar()
     return None if assignment_id is None else Lease(int(assignment_id), int(found.id), found.data, expires)
 
 
-@cache
-def _lease_statement(dialect: str) -> Executable:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    names = ("project_id", "item_id", "worker_id", "issued_at", "expires_at")
-    values: dict[str, Any] = {name: param(name) for name in names} | {"status": "leased"}
-    statement = insert(Assignment).values(values).on_conflict_do_nothing(index_elements=["item_id", "worker_id"])
-    return statement.returning(Assignment.id)
+_LEASE = (
+    text(
+        "INSERT INTO assignments (project_id, item_id, worker_id, status, issued_at, expires_at) "
+        "VALUES (:p_project_id, :p_item_id, :p_worker_id, 'leased', :p_issued_at, :p_expires_at) "
+        "ON CONFLICT (item_id, worker_id) DO NOTHING RETURNING id"
+    )
+    .bindparams(bindparam("p_issued_at", type_=UTCDateTime()), bindparam("p_expires_at", type_=UTCDateTime()))
+    .columns(id=BigInteger)
+)
+"""The lease, written as text on purpose: SQLAlchemy gives the dialects' ``insert().on_conflict_do_nothing()``
+no cache key, so that form was compiled afresh on every request (0.5 ms of the cycle's 4.2 ms
+CPU). ``ON CONFLICT ... DO NOTHING RETURNING`` reads the same on PostgreSQL and SQLite (3.35+)."""
 
 
 _MOVE_CURSOR = (
