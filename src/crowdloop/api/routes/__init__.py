@@ -17,12 +17,12 @@ from crowdloop.api.routes import (
 )
 
 ROUTERS = [
+    tasks.router,  # the worker's loop first: a request is matched against the routes in this order
+    work.router,
     system.router,
     users.router,
     projects.router,
     items.router,
-    tasks.router,
-    work.router,
     workers.router,
     exports.router,
     webhooks.router,
