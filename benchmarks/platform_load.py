@@ -655,7 +655,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "(the server is then restarted); `server log`: what the server logged as failing during the run.",
         "CPU columns are cores busy on average (server processes, all PostgreSQL processes, this client).",
         "Targets of the issue: import at least 20,000 items/s into PostgreSQL; at least 500 answer",
-        "cycles/s with p99 under 100 ms.",
+        "cycles/s with p99 under 100 ms. `CPU ms/cycle` adds the server's, the database's and the client's",
+        "CPU per cycle: two cores divided by it bound the cycles/s this machine can reach at all.",
+        "`benchmarks/results/http_floor.md` measures the same client against a FastAPI app that does",
+        "nothing, for what the HTTP stack alone costs.",
         f"Regenerate with `python benchmarks/platform_load.py` ({(time.time() - started) / 60:.0f} min for this run:",
         f"`--sizes {','.join(map(str, args.sizes))} --concurrency {','.join(map(str, args.concurrency))} "
         f"--seconds {args.seconds:g} --database {','.join(args.database)} --parts {','.join(args.parts)}`).",
@@ -682,6 +685,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
                 "CPU server": f"{row['server_cpu']:.2f}",
                 "CPU db": f"{row['database_cpu']:.2f}" if result["kind"] == "postgresql" else "–",
                 "CPU client": f"{row['client_cpu']:.2f}",
+                "CPU ms/cycle": f"{cpu_ms_per_cycle(row):.1f}",
                 "client errors": row["errors"], "cut at end": row["cut"],
                 "server log": ", ".join(f"{k} {v}" for k, v in row["server_errors"].items()) or "–",
             }
@@ -696,6 +700,12 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
                 markdown(pd.DataFrame(cycles)),
             ]
     return "\n".join(lines) + "\n"
+
+
+def cpu_ms_per_cycle(row: dict[str, Any]) -> float:
+    """Milliseconds of CPU, on every process of the run (server, database, load generator), per cycle."""
+    busy = row["server_cpu"] + row["database_cpu"] + row["client_cpu"]
+    return 1000.0 * busy / row["cycles_per_s"] if row["cycles_per_s"] else float("nan")
 
 
 def _ms(value: float) -> str:
