@@ -65,3 +65,32 @@ def test_metrics_render_as_prometheus_text():
     assert 'crowdloop_edge_outbox_items{kind="feedback"} 4.0' in text
     assert 'crowdloop_edge_predict_seconds_bucket{le="0.0001"} 1.0' in text
     assert 'crowdloop_edge_confidence_bucket{le="0.8"} 1.0' in text
+
+
+def test_a_full_outbox_drops_the_oldest_of_that_kind_and_counts_them(tmp_path):
+    drops = []
+    box = Outbox(tmp_path / "o.sqlite", max_entries=3, on_drop=lambda kind, n: drops.append((kind, n)))
+    for n in range(5):
+        box.put("feedback", {"n": n})
+    box.put("telemetry", {"batch": 1})
+    assert box.size("feedback") == 3 and box.size("telemetry") == 1
+    assert [e.payload["n"] for e in box.due("feedback")] == [2, 3, 4]  # the newest kept
+    assert box.dropped == {"feedback": 2, "telemetry": 0} and drops == [("feedback", 1), ("feedback", 1)]
+    box.close()
+    reopened = Outbox(tmp_path / "o.sqlite", max_entries=3)
+    assert reopened.size("feedback") == 3 and [e.payload["n"] for e in reopened.due("feedback")] == [2, 3, 4]
+    reopened.close()
+    with pytest.raises(ValueError, match="max_entries must be at least 1"):
+        Outbox(tmp_path / "other.sqlite", max_entries=0)
+
+
+def test_the_edge_runtime_counts_what_a_full_outbox_dropped(tmp_path, caplog):
+    from crowdloop.deploy.edge import EdgeRuntime
+
+    runtime = EdgeRuntime("http://127.0.0.1:9", "token", 1, tmp_path, outbox_limit=2)  # no server: never started
+    for n in range(4):
+        runtime.outbox.put("feedback", {"n": n})
+    text = runtime.metrics.text().decode()
+    assert 'crowdloop_edge_outbox_dropped_total{kind="feedback"} 2.0' in text
+    assert sum("outbox full" in record.getMessage() for record in caplog.records) == 1  # once a minute, not per drop
+    runtime.close()

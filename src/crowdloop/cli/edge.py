@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from crowdloop.cli.base import cli, console
+from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES
 
 
 @cli.group("edge")
@@ -28,16 +29,25 @@ def edge_group() -> None:
 @click.option("--threshold", default=0.6, show_default=True, type=float, help="Send back inputs below this confidence.")
 @click.option("--audit-rate", default=0.01, show_default=True, type=float, help="Share of the others sent back too.")
 @click.option("--poll-interval", default=10.0, show_default=True, type=float, help="Seconds between model checks.")
+@click.option("--outbox-limit", default=DEFAULT_MAX_ENTRIES, show_default=True, type=click.IntRange(min=1),
+              help="Entries of each kind kept while the server is away; past it the oldest go.")  # fmt: skip
 def edge_run(
     server: str, token: str, project: int, port: int, host: str, state_dir: Path,
-    threshold: float, audit_rate: float, poll_interval: float,
+    threshold: float, audit_rate: float, poll_interval: float, outbox_limit: int,
 ) -> None:  # fmt: skip
     """Pull the production model, serve predictions, send feedback and telemetry back."""
     from crowdloop.deploy.edge import EdgeRuntime
     from crowdloop.deploy.edge_http import EdgeServer
 
     runtime = EdgeRuntime(
-        server, token, project, state_dir, poll_interval=poll_interval, threshold=threshold, audit_rate=audit_rate
+        server,
+        token,
+        project,
+        state_dir,
+        poll_interval=poll_interval,
+        threshold=threshold,
+        audit_rate=audit_rate,
+        outbox_limit=outbox_limit,
     ).start()
     http = EdgeServer(runtime, host, port).start()
     console.print(f"crowdloop edge: project {project} from {server}, predictions on {http.url}/predict")

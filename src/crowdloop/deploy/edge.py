@@ -28,7 +28,7 @@ from typing import Any
 
 from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.deploy.link import ServerAwayError, ServerLink
-from crowdloop.deploy.outbox import KINDS, Outbox
+from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES, KINDS, Outbox
 from crowdloop.deploy.telemetry import EdgeMetrics, Telemetry
 from crowdloop.errors import BusyError, CrowdloopError
 
@@ -51,6 +51,7 @@ class EdgeRuntime:
         threshold: float = 0.6,
         audit_rate: float = 0.01,
         batch_size: int = 200,
+        outbox_limit: int | None = DEFAULT_MAX_ENTRIES,
         random_state: int | None = None,
     ) -> None:
         self.project, self.state_dir = project, Path(state_dir)
@@ -58,8 +59,9 @@ class EdgeRuntime:
         self.threshold, self.audit_rate, self.batch_size = threshold, audit_rate, batch_size
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.link = ServerLink(server, token, project)
-        self.outbox = Outbox(self.state_dir / "outbox.sqlite")
         self.metrics = EdgeMetrics()
+        self.outbox = Outbox(self.state_dir / "outbox.sqlite", max_entries=outbox_limit, on_drop=self._dropped)
+        self._warned_drop_at = float("-inf")
         self.telemetry = Telemetry()
         self._model: EdgeModel | None = None
         self._rng = random.Random(random_state)
@@ -152,6 +154,16 @@ class EdgeRuntime:
         }
         self.outbox.put("feedback", payload)
         self.metrics.feedback.labels(reason).inc()
+
+    def _dropped(self, kind: str, count: int) -> None:
+        """The outbox was full: count it, and say so in the log at most once a minute."""
+        self.metrics.dropped.labels(kind).inc(count)
+        if time.monotonic() - self._warned_drop_at >= 60.0:
+            self._warned_drop_at = time.monotonic()
+            log.warning(
+                "outbox full (%s entries of %s): dropping the oldest; %s dropped so far. Is the server reachable?",
+                self.outbox.max_entries, kind, self.outbox.dropped[kind],
+            )  # fmt: skip
 
     # -- delivery ------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ and ignores an entry it already has, so a delivery retried after a lost response
 creates a second copy. An entry leaves the outbox only after the server acknowledged it,
 and it survives a restart of the edge process (the file is the queue). Failed deliveries
 wait longer each time (exponential back-off, capped).
+
+A device can be cut off from its server for weeks, so each kind holds at most ``max_entries``
+entries: past that, the oldest of that kind are dropped (and counted in :attr:`Outbox.dropped`),
+since the newest inputs say most about what the model meets now, and a full disk would stop
+the predictions too.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 KINDS = ("feedback", "telemetry")
+DEFAULT_MAX_ENTRIES = 100_000
+"""Per kind: 100,000 feedback items of a few hundred bytes each is tens of MB on disk."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
@@ -44,10 +52,21 @@ class Entry:
 class Outbox:
     """A durable FIFO of JSON payloads per kind; safe to use from several threads."""
 
-    def __init__(self, path: Path, min_backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_entries: int | None = DEFAULT_MAX_ENTRIES,
+        on_drop: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1 (or None for no limit); got {max_entries}.")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.max_entries, self.on_drop = max_entries, on_drop
+        self.dropped = dict.fromkeys(KINDS, 0)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -68,7 +87,23 @@ class Outbox:
                 (entry_id, kind, json.dumps(payload, default=str), time.time()),
             ).rowcount
             self._sizes[kind] = self._sizes.get(kind, 0) + inserted
+            dropped = self._trim(kind)
+        if dropped and self.on_drop is not None:
+            self.on_drop(kind, dropped)
         return entry_id
+
+    def _trim(self, kind: str) -> int:
+        """Drop the oldest entries of ``kind`` beyond ``max_entries``; how many (caller holds the lock)."""
+        excess = 0 if self.max_entries is None else self._sizes.get(kind, 0) - self.max_entries
+        if excess <= 0:
+            return 0
+        self._db.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE kind = ? ORDER BY created, id LIMIT ?)",
+            (kind, excess),
+        )
+        self._sizes[kind] -= excess
+        self.dropped[kind] = self.dropped.get(kind, 0) + excess
+        return excess
 
     def due(self, kind: str, limit: int = 100, now: float | None = None) -> list[Entry]:
         """The oldest entries of ``kind`` whose back-off has passed."""

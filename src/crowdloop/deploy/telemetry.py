@@ -127,6 +127,10 @@ class EdgeMetrics:
         self.queue = Gauge(
             "crowdloop_edge_outbox_items", "Entries waiting in the outbox.", ["kind"], registry=self.registry
         )
+        self.dropped = Counter(
+            "crowdloop_edge_outbox_dropped", "Outbox entries dropped, oldest first, because the outbox was full.",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
         self.version = Gauge("crowdloop_edge_model_version", "The model version being served.", registry=self.registry)
         self.swaps = Counter("crowdloop_edge_model_swaps", "Model versions swapped in.", registry=self.registry)
         self.feedback = Counter(
