@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # as many threads as connections: a request never waits for a connection in a thread
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         dispatcher = WebhookDispatcher(factory) if settings.webhook_dispatcher else None
         if dispatcher is not None:
             dispatcher.start()
@@ -48,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if dispatcher is not None:
             dispatcher.stop()
         engine.dispose()
+        sys.setswitchinterval(switch_interval)
 
     app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings, app.state.factory = settings, factory
@@ -69,6 +73,12 @@ def _monitoring(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(MetricsMiddleware, metrics=metrics.http)
     app.include_router(metrics_routes.router)
 
+
+GIL_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005). With
+every worker thread busy, the event loop, which reads requests and writes responses, waited
+up to 5 ms for each turn: with 100 concurrent workers on PostgreSQL one process did 94 answer
+cycles/s at the default and 110 at 0.5 ms (three runs each); with 10 workers no difference."""
 
 TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 
