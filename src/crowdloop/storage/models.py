@@ -174,7 +174,10 @@ class Assignment(Base):
 
 class Answer(Base):
     __tablename__ = "answers"
-    __table_args__ = (Index("ix_answers_project", "project_id", "id"),)
+    __table_args__ = (
+        Index("ix_answers_project", "project_id", "id"),
+        Index("ix_answers_project_time", "project_id", "created_at"),  # the dashboard's recent answers
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
