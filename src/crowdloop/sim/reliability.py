@@ -24,8 +24,9 @@ run at 1.7 answers per item, the trusted workers' estimated accuracy was 0.83 ag
 (and 0.76 against 0.70 even at a fixed random overlap of 3). An item then closed on one such
 worker's answer at a stated 0.94 was right 74% of the time. Holding each worker at the
 crowd's accuracy until some thirty answers back them up took the labels per item needed to
-match fixed-5 majority vote on ``dog`` from 2.35 to 1.82 (``benchmarks/label_efficiency.py``). Posteriors are
-:math:`p(z_t = k) \propto \rho_k \prod \pi^{(w)}_{k l}`; gold tasks are clamped to their label.
+match fixed-5 majority vote on ``dog`` from 2.35 to 1.82 (``benchmarks/label_efficiency.py``).
+
+Posteriors are :math:`p(z_t = k) \propto \rho_k \prod \pi^{(w)}_{k l}`; gold tasks are clamped to their label.
 The structure is that of :class:`crowdloop.quality.ShrunkDawidSkene`, kept here in a small
 incremental form: between refits each new answer just adds its log-likelihood row to its task.
 """
