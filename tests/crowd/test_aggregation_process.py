@@ -9,14 +9,14 @@ import time
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd.aggregation import AggregationProcess
+from crowdloop.crowd.aggregation import AggregationProcess, run_aggregation
 from crowdloop.crowd.answers import submit_answer
 from crowdloop.crowd.assignment import next_task
 from crowdloop.crowd.items import import_items
 from crowdloop.crowd.schemas import SubmitIn
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
-from crowdloop.storage.models import ItemLabel, Project, User
+from crowdloop.storage.models import AggregationRun, ItemLabel, Project, User
 
 
 def _project_with_answers(url: str) -> int:
@@ -83,3 +83,23 @@ def test_the_child_process_aggregates_and_a_killed_child_is_replaced(tmp_path):
         assert _wait_for(lambda: _labels(url, project_id) == 60)
     finally:
         aggregations.close()
+
+
+def test_a_run_over_fewer_answers_than_a_stored_one_leaves_its_labels_alone(tmp_path):
+    """A background run that fitted 60 answers and finishes after a run over more answers stored
+    its labels must not put the older labels back."""
+    url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
+    project_id = _project_with_answers(url)
+    engine = make_engine(url, pool_size=2)
+    factory = session_factory(engine)
+    with unit_of_work(factory) as session:
+        session.add(AggregationRun(project_id=project_id, method="default", answers=61, status="done"))
+    with unit_of_work(factory) as session:
+        summary = run_aggregation(session, session.get(Project, project_id))
+    assert summary["status"] == "superseded" and _labels(url, project_id) == 0
+    with unit_of_work(factory) as session:
+        session.execute(AggregationRun.__table__.delete())
+    with unit_of_work(factory) as session:
+        summary = run_aggregation(session, session.get(Project, project_id))
+    assert summary["status"] == "done" and _labels(url, project_id) == 60
+    engine.dispose()

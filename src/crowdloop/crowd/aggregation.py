@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.projects import get_owned_project
@@ -58,6 +58,9 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
     model.fit(answers, gold=_gold(session, project.id, answers["label"]))
+    if _superseded(session, project.id, len(answers)):
+        run.status, run.finished_at = "superseded", utcnow()
+        return _summary(run)
     _store_labels(session, project, model)
     _store_reliability(session, project.id, model)
     project.label_prior = label_shares(model, [str(label) for label in project.labels])
@@ -65,6 +68,31 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
         project.answers_since_aggregation = 0
     run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
     return _summary(run)
+
+
+def _superseded(session: Session, project_id: int, answers: int) -> bool:
+    """Whether a run over more answers stored its labels while this one was fitting.
+
+    Runs overlap: a background run that started on 100 answers can finish after an on-demand
+    run on 120, and would put older labels, reliabilities and class shares back. The check
+    and the store that follows are serialised per project (PostgreSQL: a transaction-level
+    advisory lock, which submits never take; SQLite: its single writer), so whichever
+    finishes last sees the other's run.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :project)"), {"space": _LOCK_SPACE, "project": project_id}
+        )
+    newest = session.scalar(
+        select(func.max(AggregationRun.answers)).where(
+            AggregationRun.project_id == project_id, AggregationRun.status == "done"
+        )
+    )
+    return newest is not None and newest > answers
+
+
+_STORE_LOCK = text("SELECT pg_advisory_xact_lock(:space, :project)")
+_LOCK_SPACE = 0x6372_6C61  # "crla": the advisory-lock key space of aggregation stores
 
 
 def _summary(run: AggregationRun) -> dict[str, Any]:

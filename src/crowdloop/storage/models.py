@@ -249,7 +249,7 @@ class AggregationRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     method: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running|done|failed
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running|done|failed|superseded
     answers: Mapped[int] = mapped_column(Integer, default=0)
     labels: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
