@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from crowdloop.crowd import aggregation
 from crowdloop.crowd.aggregation import run_aggregation
 from crowdloop.crowd.answers import submit_answer
 from crowdloop.crowd.assignment import next_task
@@ -47,20 +48,28 @@ def _labels(url: str, project_id: int) -> int:
     return int(found or 0)
 
 
-def test_a_run_over_fewer_answers_than_a_stored_one_leaves_its_labels_alone(tmp_path):
-    """A background run that fitted 60 answers and finishes after a run over more answers stored
-    its labels (an on-demand run beside it, or another process's) must not put the older labels back."""
+def test_a_run_that_started_before_a_stored_one_leaves_its_labels_alone(tmp_path, monkeypatch):
+    """A run that finishes after a later-started run stored its labels (an on-demand run beside a
+    background one, or another process's) must not put its older labels back; a run that started
+    later stores even over fewer answers (an undo took one back)."""
     url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
     project_id = _project_with_answers(url)
     engine = make_engine(url, pool_size=2)
     factory = session_factory(engine)
-    with unit_of_work(factory) as session:
+    with unit_of_work(factory) as session:  # an earlier run over more answers: no reason to hold back
         session.add(AggregationRun(project_id=project_id, method="default", answers=61, status="done"))
+    real_gold = aggregation._gold
+
+    def later_run_stores_meanwhile(session, project, labels):  # called while our run fits
+        session.add(AggregationRun(project_id=project, method="default", answers=60, status="done"))
+        session.flush()
+        return real_gold(session, project, labels)
+
+    monkeypatch.setattr(aggregation, "_gold", later_run_stores_meanwhile)
     with unit_of_work(factory) as session:
         summary = run_aggregation(session, session.get(Project, project_id))
     assert summary["status"] == "superseded" and _labels(url, project_id) == 0
-    with unit_of_work(factory) as session:
-        session.execute(AggregationRun.__table__.delete())
+    monkeypatch.setattr(aggregation, "_gold", real_gold)
     with unit_of_work(factory) as session:
         summary = run_aggregation(session, session.get(Project, project_id))
     assert summary["status"] == "done" and _labels(url, project_id) == 60

@@ -54,7 +54,7 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
     model.fit(answers, gold=_gold(session, project.id, answers["label"]))
-    if _superseded(session, project.id, len(answers)):
+    if _superseded(session, project.id, run.id):
         run.status, run.finished_at = "superseded", utcnow()
         return _summary(run)
     _store_labels(session, project, model)
@@ -66,25 +66,24 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     return _summary(run)
 
 
-def _superseded(session: Session, project_id: int, answers: int) -> bool:
-    """Whether a run over more answers stored its labels while this one was fitting.
+def _superseded(session: Session, project_id: int, run_id: int) -> bool:
+    """Whether a run that started after this one has already stored its labels.
 
     Runs overlap: a background run that started on 100 answers can finish after an on-demand
-    run on 120, and would put older labels, reliabilities and class shares back. The check
-    and the store that follows are serialised per project (PostgreSQL: a transaction-level
-    advisory lock, which submits never take; SQLite: its single writer), so whichever
-    finishes last sees the other's run.
+    run on 120, and would put older labels, reliabilities and class shares back. Start order,
+    not the number of answers, decides, since an undo can leave a newer run fewer answers. The
+    check and the store that follows are serialised per project (PostgreSQL: a transaction-level
+    advisory lock, which submits never take; SQLite: its single writer), so whichever run
+    finishes last sees the other.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:space, :project)"), {"space": _LOCK_SPACE, "project": project_id}
-        )
+        session.execute(_STORE_LOCK, {"space": _LOCK_SPACE, "project": project_id})
     newest = session.scalar(
-        select(func.max(AggregationRun.answers)).where(
+        select(func.max(AggregationRun.id)).where(
             AggregationRun.project_id == project_id, AggregationRun.status == "done"
         )
     )
-    return newest is not None and newest > answers
+    return newest is not None and newest > run_id
 
 
 _STORE_LOCK = text("SELECT pg_advisory_xact_lock(:space, :project)")
