@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
-from crowdloop.crowd.assignment import SYNC_OFF, param, run
+from crowdloop.crowd.assignment import SYNC_OFF
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import set_ban, standing_out, standing_row
 from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
+from crowdloop.storage.db import param, run
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User
 
 PRIOR_RELIABILITY = 0.7

@@ -33,8 +33,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
-    CursorResult,
     Executable,
     Float,
     Integer,
@@ -56,6 +54,7 @@ from crowdloop.crowd.projects import visible_projects
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from crowdloop.storage.db import param, run
 from crowdloop.storage.models import Assignment, Item, Project, ProjectWorker, User, UTCDateTime, utcnow
 
 SYNC_OFF = {"synchronize_session": False}
@@ -142,16 +141,6 @@ def _context_query(role: str) -> Select[Any]:
         .where(Project.id == project_id)
     )
     return query
-
-
-def param(name: str, type_: Any = None) -> BindParameter[Any]:
-    """A parameter of a prebuilt statement; prefixed, as DML reserves the names of the table's columns."""
-    return bindparam(f"p_{name}", type_=type_)
-
-
-def run(session: Session, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
-    """Execute a prebuilt statement on the session's connection: Core's path, not the ORM's."""
-    return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
 
 
 def _enrol(session: Session, project_id: int, worker_id: int) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowdloop.errors import (
@@ -16,6 +16,7 @@ from crowdloop.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from crowdloop.storage.db import param, run
 from crowdloop.storage.models import ROLES, ApiToken, User, utcnow
 
 TOKEN_PREFIX = "cl_"
@@ -65,7 +66,7 @@ def authenticate(session: Session, token: str | None) -> User:
     """
     if not token:
         raise AuthenticationError("missing token: send 'Authorization: Bearer <token>'.")
-    row = session.connection().execute(_CALLER, {"token_hash": hash_token(token)}).first()
+    row = run(session, _CALLER, {"token_hash": hash_token(token)}).first()
     if row is None:
         raise AuthenticationError("invalid or revoked token.")
     return User(id=row.id, name=row.name, role=row.role, created_at=row.created_at)
@@ -74,7 +75,7 @@ def authenticate(session: Session, token: str | None) -> User:
 _CALLER = (
     select(User.id, User.name, User.role, User.created_at)
     .join(ApiToken, ApiToken.user_id == User.id)
-    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    .where(ApiToken.token_hash == param("token_hash"), ApiToken.revoked_at.is_(None))
 )
 
 

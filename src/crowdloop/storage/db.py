@@ -17,10 +17,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BindParameter, CursorResult, Engine, Executable, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def param(name: str, type_: Any = None) -> BindParameter[Any]:
+    """A parameter of a prebuilt statement; prefixed, as DML reserves the names of the table's columns."""
+    return bindparam(f"p_{name}", type_=type_)
+
+
+def run(session: Session, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+    """Execute a prebuilt statement on the session's connection: Core's path, not the ORM's."""
+    return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
 
 
 def is_sqlite(engine: Engine) -> bool:
