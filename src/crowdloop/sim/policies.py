@@ -125,7 +125,11 @@ class DynamicOverlap(Policy):
 
     Workers whose estimated accuracy falls below the crowd's ``exclude_quantile`` (weighted by
     answers) are offered no more work, except items that no trusted worker can take and nobody
-    has answered yet.
+    has answered yet. In a dense crowd, where each worker can do most items, work goes to a
+    ``pool`` of trusted workers at a time (see :meth:`_admitted`); a sparse crowd is not held back.
+    On ``bluebird`` (39 workers who each did all 108 items) the pool took the labels per item
+    needed to match fixed-5 majority vote from 2.57 to 1.97, and Dawid-Skene from 3.37 to 2.40
+    (``benchmarks/label_efficiency.py``, 75 replay orders); the sparse crowds are unchanged.
     """
 
     confidence_target: float = 0.95
@@ -138,6 +142,7 @@ class DynamicOverlap(Policy):
     exclude_below: float | None = 0.3
     exclude_quantile: float | None = 0.5
     min_evidence: float = 4.0
+    pool: int | None = 12
     name: ClassVar[str] = "dynamic"
 
     def __post_init__(self) -> None:
@@ -157,6 +162,8 @@ class DynamicOverlap(Policy):
         self._fitted_at = 0
         self._offered: dict[int, np.ndarray] = {}
         self._threshold = 0.0
+        self._members: set[int] = set()
+        self._reach: dict[int, float] = {}
 
     def record(self, task: int, worker: int, label: int) -> None:
         super().record(task, worker, label)
@@ -185,7 +192,7 @@ class DynamicOverlap(Policy):
     def choose(self, worker: int, candidates: np.ndarray) -> int | None:
         if candidates.size == 0:
             return None
-        if self.excluded(worker):
+        if self.excluded(worker) or not self._admitted(worker, candidates):
             candidates = self._orphans(candidates)
             if candidates.size == 0:
                 return None
@@ -195,6 +202,25 @@ class DynamicOverlap(Policy):
         counts = -self.counts[candidates] if self.order == "depth" else self.counts[candidates]
         order = np.lexsort((self.rng.random(candidates.size), confidence, counts))
         return int(candidates[order[0]])
+
+    def _admitted(self, worker: int, candidates: np.ndarray) -> bool:
+        """Whether ``worker`` is (or now becomes) one of the pool of trusted workers given work.
+
+        The pool holds as many unexcluded workers as it takes for each item to be within reach
+        of about ``pool`` of them: a worker's reach is the share of the open items they could
+        take when first seen. Where each worker did a few of many items (a sparse crowd) that
+        admits everybody; where every worker can do every item (a dense crowd) it keeps the
+        work on a few, so each of them is judged on many shared items early, and a place
+        frees up whenever one of them is excluded.
+        """
+        if self.pool is None or worker in self._members:
+            return True
+        self._reach.setdefault(worker, candidates.size / max(int(self.open_mask().sum()), 1))
+        capacity = np.ceil(self.pool / max(float(np.mean(list(self._reach.values()))), 1e-3))
+        if sum(not self.excluded(member) for member in self._members) < capacity:
+            self._members.add(worker)
+            return True
+        return False
 
     def _orphans(self, candidates: np.ndarray) -> np.ndarray:
         """The candidates that no worker still trusted has been offered: an excluded worker's
