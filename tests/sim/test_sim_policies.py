@@ -134,3 +134,18 @@ def test_an_item_only_excluded_workers_can_do_still_gets_an_answer():
     result = run_in_process(ReplayedCrowd(pd.concat([answers, lonely])), policy, random_state=0)
     assert 999 in result.labels.index and result.labels.notna().all()
     assert result.labels.size == result.n_tasks
+
+
+def test_a_dense_crowds_work_goes_to_a_pool_of_trusted_workers():
+    truth = pd.Series(np.arange(200) % 2, index=range(200))
+    crowd = SimulatedCrowd(truth, make_population(40, [0, 1], {"reliable": 0.5, "noisy": 0.5}, random_state=4))
+    answers = {pool: run_in_process(crowd, DynamicOverlap(0.9, pool=pool), random_state=0).answers
+               for pool in (None, 5)}  # fmt: skip
+    top_share = {pool: a["worker"].value_counts().head(5).sum() / len(a) for pool, a in answers.items()}
+    assert top_share[5] > 2 * top_share[None]  # everyone can do everything: five workers carry the work
+
+
+def test_a_sparse_crowd_is_not_held_back_by_the_pool(rte):
+    runs = [run_in_process(ReplayedCrowd(rte.answers), DynamicOverlap(0.9, pool=pool), random_state=0)
+            for pool in (None, 12)]  # fmt: skip
+    assert runs[0].answers.equals(runs[1].answers)  # each rte worker saw ~6% of the items: all are admitted
