@@ -74,7 +74,8 @@ def test_budget_caps_labels_and_control_tasks_are_not_scored(rte):
 
 
 @pytest.mark.parametrize("make", [lambda: FixedOverlap(0), lambda: DynamicOverlap(0.4),
-                                  lambda: DynamicOverlap(min_overlap=3, max_overlap=2)])  # fmt: skip
+                                  lambda: DynamicOverlap(min_overlap=3, max_overlap=2),
+                                  lambda: DynamicOverlap(pool=0)])  # fmt: skip
 def test_bad_policy_parameters_are_refused(make):
     with pytest.raises(InvalidParameterError):
         make()

@@ -154,6 +154,8 @@ class DynamicOverlap(Policy):
             )
         if self.exclude_quantile is not None and not 0.0 <= self.exclude_quantile < 1.0:
             raise InvalidParameterError(f"exclude_quantile must be in [0, 1); got {self.exclude_quantile}.")
+        if self.pool is not None and self.pool < 1:
+            raise InvalidParameterError(f"pool must be at least 1 (or None: no pool); got {self.pool}.")
 
     def start(self, n_tasks: int, n_classes: int, **kwargs: Any) -> None:
         super().start(n_tasks, n_classes, **kwargs)
