@@ -1,12 +1,16 @@
-"""Aggregation runs that overlap: the one over more answers keeps its labels."""
+"""Automatic aggregation in a child process, and aggregation runs that overlap."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import aggregation
-from crowdloop.crowd.aggregation import run_aggregation
+from crowdloop.crowd.aggregation import AggregationProcess, run_aggregation
 from crowdloop.crowd.answers import submit_answer
 from crowdloop.crowd.assignment import next_task
 from crowdloop.crowd.items import import_items
@@ -46,6 +50,40 @@ def _labels(url: str, project_id: int) -> int:
         found = session.scalar(select(func.count()).select_from(ItemLabel).where(ItemLabel.project_id == project_id))
     engine.dispose()
     return int(found or 0)
+
+
+def _wait_for(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_child_process_aggregates_and_a_killed_child_is_replaced(tmp_path):
+    url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
+    project_id = _project_with_answers(url)
+    aggregations = AggregationProcess(url)
+    try:
+        aggregations.submit(project_id)
+        assert _wait_for(lambda: _labels(url, project_id) == 60)
+        child = next(iter(aggregations._executor._processes))  # type: ignore[union-attr]
+        assert child != os.getpid()
+        os.kill(child, signal.SIGKILL)
+        assert _wait_for(lambda: not aggregations._pending)  # the lost job ends (broken pool), nothing hangs
+        engine = create_engine(url)
+        with Session(engine) as session:
+            session.get(Project, project_id).answers_since_aggregation = 60
+            session.execute(ItemLabel.__table__.delete())
+            session.commit()
+        engine.dispose()
+        aggregations.submit(project_id)  # may still meet the dead child: then it is lost, and the
+        assert _wait_for(lambda: not aggregations._pending)  # project's counter stays up, so
+        aggregations.submit(project_id)  # the next due answer queues it again, to a fresh child
+        assert _wait_for(lambda: _labels(url, project_id) == 60)
+    finally:
+        aggregations.close()
 
 
 def test_a_run_that_started_before_a_stored_one_leaves_its_labels_alone(tmp_path, monkeypatch):

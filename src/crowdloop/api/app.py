@@ -16,6 +16,7 @@ from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
 from crowdloop.api.routes import metrics as metrics_routes
 from crowdloop.config import Settings
+from crowdloop.crowd.aggregation import AggregationProcess
 from crowdloop.crowd.auth import ensure_admin_token
 from crowdloop.crowd.webhooks import WebhookDispatcher
 from crowdloop.errors import BusyError, CrowdloopError
@@ -50,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if dispatcher is not None:
             dispatcher.stop()
+        app.state.aggregations.close()
         engine.dispose()
         sys.setswitchinterval(switch_interval)
 
     app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
+    app.state.aggregations = AggregationProcess(settings.database_url)
     _error_handlers(app)
     _monitoring(app, settings)
     for router in ROUTERS:

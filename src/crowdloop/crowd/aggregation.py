@@ -10,6 +10,10 @@ project at the same time.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -19,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.quality import BaseClassificationAggregator, get_aggregator
-from crowdloop.storage.db import dialect_insert, unit_of_work
+from crowdloop.storage.db import dialect_insert, make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import (
     AggregationRun,
     Answer,
@@ -189,3 +193,83 @@ def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> 
                 run_aggregation(session, project, reset_counter=False)
     except Exception:  # a background job must log, never kill the worker thread
         log.exception("background aggregation of project %s failed", project_id)
+
+
+class AggregationProcess:
+    """Runs a serving process's automatic aggregations in one child process of its own.
+
+    Fitting a project's truth-inference model is seconds of pure Python and numpy. In a
+    thread of the serving process it held the GIL that every request needs: with 10 workers
+    answering on PostgreSQL, one process did 129-154 answer cycles/s with next-task p99 of
+    89 ms, against 171-178 and 48 ms with no aggregation at all. The child (started on first
+    use, ``spawn``, so no lock of this threaded process is copied into it) has its own engine
+    on the same database; :func:`aggregate_in_background` still claims the project, so any
+    number of serving processes and their children aggregate a project once at a time.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._executor: ProcessPoolExecutor | None = None
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, project_id: int) -> None:
+        """Aggregate ``project_id`` soon; a project already waiting is not queued twice.
+
+        Never raises: it runs after an answer was stored, and a failure here must not turn
+        that answer's response into an error. A child that died is replaced on the next call.
+        """
+        try:
+            with self._lock:
+                if project_id in self._pending:
+                    return
+                future = self._queue(project_id)
+                self._pending.add(project_id)
+                executor = self._executor
+            future.add_done_callback(lambda done: self._finished(project_id, done, executor))
+        except Exception:
+            log.exception("could not queue the background aggregation of project %s", project_id)
+
+    def _queue(self, project_id: int) -> Future[None]:
+        for _ in range(2):
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    1, multiprocessing.get_context("spawn"), initializer=_start_child, initargs=(self.database_url,)
+                )
+            try:
+                return self._executor.submit(_aggregate_in_child, project_id)
+            except BrokenProcessPool:  # the child died (killed, out of memory): start another
+                self._executor = None
+        raise RuntimeError("the aggregation process keeps dying")
+
+    def _finished(self, project_id: int, future: Future[None], executor: ProcessPoolExecutor | None) -> None:
+        # No lock: this runs in the executor's thread, which may hold its own lock that a
+        # submit holding ours waits for. A race with a submit costs at most one skipped
+        # queueing, and the project's next due answer queues it again (its counter was not reset).
+        self._pending.discard(project_id)
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, BrokenProcessPool) and self._executor is executor:
+            self._executor = None  # the child died: the next submit starts another
+        if error is not None:
+            log.error("background aggregation of project %s failed: %s", project_id, error)
+
+    def close(self) -> None:
+        """Stop the child; aggregations still queued are dropped (the next due answer queues them again)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_CHILD_FACTORY: sessionmaker[Session] | None = None
+
+
+def _start_child(database_url: str) -> None:
+    global _CHILD_FACTORY
+    _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))
+
+
+def _aggregate_in_child(project_id: int) -> None:
+    if _CHILD_FACTORY is None:
+        raise RuntimeError("the aggregation process was not initialised")
+    aggregate_in_background(_CHILD_FACTORY, project_id)

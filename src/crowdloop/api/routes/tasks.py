@@ -8,10 +8,10 @@ are unchanged.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import APIRouter, Request, Response
 
 from crowdloop.api.deps import ApiDep
-from crowdloop.crowd import aggregation, answers, assignment
+from crowdloop.crowd import answers, assignment
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, TaskOut, WorkerStanding
 
 router = APIRouter(tags=["tasks"])
@@ -31,12 +31,12 @@ def next_task(project_id: int, api: ApiDep) -> Response:
 
 
 @router.post("/assignments/{assignment_id}/answer", response_model=SubmitOut)
-def submit(assignment_id: int, body: SubmitIn, api: ApiDep, background: BackgroundTasks) -> Response:
+def submit(assignment_id: int, body: SubmitIn, api: ApiDep, request: Request) -> Response:
     """Submit an answer; retrying the same submit returns the first answer (``duplicate``)."""
     result = api.run(lambda session, user: answers.submit_answer(session, user, assignment_id, body))
     if result.aggregate_project is not None:
-        background.add_task(aggregation.aggregate_in_background, api.factory, result.aggregate_project)
-    return Response(result.model_dump_json(), media_type="application/json", background=background)
+        request.app.state.aggregations.submit(result.aggregate_project)  # in a process of its own
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.post("/assignments/{assignment_id}/skip", status_code=204)
