@@ -217,7 +217,8 @@ class DynamicOverlap(Policy):
         """
         if self.pool is None or worker in self._members:
             return True
-        self._reach.setdefault(worker, candidates.size / max(int(self.open_mask().sum()), 1))
+        if worker not in self._reach:  # once: open_mask() scores every task
+            self._reach[worker] = candidates.size / max(int(self.open_mask().sum()), 1)
         capacity = np.ceil(self.pool / max(float(np.mean(list(self._reach.values()))), 1e-3))
         if sum(not self.excluded(member) for member in self._members) < capacity:
             self._members.add(worker)
