@@ -65,22 +65,22 @@ def test_dynamic_overlap_stops_early_for_reliable_workers(server):
 
 
 def test_a_lone_answer_of_a_rare_class_does_not_settle_an_item(server):
-    """Once aggregation has seen that "pos" is rare (4 items in 40), one "pos" from a worker who
+    """Once aggregation has seen that "pos" is rare (10 items in 100), one "pos" from a worker who
     errs now and then leaves the item open, while one "neg" from the same worker settles it; a
     uniform prior would have settled both alike."""
     _, requester = server.user("req", "requester")
-    # every worker answers every seed item, so the third worker's four errors are on record
+    # every worker answers every seed item, so the third worker's ten errors are on record
     # whenever background aggregation happens to run (with min_overlap 1 its timing decided
     # which items were still open when the third worker came, and so what their skill was)
     project = _project(requester, min_overlap=3, max_overlap=3, confidence_target=0.9)
-    requester.import_items(project["id"], [{"data": {"text": f"seed {i}"}} for i in range(40)])
+    requester.import_items(project["id"], [{"data": {"text": f"seed {i}"}} for i in range(100)])
     requester.start(project["id"])
     workers = [server.user(f"w{i}", "worker")[1] for i in range(3)]
     for number, worker in enumerate(workers):
         while (task := worker.next_task(project["id"])) is not None:
             seed = int(task["data"]["text"].split()[1])
-            label = "pos" if seed < 4 else "neg"
-            if number == 2 and seed in (10, 11, 12, 13):  # the third worker errs on four items
+            label = "pos" if seed < 10 else "neg"
+            if number == 2 and 20 <= seed < 30:  # the third worker errs on ten items
                 label = "pos"
             worker.submit(task["assignment_id"], label)
     requester.aggregate(project["id"])
@@ -93,7 +93,7 @@ def test_a_lone_answer_of_a_rare_class_does_not_settle_an_item(server):
         task = erring.next_task(project["id"])
         assert task is not None and task["data"]["text"].startswith("new")
         erring.submit(task["assignment_id"], label)
-    new = [item for item in requester.items(project["id"]) if item["data"]["text"].startswith("new")]
+    new = [item for item in requester.items(project["id"], offset=100) if item["data"]["text"].startswith("new")]
     settled = sorted((item["done"], item["confidence"]) for item in new)
     assert [done for done, _ in settled] == [False, True], settled
     assert settled[0][1] < 0.9 <= settled[1][1]

@@ -1,8 +1,9 @@
 """Aggregating a project's answers with ``crowdloop.quality``, on demand or in the background.
 
-The result is one ``ItemLabel`` per answered item (label, confidence, method, time)
-and each worker's reliability (the aggregator's skill), which the dynamic-overlap
-rule and the worker table then use. Every run is recorded in ``aggregation_runs``.
+The result is one ``ItemLabel`` per answered item (label, confidence, method, time) and
+each worker's reliability (the aggregator's skill, shown in the worker table). Each run
+also refits dynamic overlap's crowd model and settles the items again with it
+(:mod:`crowdloop.crowd.stop_rule`). Every run is recorded in ``aggregation_runs``.
 Background runs lock the project row, so several app processes never aggregate one
 project at the same time.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop.crowd import stop_rule
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.quality import BaseClassificationAggregator, get_aggregator
 from crowdloop.storage.db import dialect_insert, make_engine, session_factory, unit_of_work
@@ -57,13 +59,15 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     model = get_aggregator(project.aggregation_method)
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
-    model.fit(answers, gold=_gold(session, project.id, answers["label"]))
+    gold = _gold(session, project.id, answers["label"])
+    model.fit(answers, gold=gold)
     if _superseded(session, project.id, run.id):
         run.status, run.finished_at = "superseded", utcnow()
         return _summary(run)
+    fitted = stop_rule.refit(session, project, answers, gold)  # items first, then workers: see its docstring
     _store_labels(session, project, model)
     _store_reliability(session, project.id, model)
-    project.label_prior = label_shares(model, [str(label) for label in project.labels])
+    project.label_prior, project.crowd_model = fitted["label_prior"], fitted["crowd_model"]
     if reset_counter:
         project.answers_since_aggregation = 0
     run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
@@ -138,13 +142,6 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     statement = dialect_insert(session, ItemLabel)
     changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
     session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed), rows)
-
-
-def label_shares(model: BaseClassificationAggregator, labels: list[str]) -> dict[str, float]:
-    """Each label's share of the items, the mean of the aggregator's posteriors (labels it never saw: 0)."""
-    means = model.probas_.mean(axis=0)
-    shares = {str(label): float(share) for label, share in means.items()}
-    return {label: round(shares.get(label, 0.0), 6) for label in labels}
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:

@@ -1,9 +1,8 @@
 """Submitting answers: idempotent, paid, checked against the quality rules, and the
-dynamic-overlap stop rule that decides when an item has enough answers."""
+dynamic-overlap stop rule (:mod:`crowdloop.crowd.stop_rule`) applied to the answered item."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Row, insert, select, update
@@ -15,12 +14,10 @@ from crowdloop.crowd.assignment import SYNC_OFF
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import set_ban, standing_out, standing_row
+from crowdloop.crowd.stop_rule import posterior
 from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
 from crowdloop.storage.db import param, run
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User
-
-PRIOR_RELIABILITY = 0.7
-"""A new worker's assumed accuracy until gold or aggregation says otherwise."""
 
 
 def submit_answer(session: Session, worker: User, assignment_id: int, answer: SubmitIn) -> SubmitOut:
@@ -45,7 +42,7 @@ _LEASE = (
     Assignment.id, Assignment.status, Assignment.worker_id, Assignment.project_id, Assignment.item_id,
     Item.is_gold, Item.gold_label, Item.gold_explanation, Item.external_id, Item.answer_count, Item.done,
     Project.labels, Project.rules, Project.price_micros, Project.min_overlap, Project.max_overlap,
-    Project.confidence_target, Project.label_prior,
+    Project.confidence_target, Project.label_prior, Project.crowd_model,
 )  # fmt: skip
 
 
@@ -146,7 +143,7 @@ def _count_on_item(session: Session, lease: Row[Any]) -> bool:
     if lease.is_gold:
         run(session, _GOLD_ANSWERED, {"item_id": lease.item_id})
         return bool(lease.done)
-    confidence, label = posterior(session, list(lease.labels), lease.item_id, lease.label_prior)
+    confidence, label = posterior(session, list(lease.labels), lease.item_id, lease.label_prior, lease.crowd_model)
     count = lease.answer_count + 1
     settled = (count >= lease.min_overlap and confidence >= lease.confidence_target) or count >= lease.max_overlap
     done = bool(lease.done) or settled
@@ -220,65 +217,10 @@ def _ban(session: Session, project_id: int, worker_id: int, reason: str) -> None
 
 
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
-    """:func:`posterior` of a loaded item (undoing an answer recomputes it)."""
-    return posterior(session, list(project.labels), item.id, project.label_prior)
+    """:func:`~crowdloop.crowd.stop_rule.posterior` of a loaded item (undoing an answer recomputes it)."""
+    return posterior(session, list(project.labels), item.id, project.label_prior, project.crowd_model)
 
 
-def posterior(
-    session: Session, labels: list[str], item_id: int, prior: dict[str, Any] | None = None
-) -> tuple[float, str]:
-    r"""Posterior of the item's most likely label from its answers and the workers' reliability.
-
-    One-coin model with each worker's current reliability :math:`s_w` (from truth
-    inference, else gold accuracy, else a prior) and the class shares :math:`\rho_k` the
-    latest aggregation estimated (uniform before the first):
-    :math:`p(k) \propto \rho_k \prod_w s_w^{[l_w = k]} ((1 - s_w)/(K - 1))^{[l_w \ne k]}`.
-    The shares matter when classes are rare: on ``product`` (12% matches, answers 82% right)
-    one "match" answer leaves a match at 38%, so the item gets more answers, where a uniform
-    prior would settle it at 82%. Plain floats, not numpy: an item has a handful of answers.
-    """
-    rows = run(session, _ANSWERS_OF_ITEM, {"item_id": item_id}).all()
-    return combine_answers(labels, [(label, _skill(*rest)) for label, *rest in rows], prior)
-
-
-def combine_answers(
-    labels: list[str], answers: list[tuple[str, float]], prior: dict[str, Any] | None
-) -> tuple[float, str]:
-    """The most likely label and its posterior from ``(label, worker skill)`` pairs and class shares."""
-    scores = _log_prior(labels, prior)
-    for label, skill in answers:
-        wrong = math.log((1 - skill) / max(len(labels) - 1, 1))
-        scores = [score + wrong for score in scores]
-        scores[labels.index(label)] += math.log(skill) - wrong
-    top = max(scores)
-    weights = [math.exp(score - top) for score in scores]
-    best = max(range(len(labels)), key=weights.__getitem__)
-    return weights[best] / sum(weights), labels[best]
-
-
-def _log_prior(labels: list[str], prior: dict[str, Any] | None) -> list[float]:
-    """Log class shares, each at least :data:`MIN_SHARE` (a class the aggregate never chose stays possible)."""
-    if not prior:
-        return [0.0] * len(labels)
-    return [math.log(max(float(prior.get(label, 0.0)), MIN_SHARE)) for label in labels]
-
-
-MIN_SHARE = 0.01
-
-
-def _skill(reliability: float | None, gold_correct: int, gold_answers: int) -> float:
-    # without a reliability from truth inference: a Beta(7, 3) prior (mean 0.7) updated by gold
-    value = reliability if reliability is not None else (gold_correct + 7 * PRIOR_RELIABILITY) / (gold_answers + 7)
-    return min(max(float(value), 0.05), 0.999)
-
-
-_ANSWERS_OF_ITEM = (
-    select(Answer.label, ProjectWorker.reliability, ProjectWorker.gold_correct, ProjectWorker.gold_answers)
-    .join(
-        ProjectWorker, (ProjectWorker.project_id == Answer.project_id) & (ProjectWorker.worker_id == Answer.worker_id)
-    )
-    .where(Answer.item_id == param("item_id"))
-)
 _OPEN_ITEM = (
     select(Item.id)
     .where(Item.project_id == param("project_id"), Item.is_gold.is_(False), Item.done.is_(False))

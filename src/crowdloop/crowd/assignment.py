@@ -99,7 +99,7 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
     queue = Queue(project_id, context.max_overlap, context.lease_seconds)
     gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0)
     cursor = None if context.cursor_item is None else (context.cursor_priority, context.cursor_item)
-    lease = take(session, queue, worker.id, cursor, gold=gold)
+    lease = take(session, queue, worker.id, cursor, gold=gold, held_back=bool(context.held_back))
     return None if lease is None else _task_out(context, lease)
 
 
@@ -107,7 +107,7 @@ _CONTEXT = (
     Project.id, Project.status, Project.rules, Project.labels, Project.instructions, Project.max_overlap,
     Project.lease_seconds, Project.gold_share, Project.budget_micros, Project.spent_micros, Project.price_micros,
     ProjectWorker.answers, ProjectWorker.gold_answers, ProjectWorker.skips_in_row, ProjectWorker.banned,
-    ProjectWorker.cursor_priority, ProjectWorker.cursor_item,
+    ProjectWorker.cursor_priority, ProjectWorker.cursor_item, ProjectWorker.held_back,
 )  # fmt: skip
 
 
@@ -197,7 +197,7 @@ def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> A
     standing = standing_row(session, project.id, worker.id)
     cursor = None if standing.cursor_item is None else (standing.cursor_priority, standing.cursor_item)
     queue = Queue(project.id, project.max_overlap, project.lease_seconds)
-    lease = take(session, queue, worker.id, cursor, gold=gold)
+    lease = take(session, queue, worker.id, cursor, gold=gold, held_back=standing.held_back)
     if lease is None:
         return None
     session.expire(standing)  # its cursor moved in SQL
@@ -205,12 +205,24 @@ def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> A
 
 
 def take(
-    session: Session, queue: Queue, worker_id: int, cursor: tuple[float | None, int] | None, *, gold: bool
+    session: Session,
+    queue: Queue,
+    worker_id: int,
+    cursor: tuple[float | None, int] | None,
+    *,
+    gold: bool,
+    held_back: bool = False,
 ) -> Lease | None:
-    """Reserve an item and lease it to the worker; gold falls back to a regular item."""
+    """Reserve an item and lease it to the worker; gold falls back to a regular item.
+
+    A worker the stop rule holds back (:mod:`crowdloop.crowd.stop_rule`) gets gold as usual, and
+    otherwise only an orphan: an open item that no other worker can still take.
+    """
     for _ in range(3):
         found = _reserve(session, queue, worker_id, cursor, gold=True) if gold else None
-        if found is None:
+        if found is None and held_back:
+            found = _reserve_orphan(session, queue, worker_id)
+        elif found is None:
             found = _reserve(session, queue, worker_id, cursor, gold=False)
             if found is not None:
                 cursor = (float(found.priority), int(found.id))
@@ -279,6 +291,53 @@ def _reserve_statement(gold: bool, after: bool) -> Executable:
     guard = [Item.id == pick.scalar_subquery()]
     if not gold:  # checked again on the row as locked: another request may have filled it meanwhile
         guard.append(Item.answer_count + Item.reserved < max_overlap)
+    return update(Item).where(*guard).values(reserved=Item.reserved + 1).returning(Item.priority, Item.id, Item.data)
+
+
+ORPHAN_WINDOW = 1000
+"""How many open items, in queue order, a held-back worker's request looks through for an orphan.
+
+An orphan is rare (in a live crowd any trusted worker can take any item), and checking an item
+probes the other workers' assignments; the window keeps a held-back worker's request as cheap
+at 1M items as at 1k."""
+
+
+def _reserve_orphan(session: Session, queue: Queue, worker_id: int) -> Row[Any] | None:
+    """Reserve an open item no other worker can still take: every enrolled worker who is
+    neither held back nor banned has answered, skipped or leased it. Such an item would
+    otherwise stay on too few answers, or none, and never reach the confidence target."""
+    params = {"project_id": queue.project_id, "worker_id": worker_id, "max_overlap": queue.max_overlap,
+              "window": ORPHAN_WINDOW}  # fmt: skip
+    return run(session, _orphan_statement(), params).first()
+
+
+@cache
+def _orphan_statement() -> Executable:
+    candidate = aliased(Item, name="candidate")
+    worker_id, max_overlap = param("worker_id", type_=Integer), param("max_overlap", type_=Integer)
+    window = (
+        select(candidate.id, candidate.priority)
+        .where(
+            candidate.project_id == param("project_id"),
+            candidate.done.is_(False),
+            candidate.is_gold.is_(False),
+            candidate.answer_count + candidate.reserved < max_overlap,
+            ~exists().where(Assignment.item_id == candidate.id, Assignment.worker_id == worker_id),
+        )
+        .order_by(candidate.priority.desc(), candidate.id.desc())
+        .limit(param("window", type_=Integer))
+        .subquery("window")
+    )
+    other = aliased(ProjectWorker, name="other")
+    someone_can = exists().where(
+        other.project_id == param("project_id"),
+        other.worker_id != worker_id,
+        other.held_back.is_(False),
+        other.banned.is_(False),
+        ~exists().where(Assignment.item_id == window.c.id, Assignment.worker_id == other.worker_id),
+    )
+    pick = select(window.c.id).where(~someone_can).order_by(window.c.priority.desc(), window.c.id.desc()).limit(1)
+    guard = [Item.id == pick.scalar_subquery(), Item.answer_count + Item.reserved < max_overlap]
     return update(Item).where(*guard).values(reserved=Item.reserved + 1).returning(Item.priority, Item.id, Item.data)
 
 

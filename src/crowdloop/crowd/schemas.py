@@ -29,6 +29,12 @@ class QualityRules(BaseModel):
     max_skips_in_row: int | None = Field(None, ge=1, description="no more tasks after this many skips in a row")
     max_answers_per_worker: int | None = Field(None, ge=1)
     training_feedback: bool = Field(True, description="show the right answer after a wrong gold answer")
+    hold_back_quantile: float | None = Field(
+        None, ge=0, lt=1,
+        description="dynamic overlap: workers rated below the accuracy of this share of the crowd's answers "
+        "(0.5: the better half keeps the work), or near chance, get only items no other worker can still "
+        "take; judged again at every aggregation",
+    )  # fmt: skip
 
 
 class ProjectCreate(BaseModel):

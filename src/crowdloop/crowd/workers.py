@@ -56,6 +56,7 @@ def _worker_row(pw: ProjectWorker, name: str, seconds: float | None, bonus_micro
         "earned": earned,
         "hourly_pay": earned / hours if hours > 0 else None,
         "banned": pw.banned,
+        "held_back": pw.held_back,  # by the stop rule's hold_back_quantile, until a refit rates them higher
     }
 
 

@@ -98,19 +98,31 @@ def _item_row(task: Hashable, gold: pd.Series | None) -> dict[str, object]:
 def _work(
     session: _Session, crowd: Crowd, budget: int | None, random_state: int, progress: ProgressCallback | None
 ) -> int:
-    """Workers turn up at random (by the crowd's arrival weights) until none gets a task; submits made."""
+    """Workers turn up at random (by the crowd's arrival weights) until none gets a task; submits made.
+
+    A worker who got nothing may get work later (a refit reopens an item, or stops holding them
+    back), so when nobody gets anything the requester aggregates, which refits the stop rule,
+    and everybody comes back once more; the run ends when such a round buys nothing.
+    """
     rng = np.random.default_rng(random_state + 1)
     weights = crowd.arrival_weights().astype(float)
     active = weights > 0
     by_name = {str(task): task for task in crowd.tasks}
     limit = budget if budget is not None else int(sum(len(crowd.tasks_of(w) or crowd.tasks) for w in crowd.workers))
-    submitted = 0
-    while active.any() and submitted < limit:
+    submitted = since_wake = 0
+    while submitted < limit:
+        if not active.any():
+            if since_wake == 0:
+                break
+            session.requester.aggregate(session.project_id)
+            active, since_wake = weights > 0, 0
+            continue
         index = int(rng.choice(np.flatnonzero(active), p=weights[active] / weights[active].sum()))
         outcome = _one_turn(session.workers[index], session.project_id, crowd, crowd.workers[index], by_name)
         if outcome is None:
             active[index] = False
         submitted += outcome or 0
+        since_wake += outcome or 0
         if progress is not None and outcome:
             progress(submitted, limit)
     return submitted

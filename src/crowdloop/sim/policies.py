@@ -24,7 +24,7 @@ import pandas as pd
 
 from crowdloop.errors import InvalidParameterError
 from crowdloop.quality import get_aggregator
-from crowdloop.sim.reliability import ShrunkCrowdModel
+from crowdloop.quality.crowd_model import ShrunkCrowdModel
 
 
 class Policy(ABC):
@@ -114,7 +114,7 @@ class FixedOverlap(Policy):
 
 @dataclass
 class DynamicOverlap(Policy):
-    """Answers stop once an item's posterior reaches ``confidence_target``; see :mod:`crowdloop.sim.reliability`.
+    """Answers stop once an item's posterior reaches ``confidence_target``; see :mod:`crowdloop.quality.crowd_model`.
 
     The posterior uses every worker's confusion matrix as estimated from *all* the answers
     bought so far (and gold), refitted whenever the answers have grown by ``refit_share``
@@ -130,6 +130,11 @@ class DynamicOverlap(Policy):
     On ``bluebird`` (39 workers who each did all 108 items) the pool took the labels per item
     needed to match fixed-5 majority vote from 2.57 to 1.97, and Dawid-Skene from 3.37 to 2.40
     (``benchmarks/label_efficiency.py``, 75 replay orders); the sparse crowds are unchanged.
+
+    The platform runs the same crowd model, posteriors, refits and exclusion (the project rule
+    ``hold_back_quantile``; see :mod:`crowdloop.crowd.stop_rule`), but neither the pool nor the
+    depth-first order: in a live crowd every worker can take every item, and its queue order
+    belongs to active learning. ``benchmarks/stop_rule_parity.py`` compares the two.
     """
 
     confidence_target: float = 0.95
@@ -163,7 +168,7 @@ class DynamicOverlap(Policy):
         self.scores = np.tile(self.model.log_prior_, (n_tasks, 1))
         self._fitted_at = 0
         self._offered: dict[int, np.ndarray] = {}
-        self._threshold = 0.0
+        self._held_back = np.zeros(0, dtype=bool)
         self._members: set[int] = set()
         self._reach: dict[int, float] = {}
 
@@ -179,7 +184,8 @@ class DynamicOverlap(Policy):
         self.model.fit(tasks, workers, labels, self.n_tasks, self.gold)
         self.scores = self.model.log_scores(tasks, workers, labels, self.n_tasks)
         self._fitted_at = len(tasks)
-        self._threshold = self._crowd_quantile()
+        bar = self.model.skill_bar(self.exclude_quantile, self.min_evidence)
+        self._held_back = self.model.held_back(bar, self.exclude_below, self.min_evidence)
 
     def confidence(self) -> np.ndarray:
         """Each task's current posterior of its leading label (gold tasks: 1)."""
@@ -236,30 +242,9 @@ class DynamicOverlap(Policy):
         return np.asarray(candidates[~reachable[candidates]])
 
     def excluded(self, worker: int) -> bool:
-        """Whether to stop offering work to ``worker``: on enough shared items (``min_evidence``), their
-        accuracy is closer to chance than ``exclude_below`` of the way from chance to perfect, or below
-        the crowd's ``exclude_quantile`` (as of the last refit). With most workers seen on only a
-        few items each, labels bought from the better half are cheaper per unit of confidence."""
-        accuracy, evidence = self.model.worker_accuracy(worker)
-        if evidence < self.min_evidence:
-            return False
-        chance = 1.0 / self.n_classes
-        if self.exclude_below is not None and accuracy < chance + self.exclude_below * (1.0 - chance):
-            return True
-        return accuracy < self._threshold
-
-    def _crowd_quantile(self) -> float:
-        """The accuracy below which ``exclude_quantile`` of the assessed workers' answers fall
-        (0 when there is no quantile or nobody is assessed yet): the "skip low-skill performers"
-        bar rises and falls with the crowd, so a crowd of middling workers keeps its better
-        half rather than everybody or nobody."""
-        assessed = self.model.evidence_ >= self.min_evidence
-        if self.exclude_quantile is None or not assessed.any():
-            return 0.0
-        acc, weight = self.model.accuracy_[assessed], self.model.evidence_[assessed]
-        order = np.argsort(acc)
-        cumulative = np.cumsum(weight[order]) / weight.sum()
-        return float(acc[order][np.searchsorted(cumulative, self.exclude_quantile)])
+        """Whether to stop offering work to ``worker`` (as of the last refit): see
+        :meth:`~crowdloop.quality.crowd_model.ShrunkCrowdModel.held_back`."""
+        return worker < len(self._held_back) and bool(self._held_back[worker])
 
     def posteriors(self) -> np.ndarray:
         if self._fitted_at != len(self._tasks):
@@ -274,7 +259,8 @@ class DynamicOverlap(Policy):
 
     def project_spec(self) -> dict[str, Any]:
         return {"min_overlap": self.min_overlap, "max_overlap": self.max_overlap,
-                "confidence_target": self.confidence_target}  # fmt: skip
+                "confidence_target": self.confidence_target,
+                "rules": {"hold_back_quantile": self.exclude_quantile}}  # fmt: skip
 
 
 def aggregate_posteriors(

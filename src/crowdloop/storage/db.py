@@ -33,6 +33,12 @@ def run(session: Session, statement: Executable, params: dict[str, Any]) -> Curs
     return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
 
 
+def run_many(session: Session, statement: Executable, rows: list[dict[str, Any]]) -> None:
+    """:func:`run` once per row of parameters, as one executemany."""
+    if rows:
+        session.connection().execute(statement, [{f"p_{name}": value for name, value in row.items()} for row in rows])
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

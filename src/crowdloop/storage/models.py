@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -98,6 +99,9 @@ class Project(Base):
     answers_since_aggregation: Mapped[int] = mapped_column(Integer, default=0)
     # label -> share, as the latest aggregation estimated it: dynamic overlap's class prior
     label_prior: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # the stop rule's crowd model at the latest aggregation: a newcomer's confusion matrix and
+    # the skill bar (see crowd/stop_rule.py)
+    crowd_model: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -216,6 +220,10 @@ class ProjectWorker(Base):
     reliability: Mapped[float | None] = mapped_column(Float, default=None)
     earned_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     banned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the stop rule's view of the worker at the latest aggregation: their confusion matrix
+    # (rows: true label, columns: answer) and whether they are held back (crowd/stop_rule.py)
+    confusion: Mapped[list[Any] | None] = mapped_column(default=None)
+    held_back: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Where the worker is in the assignment queue: the (priority, item id) last leased to them.
     cursor_priority: Mapped[float | None] = mapped_column(Float, default=None)
     cursor_item: Mapped[int | None] = mapped_column(BigInteger, default=None)

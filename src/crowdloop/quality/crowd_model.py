@@ -104,6 +104,31 @@ class ShrunkCrowdModel:
             return float(self.accuracy_[worker]), float(self.evidence_[worker])
         return self.crowd_accuracy_, 0.0
 
+    def skill_bar(self, quantile: float | None, min_evidence: float) -> float:
+        """The accuracy below which ``quantile`` of the assessed workers' answers fall (0 when there
+        is no quantile or nobody has ``min_evidence`` answers on shared items yet).
+
+        The "skip low-skill performers" bar rises and falls with the crowd, so a crowd of middling
+        workers keeps its better half rather than everybody or nobody.
+        """
+        assessed = self.evidence_ >= min_evidence
+        if quantile is None or not assessed.any():
+            return 0.0
+        acc, weight = self.accuracy_[assessed], self.evidence_[assessed]
+        order = np.argsort(acc)
+        cumulative = np.cumsum(weight[order]) / weight.sum()
+        return float(acc[order][np.searchsorted(cumulative, quantile)])
+
+    def held_back(self, bar: float, floor: float | None, min_evidence: float) -> np.ndarray:
+        """Per worker: assessed on ``min_evidence`` answers and either below ``bar`` or closer to
+        chance than ``floor`` of the way from chance to perfect. With most workers seen on only a
+        few items each, labels bought from the better half are cheaper per unit of confidence."""
+        chance = 1.0 / self.n_classes
+        low = self.accuracy_ < bar
+        if floor is not None:
+            low |= self.accuracy_ < chance + floor * (1.0 - chance)
+        return np.asarray(low & (self.evidence_ >= min_evidence))
+
     def worker_log_confusion(self, worker: int) -> np.ndarray:
         if worker < len(self.log_confusion_):
             return np.asarray(self.log_confusion_[worker])
