@@ -163,6 +163,29 @@ def test_projects_do_not_see_each_others_items_and_deleted_items_are_ignored(eng
 # ---------------------------------------------------------------- migration 0002
 
 
+def _raw_requester_and_project(engine: Engine) -> tuple[int, int]:
+    """A requester and a project as revision 0001 stored them: today's models would write
+    columns that later revisions added."""
+    with engine.begin() as connection:
+        owner = connection.execute(
+            text(
+                "INSERT INTO users (name, role, created_at) VALUES (:name, 'requester', CURRENT_TIMESTAMP) RETURNING id"
+            ),
+            {"name": f"owner-{uuid.uuid4().hex[:6]}"},
+        ).scalar_one()
+        project = connection.execute(
+            text(
+                "INSERT INTO projects (owner_id, name, task_type, labels, instructions, min_overlap, max_overlap, "
+                "confidence_target, gold_share, price_micros, spent_micros, aggregation_method, status, lease_seconds, "
+                "rules, open_to_all, answers_total, answers_since_aggregation, created_at) VALUES (:owner, 'lsh', "
+                "'single_choice', '[\"a\", \"b\"]', '', 1, 3, 0.95, 0, 0, 0, 'default', 'draft', 600, '{}', true, 0, 0, "
+                "CURRENT_TIMESTAMP) RETURNING id"
+            ),
+            {"owner": owner},
+        ).scalar_one()
+    return int(owner), int(project)
+
+
 def _insert_raw_items(engine: Engine, project_id: int, texts: list[str]) -> None:
     """Items as revision 0001 stored them: no signature, no band keys."""
     statement = text(
@@ -177,8 +200,8 @@ def _insert_raw_items(engine: Engine, project_id: int, texts: list[str]) -> None
 
 def test_migration_0002_backfills_signatures_and_band_keys_of_existing_items(engine: Engine) -> None:
     _upgrade(engine, "0001")
-    owner, project = _requester_and_project(engine)
-    _, other = _requester_and_project(engine)
+    owner, project = _raw_requester_and_project(engine)
+    _, other = _raw_requester_and_project(engine)
     _insert_raw_items(engine, project, [SENTENCE, *UNRELATED])
     _insert_raw_items(engine, other, ["the other project's only item, long enough to shingle"])
     _upgrade(engine, "head")
