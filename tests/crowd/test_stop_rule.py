@@ -159,33 +159,3 @@ def test_a_held_back_worker_gets_only_items_no_one_else_can_take(factory):
         submit_answer(session, spammer, task.assignment_id, SubmitIn(label="pos"))
     with unit_of_work(factory) as session:
         assert next_task(session, session.get(User, ids["spammer"]), project_id) is None
-
-
-@pytest.mark.parametrize("finish_started", [True, False])
-def test_a_project_that_finishes_what_was_started_hands_out_answered_items_first(factory, finish_started):
-    with unit_of_work(factory) as session:
-        owner, first, second = (User(name=n, role=r) for n, r in (("o", "requester"), ("a", "worker"), ("b", "worker")))
-        session.add_all([owner, first, second])
-        session.flush()
-        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=2, max_overlap=3,
-                          confidence_target=0.999, status="active", finish_started=finish_started)  # fmt: skip
-        session.add(project)
-        session.flush()
-        import_items(session, owner, project.id, [{"data": {"text": f"old {n}"}} for n in range(5)])
-        ids = (project.id, first.id, second.id)
-    assert _answer_all(factory, ids[1], ids[0], lambda text: "pos") == 5  # every old item has one answer
-    with unit_of_work(factory) as session:
-        import_items(session, session.get(User, owner.id), ids[0], [{"data": {"text": f"new {n}"}} for n in range(3)])
-    order = []
-    while True:
-        with unit_of_work(factory) as session:
-            worker = session.get(User, ids[2])
-            task = next_task(session, worker, ids[0])
-            if task is None:
-                break
-            order.append(task.data["text"].split()[0])
-            submit_answer(session, worker, task.assignment_id, SubmitIn(label="pos"))
-    if finish_started:  # the five started items, then the fresh ones
-        assert order == ["old"] * 5 + ["new"] * 3
-    else:  # queue order: the newest first
-        assert order == ["new"] * 3 + ["old"] * 5

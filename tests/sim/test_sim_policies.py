@@ -89,8 +89,7 @@ def test_unknown_aggregator_is_refused_before_the_run():
 def test_policy_maps_onto_project_settings():
     assert FixedOverlap(4).project_spec()["max_overlap"] == 4
     spec = DynamicOverlap(0.9, min_overlap=2, max_overlap=6).project_spec()
-    assert spec == {"min_overlap": 2, "max_overlap": 6, "confidence_target": 0.9, "finish_started": True,
-                    "rules": {"hold_back_quantile": 0.5}}  # fmt: skip
+    assert spec == {"min_overlap": 2, "max_overlap": 6, "confidence_target": 0.9, "rules": {"hold_back_quantile": 0.5}}
 
 
 def _paired_confusion_answers(n_tasks: int = 400, n_workers: int = 20, seed: int = 0) -> pd.DataFrame:

@@ -32,7 +32,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Executable,
     Float,
@@ -43,7 +42,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
-    literal_column,
     select,
     text,
     tuple_,
@@ -70,7 +68,6 @@ class Queue:
     project_id: int
     max_overlap: int
     lease_seconds: int
-    finish_started: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
         return _task_out(context, _open_lease(session, context.open_lease))
     if not _budget_fits(session, project_id, context.budget_micros, context.spent_micros, context.price_micros):
         return None
-    queue = Queue(project_id, context.max_overlap, context.lease_seconds, context.finish_started)
+    queue = Queue(project_id, context.max_overlap, context.lease_seconds)
     gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0)
     cursor = None if context.cursor_item is None else (context.cursor_priority, context.cursor_item)
     lease = take(session, queue, worker.id, cursor, gold=gold, held_back=bool(context.held_back))
@@ -108,8 +105,7 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
 
 _CONTEXT = (
     Project.id, Project.status, Project.rules, Project.labels, Project.instructions, Project.max_overlap,
-    Project.finish_started, Project.lease_seconds, Project.gold_share, Project.budget_micros, Project.spent_micros,
-    Project.price_micros,
+    Project.lease_seconds, Project.gold_share, Project.budget_micros, Project.spent_micros, Project.price_micros,
     ProjectWorker.answers, ProjectWorker.gold_answers, ProjectWorker.skips_in_row, ProjectWorker.banned,
     ProjectWorker.cursor_priority, ProjectWorker.cursor_item, ProjectWorker.held_back,
 )  # fmt: skip
@@ -200,7 +196,7 @@ def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> A
     """:func:`take` for a loaded project, as an ORM row (prefetching leases ahead)."""
     standing = standing_row(session, project.id, worker.id)
     cursor = None if standing.cursor_item is None else (standing.cursor_priority, standing.cursor_item)
-    queue = Queue(project.id, project.max_overlap, project.lease_seconds, project.finish_started)
+    queue = Queue(project.id, project.max_overlap, project.lease_seconds)
     lease = take(session, queue, worker.id, cursor, gold=gold, held_back=standing.held_back)
     if lease is None:
         return None
@@ -220,16 +216,13 @@ def take(
     """Reserve an item and lease it to the worker; gold falls back to a regular item.
 
     A worker the stop rule holds back (:mod:`crowdloop.crowd.stop_rule`) gets gold as usual, and
-    otherwise only an orphan: an open item that no other worker can still take. In a project
-    that finishes what was started, an item with answers comes before a fresh one.
+    otherwise only an orphan: an open item that no other worker can still take.
     """
     for _ in range(3):
         found = _reserve(session, queue, worker_id, cursor, gold=True) if gold else None
         if found is None and held_back:
             found = _reserve_orphan(session, queue, worker_id)
-        elif found is None and queue.finish_started:
-            found = _reserve_started(session, queue, worker_id)
-        if found is None and not held_back:
+        elif found is None:
             found = _reserve(session, queue, worker_id, cursor, gold=False)
             if found is not None:
                 cursor = (float(found.priority), int(found.id))
@@ -299,58 +292,6 @@ def _reserve_statement(gold: bool, after: bool) -> Executable:
     if not gold:  # checked again on the row as locked: another request may have filled it meanwhile
         guard.append(Item.answer_count + Item.reserved < max_overlap)
     return update(Item).where(*guard).values(reserved=Item.reserved + 1).returning(Item.priority, Item.id, Item.data)
-
-
-def _reserve_started(session: Session, queue: Queue, worker_id: int) -> Row[Any] | None:
-    """Reserve an open item that already has answers (priority, then newest), for a project that
-    finishes what was started: items then settle one after another, and with dynamic overlap each
-    needs fewer answers, since the crowd model is refitted on settled items before fresh ones
-    start. In the simulator, handing out started items first took ``temp`` from 2.60 answers
-    per item to 1.99 and ``rte`` from 3.10 to 2.38 (``benchmarks/results/stop_rule_parity.md``).
-    The worker's cursor stays where it is: it marks their place among the fresh items."""
-    params = {"project_id": queue.project_id, "worker_id": worker_id, "max_overlap": queue.max_overlap}
-    return run(session, _started_statement(session.get_bind().dialect.name), params).first()
-
-
-@cache
-def _started_statement(dialect: str) -> Executable:
-    """As :func:`_reserve_statement`, over the partial index ``ix_items_started``, whose predicate
-    (``STARTED_ITEMS``) the WHERE clause repeats with a literal 0. SQLite's planner, without
-    statistics, prefers ``ix_items_queue`` and would walk every fresh item, so there the index
-    is named (``INDEXED BY``, which SQLAlchemy does not render): the statement is text."""
-    if dialect == "sqlite":
-        return _STARTED_SQLITE
-    candidate = aliased(Item, name="candidate")
-    worker_id, max_overlap = param("worker_id", type_=Integer), param("max_overlap", type_=Integer)
-    seen = exists().where(Assignment.item_id == candidate.id, Assignment.worker_id == worker_id)
-    pick = (
-        select(candidate.id)
-        .where(
-            candidate.project_id == param("project_id"),
-            candidate.done.is_(False),
-            candidate.is_gold.is_(False),
-            candidate.answer_count > literal_column("0"),
-            candidate.answer_count + candidate.reserved < max_overlap,
-            ~seen,
-        )
-        .order_by(candidate.priority.desc(), candidate.id.desc())
-        .limit(1)
-        .with_for_update(skip_locked=True, of=candidate, key_share=True)
-    )
-    guard = [Item.id == pick.scalar_subquery(), Item.answer_count + Item.reserved < max_overlap]
-    return update(Item).where(*guard).values(reserved=Item.reserved + 1).returning(Item.priority, Item.id, Item.data)
-
-
-_STARTED_SQLITE = text(
-    "UPDATE items SET reserved = reserved + 1 WHERE id = ("
-    " SELECT candidate.id FROM items AS candidate INDEXED BY ix_items_started"
-    " WHERE candidate.project_id = :p_project_id AND candidate.done IS 0 AND candidate.is_gold IS 0"
-    " AND candidate.answer_count > 0 AND candidate.answer_count + candidate.reserved < :p_max_overlap"
-    " AND NOT EXISTS (SELECT 1 FROM assignments"
-    " WHERE assignments.item_id = candidate.id AND assignments.worker_id = :p_worker_id)"
-    " ORDER BY candidate.priority DESC, candidate.id DESC LIMIT 1"
-    ") AND answer_count + reserved < :p_max_overlap RETURNING priority, id, data"
-).columns(priority=Float, id=BigInteger, data=JSON)
 
 
 ORPHAN_WINDOW = 1000

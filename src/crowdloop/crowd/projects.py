@@ -133,7 +133,6 @@ def project_out(project: Project, *, full: bool) -> ProjectOut:
         "min_overlap": project.min_overlap,
         "max_overlap": project.max_overlap,
         "confidence_target": project.confidence_target,
-        "finish_started": project.finish_started,
         "gold_share": project.gold_share,
     }
     if full:

@@ -48,10 +48,6 @@ class ProjectCreate(BaseModel):
     min_overlap: int = Field(1, ge=1, le=100)
     max_overlap: int = Field(3, ge=1, le=100)
     confidence_target: float = Field(0.95, gt=0.5, le=1.0)
-    finish_started: bool = Field(
-        False, description="hand out items that already have answers before fresh ones, so items settle one "
-        "after another: with dynamic overlap, fewer answers per item",
-    )  # fmt: skip
     gold_share: float = Field(0.0, ge=0, lt=1)
     price: float = Field(0.0, ge=0, description="paid per accepted answer")
     budget: float | None = Field(None, ge=0)
@@ -87,7 +83,6 @@ class ProjectUpdate(BaseModel):
     min_overlap: int | None = Field(None, ge=1, le=100)
     max_overlap: int | None = Field(None, ge=1, le=100)
     confidence_target: float | None = Field(None, gt=0.5, le=1.0)
-    finish_started: bool | None = None
     gold_share: float | None = Field(None, ge=0, lt=1)
     price: float | None = Field(None, ge=0)
     budget: float | None = Field(None, ge=0)
@@ -106,7 +101,6 @@ class ProjectOut(BaseModel):
     min_overlap: int
     max_overlap: int
     confidence_target: float
-    finish_started: bool = False
     gold_share: float
     budget: float | None = None
     spent: float | None = None

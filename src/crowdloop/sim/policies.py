@@ -132,10 +132,9 @@ class DynamicOverlap(Policy):
     (``benchmarks/label_efficiency.py``, 75 replay orders); the sparse crowds are unchanged.
 
     The platform runs the same crowd model, posteriors, refits and exclusion (the project rule
-    ``hold_back_quantile``; see :mod:`crowdloop.crowd.stop_rule`); ``order="depth"`` becomes the
-    project's ``finish_started`` (items with answers first, though not the most answered first).
-    It has no pool: in a live crowd every worker can take every item.
-    ``benchmarks/stop_rule_parity.py`` compares the two.
+    ``hold_back_quantile``; see :mod:`crowdloop.crowd.stop_rule`), but neither the pool nor the
+    depth-first order: in a live crowd every worker can take every item, and its queue order
+    belongs to active learning. ``benchmarks/stop_rule_parity.py`` compares the two.
     """
 
     confidence_target: float = 0.95
@@ -260,7 +259,7 @@ class DynamicOverlap(Policy):
 
     def project_spec(self) -> dict[str, Any]:
         return {"min_overlap": self.min_overlap, "max_overlap": self.max_overlap,
-                "confidence_target": self.confidence_target, "finish_started": self.order == "depth",
+                "confidence_target": self.confidence_target,
                 "rules": {"hold_back_quantile": self.exclude_quantile}}  # fmt: skip
 
 

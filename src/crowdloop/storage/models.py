@@ -23,7 +23,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -100,8 +99,6 @@ class Project(Base):
     answers_since_aggregation: Mapped[int] = mapped_column(Integer, default=0)
     # label -> share, as the latest aggregation estimated it: dynamic overlap's class prior
     label_prior: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    # hand out items that already have answers before fresh ones (crowd/assignment.py)
-    finish_started: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # the stop rule's crowd model at the latest aggregation: a newcomer's confusion matrix and
     # the skill bar (see crowd/stop_rule.py)
     crowd_model: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -116,31 +113,12 @@ class ProjectAccess(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
 
 
-STARTED_ITEMS = {
-    "sqlite": "done IS 0 AND is_gold IS 0 AND answer_count > 0",
-    "postgresql": "done IS false AND is_gold IS false AND answer_count > 0",
-}
-"""The predicate of ``ix_items_started`` as each dialect renders the assignment engine's query
-(``done.is_(False)``, a literal 0): a partial index is used only for a query that repeats its
-predicate term for term, and a bound parameter in place of the 0 would not."""
-
-
 class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
         # The assignment queue: walked backwards, (priority, id) descending, without a sort.
         Index("ix_items_queue", "project_id", "done", "is_gold", "priority", "id"),
-        # Items answered but still open, for projects that finish what was started first: a small
-        # set (about the workers at work times the overlap), found without walking the whole queue.
-        Index(
-            "ix_items_started",
-            "project_id",
-            "priority",
-            "id",
-            sqlite_where=text(STARTED_ITEMS["sqlite"]),
-            postgresql_where=text(STARTED_ITEMS["postgresql"]),
-        ),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

@@ -1,5 +1,4 @@
-"""The stop rule's crowd model (projects.crowd_model, project_workers.confusion and held_back) and
-finishing started items first (projects.finish_started, ix_items_started)
+"""The stop rule's crowd model: projects.crowd_model, project_workers.confusion and held_back
 
 Revision ID: 0007
 Revises: 0006
@@ -7,18 +6,13 @@ Create Date: 2026-11-28 22:00:00
 
 Dynamic overlap on the platform now uses each worker's confusion matrix (not one accuracy)
 and can hold back the workers the crowd model rates below the crowd's median, as the
-benchmarked policy (``crowdloop.sim.DynamicOverlap``) does; see ``crowd/stop_rule.py``. A project
-may also hand out items that already have answers before fresh ones, as that policy does.
+benchmarked policy (``crowdloop.sim.DynamicOverlap``) does; see ``crowd/stop_rule.py``.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
-# as in storage/models.py (STARTED_ITEMS), frozen here
-SQLITE_STARTED = "done IS 0 AND is_gold IS 0 AND answer_count > 0"
-POSTGRESQL_STARTED = "done IS false AND is_gold IS false AND answer_count > 0"
 
 revision = "0007"
 down_revision = "0006"
@@ -30,16 +24,11 @@ def upgrade() -> None:
     op.add_column("projects", sa.Column("crowd_model", sa.JSON(), nullable=True))
     op.add_column("project_workers", sa.Column("confusion", sa.JSON(), nullable=True))
     op.add_column("project_workers", sa.Column("held_back", sa.Boolean(), nullable=False, server_default=sa.false()))
-    op.add_column("projects", sa.Column("finish_started", sa.Boolean(), nullable=False, server_default=sa.false()))
-    op.create_index("ix_items_started", "items", ["project_id", "priority", "id"],
-                    sqlite_where=sa.text(SQLITE_STARTED), postgresql_where=sa.text(POSTGRESQL_STARTED))  # fmt: skip
 
 
 def downgrade() -> None:
     # Plain ALTER TABLE (SQLite >= 3.35), not a batch copy: recreating a table on SQLite would
     # drop the old one, and its ON DELETE CASCADE would take the rows that reference it with it.
-    op.drop_index("ix_items_started", table_name="items")
-    op.drop_column("projects", "finish_started")
     op.drop_column("project_workers", "held_back")
     op.drop_column("project_workers", "confusion")
     op.drop_column("projects", "crowd_model")
