@@ -58,13 +58,12 @@ def refit(session: Session, project: Project, answers: pd.DataFrame, gold: pd.Se
     label_codes = answers["label"].map({label: k for k, label in enumerate(labels)}).to_numpy(dtype=np.int64)
     known = _gold_codes(gold, items, labels)
     model = ShrunkCrowdModel(len(labels), prior_accuracy=PRIOR_RELIABILITY)
-    model.fit(item_codes, worker_codes, label_codes, len(items), known)
-    scores = model.log_scores(item_codes, worker_codes, label_codes, len(items))
-    confidence = np.exp(scores.max(axis=1) - np.logaddexp.reduce(scores, axis=1))
+    posteriors = model.fit(item_codes, worker_codes, label_codes, len(items), known)  # of its final estimates
+    confidence = posteriors.max(axis=1)
     counts = np.bincount(item_codes, minlength=len(items))
     if project.status != "finished":
         _settle(session, project, items[known < 0], counts[known < 0], confidence[known < 0],
-                [labels[k] for k in scores.argmax(axis=1)[known < 0]])  # fmt: skip
+                [labels[k] for k in posteriors.argmax(axis=1)[known < 0]])  # fmt: skip
     quantile = (project.rules or {}).get("hold_back_quantile")
     bar = model.skill_bar(quantile, MIN_EVIDENCE) if quantile is not None else 0.0
     held = model.held_back(bar, HOLD_BACK_FLOOR, MIN_EVIDENCE) if quantile is not None else np.zeros(len(workers), bool)
