@@ -124,6 +124,23 @@ def test_the_dashboard_adds_up(server):
     assert banned["hourly_pay"] == pytest.approx(0.10 / (6 / 3600))
 
 
+def test_saving_settings_merges_rules_and_refuses_a_cleared_required_field(server):
+    owner, project = _project(server, rules={"min_gold_accuracy": 0.8, "max_skips_in_row": 4})
+    saved = owner.update_project(project, confidence_target=0.9, budget=None,
+                                 rules={"hold_back_quantile": 0.5, "max_skips_in_row": None})  # fmt: skip
+    assert saved["confidence_target"] == 0.9 and saved["budget"] is None
+    rules = saved["rules"]  # a rule left out keeps its value; null turns one off
+    assert (
+        rules["min_gold_accuracy"] == 0.8 and rules["hold_back_quantile"] == 0.5 and rules["max_skips_in_row"] is None
+    )
+    for field in ({"min_overlap": None}, {"rules": None}, {"rules": {"hold_back_quantile": 1.0}}):
+        refused = owner._http.patch(f"/projects/{project}", json={"max_overlap": 7, **field})
+        assert refused.status_code == 422, field
+        assert next(iter(field)) in refused.json()["detail"]
+    after = owner.project(project)
+    assert after["max_overlap"] == 3 and after["min_overlap"] == 1 and after["rules"] == rules  # nothing half-saved
+
+
 def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(server):
     owner, project = _project(server, texts=3, min_overlap=2, max_overlap=2, confidence_target=0.99)
     votes = {}

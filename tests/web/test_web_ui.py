@@ -121,10 +121,17 @@ def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server,
     page.fill("input[name=gold_share]", "0")
     page.fill("input[name=price]", "0.05")
     page.fill("input[name=budget]", "20")
+    page.select_option("select[name=aggregation_method]", "dawid_skene")
+    page.fill("input[name=min_gold_accuracy]", "0.75")
+    page.fill("input[name=hold_back_quantile]", "0.5")
     page.click("button[type=submit]")
     page.wait_for_url("**/project.html?project=*")
     project = int(page.url.rsplit("=", 1)[1])
-    assert owner.project(project)["labels"] == ["negative", "positive"] and owner.project(project)["budget"] == 20.0
+    created = owner.project(project)
+    assert created["labels"] == ["negative", "positive"] and created["budget"] == 20.0
+    assert created["aggregation_method"] == "dawid_skene" and created["rules"]["min_gold_accuracy"] == 0.75
+    assert created["rules"]["hold_back_quantile"] == 0.5 and created["rules"]["max_skips_in_row"] is None
+    _change_settings(page, owner, project)
     rows = [f"movie {i} was {'superb' if i % 2 else 'dull'}" for i in range(10)]
     csv = tmp_path / "items.csv"
     csv.write_text("text,gold_label\n" + "\n".join(f"{row}," for row in rows) + f"\n{rows[0]},\nbad row,maybe\n")
@@ -164,6 +171,29 @@ def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server,
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     _ban_from_the_table(page, owner, project, crowd[2][0])
     _review(page, server, owner, project)
+
+
+def _change_settings(page: Any, owner: Any, project: int) -> None:
+    """The dashboard's settings form: a cleared rule is turned off; a refusal says why and changes nothing."""
+    page.click("#settings summary")
+    page.wait_for_selector("#settings input[name=confidence_target]")
+    assert page.input_value("#settings input[name=min_gold_accuracy]") == "0.75"
+    page.fill("#settings input[name=confidence_target]", "0.9")
+    page.fill("#settings input[name=min_gold_accuracy]", "")
+    page.click("#settings button[type=submit]")
+    page.wait_for_selector("#settings-message:has-text('Settings saved')")
+    saved = owner.project(project)
+    assert saved["confidence_target"] == 0.9 and saved["rules"]["min_gold_accuracy"] is None
+    assert saved["rules"]["hold_back_quantile"] == 0.5 and saved["aggregation_method"] == "dawid_skene"
+    page.fill("#settings input[name=min_overlap]", "3")
+    page.fill("#settings input[name=max_overlap]", "2")
+    page.click("#settings button[type=submit]")
+    page.wait_for_selector("#settings-message:has-text('max_overlap must be at least min_overlap')")
+    assert (owner.project(project)["min_overlap"], owner.project(project)["max_overlap"]) == (2, 3)
+    page.reload()  # the form shows what is stored
+    page.click("#settings summary")
+    assert page.input_value("#settings input[name=max_overlap]") == "3"
+    page.click("#settings summary")  # folded again, as a requester leaves it
 
 
 def _ban_from_the_table(page: Any, owner: Any, project: int, worker_id: int) -> None:

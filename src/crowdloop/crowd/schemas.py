@@ -89,6 +89,15 @@ class ProjectUpdate(BaseModel):
     aggregation_method: str | None = None
     rules: QualityRules | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> ProjectUpdate:
+        """Leaving a field out keeps it; ``null`` is a value only where it means something (a budget:
+        no limit), so a settings form sending a cleared box is told which one, not given a 500."""
+        cleared = sorted(name for name in self.model_fields_set - {"budget"} if getattr(self, name) is None)
+        if cleared:
+            raise ValueError(f"{', '.join(cleared)} cannot be null; leave it out to keep its value")
+        return self
+
 
 class ProjectOut(BaseModel):
     id: int

@@ -1,22 +1,17 @@
 // The requester's project form: one POST /projects, then the project's dashboard.
 import { post, requireToken } from "./api.js";
-import { $, notice } from "./dom.js";
+import { $, fill, notice } from "./dom.js";
+import { readSettings, settingsFields } from "./settings.js";
 
 function spec(form) {
   const data = new FormData(form);
-  const numberOf = (name) => (data.get(name) === "" ? null : Number(data.get(name)));
   return {
     name: data.get("name").trim(),
+    task_type: data.get("task_type"),
     labels: data.get("labels").split(",").map((label) => label.trim()).filter(Boolean),
     instructions: data.get("instructions"),
-    min_overlap: numberOf("min_overlap"),
-    max_overlap: numberOf("max_overlap"),
-    confidence_target: numberOf("confidence_target"),
-    gold_share: numberOf("gold_share"),
-    price: numberOf("price"),
-    budget: numberOf("budget"),
     open_to_all: data.get("open_to_all") === "on",
-    rules: { training_feedback: data.get("training_feedback") === "on" },
+    ...readSettings(form),
   };
 }
 
@@ -30,4 +25,7 @@ async function create(event) {
   }
 }
 
-if (requireToken()) $("#project-form").addEventListener("submit", create);
+if (requireToken()) {
+  fill($("#settings-fields"), settingsFields());
+  $("#project-form").addEventListener("submit", create);
+}

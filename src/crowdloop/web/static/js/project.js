@@ -2,6 +2,7 @@
 import { api, get, patch, post, projectParam, requireToken } from "./api.js";
 import { barChart, meter } from "./charts.js";
 import { $, fill, h, money, notice, number, percent } from "./dom.js";
+import { readSettings, settingsFields } from "./settings.js";
 
 const REFRESH_MS = 2000;
 const projectId = projectParam();
@@ -14,9 +15,11 @@ async function start() {
   $("#pause").addEventListener("click", () => setStatus("paused"));
   $("#upload-form").addEventListener("submit", upload);
   $("#aggregate").addEventListener("click", aggregate);
+  $("#settings-form").addEventListener("submit", saveSettings);
   try {
     const project = await get(`/projects/${projectId}`);
     fill($("#project-name"), project.name);
+    fill($("#settings-fields"), settingsFields(project));
   } catch (error) {
     return notice($("#message"), error.status === 404 ? "No such project." : error.message, "error");
   }
@@ -92,6 +95,18 @@ async function setStatus(status) {
     await patch(`/projects/${projectId}`, { status });
   } catch (error) {
     notice($("#message"), error.message, "error");
+  }
+}
+
+// Overlap, target, money and rules take effect on the next request for work and the next aggregation.
+async function saveSettings(event) {
+  event.preventDefault();
+  try {
+    const project = await patch(`/projects/${projectId}`, readSettings(event.target));
+    fill($("#settings-fields"), settingsFields(project));
+    notice($("#settings-message"), "Settings saved.", "info");
+  } catch (error) {
+    notice($("#settings-message"), `Not saved: ${error.message}`, "error");
   }
 }
 
