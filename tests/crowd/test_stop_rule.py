@@ -106,6 +106,8 @@ def test_a_refit_reopens_items_closed_on_an_unreliable_word_and_closes_settled_o
         assert spammer.confusion[0][1] > 0.8  # on a "neg" item they answer "pos"
         assert truthful.confusion[0][0] > 0.9 and truthful.confusion[1][1] > 0.9
         assert not spammer.held_back  # no hold-back rule on this project
+        # the aggregator's skill, stored for every worker: the worker table's reliability
+        assert truthful.reliability > 0.9 and spammer.reliability < 0.6
         project = session.get(Project, project_id)
         assert set(project.label_prior) == {"neg", "pos"}
         assert len(project.crowd_model["confusion"]) == 2

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crowdloop.crowd import stop_rule
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.quality import BaseClassificationAggregator, get_aggregator
-from crowdloop.storage.db import dialect_insert, make_engine, session_factory, unit_of_work
+from crowdloop.storage.db import dialect_insert, make_engine, param, run_many, session_factory, unit_of_work
 from crowdloop.storage.models import (
     AggregationRun,
     Answer,
@@ -145,15 +145,21 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:
+    """Each worker's skill as their reliability: one executemany, in worker order (the order every
+    writer of several standings locks them in)."""
     skills = getattr(model, "skills_", None)
     if skills is None:
         return
-    for worker_id, skill in skills.items():
-        session.execute(
-            update(ProjectWorker)
-            .where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id == int(worker_id))
-            .values(reliability=float(np.clip(skill, 0.0, 1.0)))
-        )
+    rows = sorted(({"project": project_id, "worker": int(worker), "reliability": float(np.clip(skill, 0.0, 1.0))}
+                   for worker, skill in skills.items()), key=lambda row: row["worker"])  # fmt: skip
+    run_many(session, _STORE_RELIABILITY, rows)
+
+
+_STORE_RELIABILITY = (
+    update(ProjectWorker)
+    .where(ProjectWorker.project_id == param("project"), ProjectWorker.worker_id == param("worker"))
+    .values(reliability=param("reliability"))
+)
 
 
 def _claim(factory: sessionmaker[Session], project_id: int) -> bool:
