@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, SimulatedCrowd, make_population, run_over_http
+from crowdloop.sim.http import _one_visit, _open
 
 
 def _sparse_recording() -> pd.DataFrame:
@@ -46,3 +49,23 @@ def test_simulated_population_with_dynamic_overlap_over_http(sqlite_server):
     summary = result.summary(truth)
     assert summary["labels_per_item"] < 5 and summary["label_accuracy"] >= 0.9
     assert result.answers["seconds"].gt(0).all()  # the simulated answer times reach the server
+
+
+def test_a_visit_buys_one_answer_however_many_items_the_worker_never_saw(sqlite_server):
+    """The worker saw only the oldest of six items, the last in the platform's queue: in one visit
+    they pass on the five others and answer it, as the in-process driver's visit would. (Had a pass
+    ended the visit, workers who saw few items would get far fewer answers than their share.)"""
+    recording = pd.DataFrame({"task": [f"t{i}" for i in range(6)] + ["t0"], "worker": ["wide"] * 6 + ["narrow"],
+                              "label": ["yes", "no"] * 3 + ["yes"]})  # fmt: skip
+    crowd = ReplayedCrowd(recording)
+    session = _open(sqlite_server.url, sqlite_server.admin_token, crowd, FixedOverlap(2), None, 0.0)
+    try:
+        narrow = crowd.workers.index("narrow")
+        by_name = {str(task): task for task in crowd.tasks}
+        assert _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", by_name)
+        exported = session.requester.export(session.project_id, "answers", "jsonl").decode().splitlines()
+        assert [json.loads(line)["external_id"] for line in exported] == ["t0"]
+        assert session.workers[narrow].standing(session.project_id)["answers"] == 1
+        assert not _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", by_name)  # nothing left
+    finally:
+        session.close()

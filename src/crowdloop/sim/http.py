@@ -118,34 +118,41 @@ def _work(
             active, since_wake = weights > 0, 0
             continue
         index = int(rng.choice(np.flatnonzero(active), p=weights[active] / weights[active].sum()))
-        outcome = _one_turn(session.workers[index], session.project_id, crowd, crowd.workers[index], by_name)
-        if outcome is None:
+        if not _one_visit(session.workers[index], session.project_id, crowd, crowd.workers[index], by_name):
             active[index] = False
-        submitted += outcome or 0
-        since_wake += outcome or 0
-        if progress is not None and outcome:
+            continue
+        submitted += 1
+        since_wake += 1
+        if progress is not None:
             progress(submitted, limit)
     return submitted
 
 
-def _one_turn(
+def _one_visit(
     client: Client, project_id: int, crowd: Crowd, worker: Hashable, by_name: dict[str, Hashable]
-) -> int | None:
-    """One request for work: 1 if answered, 0 if skipped, None if the worker gets nothing more."""
-    try:
-        task = client.next_task(project_id)
-    except (ConflictError, PermissionDeniedError):  # banned, capped, too many skips
-        return None
-    if task is None:
-        return None
-    name = by_name[str(task["data"]["task"])]
+) -> bool:
+    """One visit of a worker: True if they answered an item, False if the platform has nothing more for them.
+
+    An item the worker never saw in the recording is skipped (the platform won't offer it again)
+    and they ask again in the same visit, so a visit buys one answer as in the in-process driver.
+    Had a skip ended the visit, a worker who saw a tenth of the items would answer once in ten
+    visits, and the prolific workers, often not the best, would get far more than their share.
+    """
     can = crowd.tasks_of(worker)
-    if can is not None and name not in can:
-        client.skip(task["assignment_id"])  # never seen in the recording: the platform won't offer it again
-        return 0
+    while True:
+        try:
+            task = client.next_task(project_id)
+        except (ConflictError, PermissionDeniedError):  # banned, capped, too many skips
+            return False
+        if task is None:
+            return False
+        name = by_name[str(task["data"]["task"])]
+        if can is None or name in can:
+            break
+        client.skip(task["assignment_id"])
     given = crowd.answer(worker, name)
     client.submit(task["assignment_id"], label=str(given.label), seconds=given.seconds)
-    return 1
+    return True
 
 
 def _collect(
