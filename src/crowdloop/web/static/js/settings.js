@@ -30,6 +30,10 @@ const RULES = [
     step: "any", optional: true },
 ];
 
+const OVERLAP_HELP = "Dynamic overlap: an item gets answers until the crowd model's confidence in its label reaches "
+  + "the target, at least min overlap and at most max overlap of them. Gold share: the part of a worker's tasks that "
+  + "are control questions.";
+
 const RULE_HELP = "Blank: the rule is off. Held-back workers get gold, and only the items no other worker can still take; "
   + "0.5 keeps the work with the better half. Ratings are refreshed at every aggregation.";
 
@@ -52,6 +56,7 @@ export function settingsFields(project = null) {
       h("label", {}, "Aggregation method",
         h("select", { name: "aggregation_method" },
           METHODS.map((name) => h("option", { value: name, selected: name === method }, name.replaceAll("_", " ")))))),
+    h("p", { class: "muted small" }, OVERLAP_HELP),
     h("fieldset", { class: "rules" },
       h("legend", {}, "Quality control"),
       h("div", { class: "grid" }, RULES.map((field) => numberInput(field, field.name in rules ? rules[field.name] : field.value))),
