@@ -125,10 +125,12 @@ def test_the_dashboard_adds_up(server):
 
 
 def test_saving_settings_merges_rules_and_refuses_a_cleared_required_field(server):
-    owner, project = _project(server, rules={"min_gold_accuracy": 0.8, "max_skips_in_row": 4})
-    saved = owner.update_project(project, confidence_target=0.9, budget=None,
+    owner, project = _project(server, aggregation_method="ds", rules={"min_gold_accuracy": 0.8, "max_skips_in_row": 4})
+    assert owner.project(project)["aggregation_method"] == "dawid_skene"  # the registry name the form offers
+    saved = owner.update_project(project, confidence_target=0.9, budget=None, aggregation_method="MajorityVote",
                                  rules={"hold_back_quantile": 0.5, "max_skips_in_row": None})  # fmt: skip
     assert saved["confidence_target"] == 0.9 and saved["budget"] is None
+    assert saved["aggregation_method"] == "majority_vote"
     rules = saved["rules"]  # a rule left out keeps its value; null turns one off
     assert (
         rules["min_gold_accuracy"] == 0.8 and rules["hold_back_quantile"] == 0.5 and rules["max_skips_in_row"] is None

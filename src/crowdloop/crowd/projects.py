@@ -34,8 +34,8 @@ TRANSITIONS = {
 
 def create_project(session: Session, actor: User, spec: ProjectCreate) -> Project:
     require_role(actor, "admin", "requester")
-    _check_method(spec.aggregation_method)
     values = spec.model_dump(exclude={"price", "budget", "rules"})
+    values["aggregation_method"] = registry_method(spec.aggregation_method)
     project = Project(
         owner_id=actor.id,
         price_micros=to_micros(spec.price),
@@ -48,10 +48,15 @@ def create_project(session: Session, actor: User, spec: ProjectCreate) -> Projec
     return project
 
 
-def _check_method(method: str) -> None:
-    aggregator = get_aggregator(method)
-    if type(aggregator) not in CATEGORICAL_METHODS.values():
-        raise InvalidInputError(f"{method!r} aggregates numeric answers; projects need a categorical method.")
+def registry_method(method: str) -> str:
+    """The registry name of a categorical aggregation method given by any name ``get_aggregator``
+    takes (``ds``, ``DawidSkene``...): stored so, the web settings form shows the method the project
+    uses, and saving the form does not replace an alias it has no option for."""
+    kind = type(get_aggregator(method))
+    for name, cls in CATEGORICAL_METHODS.items():
+        if cls is kind:
+            return name
+    raise InvalidInputError(f"{method!r} aggregates numeric answers; projects need a categorical method.")
 
 
 def visible_projects(actor: User) -> Any:
@@ -93,7 +98,7 @@ def update_project(session: Session, actor: User, project_id: int, changes: Proj
         _check_transition(project.status, values.pop("status"))
         project.status = changes.status or project.status
     if "aggregation_method" in values:
-        _check_method(values["aggregation_method"])
+        values["aggregation_method"] = registry_method(values["aggregation_method"])
     for name in ("price", "budget"):
         if name in values:
             setattr(project, f"{name}_micros", to_micros(values.pop(name)))

@@ -50,12 +50,13 @@ function numberInput(field, value) {
 export function settingsFields(project = null) {
   const rules = (project && project.rules) || {};
   const method = (project && project.aggregation_method) || "default";
+  const methods = METHODS.includes(method) ? METHODS : [...METHODS, method]; // a name stored before names were normalised
   return [
     h("div", { class: "grid" },
       SETTINGS.map((field) => numberInput(field, project ? project[field.name] : field.value)),
       h("label", {}, "Aggregation method",
         h("select", { name: "aggregation_method" },
-          METHODS.map((name) => h("option", { value: name, selected: name === method }, name.replaceAll("_", " ")))))),
+          methods.map((name) => h("option", { value: name, selected: name === method }, name.replaceAll("_", " ")))))),
     h("p", { class: "muted small" }, OVERLAP_HELP),
     h("fieldset", { class: "rules" },
       h("legend", {}, "Quality control"),
