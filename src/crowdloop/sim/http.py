@@ -128,9 +128,7 @@ def _work(
     return submitted
 
 
-def _one_visit(
-    client: Client, project_id: int, crowd: Crowd, worker: Hashable, by_name: dict[str, Hashable]
-) -> bool:
+def _one_visit(client: Client, project_id: int, crowd: Crowd, worker: Hashable, by_name: dict[str, Hashable]) -> bool:
     """One visit of a worker: True if they answered an item, False if the platform has nothing more for them.
 
     An item the worker never saw in the recording is skipped (the platform won't offer it again)
