@@ -202,11 +202,7 @@ class ShrunkCrowdModel:
         self.log_prior_ = np.log(mean / mean.sum())
 
     @staticmethod
-    def _clamp(posteriors: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
-        return ShrunkCrowdModel._clamp_rows(posteriors, gold)
-
-    @staticmethod
-    def _clamp_rows(rows: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
+    def _clamp(rows: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
         """Rows whose ``gold`` code is known become one-hot on it."""
         if gold is None:
             return rows
