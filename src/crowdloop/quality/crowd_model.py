@@ -98,12 +98,6 @@ class ShrunkCrowdModel:
         matrices[:, idx, idx] = diagonal
         return np.asarray(matrices)
 
-    def worker_accuracy(self, worker: int) -> tuple[float, float]:
-        """A worker's shrunk accuracy and how many answers on shared items it rests on."""
-        if worker < len(self.accuracy_):
-            return float(self.accuracy_[worker]), float(self.evidence_[worker])
-        return self.crowd_accuracy_, 0.0
-
     def skill_bar(self, quantile: float | None, min_evidence: float) -> float:
         """The accuracy below which ``quantile`` of the assessed workers' answers fall (0 when there
         is no quantile or nobody has ``min_evidence`` answers on shared items yet).
