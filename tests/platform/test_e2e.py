@@ -4,8 +4,10 @@ rules, pay, aggregation and exports."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -31,6 +33,22 @@ def test_health_and_openapi(server):
 
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "/api/v1/projects/{project_id}/tasks/next" in spec["paths"]
+
+
+def test_an_idle_connection_outlives_the_clients_keep_alive(server):
+    """The server keeps an idle connection longer than the SDK's pool does (5 s), so a request is
+    never sent on a connection the server is closing at that very moment."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", "/api/v1/health")
+        assert connection.getresponse().read() and connection.sock is not None
+        opened = connection.sock
+        time.sleep(5.5)  # idle past the client's keep-alive, and past uvicorn's default of 5 s
+        connection.request("GET", "/api/v1/health")  # a closed socket fails here (RemoteDisconnected)
+        assert connection.getresponse().status == 200 and connection.sock is opened
+    finally:
+        connection.close()
 
 
 def test_import_cleans_validates_and_is_idempotent(server, tmp_path):

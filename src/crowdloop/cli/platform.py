@@ -42,12 +42,22 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     app = "crowdloop.api.app:create_app"
     try:
         if workers == 1:
-            uvicorn.run(app, factory=True, host=host, port=port, log_level="warning")
+            uvicorn.run(app, factory=True, host=host, port=port, log_level="warning",
+                        timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
             return
-        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning"))
+        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning",
+                                        timeout_keep_alive=KEEP_ALIVE_SECONDS))  # fmt: skip
     finally:
         if temporary and metrics_dir is not None:
             remove_metrics_dir(metrics_dir)
+
+
+KEEP_ALIVE_SECONDS = 30
+"""How long the server keeps an idle connection open: longer than clients keep theirs (the SDK's
+httpx pool, 5 s), so it is always the client that closes one. At uvicorn's default of 5 s, both
+sides timed out together, and a request sent on a connection the server was just closing failed
+with "Server disconnected without sending a response" (it stopped a `crowdloop demo` once in a few
+runs, where many worker clients each sit idle for a few seconds)."""
 
 
 def _serve_processes(config: Any) -> None:
