@@ -21,7 +21,11 @@ from crowdloop import errors
 from crowdloop.errors import CrowdloopError
 
 RETRIES = 3
-"""Times a call answered 503 (database busy) is repeated; API writes are idempotent."""
+"""Times a call is repeated when the database was busy (503: nothing was saved) or, for a call
+that is safe to repeat, when the connection dropped before an answer came back."""
+
+_SAFE_METHODS = frozenset({"GET", "PATCH"})
+"""Methods every route answers the same way twice (a PATCH sets values, it does not add to them)."""
 
 _ERRORS = {name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, CrowdloopError)}
 
@@ -46,11 +50,18 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, repeatable: bool = False, **kwargs: Any) -> Any:
+        """One API call, repeated (with back-off) while the database is busy, and while the connection
+        drops if the call is ``repeatable`` (a POST the server answers the same way twice) or its
+        method is: a proxy or a restarting server may close a kept-alive connection under a request."""
         for attempt in range(RETRIES + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
+                sent_nothing = isinstance(error, httpx.ConnectError)
+                if attempt < RETRIES and (sent_nothing or repeatable or method in _SAFE_METHODS):
+                    time.sleep(0.05 * 2**attempt)
+                    continue
                 raise CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}") from None
             if response.status_code != 503 or attempt == RETRIES:
                 break
@@ -125,15 +136,15 @@ class Client:
     # the worker's loop
     def next_task(self, project_id: int) -> dict[str, Any] | None:
         """The next leased item, or None when nothing is left for this worker."""
-        task = self._call("POST", f"/projects/{project_id}/tasks/next")
+        task = self._call("POST", f"/projects/{project_id}/tasks/next", repeatable=True)  # same lease back
         return None if task is None else dict(task)
 
     def submit(self, assignment_id: int, label: str, seconds: float | None = None) -> dict[str, Any]:
         body = {"label": label, "seconds": seconds}
-        return dict(self._call("POST", f"/assignments/{assignment_id}/answer", json=body))
+        return dict(self._call("POST", f"/assignments/{assignment_id}/answer", json=body, repeatable=True))
 
     def skip(self, assignment_id: int) -> None:
-        self._call("POST", f"/assignments/{assignment_id}/skip")
+        self._call("POST", f"/assignments/{assignment_id}/skip", repeatable=True)
 
     def standing(self, project_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/projects/{project_id}/me"))

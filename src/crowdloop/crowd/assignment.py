@@ -423,8 +423,11 @@ def expire_leases(session: Session, project_id: int) -> int:
 
 
 def skip_task(session: Session, worker: User, assignment_id: int) -> None:
-    """Give a leased item back; counts towards the skips-in-a-row rule."""
+    """Give a leased item back; counts towards the skips-in-a-row rule. Skipping again is a no-op,
+    so a client may repeat a skip whose answer it never got."""
     assignment = own_assignment(session, worker, assignment_id)
+    if assignment.status == "skipped":
+        return
     if assignment.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}, not leased.")
     assignment.status = "skipped"
