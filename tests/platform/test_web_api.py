@@ -4,6 +4,7 @@ undo while the lease lasts, the dashboard's numbers and the review queue."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -141,6 +142,29 @@ def test_saving_settings_merges_rules_and_refuses_a_cleared_required_field(serve
         assert next(iter(field)) in refused.json()["detail"]
     after = owner.project(project)
     assert after["max_overlap"] == 3 and after["min_overlap"] == 1 and after["rules"] == rules  # nothing half-saved
+
+
+def test_closing_a_project_hides_it_from_workers_without_access_and_a_new_lease_length_applies(server):
+    owner, project = _project(server, lease_seconds=600)
+    granted, kept = server.user("kept", "worker")
+    _, dropped = server.user("dropped", "worker")
+    held = kept.next_task(project)  # taken under the old lease length
+    saved = owner.update_project(project, open_to_all=False, lease_seconds=60)
+    assert saved["open_to_all"] is False and saved["lease_seconds"] == 60
+    owner.grant_access(project, int(granted["id"]))
+    with pytest.raises(NotFoundError):
+        dropped.next_task(project)  # the project is gone from their view, not merely empty
+    fresh = kept.next_task(project)
+    assert fresh["assignment_id"] == held["assignment_id"]  # the lease already held is kept as it was
+    kept.submit(held["assignment_id"], "yes")
+    following = kept.next_task(project)
+    expires = datetime.fromisoformat(following["expires_at"].replace("Z", "+00:00"))
+    left = (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) - datetime.now(UTC)
+    assert timedelta(seconds=50) < left <= timedelta(seconds=60)  # the new length, not the old 600 s
+    refused = owner._http.patch(f"/projects/{project}", json={"lease_seconds": 1})
+    assert refused.status_code == 422 and "lease_seconds" in refused.text
+    as_worker = kept.project(project)
+    assert as_worker["lease_seconds"] is None and as_worker["open_to_all"] is None  # a requester's settings
 
 
 def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(server):

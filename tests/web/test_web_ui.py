@@ -180,10 +180,19 @@ def _change_settings(page: Any, owner: Any, project: int) -> None:
     assert page.input_value("#settings input[name=min_gold_accuracy]") == "0.75"
     page.fill("#settings input[name=confidence_target]", "0.9")
     page.fill("#settings input[name=min_gold_accuracy]", "")
+    assert page.input_value("#settings input[name=lease_seconds]") == "600" and page.is_checked(
+        "#settings [name=open_to_all]"
+    )
+    page.fill("#settings input[name=lease_seconds]", "120")
+    page.uncheck("#settings input[name=open_to_all]")
     page.click("#settings button[type=submit]")
     page.wait_for_selector("#settings-message:has-text('Settings saved')")
     saved = owner.project(project)
     assert saved["confidence_target"] == 0.9 and saved["rules"]["min_gold_accuracy"] is None
+    assert saved["lease_seconds"] == 120 and saved["open_to_all"] is False
+    page.check("#settings input[name=open_to_all]")  # open again for the crowd below
+    page.click("#settings button[type=submit]")
+    wait_until(page, lambda: owner.project(project)["open_to_all"] is True, "the project open again")
     assert saved["rules"]["hold_back_quantile"] == 0.5 and saved["aggregation_method"] == "dawid_skene"
     page.fill("#settings input[name=min_overlap]", "3")
     page.fill("#settings input[name=max_overlap]", "2")

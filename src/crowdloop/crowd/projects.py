@@ -146,6 +146,8 @@ def project_out(project: Project, *, full: bool) -> ProjectOut:
             "spent": from_micros(project.spent_micros),
             "aggregation_method": project.aggregation_method,
             "rules": project.rules,
+            "lease_seconds": project.lease_seconds,
+            "open_to_all": project.open_to_all,
         }
     return ProjectOut(**base)
 

@@ -88,6 +88,8 @@ class ProjectUpdate(BaseModel):
     budget: float | None = Field(None, ge=0)
     aggregation_method: str | None = None
     rules: QualityRules | None = None
+    lease_seconds: int | None = Field(None, ge=5, le=86_400, description="for leases taken from now on")
+    open_to_all: bool | None = Field(None, description="false: only the workers granted access see the project")
 
     @model_validator(mode="after")
     def _check(self) -> ProjectUpdate:
@@ -115,6 +117,8 @@ class ProjectOut(BaseModel):
     spent: float | None = None
     aggregation_method: str | None = None
     rules: dict[str, Any] | None = None
+    lease_seconds: int | None = None
+    open_to_all: bool | None = None
 
 
 class ItemIn(BaseModel):

@@ -10,7 +10,6 @@ function spec(form) {
     task_type: data.get("task_type"),
     labels: data.get("labels").split(",").map((label) => label.trim()).filter(Boolean),
     instructions: data.get("instructions"),
-    open_to_all: data.get("open_to_all") === "on",
     ...readSettings(form),
   };
 }

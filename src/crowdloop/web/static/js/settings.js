@@ -16,6 +16,7 @@ const SETTINGS = [
   { name: "gold_share", label: "Gold share", min: 0, step: "any", value: 0.1 },
   { name: "price", label: "Price per answer", min: 0, step: "any", value: 0.02 },
   { name: "budget", label: "Budget (empty: no limit)", min: 0, step: "any", optional: true },
+  { name: "lease_seconds", label: "Seconds a worker holds a task", min: 5, max: 86400, step: 1, value: 600 },
 ];
 
 // QualityRules (crowdloop.crowd.schemas): a blank box turns the rule off.
@@ -57,6 +58,9 @@ export function settingsFields(project = null) {
       h("label", {}, "Aggregation method",
         h("select", { name: "aggregation_method" },
           methods.map((name) => h("option", { value: name, selected: name === method }, name.replaceAll("_", " ")))))),
+    h("label", { class: "inline" },
+      h("input", { name: "open_to_all", type: "checkbox", checked: !project || project.open_to_all !== false }),
+      "Open to all workers (unticked: only the workers you grant access)"),
     h("p", { class: "muted small" }, OVERLAP_HELP),
     h("fieldset", { class: "rules" },
       h("legend", {}, "Quality control"),
@@ -80,5 +84,6 @@ export function readSettings(form) {
   const settings = Object.fromEntries(SETTINGS.map((field) => [field.name, valueOf(data, field)]));
   const rules = Object.fromEntries(RULES.map((field) => [field.name, valueOf(data, field)]));
   rules.training_feedback = data.get("training_feedback") === "on";
-  return { ...settings, aggregation_method: data.get("aggregation_method"), rules };
+  return { ...settings, aggregation_method: data.get("aggregation_method"), open_to_all: data.get("open_to_all") === "on",
+    rules };
 }
