@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -45,20 +45,16 @@ class AnswerLosingRelay:
             threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
-        try:
+        with suppress(OSError):  # the other direction closed the connection
             while chunk := source.recv(65536):
                 if answers and self._lose.is_set():
                     self._lose.clear()
                     self.answers_lost += 1
                     break
                 sink.sendall(chunk)
-        except OSError:
-            pass
         for end in (source, sink):
-            try:
+            with suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             end.close()
 
 
@@ -113,7 +109,7 @@ def test_lost_answers_to_next_task_and_skip_are_repeated_without_harm(server, pr
 
 
 def test_a_lost_answer_to_a_create_is_an_error_and_not_done_twice(server):
-    created, requester = server.user("req", "requester")
+    created, _ = server.user("req", "requester")
     with relayed(server, str(created["token"])) as (client, relay):
         relay.lose_next_answer()
         with pytest.raises(CrowdloopError, match="cannot reach the server"):
