@@ -129,7 +129,8 @@ class DynamicOverlap(Policy):
     ``pool`` of trusted workers at a time (see :meth:`_admitted`); a sparse crowd is not held back.
     On ``bluebird`` (39 workers who each did all 108 items) the pool took the labels per item
     needed to match fixed-5 majority vote from 2.57 to 1.97, and Dawid-Skene from 3.37 to 2.40
-    (``benchmarks/label_efficiency.py``, 75 replay orders); the sparse crowds are unchanged.
+    (``benchmarks/label_efficiency.py``, 75 replay orders, when the pool was added; the results
+    file has today's numbers); the sparse crowds are unchanged.
 
     The platform runs the same crowd model, posteriors, refits and exclusion (the project rule
     ``hold_back_quantile``; see :mod:`crowdloop.crowd.stop_rule`), but neither the pool nor the
