@@ -17,13 +17,17 @@ from crowdloop.deploy.features import ItemFeatures
 from crowdloop.deploy.onnx import EDGE_FILE, TOLERANCE, export_onnx, verify_export
 from crowdloop.errors import InvalidInputError, InvalidParameterError, MissingColumnsError
 from crowdloop.learning import FAMILIES, TrainedModel
+from crowdloop.learning.torch_mlp import torch_installed
 from deploy.helpers import records
+from support import require
 
 pytestmark = pytest.mark.shared
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_exports_exactly(product, trained, tmp_path, family):
+    if family == "torch_mlp":
+        require(torch_installed(), "PyTorch is not installed (pip install 'crowdloop[torch]'): torch_mlp cannot train")
     _, evaluation, _ = product
     model = trained(family)
     folder = model.save(tmp_path / family)

@@ -27,11 +27,14 @@ import pytest
 from sqlalchemy import select
 
 from crowdloop.datasets import load_dataset
+from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
+from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Answer, Assignment, Item, User, utcnow
+from support import require
 
 N_REGULAR, N_GOLD = 1500, 300
 
@@ -285,3 +288,24 @@ def test_training_on_the_crowd_learns_from_the_raw_answers(product, server):
     assert np.allclose(targets[["0", "1"]].sum(axis=1), 1.0)
     with pytest.raises(Exception, match="targets must be one of labels, crowd"):
         client.train_model(pid, family="logreg", targets="gold")
+
+
+def test_the_optional_pytorch_family_trains_registers_and_serves_from_its_onnx_graph(product, server, tmp_path):
+    """``family="torch_mlp"`` over the API: the server trains the network (PyTorch installed),
+    scores it on gold, and stores an artifact whose ONNX graph the edge runtime serves."""
+    require(torch_installed(), "PyTorch is not installed (pip install 'crowdloop[torch]'): torch_mlp cannot train")
+    client, pid = product["client"], product["id"]
+    version = client.train_model(pid, family="torch_mlp", seed=1)["version"]
+    metrics, gold = version["metrics"], product["gold"]
+    assert version["family"] == "torch_mlp" and metrics["n"] > 0.95 * N_GOLD
+    assert metrics["accuracy"] > float((gold == gold.mode()[0]).mean()) and metrics["macro_f1"] > 0.55
+    folder = tmp_path / "mlp"
+    client.download_model(pid, version["version"], folder)
+    frame, labels = _gold_frame(product)
+    assert evaluate(TrainedModel.load(folder), frame, labels)["accuracy"] == pytest.approx(metrics["accuracy"])
+    edge = EdgeModel(folder, version["version"])
+    row = frame.iloc[0].to_dict()
+    served = edge.predict(row)
+    expected = TrainedModel.load(folder).predict_proba(frame.head(1))
+    assert served.label == expected.idxmax(axis=1).iloc[0]
+    assert served.confidence == pytest.approx(float(expected.max(axis=1).iloc[0]), abs=1e-5)

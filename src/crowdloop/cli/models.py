@@ -21,7 +21,11 @@ from crowdloop.cli.platform import _api_options, _client, _print_record
 
 @cli.command("train")
 @click.argument("project_id", type=int)
-@click.option("--family", help="logreg (default), linear_svm, gboost, naive_bayes, or auto (search them all).")
+@click.option(
+    "--family",
+    help="logreg (default), linear_svm, gboost, naive_bayes, torch_mlp (needs PyTorch), "
+    "or auto (search the scikit-learn ones).",
+)
 @click.option("--trials", default=0, show_default=True, type=int, help="Optuna trials of the search (0: no search).")
 @click.option("--timeout", type=float, help="Search time budget in seconds.")
 @click.option("--seed", default=0, show_default=True, type=int)

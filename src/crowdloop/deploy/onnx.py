@@ -47,7 +47,13 @@ def input_dtype(model: TrainedModel) -> str:
 
 
 def to_onnx_bytes(model: TrainedModel) -> bytes:
-    """The estimator as a serialised ONNX graph taking dense feature rows."""
+    """The estimator as a serialised ONNX graph taking dense feature rows (a family of our own,
+    such as ``torch_mlp``, draws its graph itself; scikit-learn's go through skl2onnx)."""
+    if hasattr(model.estimator, "onnx_graph"):
+        input_dtype(model)
+        graph = model.estimator.onnx_graph(INPUT_NAME, OUTPUT_NAME, model.featurizer.n_features_)
+        _name_probabilities(graph)
+        return bytes(graph.SerializeToString())
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 

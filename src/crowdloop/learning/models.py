@@ -6,10 +6,15 @@
 ``gboost``      ``SelectKBest(f_classif)`` then ``GradientBoostingClassifier``;
                 ``k``, ``n_estimators``, ``learning_rate``, ``max_depth``
 ``naive_bayes`` ``ComplementNB`` (Rennie et al. 2003); ``alpha``
+``torch_mlp``   :class:`~crowdloop.learning.torch_mlp.TorchMLP`, one ReLU layer trained
+                with PyTorch (optional: trained only where torch is installed);
+                ``hidden``, ``epochs``, ``learning_rate``, ``weight_decay``, ``dropout``
 ==============  ===============================================================
 
 Every estimator takes the featurizer's float32 sparse rows and a ``sample_weight``, which
-is how soft labels enter (:func:`crowdloop.learning.train.fit_soft`).
+is how soft labels enter (:func:`crowdloop.learning.train.fit_soft`). A family search
+(``auto``) tries the scikit-learn families (:data:`SEARCHED`); ``torch_mlp`` is trained and
+tuned when named, its trials being many times slower.
 """
 
 from __future__ import annotations
@@ -18,17 +23,23 @@ from typing import Any
 
 from crowdloop.errors import InvalidParameterError
 
-FAMILIES = ("logreg", "linear_svm", "gboost", "naive_bayes")
-"""Model family names, in the order :func:`crowdloop.learning.tune` (in `search.py`) tries them."""
+SEARCHED = ("logreg", "linear_svm", "gboost", "naive_bayes")
+"""The families a family search tries, in the order :func:`crowdloop.learning.tune` (in `search.py`) does."""
+
+FAMILIES = (*SEARCHED, "torch_mlp")
+"""Every model family name."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "logreg": {"C": 10.0},
     "linear_svm": {"C": 0.5},
     "gboost": {"k": 200, "n_estimators": 80, "learning_rate": 0.15, "max_depth": 3},
     "naive_bayes": {"alpha": 0.3},
+    "torch_mlp": {"hidden": 32, "epochs": 10, "learning_rate": 0.1, "weight_decay": 1e-4, "dropout": 0.0},
 }
 
-ONNX_INPUT_DTYPE = {"logreg": "float32", "linear_svm": "float32", "gboost": "float32", "naive_bayes": "float64"}
+ONNX_INPUT_DTYPE = {
+    "logreg": "float32", "linear_svm": "float32", "gboost": "float32", "naive_bayes": "float64", "torch_mlp": "float32"
+}  # fmt: skip
 """Input type under which skl2onnx's conversion matches scikit-learn within 1e-5: naive Bayes
 sums thousands of log-probabilities, too many for float32, so it converts with double input."""
 
@@ -83,7 +94,22 @@ def _naive_bayes(p: dict[str, Any], seed: int) -> Any:
     return ComplementNB(alpha=float(p["alpha"]))
 
 
-_BUILDERS = {"logreg": _logreg, "linear_svm": _linear_svm, "gboost": _gboost, "naive_bayes": _naive_bayes}
+def _torch_mlp(p: dict[str, Any], seed: int) -> Any:
+    from crowdloop.learning.torch_mlp import TorchMLP, require_torch
+
+    require_torch()
+    return TorchMLP(
+        hidden=int(p["hidden"]),
+        epochs=int(p["epochs"]),
+        learning_rate=float(p["learning_rate"]),
+        weight_decay=float(p["weight_decay"]),
+        dropout=float(p["dropout"]),
+        random_state=seed,
+    )
+
+
+_BUILDERS = {"logreg": _logreg, "linear_svm": _linear_svm, "gboost": _gboost, "naive_bayes": _naive_bayes,
+             "torch_mlp": _torch_mlp}  # fmt: skip
 
 
 def suggest(trial: Any, family: str) -> dict[str, Any]:
@@ -94,6 +120,14 @@ def suggest(trial: Any, family: str) -> dict[str, Any]:
         return {"C": trial.suggest_float("linear_svm.C", 0.01, 1.0, log=True)}
     if family == "naive_bayes":
         return {"alpha": trial.suggest_float("naive_bayes.alpha", 0.01, 3.0, log=True)}
+    if family == "torch_mlp":
+        return {
+            "hidden": trial.suggest_int("torch_mlp.hidden", 16, 128, log=True),
+            "epochs": trial.suggest_int("torch_mlp.epochs", 5, 20, log=True),
+            "learning_rate": trial.suggest_float("torch_mlp.learning_rate", 0.03, 0.5, log=True),
+            "weight_decay": trial.suggest_float("torch_mlp.weight_decay", 1e-6, 1e-3, log=True),
+            "dropout": trial.suggest_float("torch_mlp.dropout", 0.0, 0.5),
+        }
     return {
         "k": trial.suggest_int("gboost.k", 50, 400, log=True),
         "n_estimators": trial.suggest_int("gboost.n_estimators", 30, 120, log=True),

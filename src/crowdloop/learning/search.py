@@ -1,6 +1,6 @@
 """Model-family and hyper-parameter search with Optuna, scored by cross-validation on crowd labels.
 
-Each trial picks a family (:data:`crowdloop.learning.models.FAMILIES`) and its
+Each trial picks a family (:data:`crowdloop.learning.models.SEARCHED` unless told) and its
 parameters with TPE (Bergstra et al., NeurIPS 2011; seeded), fits one model per fold on
 the soft labels of the other folds and scores the held-out fold by its expected accuracy
 under the crowd's posterior, :math:`\\frac1n \\sum_i q_{i \\hat y_i}` (the accuracy the
@@ -26,7 +26,7 @@ import pandas as pd
 from crowdloop.errors import InvalidParameterError
 from crowdloop.learning.features import FeatureSpec, Featurizer, Items
 from crowdloop.learning.metrics import evaluate_probas
-from crowdloop.learning.models import FAMILIES, build_estimator, check_family, suggest
+from crowdloop.learning.models import SEARCHED, build_estimator, check_family, suggest
 from crowdloop.learning.train import TrainedModel, aligned_targets, fit_model, fit_soft, full_probas
 
 Progress = Callable[[int, float | None, float | None], None]
@@ -117,7 +117,7 @@ def tune(
     spec: FeatureSpec | None = None,
     n_trials: int | None = 20,
     timeout: float | None = None,
-    families: Sequence[str] = FAMILIES,
+    families: Sequence[str] = SEARCHED,
     n_folds: int = 3,
     random_state: int = 0,
     gold: pd.Series | None = None,

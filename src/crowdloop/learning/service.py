@@ -38,9 +38,10 @@ from crowdloop.errors import InvalidParameterError, NotFoundError, PermissionDen
 from crowdloop.learning import registry
 from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
-from crowdloop.learning.models import FAMILIES, check_family
+from crowdloop.learning.models import SEARCHED, check_family
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
 from crowdloop.learning.search import tune
+from crowdloop.learning.torch_mlp import require_torch
 from crowdloop.learning.train import TrainedModel, train_model
 from crowdloop.storage.models import ModelVersion, User
 
@@ -68,6 +69,8 @@ class TrainOptions:
     def check(self) -> None:
         if self.family not in (None, "auto"):
             check_family(self.family)
+        if self.family == "torch_mlp":  # refused before any work, not after the data is read
+            require_torch()
         if self.n_trials < 0 or (self.timeout is not None and self.timeout <= 0):
             raise InvalidParameterError(f"need n_trials >= 0 and timeout > 0; got {self.n_trials}, {self.timeout}.")
         if self.targets not in TARGETS:
@@ -168,7 +171,7 @@ def _fit(
         model = train_model(data.items, data.targets, family=family, featurizer=featurizer,
                             random_state=options.random_state)  # fmt: skip
         return model, None
-    families = FAMILIES if options.family in (None, "auto") else (options.family,)
+    families = SEARCHED if options.family in (None, "auto") else (options.family,)
     n_trials = options.n_trials or (AUTO_TRIALS if options.timeout is None else None)
     result = tune(
         data.items, data.targets, n_trials=n_trials, timeout=options.timeout, families=families,
