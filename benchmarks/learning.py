@@ -13,7 +13,9 @@ scored against gold (accuracy, macro-F1, log-loss, ECE). Methods:
   ("aggregate with Dawid-Skene, then train", the bar set by the Crowd-Kit paper);
 * ``dawid_skene_soft``, ``default_soft`` — train on the posteriors (soft labels);
 * ``raykar_mv``, ``raykar_ds`` — :class:`CrowdModel` (classifier and confusion matrices
-  learned together), initialised with majority vote (as in the paper) or Dawid-Skene.
+  learned together), initialised with majority vote (as in the paper) or Dawid-Skene;
+* ``dawid_skene_soft/torch_mlp`` — the same soft labels, the optional PyTorch network instead
+  of logistic regression (only where torch is installed).
 
 Then the speed target on ``product``: featurise + train on all items, and a 20-trial
 :func:`tune` (all families, 3-fold CV). Writes ``benchmarks/results/learning.md`` and ``.json``.
@@ -37,9 +39,12 @@ sys.path.append(str(Path(__file__).resolve().parent))
 from _common import RESULTS, SHARED_DATASETS, machine, markdown
 from crowdloop.datasets import load_dataset
 from crowdloop.learning import CrowdModel, FeatureSpec, Featurizer, evaluate_probas, train_model, tune
+from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.quality import DawidSkene, DefaultAggregator, MajorityVote
 
 METHODS = ["gold", "majority_vote", "dawid_skene", "dawid_skene_soft", "default_soft", "raykar_mv", "raykar_ds"]
+if torch_installed():
+    METHODS.append("dawid_skene_soft/torch_mlp")
 
 
 def _labels(method: str, answers: pd.DataFrame, gold: pd.Series) -> Any:
@@ -59,8 +64,9 @@ def _fold_probas(method: str, data: Any, featurizer: Featurizer, train: pd.DataF
     if method.startswith("raykar"):
         init = "majority_vote" if method == "raykar_mv" else "dawid_skene"
         return CrowdModel(init=init).fit(train, answers, featurizer=featurizer).predict_proba(test)
-    labels = _labels(method, answers, data.gold)
-    return train_model(train, labels, featurizer=featurizer).predict_proba(test)
+    labels_from, _, family = method.partition("/")
+    labels = _labels(labels_from, answers, data.gold)
+    return train_model(train, labels, featurizer=featurizer, family=family or "logreg").predict_proba(test)
 
 
 def compare(name: str, n_folds: int) -> list[dict[str, Any]]:
