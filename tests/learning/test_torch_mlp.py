@@ -64,6 +64,8 @@ def test_a_seed_gives_the_same_network(product_halves, mlp):
         np.testing.assert_array_equal(ours, theirs)
     other = train_model(train, posteriors, featurizer=featurizer, family="torch_mlp", random_state=4)
     assert not np.array_equal(other.estimator.coefs_[1], mlp.estimator.coefs_[1])
+    _, test, _, _, gold = product_halves  # another seed is another network, not a worse one
+    assert abs(evaluate(other, test, gold)["accuracy"] - evaluate(mlp, test, gold)["accuracy"]) < 0.015
 
 
 def test_a_saved_network_predicts_and_exports_to_onnx_without_torch(product_halves, mlp, tmp_path):

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "linear_svm": {"C": 0.5},
     "gboost": {"k": 200, "n_estimators": 80, "learning_rate": 0.15, "max_depth": 3},
     "naive_bayes": {"alpha": 0.3},
-    "torch_mlp": {"hidden": 32, "epochs": 10, "learning_rate": 0.1, "weight_decay": 1e-4, "dropout": 0.0},
+    "torch_mlp": {"hidden": 32, "epochs": 20, "learning_rate": 0.05, "weight_decay": 1e-4, "dropout": 0.0},
 }
 
 ONNX_INPUT_DTYPE = {
@@ -123,8 +123,8 @@ def suggest(trial: Any, family: str) -> dict[str, Any]:
     if family == "torch_mlp":
         return {
             "hidden": trial.suggest_int("torch_mlp.hidden", 16, 128, log=True),
-            "epochs": trial.suggest_int("torch_mlp.epochs", 5, 20, log=True),
-            "learning_rate": trial.suggest_float("torch_mlp.learning_rate", 0.03, 0.5, log=True),
+            "epochs": trial.suggest_int("torch_mlp.epochs", 10, 30, log=True),
+            "learning_rate": trial.suggest_float("torch_mlp.learning_rate", 0.01, 0.2, log=True),
             "weight_decay": trial.suggest_float("torch_mlp.weight_decay", 1e-6, 1e-3, log=True),
             "dropout": trial.suggest_float("torch_mlp.dropout", 0.0, 0.5),
         }

@@ -55,8 +55,8 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def __init__(
         self,
         hidden: int = 32,
-        epochs: int = 10,
-        learning_rate: float = 0.1,
+        epochs: int = 20,
+        learning_rate: float = 0.05,
         weight_decay: float = 1e-4,
         dropout: float = 0.0,
         batch_size: int = 128,
@@ -94,7 +94,9 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         history, so the weight of a word seen in two items moves as fast as that of a feature
         every item has, and the network learns the training items by their rare words. Measured
         on ``product`` (4,000 gold-labeled pairs, 4,315 held out): Adam 0.88 held-out accuracy
-        (0.99 on the training pairs), SGD 0.946, logistic regression 0.942.
+        (0.99 on the training pairs), SGD 0.946, logistic regression 0.942. The defaults (step
+        0.05, 20 epochs) are the steadiest across seeds measured on 2,000 crowd-labeled pairs:
+        0.9235-0.9335 over six seeds, where a step of 0.1 for 10 epochs ranged 0.9095-0.934.
         """
         torch.manual_seed(self.random_state)
         first = torch.nn.EmbeddingBag(rows.shape[1], self.hidden, mode="sum")
