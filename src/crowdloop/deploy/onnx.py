@@ -49,25 +49,28 @@ def input_dtype(model: TrainedModel) -> str:
 def to_onnx_bytes(model: TrainedModel) -> bytes:
     """The estimator as a serialised ONNX graph taking dense feature rows (a family of our own,
     such as ``torch_mlp``, draws its graph itself; scikit-learn's go through skl2onnx)."""
+    dtype = input_dtype(model)
     if hasattr(model.estimator, "onnx_graph"):
-        input_dtype(model)
         graph = model.estimator.onnx_graph(INPUT_NAME, OUTPUT_NAME, model.featurizer.n_features_)
-        _name_probabilities(graph)
-        return bytes(graph.SerializeToString())
+    else:
+        graph = _skl2onnx_graph(model, dtype)
+    _name_probabilities(graph)
+    return bytes(graph.SerializeToString())
+
+
+def _skl2onnx_graph(model: TrainedModel, dtype: str) -> Any:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    kind = FloatTensorType if input_dtype(model) == "float32" else DoubleTensorType
+    kind = FloatTensorType if dtype == "float32" else DoubleTensorType
     try:
-        graph = to_onnx(
+        return to_onnx(
             model.estimator,
             initial_types=[(INPUT_NAME, kind([None, model.featurizer.n_features_]))],
             options={id(model.estimator): {"zipmap": False}},
         )
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
         raise InvalidInputError(f"skl2onnx cannot convert the {model.family} estimator: {error}") from error
-    _name_probabilities(graph)
-    return bytes(graph.SerializeToString())
 
 
 def _name_probabilities(graph: Any) -> None:
