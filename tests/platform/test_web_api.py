@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crowdloop.errors import NotFoundError, UnknownLabelError
+from crowdloop.errors import NotFoundError, PermissionDeniedError, UnknownLabelError
 
 
 def _post(client: Any, path: str, **kwargs: Any) -> httpx.Response:
@@ -149,9 +149,9 @@ def test_closing_a_project_hides_it_from_workers_without_access_and_a_new_lease_
     granted, kept = server.user("kept", "worker")
     _, dropped = server.user("dropped", "worker")
     held = kept.next_task(project)  # taken under the old lease length
+    owner.grant_access(project, int(granted["id"]))  # before closing, which ends the leases of the rest
     saved = owner.update_project(project, open_to_all=False, lease_seconds=60)
     assert saved["open_to_all"] is False and saved["lease_seconds"] == 60
-    owner.grant_access(project, int(granted["id"]))
     with pytest.raises(NotFoundError):
         dropped.next_task(project)  # the project is gone from their view, not merely empty
     fresh = kept.next_task(project)
@@ -165,6 +165,41 @@ def test_closing_a_project_hides_it_from_workers_without_access_and_a_new_lease_
     assert refused.status_code == 422 and "lease_seconds" in refused.text
     as_worker = kept.project(project)
     assert as_worker["lease_seconds"] is None and as_worker["open_to_all"] is None  # a requester's settings
+
+
+def _answer_all(worker: Any, project: int) -> list[int]:
+    """The items ``worker`` is given, answering each, until none is left for them."""
+    items = []
+    while (task := worker.next_task(project)) is not None:
+        items.append(task["item_id"])
+        worker.submit(task["assignment_id"], "no")
+    return items
+
+
+def test_a_worker_closed_out_cannot_answer_the_task_they_hold_and_its_item_goes_to_others(server):
+    owner, project = _project(server, texts=2, max_overlap=1)
+    _, outsider = server.user("outsider", "worker")
+    held = outsider.next_task(project)
+    created, insider = server.user("insider", "worker")
+    owner.update_project(project, open_to_all=False)
+    owner.grant_access(project, int(created["id"]))
+    with pytest.raises(PermissionDeniedError, match="no longer open to you; the answer was not recorded"):
+        outsider.submit(held["assignment_id"], "yes")
+    assert held["item_id"] in _answer_all(insider, project)  # closing freed the lease's item at once
+    assert owner.status(project)["answers"] == 2  # the insider's two; none of the outsider's
+
+
+def test_a_banned_worker_cannot_answer_the_tasks_fetched_ahead_and_they_go_to_others(server):
+    owner, project = _project(server, texts=3, max_overlap=1)
+    row, worker = server.user("banned", "worker")
+    ahead = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
+    owner.ban(project, int(row["id"]), "copies answers")
+    for task in ahead:
+        with pytest.raises(PermissionDeniedError, match="banned from this project; the answer was not recorded"):
+            worker.submit(task["assignment_id"], "yes")
+    _, fresh = server.user("fresh", "worker")
+    assert len(_answer_all(fresh, project)) == 3  # both leases fetched ahead were released
+    assert owner.status(project)["answers"] == 3
 
 
 def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(server):

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Row, insert, select, update
+from sqlalchemy import BigInteger, Integer, Row, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
-from crowdloop.crowd.assignment import SYNC_OFF
+from crowdloop.crowd.assignment import SYNC_OFF, revoke_leases
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import set_ban, standing_out, standing_row
 from crowdloop.crowd.stop_rule import posterior
-from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
+from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
 from crowdloop.storage.db import param, run
-from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User
+from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectAccess, ProjectWorker, User
 
 
 def submit_answer(session: Session, worker: User, assignment_id: int, answer: SubmitIn) -> SubmitOut:
@@ -31,6 +31,12 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
         ).first()
         if existing is not None:
             return SubmitOut(answer_id=existing.id, reward=from_micros(existing.reward_micros) or 0.0, duplicate=True)
+    if lease.banned:
+        raise PermissionDeniedError("you are banned from this project; the answer was not recorded.")
+    if not lease.admitted:
+        raise PermissionDeniedError(
+            f"project {lease.project_id} is no longer open to you; the answer was not recorded."
+        )
     if lease.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {lease.status}; ask for a new task.")
     if answer.label not in lease.labels:
@@ -43,6 +49,11 @@ _LEASE = (
     Item.is_gold, Item.gold_label, Item.gold_explanation, Item.external_id, Item.answer_count, Item.done,
     Project.labels, Project.rules, Project.price_micros, Project.min_overlap, Project.max_overlap,
     Project.confidence_target, Project.label_prior, Project.crowd_model,
+    select(ProjectWorker.banned).where(ProjectWorker.project_id == Assignment.project_id,
+                                       ProjectWorker.worker_id == Assignment.worker_id)
+    .scalar_subquery().label("banned"),
+    or_(Project.open_to_all, exists().where(ProjectAccess.project_id == Assignment.project_id,
+                                            ProjectAccess.worker_id == Assignment.worker_id)).label("admitted"),
 )  # fmt: skip
 
 
@@ -213,6 +224,7 @@ def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], stand
 
 def _ban(session: Session, project_id: int, worker_id: int, reason: str) -> None:
     set_ban(session, project_id, worker_id, banned=True, reason=reason, by_user_id=None)
+    revoke_leases(session, project_id, worker_id=worker_id)  # the tasks fetched ahead go to others
     webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Executable,
     Float,
     Integer,
@@ -55,7 +56,16 @@ from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
 from crowdloop.storage.db import param, run
-from crowdloop.storage.models import Assignment, Item, Project, ProjectWorker, User, UTCDateTime, utcnow
+from crowdloop.storage.models import (
+    Assignment,
+    Item,
+    Project,
+    ProjectAccess,
+    ProjectWorker,
+    User,
+    UTCDateTime,
+    utcnow,
+)
 
 SYNC_OFF = {"synchronize_session": False}
 """Counters move in SQL; no ORM object of these rows is loaded in the request to keep in step."""
@@ -397,11 +407,30 @@ def _open_lease(session: Session, assignment_id: int) -> Lease:
 
 def expire_leases(session: Session, project_id: int) -> int:
     """Return the items of expired leases to the pool."""
-    # Concurrent requests take disjoint sets of expired leases (SKIP LOCKED), and the conditional
-    # UPDATE leaves alone a lease answered or skipped meanwhile: each lease is settled once.
+    return _expire(session, Assignment.project_id == project_id, Assignment.expires_at <= utcnow())
+
+
+def revoke_leases(session: Session, project_id: int, *, worker_id: int | None = None) -> int:
+    """End the open leases of workers who may no longer work on the project, so their items go
+    to someone else now rather than when the leases would have run out: ``worker_id``'s (just
+    banned), or without one, those of every worker the project no longer admits (closed to all,
+    and not granted access). An answer to a revoked lease is refused (see ``submit_answer``)."""
+    if worker_id is not None:
+        whose = Assignment.worker_id == worker_id
+    else:
+        access = and_(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == Assignment.worker_id)
+        whose = ~exists().where(access)
+    return _expire(session, Assignment.project_id == project_id, whose)
+
+
+def _expire(session: Session, *which: ColumnElement[bool]) -> int:
+    """Mark the open leases matching ``which`` expired and release their items' reservations."""
+    # Concurrent requests take disjoint sets of leases (SKIP LOCKED; a lease being answered right
+    # now is locked by that answer and left to it), and the conditional UPDATE leaves alone a
+    # lease answered or skipped meanwhile: each lease is settled once.
     due = session.scalars(
         select(Assignment.id)
-        .where(Assignment.project_id == project_id, Assignment.status == "leased", Assignment.expires_at <= utcnow())
+        .where(Assignment.status == "leased", *which)
         .order_by(Assignment.id)
         .limit(1000)
         .with_for_update(skip_locked=True, key_share=True)

@@ -104,10 +104,15 @@ def update_project(session: Session, actor: User, project_id: int, changes: Proj
             setattr(project, f"{name}_micros", to_micros(values.pop(name)))
     if "rules" in values:
         project.rules = {**project.rules, **values.pop("rules")}
+    closing = project.open_to_all and values.get("open_to_all") is False
     for name, value in values.items():
         setattr(project, name, value)
     if project.max_overlap < project.min_overlap:
         raise InvalidInputError("max_overlap must be at least min_overlap.")
+    if closing:
+        from crowdloop.crowd.assignment import revoke_leases  # the assignment engine imports this module
+
+        revoke_leases(session, project.id)
     return project
 
 

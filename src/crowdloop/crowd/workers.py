@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd import webhooks
+from crowdloop.crowd import assignment, webhooks
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.crowd.schemas import from_micros, to_micros
 from crowdloop.crowd.standing import ban_history, set_ban, standing_row
@@ -79,6 +79,7 @@ def ban_worker(
     _worker(session, worker_id)
     row = set_ban(session, project_id, worker_id, banned=banned, reason=reason, by_user_id=actor.id)
     if banned:
+        assignment.revoke_leases(session, project_id, worker_id=worker_id)
         webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
     return {"worker_id": worker_id, "banned": row.banned}
 
