@@ -5,15 +5,18 @@ a clear error (those two tests run in a subprocess that blocks ``import torch``)
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crowdloop.datasets import load_dataset
 from crowdloop.deploy.onnx import TOLERANCE, export_onnx, verify_export
+from crowdloop.errors import InvalidParameterError
 from crowdloop.learning import FeatureSpec, Featurizer, evaluate, train_model
 from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.quality import DawidSkene
@@ -109,3 +112,22 @@ def test_without_torch_asking_for_it_says_how_to_install_it():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2 and all("needs PyTorch" in line and "crowdloop[torch]" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hidden": 0}, "'hidden' must be an int in [1, inf); got 0"),
+        ({"dropout": 1.0}, "'dropout' must be a float in [0, 1); got 1.0"),
+        ({"learning_rate": 0.0}, "'learning_rate' must be a float in (0, inf)"),
+        ({"epochs": 2.5}, "'epochs' must be an int"),
+    ],
+)
+def test_a_bad_parameter_is_named_before_any_training(params, message):
+    """Checked before torch is even needed, so the message is the same with or without it."""
+    texts = ["a cheap red phone", "a blue phone case", "red phone", "phone case"]
+    items = pd.DataFrame({"task": ["t1", "t2", "t3", "t4"], "text": texts})
+    targets = pd.DataFrame({"no": [1.0, 0.0, 1.0, 0.0], "yes": [0.0, 1.0, 0.0, 1.0]}, index=items["task"])
+    featurizer = Featurizer(FeatureSpec(text=("text",)), min_df=1).fit(items)
+    with pytest.raises(InvalidParameterError, match=re.escape(message)):
+        train_model(items, targets, featurizer=featurizer, family="torch_mlp", params=params)

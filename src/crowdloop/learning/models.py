@@ -97,15 +97,11 @@ def _naive_bayes(p: dict[str, Any], seed: int) -> Any:
 def _torch_mlp(p: dict[str, Any], seed: int) -> Any:
     from crowdloop.learning.torch_mlp import TorchMLP, require_torch
 
+    names = ("hidden", "epochs", "learning_rate", "weight_decay", "dropout")
+    model = TorchMLP(**{name: p[name] for name in names}, random_state=seed)
+    model.validate_params()  # a bad value is named whether or not torch is installed
     require_torch()
-    return TorchMLP(
-        hidden=int(p["hidden"]),
-        epochs=int(p["epochs"]),
-        learning_rate=float(p["learning_rate"]),
-        weight_decay=float(p["weight_decay"]),
-        dropout=float(p["dropout"]),
-        random_state=seed,
-    )
+    return model
 
 
 _BUILDERS = {"logreg": _logreg, "linear_svm": _linear_svm, "gboost": _gboost, "naive_bayes": _naive_bayes,

@@ -15,13 +15,14 @@ Training is seeded and runs on one thread, so a seed gives the same model.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from crowdloop.errors import InvalidParameterError
+from crowdloop.quality._params import Interval, validate_params
 
 INIT_SCALE = 0.05
 """Standard deviation of the first layer's initial weights (rows of TF-IDF values have unit norm)."""
@@ -52,6 +53,16 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     ``intercepts_`` (two float32 bias vectors), the names scikit-learn's MLP uses.
     """
 
+    _parameter_constraints: ClassVar[dict[str, Interval]] = {
+        "hidden": Interval(int, 1, None),
+        "epochs": Interval(int, 1, None),
+        "learning_rate": Interval(float, 0, None, closed="neither"),
+        "weight_decay": Interval(float, 0, None),
+        "dropout": Interval(float, 0, 1, closed="left"),
+        "batch_size": Interval(int, 1, None),
+        "random_state": Interval(int, 0, None),
+    }
+
     def __init__(
         self,
         hidden: int = 32,
@@ -70,7 +81,12 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.batch_size = batch_size
         self.random_state = random_state
 
+    def validate_params(self) -> None:
+        """Raise :class:`InvalidParameterError` naming the first parameter out of its range."""
+        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TorchMLP:
+        self.validate_params()
         require_torch()
         import torch
 
