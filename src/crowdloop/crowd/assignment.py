@@ -103,14 +103,14 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
     if context.expired:
         expire_leases(session, project_id)
     if context.open_lease is not None:
-        return _task_out(context, _open_lease(session, context.open_lease))
+        return task_out(context, _open_lease(session, context.open_lease))
     if not _budget_fits(session, project_id, context.budget_micros, context.spent_micros, context.price_micros):
         return None
     queue = Queue(project_id, context.max_overlap, context.lease_seconds)
     gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0)
     cursor = None if context.cursor_item is None else (context.cursor_priority, context.cursor_item)
     lease = take(session, queue, worker.id, cursor, gold=gold, held_back=bool(context.held_back))
-    return None if lease is None else _task_out(context, lease)
+    return None if lease is None else task_out(context, lease)
 
 
 _CONTEXT = (
@@ -472,13 +472,15 @@ def own_assignment(session: Session, worker: User, assignment_id: int) -> Assign
     return assignment
 
 
-def _task_out(context: Row[Any], lease: Lease) -> TaskOut:
+def task_out(project: Any, lease: Lease) -> TaskOut:
+    """A lease as the worker sees it (never whether the item is gold); ``project`` is a
+    :class:`Project` or a row with its ``id``, ``labels`` and ``instructions``."""
     return TaskOut(
         assignment_id=lease.assignment_id,
-        project_id=context.id,
+        project_id=project.id,
         item_id=lease.item_id,
         data=lease.data,
-        labels=context.labels,
-        instructions=context.instructions,
+        labels=project.labels,
+        instructions=project.instructions,
         expires_at=lease.expires_at,
     )

@@ -64,16 +64,8 @@ def open_leases(session: Session, project_id: int, worker_id: int) -> list[Assig
 
 
 def task_out(session: Session, project: Project, lease: Assignment) -> TaskOut:
-    """A lease as the worker sees it: never whether the item is gold."""
+    """An open lease (an ORM row) as the worker sees it."""
     item = session.get(Item, lease.item_id)
     if item is None:
         raise NotFoundError(f"no item {lease.item_id}.")
-    return TaskOut(
-        assignment_id=lease.id,
-        project_id=project.id,
-        item_id=item.id,
-        data=item.data,
-        labels=project.labels,
-        instructions=project.instructions,
-        expires_at=lease.expires_at,
-    )
+    return assignment.task_out(project, assignment.Lease(lease.id, item.id, item.data, lease.expires_at))
