@@ -53,7 +53,7 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     ``intercepts_`` (two float32 bias vectors), the names scikit-learn's MLP uses.
     """
 
-    _parameter_constraints: ClassVar[dict[str, Interval]] = {
+    _constraints: ClassVar[dict[str, Interval]] = {  # not sklearn's _parameter_constraints: our own checks
         "hidden": Interval(int, 1, None),
         "epochs": Interval(int, 1, None),
         "learning_rate": Interval(float, 0, None, closed="neither"),
@@ -83,7 +83,7 @@ class TorchMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def validate_params(self) -> None:
         """Raise :class:`InvalidParameterError` naming the first parameter out of its range."""
-        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
+        validate_params(type(self).__name__, self.get_params(), self._constraints)
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TorchMLP:
         self.validate_params()
