@@ -31,6 +31,7 @@ import pandas as pd
 from _common import RESULTS, SHARED_DATASETS, machine, markdown
 from crowdloop.datasets import Dataset, load_dataset
 from crowdloop.quality import MajorityVote
+from crowdloop.quality.crowd_model import ShrunkCrowdModel
 from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, label_accuracy, run_in_process
 
 DATASETS = ["rte", "temp", "dog", "face", "wsd", "bluebird"]
@@ -123,10 +124,12 @@ def one_dataset(name: str, seeds: list[int]) -> dict[str, Any]:
     skills = TrueSkills(data, crowd)
     fixed = [run_in_process(crowd, FixedOverlap(5), random_state=seed) for seed in seeds]
     reference = float(np.mean([label_accuracy(MajorityVote().fit(run.answers).labels_, data.gold) for run in fixed]))
-    rows, closed = [], []
+    rows, closed, in_run = [], [], []
     for target in TARGETS:
         for kind in ("estimated", "true routing", "oracle"):
-            runs = [run_in_process(crowd, policy(kind, target, skills), random_state=seed) for seed in seeds]
+            policies = [policy(kind, target, skills) for _ in seeds]
+            runs = [run_in_process(crowd, chosen, random_state=seed)
+                    for chosen, seed in zip(policies, seeds, strict=True)]  # fmt: skip
             summaries = [run.summary(data.gold) for run in runs]
             rows.append({"target": target, "policy": kind,
                          "accuracy": float(np.mean([s["label_accuracy"] for s in summaries])),
@@ -134,7 +137,32 @@ def one_dataset(name: str, seeds: list[int]) -> dict[str, Any]:
             print(f"  {name} t={target} {kind}: {rows[-1]['accuracy']:.4f} at {rows[-1]['labels_per_item']:.2f}")
             if kind == "estimated" and target == max(TARGETS):
                 closed = calibration(data, runs)
-    return {"dataset": name, "orders": len(seeds), "fixed5_mv": reference, "rows": rows, "calibration": closed}
+                in_run = [skill_correlation(chosen.model.accuracy_, chosen.model.evidence_, skills)
+                          for chosen in policies]  # fmt: skip
+    full = ShrunkCrowdModel(len(crowd.labels))
+    full.fit(*codes(data.answers, crowd), len(crowd.tasks))
+    return {"dataset": name, "orders": len(seeds), "fixed5_mv": reference, "rows": rows, "calibration": closed,
+            "skill_correlation_full": skill_correlation(full.accuracy_, full.evidence_, skills),
+            "skill_correlation_in_run": float(np.nanmean(in_run))}  # fmt: skip
+
+
+def codes(answers: pd.DataFrame, crowd: ReplayedCrowd) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recorded answers as (task, worker, label) codes in the replayed crowd's order."""
+    tasks = {task: t for t, task in enumerate(crowd.tasks)}
+    workers = {worker: w for w, worker in enumerate(crowd.workers)}
+    labels = {label: k for k, label in enumerate(crowd.labels)}
+    return tuple(answers[column].map(index).to_numpy(dtype=np.int64)  # type: ignore[return-value]
+                 for column, index in (("task", tasks), ("worker", workers), ("label", labels)))  # fmt: skip
+
+
+def skill_correlation(estimated: np.ndarray, evidence: np.ndarray, skills: TrueSkills) -> float:
+    """Correlation of estimated and true accuracy over the workers with 5 or more answers on shared
+    items: how well answers alone rank the workers (NaN with fewer than 3 such workers)."""
+    seen = len(estimated)
+    assessed = evidence >= 5
+    if assessed.sum() < 3:
+        return float("nan")
+    return float(np.corrcoef(estimated[assessed], skills.accuracy[:seen][assessed])[0, 1])
 
 
 def render(results: list[dict[str, Any]], seeds: int, took: float) -> str:
@@ -151,7 +179,10 @@ def render(results: list[dict[str, Any]], seeds: int, took: float) -> str:
                                                                strict=True)]  # fmt: skip
         calibrated = pd.DataFrame(r["calibration"])
         heading = f"## {r['dataset']} (fixed-5 MV {r['fixed5_mv']:.4f}, {r['orders']} orders)"
-        parts.append(f"{heading}\n\n{markdown(wide)}\n\n"
+        ranking = (f"Estimated against true worker accuracy (correlation, workers with 5+ answers on shared items): "
+                   f"{r['skill_correlation_full']:.2f} from every recorded answer, {r['skill_correlation_in_run']:.2f} "
+                   f"from what the estimated policy bought at t={max(TARGETS)}.")  # fmt: skip
+        parts.append(f"{heading}\n\n{markdown(wide)}\n\n{ranking}\n\n"
                      f"Items the estimated policy closed at t={max(TARGETS)}, by answers bought:\n\n"
                      f"{markdown(calibrated)}\n")  # fmt: skip
     return "\n".join(parts)
