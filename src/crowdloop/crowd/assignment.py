@@ -405,6 +405,10 @@ def _open_lease(session: Session, assignment_id: int) -> Lease:
     return Lease(assignment_id, int(row.item_id), row.data, row.expires_at)
 
 
+EXPIRY_BATCH = 1000
+"""Leases settled per statement: expiry settles one batch per request that notices some are due."""
+
+
 def expire_leases(session: Session, project_id: int) -> int:
     """Return the items of expired leases to the pool."""
     return _expire(session, Assignment.project_id == project_id, Assignment.expires_at <= utcnow())
@@ -420,7 +424,10 @@ def revoke_leases(session: Session, project_id: int, *, worker_id: int | None = 
     else:
         access = and_(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == Assignment.worker_id)
         whose = ~exists().where(access)
-    return _expire(session, Assignment.project_id == project_id, whose)
+    ended = 0
+    while (batch := _expire(session, Assignment.project_id == project_id, whose)) == EXPIRY_BATCH:
+        ended += batch  # every one of them, not a batch per request as expiry does
+    return ended + batch
 
 
 def _expire(session: Session, *which: ColumnElement[bool]) -> int:
@@ -432,7 +439,7 @@ def _expire(session: Session, *which: ColumnElement[bool]) -> int:
         select(Assignment.id)
         .where(Assignment.status == "leased", *which)
         .order_by(Assignment.id)
-        .limit(1000)
+        .limit(EXPIRY_BATCH)
         .with_for_update(skip_locked=True, key_share=True)
     ).all()
     if not due:
