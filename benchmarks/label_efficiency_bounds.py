@@ -13,7 +13,7 @@ those estimates. On the same replay orders it runs three policies at a few confi
 
 The oracles' matrices are counted on all the recorded answers, the bought ones included, so
 they are an upper bound, not a method. It also prints, for the estimated policy, how right the
-items it closed were against the confidence it stated, by how many answers closed them: a
+items it labeled were against the confidence it stated, by how many answers they got: a
 stated 0.95 that is right 77% of the time is the miss in one number. Writes
 ``benchmarks/results/label_efficiency_bounds.md`` and ``.json``.
 """
@@ -101,7 +101,7 @@ def policy(kind: str, target: float, skills: TrueSkills) -> DynamicOverlap:
 
 
 def calibration(data: Dataset, runs: list[Any]) -> list[dict[str, Any]]:
-    """Items the estimated policy closed, by answers bought: stated confidence against share right."""
+    """Items the estimated policy labeled, by answers bought: stated confidence against share right."""
     rows = []
     for run in runs:
         bought = run.answers.groupby("task").size()
@@ -183,7 +183,7 @@ def render(results: list[dict[str, Any]], seeds: int, took: float) -> str:
                    f"{r['skill_correlation_full']:.2f} from every recorded answer, {r['skill_correlation_in_run']:.2f} "
                    f"from what the estimated policy bought at t={max(TARGETS)}.")  # fmt: skip
         parts.append(f"{heading}\n\n{markdown(wide)}\n\n{ranking}\n\n"
-                     f"Items the estimated policy closed at t={max(TARGETS)}, by answers bought:\n\n"
+                     f"Items the estimated policy labeled at t={max(TARGETS)}, by answers bought:\n\n"
                      f"{markdown(calibrated)}\n")  # fmt: skip
     return "\n".join(parts)
 
