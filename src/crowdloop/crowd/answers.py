@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
-from crowdloop.crowd.assignment import SYNC_OFF, revoke_leases
+from crowdloop.crowd.assignment import SYNC_OFF
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
-from crowdloop.crowd.standing import set_ban, standing_out, standing_row
+from crowdloop.crowd.standing import standing_out, standing_row
 from crowdloop.crowd.stop_rule import posterior
+from crowdloop.crowd.workers import impose_ban
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
 from crowdloop.storage.db import param, run
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectAccess, ProjectWorker, User
@@ -210,7 +211,7 @@ def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], stand
     limit = rules.get("ban_after_fast_answers")
     if fast and limit is not None and standing.fast_answers >= limit and not banned:
         reason = f"{standing.fast_answers} answers faster than {rules['min_answer_seconds']} s"
-        _ban(session, project_id, standing.worker_id, reason)
+        impose_ban(session, project_id, standing.worker_id, reason, by_user_id=None)
         banned = True
     threshold = rules.get("min_gold_accuracy")
     needed = rules.get("min_gold_answers", 3)
@@ -219,13 +220,7 @@ def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], stand
     accuracy = standing.gold_correct / standing.gold_answers
     if accuracy < threshold:
         reason = f"gold accuracy {accuracy:.2f} below {threshold} after {standing.gold_answers} gold answers"
-        _ban(session, project_id, standing.worker_id, reason)
-
-
-def _ban(session: Session, project_id: int, worker_id: int, reason: str) -> None:
-    set_ban(session, project_id, worker_id, banned=True, reason=reason, by_user_id=None)
-    revoke_leases(session, project_id, worker_id=worker_id)  # the tasks fetched ahead go to others
-    webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
+        impose_ban(session, project_id, standing.worker_id, reason, by_user_id=None)
 
 
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:

@@ -77,11 +77,22 @@ def ban_worker(
     if not reason.strip():
         raise InvalidInputError("a ban or unban needs a reason.")
     _worker(session, worker_id)
-    row = set_ban(session, project_id, worker_id, banned=banned, reason=reason, by_user_id=actor.id)
     if banned:
-        assignment.revoke_leases(session, project_id, worker_id=worker_id)
-        webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
+        row = impose_ban(session, project_id, worker_id, reason, by_user_id=actor.id)
+    else:
+        row = set_ban(session, project_id, worker_id, banned=False, reason=reason, by_user_id=actor.id)
     return {"worker_id": worker_id, "banned": row.banned}
+
+
+def impose_ban(
+    session: Session, project_id: int, worker_id: int, reason: str, *, by_user_id: int | None
+) -> ProjectWorker:
+    """Ban by hand or by a quality rule (``by_user_id`` None): recorded with its reason, the worker's
+    open leases ended (tasks fetched ahead included) so their items go to others, the webhook queued."""
+    row = set_ban(session, project_id, worker_id, banned=True, reason=reason, by_user_id=by_user_id)
+    assignment.revoke_leases(session, project_id, worker_id=worker_id)
+    webhooks.enqueue(session, project_id, "worker.banned", {"worker_id": worker_id, "reason": reason})
+    return row
 
 
 def bans(session: Session, actor: User, project_id: int) -> list[BanEvent]:
