@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Row, exists, insert, or_, select, update
+from sqlalchemy import BigInteger, Integer, Row, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
 from crowdloop.crowd.assignment import SYNC_OFF
-from crowdloop.crowd.projects import get_project
+from crowdloop.crowd.projects import access_granted, get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import standing_out, standing_row
 from crowdloop.crowd.stop_rule import posterior
 from crowdloop.crowd.workers import impose_ban
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
 from crowdloop.storage.db import param, run
-from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectAccess, ProjectWorker, User
+from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User
 
 
 def submit_answer(session: Session, worker: User, assignment_id: int, answer: SubmitIn) -> SubmitOut:
@@ -53,8 +53,7 @@ _LEASE = (
     select(ProjectWorker.banned).where(ProjectWorker.project_id == Assignment.project_id,
                                        ProjectWorker.worker_id == Assignment.worker_id)
     .scalar_subquery().label("banned"),
-    or_(Project.open_to_all, exists().where(ProjectAccess.project_id == Assignment.project_id,
-                                            ProjectAccess.worker_id == Assignment.worker_id)).label("admitted"),
+    or_(Project.open_to_all, access_granted(Assignment.project_id, Assignment.worker_id)).label("admitted"),
 )  # fmt: skip
 
 

@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from crowdloop.crowd.projects import visible_projects
+from crowdloop.crowd.projects import access_granted, visible_projects
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -60,7 +60,6 @@ from crowdloop.storage.models import (
     Assignment,
     Item,
     Project,
-    ProjectAccess,
     ProjectWorker,
     User,
     UTCDateTime,
@@ -422,8 +421,7 @@ def revoke_leases(session: Session, project_id: int, *, worker_id: int | None = 
     if worker_id is not None:
         whose = Assignment.worker_id == worker_id
     else:
-        access = and_(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == Assignment.worker_id)
-        whose = ~exists().where(access)
+        whose = ~access_granted(project_id, Assignment.worker_id)
     ended = 0
     while (batch := _expire(session, Assignment.project_id == project_id, whose)) == EXPIRY_BATCH:
         ended += batch  # every one of them, not a batch per request as expiry does

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Exists, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.auth import require_role
@@ -65,9 +65,13 @@ def visible_projects(actor: User) -> Any:
     if actor.role == "requester":
         return query.where(Project.owner_id == actor.id)
     if actor.role in ("worker", "device"):
-        granted = exists().where(ProjectAccess.project_id == Project.id, ProjectAccess.worker_id == actor.id)
-        return query.where(Project.status != "draft", or_(Project.open_to_all, granted))
+        return query.where(Project.status != "draft", or_(Project.open_to_all, access_granted(Project.id, actor.id)))
     return query
+
+
+def access_granted(project_id: Any, worker_id: Any) -> Exists:
+    """SQL: the worker was granted access to the project (either side a column or a value)."""
+    return exists().where(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == worker_id)
 
 
 def get_project(session: Session, actor: User, project_id: int) -> Project:
