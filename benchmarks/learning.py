@@ -115,7 +115,7 @@ def speed(n_trials: int) -> dict[str, Any]:
         "load_average_after": os.getloadavg(),
         "search_trials": n_trials,
         "best": {"family": result.family, "params": result.params, "cv_score": result.score},
-        "best_gold": _summary(result.gold or {}) | {"accuracy_oof": (result.gold or {}).get("accuracy_oof")},
+        "best_gold": _summary(result.gold or {}) | {"held_out": (result.gold or {}).get("held_out")},
         "trials": trials.to_dict("records"),
     }
 

@@ -16,7 +16,7 @@ from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.deploy.features import ItemFeatures
 from crowdloop.deploy.onnx import EDGE_FILE, TOLERANCE, export_onnx, verify_export
 from crowdloop.errors import InvalidInputError, InvalidParameterError, MissingColumnsError
-from crowdloop.learning import FAMILIES, TrainedModel
+from crowdloop.learning import FAMILIES, FeatureSpec, Featurizer, TrainedModel
 from crowdloop.learning.torch_mlp import torch_installed
 from deploy.helpers import records
 from support import require
@@ -66,6 +66,20 @@ def test_single_item_rows_equal_the_featurizers(product, product_featurizer):
     assert np.count_nonzero(buffer) == 0
     with pytest.raises(MissingColumnsError, match="text_b"):
         fast.row({"text": "only one side"})
+
+
+def test_single_item_rows_split_numbers_as_the_featurizer_does():
+    """Numbers above and below the mean, missing and unreadable ones; and a featurizer saved before
+    numbers were split (one signed column), which the edge must still read as it was trained."""
+    items = [{"task": i, "text": f"w{i % 3} x", "price": v} for i, v in enumerate([1.0, -2.0, None, 5.0, "n/a", 0.5])]
+    featurizer = Featurizer(FeatureSpec(text=("text",), numeric=("price",)), min_df=1).fit(items)
+    older = featurizer.to_dict()
+    del older["numeric_split"]
+    older["feature_names"] = [n.removesuffix(":+") for n in older["feature_names"] if n != "price:-"]
+    for fitted in (featurizer, Featurizer.from_dict(older)):
+        rows = np.vstack([ItemFeatures(fitted).row(item) for item in items])
+        np.testing.assert_array_equal(rows, fitted.transform_dense(items))
+        assert (rows >= 0).all() == fitted.state.numeric_split  # the old signed column goes negative
 
 
 @pytest.mark.parametrize("family", ["logreg", "naive_bayes"])

@@ -88,3 +88,14 @@ def test_model_as_worker_gets_its_reliability_estimated(rte, rte_split, rte_feat
     assert len(model_as_worker(probas, min_confidence=0.99)) < len(probas)
     with pytest.raises(ConflictError):
         model_as_worker(probas, name="model:v1", answers=answers)
+
+
+def test_activelab_weighs_every_other_class_in_full():
+    """Three answers a, a, b from workers right 80% of the time (errors spread evenly), class
+    shares 2:1:1 as the prior: a has likelihood .8 x .8 x .1, b .1 x .1 x .8, c .1 x .1 x .1."""
+    from crowdloop.learning.active import _consensus_posterior
+
+    rows, workers, codes = np.zeros(3, dtype=int), np.arange(3), np.array([0, 0, 1])
+    posterior = _consensus_posterior(rows, workers, codes, np.full(3, 0.8), np.zeros(1, dtype=int), np.ones(1, bool), 3)
+    a, b, c = 0.5 * 0.8 * 0.8 * 0.1, 0.25 * 0.1 * 0.1 * 0.8, 0.25 * 0.1 * 0.1 * 0.1
+    assert posterior[0] == pytest.approx(a / (a + b + c))

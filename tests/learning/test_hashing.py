@@ -89,7 +89,7 @@ def test_trained_model_takes_a_hashed_featurizer(rte):
 def test_numeric_fields_fit_locally_but_not_from_frequencies():
     items = pd.DataFrame({"task": [1, 2], "text": ["a b", "b c"], "size": [1.0, 3.0]})
     spec = FeatureSpec(text=("text",), numeric=("size",))
-    assert HashedFeaturizer(spec, n_buckets=8).fit(items).n_features_ == 9
+    assert HashedFeaturizer(spec, n_buckets=8).fit(items).n_features_ == 10  # 8 buckets, a number's two sides
     with pytest.raises(InvalidParameterError, match="numeric"):
         HashedFeaturizer(spec, n_buckets=8).frequencies(items)
     with pytest.raises(InvalidParameterError, match="n_buckets"):

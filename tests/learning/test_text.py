@@ -90,7 +90,9 @@ def test_featurizer_sparse_dense_and_json_state_agree():
     dense = featurizer.transform_dense(items)
     assert dense.dtype == np.float32 and dense.shape == (4, featurizer.n_features_)
     np.testing.assert_array_equal(dense, featurizer.transform(items).toarray())
-    assert dense[1, featurizer.feature_names_.index("price")] == 0.0  # median 2 imputed, mean 2
+    price = [featurizer.feature_names_.index(name) for name in ("price:+", "price:-")]
+    assert not dense[1, price].any()  # median 2 imputed, mean 2
+    assert dense[0, price].tolist() == [0.0, 1.0] and dense[2, price].tolist() == [1.0, 0.0]  # 1 and 3: sd 1
     assert not dense[3, -2:].any()  # unseen category "purple": all zeros
     again = Featurizer.from_dict(json.loads(json.dumps(featurizer.to_dict())))
     np.testing.assert_array_equal(again.transform_dense(items), dense)

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from crowdloop.datasets import load_dataset
 from crowdloop.deploy.edge_model import EdgeModel
-from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
+from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
 from crowdloop.learning.torch_mlp import torch_installed
@@ -265,6 +265,20 @@ def test_priorities_need_a_model(server):
     requester.import_items(project["id"], [{"data": {"text": "one item"}}])
     with pytest.raises(ConflictError, match="no model"):
         requester.set_priorities(project["id"])
+
+
+def test_labels_of_one_class_are_refused_with_the_reason(server):
+    _, requester = server.user("one-class-req", "requester")
+    _, worker = server.user("one-class-worker", "worker")
+    project = requester.create_project(name="one class", labels=["neg", "pos", "neu"], min_overlap=1, max_overlap=1)
+    requester.import_items(project["id"], [{"data": {"text": f"item {i}"}} for i in range(4)])
+    requester.import_items(project["id"], [{"data": {"text": "gold"}, "gold_label": "pos"}])
+    requester.start(project["id"])
+    while (task := worker.next_task(project["id"])) is not None:
+        worker.submit(task["assignment_id"], label="neg")
+    requester.aggregate(project["id"])
+    with pytest.raises(InvalidInputError, match="all 4 labeled regular items of project .* are labeled 'neg'"):
+        requester.train_model(project["id"])
 
 
 def test_artifacts_live_under_the_data_dir(server):

@@ -99,6 +99,11 @@ def test_model_as_a_worker_only_joins_items_people_answered(rte):
     result = run_in_process(crowd, policy, items=rte.items.set_index("task"), budget=200, random_state=1)
     assert policy.model is not None and len(result.answers) == 200
     assert set(result.labels.index) == set(result.answers["task"])  # no label from the model alone
+    # on the items it trained on, the model answers out of fold, not with its own (echoing) predictions
+    assert policy.worker_probas is not None and policy.probas is not None
+    trained = policy.touched | (policy.counts > 0)
+    assert not np.allclose(policy.worker_probas[trained], policy.probas[trained])
+    np.testing.assert_array_equal(policy.worker_probas[~trained], policy.probas[~trained])
 
 
 def test_bad_settings_fail_early(rte):

@@ -127,9 +127,13 @@ class ItemFeatures:
         median, mean, std = self.featurizer.state.numeric[name]
         x = float(_floats([value])[0])
         scaled = ((x if math.isfinite(x) else median) - mean) / std
-        if scaled != 0:
-            out[offset] = scaled
-        return offset + 1
+        if not self.featurizer.state.numeric_split:
+            if scaled != 0:
+                out[offset] = scaled
+            return offset + 1
+        if scaled != 0:  # above the mean in the first column, below it in the second
+            out[offset + (scaled < 0)] = abs(scaled)
+        return offset + 2
 
     def _categorical(self, out: Sparse, offset: int, name: str, value: Any) -> int:
         categories = self.featurizer.state.categories[name]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from crowdloop.learning.models import FAMILIES, build_estimator
     from crowdloop.learning.search import TuneResult, tune
     from crowdloop.learning.text import Analyzer
-    from crowdloop.learning.train import TrainedModel, fit_model, soft_targets, train_model
+    from crowdloop.learning.train import TrainedModel, cross_val_probas, fit_model, soft_targets, train_model
     from crowdloop.learning.worker import model_as_worker
 
 __all__ = [  # noqa: RUF022 - plain sorted()
@@ -39,6 +39,7 @@ __all__ = [  # noqa: RUF022 - plain sorted()
     "TrainedModel",
     "TuneResult",
     "build_estimator",
+    "cross_val_probas",
     "evaluate",
     "evaluate_probas",
     "expected_calibration_error",
@@ -61,6 +62,7 @@ _LAZY = {
     "TrainedModel": "crowdloop.learning.train",
     "TuneResult": "crowdloop.learning.search",
     "build_estimator": "crowdloop.learning.models",
+    "cross_val_probas": "crowdloop.learning.train",
     "evaluate": "crowdloop.learning.metrics",
     "evaluate_probas": "crowdloop.learning.metrics",
     "expected_calibration_error": "crowdloop.learning.metrics",

@@ -91,7 +91,7 @@ def activelab_scores(probas: pd.DataFrame, answers: pd.DataFrame | None) -> np.n
     w_workers = _weights(1.0 - accuracy, baseline)
     model_error = float(np.mean(p[has].argmax(axis=1) != consensus[has]))
     w_model = float(_weights(np.array([model_error]), baseline)[0] * np.sqrt(len(rows) / has.sum()))
-    return _combine(p, rows, workers, agree, accuracy, w_workers, w_model, consensus, has)
+    return _combine(p, rows, workers, codes, accuracy, w_workers, w_model, consensus, has)
 
 
 def _labeled_answers(probas: pd.DataFrame, answers: pd.DataFrame | None) -> pd.DataFrame:
@@ -113,7 +113,7 @@ def _combine(
     p: np.ndarray,
     rows: np.ndarray,
     workers: np.ndarray,
-    agree: np.ndarray,
+    codes: np.ndarray,
     accuracy: np.ndarray,
     w_workers: np.ndarray,
     w_model: float,
@@ -122,7 +122,7 @@ def _combine(
 ) -> np.ndarray:
     K = p.shape[1]
     weight_sum = np.bincount(rows, w_workers[workers], len(p))
-    posterior = _consensus_posterior(rows, workers, agree, accuracy, consensus, has, len(p), K)
+    posterior = _consensus_posterior(rows, workers, codes, accuracy, consensus, has, K)
     model_part = p[np.arange(len(p)), consensus]
     quality = (w_model * model_part + weight_sum * posterior) / (w_model + weight_sum)
     mean_w = float(w_workers.mean())
@@ -132,24 +132,22 @@ def _combine(
 
 
 def _consensus_posterior(
-    rows: np.ndarray, workers: np.ndarray, agree: np.ndarray, accuracy: np.ndarray, consensus: np.ndarray,
-    has: np.ndarray, n_tasks: int, K: int,
+    rows: np.ndarray, workers: np.ndarray, codes: np.ndarray, accuracy: np.ndarray, consensus: np.ndarray,
+    has: np.ndarray, K: int,
 ) -> np.ndarray:  # fmt: skip
-    """:math:`\\pi_i`: the posterior of each task's consensus class from its answers (see the module doc).
-
-    The other classes are lumped together: against the consensus class, every answer that
-    disagrees is equally likely under any of them, so their total prior is what matters.
-    """
+    """:math:`\\pi_i`: the posterior of each task's consensus class from its answers (see the module
+    doc), each class weighed in full: under class :math:`k` an answer of :math:`k` is right and
+    every other answer wrong, with the consensus class shares as the prior."""
     a = np.clip(accuracy[workers], 1e-3, 1 - 1e-3)
+    right, wrong = np.log(a), np.log((1 - a) / max(K - 1, 1))
+    n_tasks = len(consensus)
+    log_post = np.repeat(np.bincount(rows, wrong, n_tasks)[:, None], K, axis=1)  # every answer wrong...
+    np.add.at(log_post, (rows, codes), right - wrong)  # ...except under its own class
     shares = np.bincount(consensus[has], minlength=K) + 1.0
-    rho = shares[consensus] / shares.sum()
-    log_for = np.bincount(rows, np.where(agree, np.log(a), np.log((1 - a) / max(K - 1, 1))), n_tasks)
-    # under another class c': an answer of c' is right, the consensus answer and the rest are wrong;
-    # with the K-1 other classes equally likely a priori, the answers' mean likelihood is used
-    wrong = np.log((1 - a) / max(K - 1, 1))
-    log_against = np.bincount(rows, np.where(agree, wrong, (np.log(a) + (K - 2) * wrong) / max(K - 1, 1)), n_tasks)
-    logit = np.log(rho) - np.log1p(-rho) + log_for - log_against
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50))))
+    log_post += np.log(shares / shares.sum())
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post = np.exp(log_post)
+    return np.asarray(post[np.arange(n_tasks), consensus] / post.sum(axis=1))
 
 
 def _diverse(scores: np.ndarray, features: Any, batch_size: int, pool: int, diversity: float) -> list[int]:

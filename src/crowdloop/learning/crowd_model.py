@@ -31,8 +31,8 @@ import pandas as pd
 
 from crowdloop.errors import InvalidParameterError, NotFittedError
 from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column
-from crowdloop.learning.models import build_estimator, check_family
-from crowdloop.learning.train import TrainedModel, fit_model, fit_soft, full_probas
+from crowdloop.learning.models import check_family
+from crowdloop.learning.train import TrainedModel, fit_model, out_of_fold_probas
 from crowdloop.quality import get_aggregator
 from crowdloop.quality._data import EncodedAnswers, check_answers, encode_answers
 
@@ -135,13 +135,7 @@ class CrowdModel:
 
     def _out_of_fold(self, X: Any, q: np.ndarray) -> np.ndarray:
         """Classifier probabilities of each item from a model not trained on it."""
-        folds = np.random.default_rng(self.random_state).permutation(X.shape[0]) % self.n_folds
-        out = np.zeros_like(q)
-        for fold in range(self.n_folds):
-            train, test = folds != fold, folds == fold
-            estimator = build_estimator(self.family, self.params, self.random_state)
-            out[test] = full_probas(fit_soft(estimator, X[train], q[train]), X[test], q.shape[1])
-        return out
+        return out_of_fold_probas(X, q, self.family, self.params, self.n_folds, self.random_state)
 
     def _finish(self, featurizer: Featurizer, X: Any, data: EncodedAnswers, q: np.ndarray) -> None:
         targets = pd.DataFrame(q, index=data.tasks, columns=data.classes)

@@ -7,9 +7,14 @@ scales from items and turns items into one row of numbers each:
 text field      word 1-2-gram and character 3-5-gram TF-IDF (:mod:`.text`)
 pair (a, b)     TF-IDF of each side (one shared vocabulary), their shared
                 terms :math:`x_a \\odot x_b` and 9 similarity scores (:mod:`.pairs`)
-numeric         :math:`(x - \\mu)/\\sigma`, missing values imputed with the median
+numeric         :math:`z = (x - \\mu)/\\sigma` as two columns, :math:`\\max(z, 0)` and
+                :math:`\\max(-z, 0)`; missing values imputed with the median
 categorical     one-hot; a category unseen in training gives all zeros
 ==============  =============================================================
+
+A number is two non-negative columns so that every family can read it: complement naive Bayes
+refuses negative inputs, and a linear model loses nothing (:math:`z` is their difference). A
+featurizer saved before this (no ``numeric_split`` in its JSON) keeps its one signed column.
 
 Nothing here imports pandas, scipy or scikit-learn at module level, and the fitted state
 (:meth:`Featurizer.to_dict`) is plain JSON, so an edge device with only numpy can load it
@@ -42,10 +47,10 @@ PAIR_SUFFIXES = (("", "_b"), ("_a", "_b"), ("_left", "_right"), ("1", "2"))
 
 
 def columns_of(items: Items) -> list[str]:
-    """Column names of a frame or of the first record."""
+    """Column names of a frame, or every field any record has (in the order first seen)."""
     if hasattr(items, "columns"):
         return [str(c) for c in items.columns]
-    return [str(k) for k in items[0]] if len(items) else []
+    return list(dict.fromkeys(str(k) for record in items for k in record))
 
 
 def column(items: Items, name: str) -> list[Any]:
@@ -81,8 +86,9 @@ class FeatureSpec:
     @classmethod
     def infer(cls, items: Items, id_column: str = "task", max_categories: int = 20) -> FeatureSpec:
         """Guess the spec from a DataFrame: ``x``/``x_b`` text columns form a pair,
-        numbers are numeric, strings with at most ``max_categories`` values and short
-        values are categorical, other strings are text."""
+        numbers are numeric, short strings with at most ``max_categories`` values that
+        repeat (no more distinct values than 80% of the items) are categorical, other
+        strings are text: on a few items, a handful of distinct titles is text, not a category."""
         names = [c for c in columns_of(items) if c != id_column]
         pairs = _find_pairs(items, names)
         paired = {c for p in pairs for c in p}
@@ -117,7 +123,8 @@ def _kind(values: list[Any], max_categories: int) -> str:
         return "numeric"
     distinct = {str(v) for v in present}
     short = np.mean([len(str(v).split()) for v in present]) <= 3 if present else True
-    return "categorical" if len(distinct) <= max_categories and short else "text"
+    repeated = len(distinct) <= 0.8 * len(present)
+    return "categorical" if len(distinct) <= max_categories and repeated and short else "text"
 
 
 @dataclass
@@ -126,6 +133,8 @@ class _State:
     numeric: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    numeric_split: bool = True
+    """Numbers as two non-negative columns (above and below the mean); False: one signed column."""
 
 
 class Featurizer:
@@ -184,7 +193,9 @@ class Featurizer:
         blocks = [self._tfidf(state, name, column(items, name)) for name in self.spec.text]
         for left, right in self.spec.pair:
             blocks.extend(self._pair(state, left, right, column(items, left), column(items, right)))
-        blocks.extend(from_dense(_standard(column(items, n), *state.numeric[n])) for n in self.spec.numeric)
+        for name in self.spec.numeric:
+            scaled = _standard(column(items, name), *state.numeric[name])
+            blocks.append(from_dense(split_signs(scaled) if state.numeric_split else scaled))
         blocks.extend(from_dense(_one_hot(column(items, n), state.categories[n])) for n in self.spec.categorical)
         return hstack(blocks)
 
@@ -223,6 +234,7 @@ class Featurizer:
             "numeric": {k: list(v) for k, v in state.numeric.items()},
             "categories": state.categories,
             "feature_names": state.names,
+            "numeric_split": state.numeric_split,
         }
 
     @classmethod
@@ -231,7 +243,8 @@ class Featurizer:
         featurizer = cls(spec, analyzer, int(data["min_df"]), data["max_terms"])
         vocabularies = {k: Vocabulary.from_dict(v) for k, v in data["vocabularies"].items()}
         numeric = {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in data["numeric"].items()}
-        featurizer._state = _State(vocabularies, numeric, dict(data["categories"]), list(data["feature_names"]))
+        split = bool(data.get("numeric_split", False))  # saved before numbers were split: one column
+        featurizer._state = _State(vocabularies, numeric, dict(data["categories"]), list(data["feature_names"]), split)
         return featurizer
 
     def save(self, path: str | Path) -> None:
@@ -283,6 +296,11 @@ def _standard(values: Sequence[Any], median: float, mean: float, std: float) -> 
     return ((np.where(np.isfinite(x), x, median) - mean) / std).reshape(-1, 1)
 
 
+def split_signs(scaled: np.ndarray) -> np.ndarray:
+    """``(n, 1)`` signed values as ``(n, 2)``: the part above zero and the part below, both >= 0."""
+    return np.hstack([np.maximum(scaled, 0.0), np.maximum(-scaled, 0.0)])
+
+
 def _category(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
@@ -302,5 +320,5 @@ def _names(spec: FeatureSpec, state: _State) -> list[str]:
         terms = state.vocabularies[f"{left}|{right}"].terms
         names += [f"{left}:{t}" for t in terms] + [f"{right}:{t}" for t in terms] + [f"both:{t}" for t in terms]
         names += [f"{left}~{right}:{f}" for f in PAIR_FEATURES]
-    names += list(spec.numeric)
+    names += [f"{n}:{side}" for n in spec.numeric for side in "+-"] if state.numeric_split else list(spec.numeric)
     return names + [f"{n}={c}" for n in spec.categorical for c in state.categories[n]]

@@ -186,7 +186,8 @@ class HashedFeaturizer(Featurizer):
             k: HashedVocabulary.from_dict(v) for k, v in data["vocabularies"].items()
         }
         numeric = {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in data["numeric"].items()}
-        state = _State(vocabularies, numeric, dict(data["categories"]))
+        split = bool(data.get("numeric_split", False))  # saved before numbers were split: one column
+        state = _State(vocabularies, numeric, dict(data["categories"]), numeric_split=split)
         state.names = _names(spec, state)
         featurizer._state = state
         return featurizer

@@ -53,28 +53,38 @@ def _per_class(truth: np.ndarray, predicted: np.ndarray, classes: list[Any]) -> 
     return table
 
 
-def _gold_codes(probas: pd.DataFrame, gold: Any) -> tuple[np.ndarray, np.ndarray]:
+def _gold_codes(probas: pd.DataFrame, gold: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Rows of the gold tasks in ``probas``, their true class codes, and the classes: ``probas``'
+    columns, then any gold class the model does not know (it can never predict one, so those
+    items count as wrong, not as missing)."""
     truth = gold_series(gold)
     truth = truth[truth.index.isin(probas.index)]
+    if truth.empty:
+        raise EmptyInputError("no gold task has a prediction.")
     names = [str(c) for c in probas.columns]
-    codes = np.array([names.index(str(v)) if str(v) in names else -1 for v in truth.to_numpy()])
-    if not (codes >= 0).any():
-        raise EmptyInputError("no gold task has a prediction with a known class.")
-    rows = probas.index.get_indexer(truth.index)
-    return rows[codes >= 0], codes[codes >= 0]
+    unknown = sorted({str(v) for v in truth.to_numpy()} - set(names))
+    classes = [*probas.columns, *unknown]
+    codes = np.array([(names + unknown).index(str(v)) for v in truth.to_numpy()])
+    return probas.index.get_indexer(truth.index), codes, classes
 
 
 def evaluate_probas(probas: pd.DataFrame, gold: Any, bins: int = 15) -> dict[str, Any]:
-    """Accuracy, macro-F1, log-loss, ECE and per-class scores of ``probas`` on ``gold``."""
-    rows, truth = _gold_codes(probas, gold)
-    p = probas.to_numpy(dtype=np.float64)[rows]
+    """Accuracy, macro-F1, log-loss, ECE and per-class scores of ``probas`` on ``gold``.
+
+    Macro-F1 averages over the classes that are in the gold or predicted (as scikit-learn's
+    ``f1_score`` does): a class the model predicts that no gold item has scores 0.
+    """
+    rows, truth, classes = _gold_codes(probas, gold)
+    p = np.zeros((len(rows), len(classes)))
+    p[:, : probas.shape[1]] = probas.to_numpy(dtype=np.float64)[rows]
     predicted = p.argmax(axis=1)
     correct = (predicted == truth).astype(np.float64)
-    per_class = _per_class(truth, predicted, list(probas.columns))
+    per_class = _per_class(truth, predicted, classes)
+    present = set(truth.tolist()) | set(predicted.tolist())
     return {
         "n": len(truth),
         "accuracy": float(correct.mean()),
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values() if c["support"] > 0])),
+        "macro_f1": float(np.mean([c["f1"] for k, c in enumerate(per_class.values()) if k in present])),
         "log_loss": float(-np.mean(np.log(np.clip(p[np.arange(len(truth)), truth], 1e-15, 1.0)))),
         "ece": expected_calibration_error(p.max(axis=1), correct, bins),
         "per_class": per_class,

@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crowdloop.errors import EmptyInputError
+from crowdloop.errors import EmptyInputError, InvalidInputError
 from crowdloop.storage.models import AggregationRun, Answer, Item, ItemLabel, Project
 
 ID_COLUMN = "_item_id"
@@ -99,6 +99,11 @@ def _training_set(session: Session, project: Project, classes: list[str]) -> tup
     items = items_frame([(row[0], row[1]) for row in rows])
     index = pd.Index([int(row[0]) for row in rows])
     labels = pd.Series([str(row[2]) for row in rows], index=index)
+    if labels.nunique() < 2:
+        raise InvalidInputError(
+            f"all {len(labels)} labeled regular items of project {project.id} are labeled {labels.iloc[0]!r}: "
+            "a model needs labeled items of at least two classes; collect more answers first."
+        )
     confidence = pd.Series([float(row[3]) for row in rows], index=index)
     return items, soft_from_confidence(labels, confidence, classes)
 

@@ -10,7 +10,14 @@ The budget is ``n_trials`` trials and/or ``timeout`` seconds, whichever ends fir
 
 When ``gold`` is given, each finished trial also records the accuracy of its out-of-fold
 predictions on gold (never used to choose), and the result carries the best model's
-metrics on gold, so the choice made on crowd labels is checked against the truth.
+metrics on gold, so the choice made on crowd labels is checked against the truth: on the
+gold items it learned from, through the best trial's out-of-fold predictions; on gold items
+among ``items`` that have no label, through the refitted model. Either way no model is
+scored on an item it was trained on.
+
+Folds are stratified by each item's leading class (:func:`~crowdloop.learning.train.stratified_folds`).
+A trial whose family cannot be trained on the data (naive Bayes on a fold with one class, say)
+is recorded as failed with the reason, and the search goes on; it fails only if no trial can.
 """
 
 from __future__ import annotations
@@ -23,11 +30,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import InvalidParameterError
-from crowdloop.learning.features import FeatureSpec, Featurizer, Items
+from crowdloop.errors import InvalidInputError, InvalidParameterError
+from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column
 from crowdloop.learning.metrics import evaluate_probas
-from crowdloop.learning.models import SEARCHED, build_estimator, check_family, suggest
-from crowdloop.learning.train import TrainedModel, aligned_targets, fit_model, fit_soft, full_probas
+from crowdloop.learning.models import SEARCHED, check_family, suggest
+from crowdloop.learning.train import (
+    TrainedModel,
+    aligned_targets,
+    fit_model,
+    fold_probas,
+    full_probas,
+    stratified_folds,
+)
+from crowdloop.quality._data import gold_series
 
 Progress = Callable[[int, float | None, float | None], None]
 """Called after each trial with (trials done, this trial's score or None, best score so far)."""
@@ -52,40 +67,38 @@ class _Data:
     targets: pd.DataFrame
     folds: np.ndarray
     gold: pd.Series | None
-
-
-def _fold_score(data: _Data, family: str, params: dict[str, Any], fold: int, seed: int) -> tuple[np.ndarray, float]:
-    train, test = data.folds != fold, data.folds == fold
-    q = data.targets.to_numpy()
-    estimator = fit_soft(build_estimator(family, params, seed), data.X[train], q[train])
-    probas = full_probas(estimator, data.X[test], q.shape[1])
-    return probas, float(q[test][np.arange(test.sum()), probas.argmax(axis=1)].mean())
+    out_of_fold: dict[int, pd.DataFrame]
+    """Each finished trial's out-of-fold probabilities (labeled items x classes), by trial number."""
 
 
 def _objective(data: _Data, families: Sequence[str], seed: int) -> Callable[[Any], float]:
     import optuna
 
+    q = data.targets.to_numpy()
+
     def objective(trial: Any) -> float:
         family = trial.suggest_categorical("family", list(families))
         params = suggest(trial, family)
-        out_of_fold, scores = np.zeros(data.targets.shape), list[float]()
+        out_of_fold, scores = np.zeros(q.shape), list[float]()
         for fold in range(int(data.folds.max()) + 1):
-            probas, score = _fold_score(data, family, params, fold, seed)
-            out_of_fold[data.folds == fold], scores = probas, [*scores, score]
+            test = data.folds == fold
+            try:
+                probas = fold_probas(data.X, q, data.folds, fold, family, params, seed)
+            except InvalidInputError as error:  # this family cannot learn these labels: say why, go on
+                trial.set_user_attr("error", str(error))
+                raise
+            out_of_fold[test] = probas
+            scores.append(float(q[test][np.arange(test.sum()), probas.argmax(axis=1)].mean()))
             trial.report(float(np.mean(scores)), fold)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-        _record_gold(trial, data, out_of_fold)
+        frame = pd.DataFrame(out_of_fold, index=data.targets.index, columns=data.targets.columns)
+        data.out_of_fold[trial.number] = frame
+        if data.gold is not None and data.gold.index.isin(frame.index).any():
+            trial.set_user_attr("gold_accuracy_oof", evaluate_probas(frame, data.gold)["accuracy"])
         return float(np.mean(scores))
 
     return objective
-
-
-def _record_gold(trial: Any, data: _Data, out_of_fold: np.ndarray) -> None:
-    if data.gold is None:
-        return
-    frame = pd.DataFrame(out_of_fold, index=data.targets.index, columns=data.targets.columns)
-    trial.set_user_attr("gold_accuracy_oof", evaluate_probas(frame, data.gold)["accuracy"])
 
 
 def _trials_table(study: Any) -> pd.DataFrame:
@@ -132,16 +145,21 @@ def tune(
 
     _check(n_trials, timeout, n_folds, families)
     started = time.perf_counter()
+    gold = None if gold is None else gold_series(gold)
     featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
     positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
-    folds = np.random.default_rng(random_state).permutation(len(targets)) % n_folds
-    data = _Data(featurizer.transform(items)[positions], targets, folds, gold)
+    folds = stratified_folds(targets.to_numpy(), n_folds, random_state)
+    data = _Data(featurizer.transform(items)[positions], targets, folds, gold, {})
     sampler = optuna.samplers.TPESampler(seed=random_state)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     callbacks = [_callback(progress)] if progress else []
-    study.optimize(_objective(data, families, random_state), n_trials=n_trials, timeout=timeout, callbacks=callbacks)
-    return _result(study, featurizer, data, random_state, started)
+    objective = _objective(data, families, random_state)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, catch=(InvalidInputError,))
+    result = _result(study, featurizer, data, random_state, started)
+    if gold is not None:
+        result.gold = _gold_check(result.model, items, data, gold, study.best_trial.number)
+    return result
 
 
 def _callback(progress: Progress) -> Callable[[Any, Any], None]:
@@ -153,16 +171,33 @@ def _callback(progress: Progress) -> Callable[[Any, Any], None]:
 
 
 def _result(study: Any, featurizer: Featurizer, data: _Data, seed: int, started: float) -> TuneResult:
+    if not any(t.value is not None for t in study.trials):
+        reasons = sorted({str(t.user_attrs.get("error", t.state.name)) for t in study.trials})
+        raise InvalidInputError(f"no trial of the search could be trained: {'; '.join(reasons)}")
     best = study.best_trial
     family = best.params["family"]
     params = {k.split(".", 1)[1]: v for k, v in best.params.items() if k != "family"}
     model = fit_model(featurizer, data.X, data.targets, family, params, seed)
     model.metadata.update({"cv_score": best.value, "trial": best.number})
-    gold = None
-    if data.gold is not None:
-        in_sample = pd.DataFrame(full_probas(model.estimator, data.X, len(model.classes_)), index=data.targets.index)
-        in_sample.columns = data.targets.columns
-        gold = {**evaluate_probas(in_sample, data.gold), "accuracy_oof": best.user_attrs.get("gold_accuracy_oof")}
     return TuneResult(
-        model, family, params, float(best.value), _trials_table(study), gold, time.perf_counter() - started
+        model, family, params, float(best.value), _trials_table(study), None, time.perf_counter() - started
     )
+
+
+def _gold_check(model: TrainedModel, items: Items, data: _Data, gold: pd.Series, trial: int) -> dict[str, Any] | None:
+    """The chosen model's metrics on gold, each gold item predicted by a model that did not learn
+    from it: the best trial's out-of-fold probabilities for labeled items, the refitted model's for
+    the rest of ``items`` (None when no item has gold)."""
+    labeled = data.out_of_fold[trial]
+    ids = pd.Index(column(items, model.featurizer.spec.id_column))
+    unlabeled = np.flatnonzero(ids.isin(gold.index) & ~ids.isin(labeled.index))
+    parts = [labeled[labeled.index.isin(gold.index)]]
+    if unlabeled.size:
+        subset = items.iloc[unlabeled] if hasattr(items, "iloc") else [items[i] for i in unlabeled]
+        probas = full_probas(model.estimator, model.featurizer.transform(subset), len(model.classes_))
+        parts.append(pd.DataFrame(probas, index=ids[unlabeled], columns=labeled.columns))
+    held_out = pd.concat(parts)
+    if held_out.empty:
+        return None
+    counts = {"out_of_fold": len(parts[0]), "unlabeled": int(unlabeled.size)}
+    return {**evaluate_probas(held_out, gold), "held_out": counts}

@@ -4,9 +4,15 @@ Truth inference then estimates the model's reliability exactly as a person's —
 confusion matrix in Dawid-Skene, its skill in the default aggregator — so a good model
 strengthens the labels and a bad one is down-weighted instead of trusted blindly::
 
-    answers_plus = model_as_worker(model.predict_proba(items), name="model:v3", answers=answers)
+    answers_plus = model_as_worker(cross_val_probas(items, labels), name="model:v3", answers=answers)
     aggregator = DefaultAggregator().fit(answers_plus)
     aggregator.skills_["model:v3"]   # the model's estimated reliability
+
+On the items a model learned from, give its out-of-fold probabilities
+(:func:`~crowdloop.learning.train.cross_val_probas`), not its own predictions: there it
+echoes its training labels and would be rated far more reliable than it is (on ``rte``, a
+model trained on the gold labels of half the items agrees with them on 99% of those items,
+on 59% of the others, and out of fold on 57%).
 
 Example:
     >>> import pandas as pd

@@ -2,7 +2,9 @@
 
 Every ``retrain_every`` labels the policy aggregates all answers bought so far into soft
 labels (a :mod:`crowdloop.quality` aggregator; optionally with the previous model as one
-more worker, :func:`crowdloop.learning.model_as_worker`), trains a model on the items that
+more worker, :func:`crowdloop.learning.model_as_worker`, whose answers on the items it
+learned from are out-of-fold predictions, so that it is not judged by echoing its own
+training labels), trains a model on the items that
 have any (:func:`crowdloop.learning.fit_model`), predicts every item, and turns the
 predictions into priorities with :func:`crowdloop.learning.select`. With ``targets="crowd"``
 the model learns from the answers themselves instead
@@ -41,7 +43,7 @@ from crowdloop.errors import InvalidInputError, InvalidParameterError
 from crowdloop.learning import STRATEGIES, FeatureSpec, Featurizer, TrainedModel, fit_model, model_as_worker, select
 from crowdloop.learning.crowd_model import CrowdModel
 from crowdloop.learning.models import check_family
-from crowdloop.learning.train import full_probas
+from crowdloop.learning.train import full_probas, out_of_fold_probas
 from crowdloop.quality import get_aggregator
 from crowdloop.sim.policies import Policy, aggregate_posteriors
 
@@ -108,6 +110,7 @@ class ActiveLearning(Policy):
         self.features = self.run_featurizer.transform(self.frame)
         self.model: TrainedModel | None = None
         self.probas: np.ndarray | None = None
+        self.worker_probas: np.ndarray | None = None
         self.priority = self.rng.random(n_tasks)
         self.touched = np.zeros(n_tasks, dtype=bool)
         self.retrains = 0
@@ -138,9 +141,9 @@ class ActiveLearning(Policy):
     def soft_labels(self) -> np.ndarray:
         """(T, K) aggregated posteriors of the answers so far (NaN rows: no answer yet)."""
         tasks, workers, labels = self.answers()
-        if self.model_worker and self.probas is not None and tasks.size:
+        if self.model_worker and self.worker_probas is not None and tasks.size:
             answered = np.unique(tasks)
-            probas = pd.DataFrame(self.probas[answered], index=answered, columns=range(self.n_classes))
+            probas = pd.DataFrame(self.worker_probas[answered], index=answered, columns=range(self.n_classes))
             crowd = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
             joined = model_as_worker(probas, name=MODEL_WORKER, answers=crowd)
             tasks, labels = joined["task"].to_numpy(np.int64), joined["label"].to_numpy(np.int64)
@@ -161,11 +164,26 @@ class ActiveLearning(Policy):
             self.model = fit_model(self.run_featurizer, self.features[rows], targets, self.family, self.params,
                                    self._seed)  # fmt: skip
         self.probas = full_probas(self.model.estimator, self.features, self.n_classes)
+        if self.model_worker:
+            self.worker_probas = self._worker_probas(rows, posteriors[rows])
         self.priority = self._priorities()
         self.touched[:] = False
         self.retrains += 1
         if self.on_retrain is not None:
             self.on_retrain(len(self._tasks), self.model)
+
+    def _worker_probas(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
+        """The model's answers as a worker: out-of-fold on the items it trained on (``rows``), its
+        own predictions elsewhere; None (no model answers this round) while some fold cannot be
+        trained, e.g. a class seen on one item only."""
+        assert self.probas is not None
+        try:
+            held_out = out_of_fold_probas(self.features[rows], targets, self.family, self.params, 3, self._seed)
+        except InvalidInputError:
+            return None
+        probas = self.probas.copy()
+        probas[rows] = held_out
+        return probas
 
     def _crowd_model(self) -> TrainedModel | None:
         """The classifier learned with the workers' confusion matrices from the answers so far;
