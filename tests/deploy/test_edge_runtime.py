@@ -39,6 +39,7 @@ def world(serve: Serve) -> dict[str, Any]:
     admin.import_items(project["id"], [{"data": {"text": f"imported {k}", "text_b": f"item {k}"}} for k in range(5)])
     admin.start(project["id"])
     device = admin.create_user("edge-device", "device")
+    admin.grant_access(project["id"], int(device["id"]))
     worker = admin.create_user("edge-crowd", "worker")
     admin.close()
     return {"project": int(project["id"]), "token": str(device["token"]), "worker": str(worker["token"])}

@@ -25,10 +25,10 @@ Decisions, read from the code and checked here:
   ``CROWDLOOP_METRICS_TOKEN``: project ids and volumes are business data, never public.
 * Admins manage every project, and may take tasks (``assignment.next_task`` lets ``worker``
   and ``admin`` in), but an assignment belongs to one worker: even an admin gets 404 on it.
-* A device sees exactly what a worker sees: the published projects open to it, in the worker's
-  (not the requester's) view, and its own standing. It cannot take tasks (403), cannot be
-  granted access to a closed project (only workers can), and gets 403 on everything a
-  requester manages.
+* A device sees a project only once its owner grants it access (open to all or not: a device
+  belongs to no requester, so "open to all workers" does not let every device in), and then in
+  the worker's (not the requester's) view, with its own standing. It cannot take tasks (403)
+  and gets 403 on everything a requester manages.
 * Gold stays hidden from workers: no payload a worker, worker2 or device can get carries
   ``gold_label``, ``is_gold``, ``gold_explanation``, an ``answers`` list, another worker's id
   or the gold item's explanation text. The one designed exception is training feedback: with
@@ -125,10 +125,12 @@ def world(server: Any) -> Iterator[World]:
     owner.start(project["id"])
     for i in range(2):  # answers of other workers, so that a leak of them would show
         seeder = server.client(str(make_user(f"seeder{i}", "worker")["token"]))
-        for j in range(3):
+        for _ in range(3):  # the control right, odd sentences one class and even ones the other (labels of both)
             task = seeder.next_task(project["id"])
-            seeder.submit(task["assignment_id"], [OTHER_LABEL, GOLD_LABEL][j % 2], seconds=2.0)
+            first = task["data"]["text"][-1] in "13579" or task["data"]["text"] == "a control sentence"
+            seeder.submit(task["assignment_id"], GOLD_LABEL if first else OTHER_LABEL, seconds=2.0)
     owner.aggregate(project["id"])
+    owner.grant_access(project["id"], ids["device"])
     hook = owner.add_webhook(project["id"], "http://127.0.0.1:9/crowdloop-hook", ["project.finished"])
     with httpx.Client(base_url=server.url, timeout=30) as http:
         state = World(
@@ -376,13 +378,13 @@ ROUTES: dict[tuple[str, str], Rule] = {
         frozenset({"admin", "device"}), lambda w, a, c: Call(f"/projects/{w.project}/edge/feedback", json=[{
             "client_id": uuid.uuid4().hex, "data": {"text": f"edge input sent by {a}"}, "model_version": 1,
             "reason": "unsure", "label": OTHER_LABEL, "confidence": 0.55}]),
-        frozenset({"stranger"}),
+        frozenset({"stranger"}), prepare=_a_model,  # the reports name model version 1
     ),
     ("POST", f"{API}/projects/{{project_id}}/edge/telemetry"): Rule(
         frozenset({"admin", "device"}), lambda w, a, c: Call(f"/projects/{w.project}/edge/telemetry", json=[{
             "client_id": uuid.uuid4().hex, "model_version": 1, "started_at": 1.7e9, "ended_at": 1.7e9 + 5,
             "predictions": 3, "confidence_mean": 0.8, "class_counts": {OTHER_LABEL: 3}}]),
-        frozenset({"stranger"}),
+        frozenset({"stranger"}), prepare=_a_model,  # the reports name model version 1
     ),
 }  # fmt: skip
 
@@ -659,33 +661,39 @@ def test_training_feedback_is_the_one_designed_reveal(world):
 # --- devices ---------------------------------------------------------------------------------------
 
 
-def test_a_device_sees_what_a_worker_sees_and_takes_no_task(world):
-    for path in ("/projects", f"/projects/{world.project}"):
-        as_device = world.as_actor("device", "GET", API + path)
-        as_worker = world.as_actor("worker", "GET", API + path)
-        assert as_device.status_code == as_worker.status_code == 200
-        assert as_device.json() == as_worker.json()
+def test_a_device_sees_what_a_worker_sees_of_its_project_and_takes_no_task(world):
+    as_device = world.as_actor("device", "GET", f"{API}/projects/{world.project}")
+    as_worker = world.as_actor("worker", "GET", f"{API}/projects/{world.project}")
+    assert as_device.status_code == as_worker.status_code == 200 and as_device.json() == as_worker.json()
+    listed = world.as_actor("device", "GET", f"{API}/projects").json()
+    assert [project["id"] for project in listed] == [world.project]  # granted it, and nothing else
     response = world.as_actor("device", "POST", f"{API}/projects/{world.project}/tasks/next")
     assert response.status_code == 403 and "only workers take tasks" in response.json()["detail"]
     standing = world.as_actor("device", "GET", f"{API}/projects/{world.project}/me").json()
     assert standing["answers"] == 0 and standing["earned"] == 0.0
 
 
-def test_closed_projects_need_access_which_devices_cannot_get(world):
+def test_a_device_needs_a_grant_even_for_a_project_open_to_all_workers(world):
+    """Devices belong to no requester: were "open to all" to let them in, any device token would
+    read the deployed models of every open project and send items into it."""
     owner = world.tokens["owner"]
-    spec = {"name": "closed", "labels": ["a", "b"], "open_to_all": False}
-    project = world.request(owner, "POST", f"{API}/projects", json=spec).json()["id"]
-    world.request(owner, "POST", f"{API}/projects/{project}/items", json=[{"data": {"text": "closed item"}}])
-    world.request(owner, "PATCH", f"{API}/projects/{project}", json={"status": "active"})
-    for actor in ("worker2", "device"):
-        assert world.as_actor(actor, "GET", f"{API}/projects/{project}").status_code == 404
-        assert world.as_actor(actor, "POST", f"{API}/projects/{project}/tasks/next").status_code == 404
-    granted = world.request(owner, "POST", f"{API}/projects/{project}/access", json={"worker_id": world.ids["worker2"]})
-    assert granted.status_code == 204
-    refused = world.request(owner, "POST", f"{API}/projects/{project}/access", json={"worker_id": world.ids["device"]})
-    assert refused.status_code == 404 and refused.json()["error"] == "NotFoundError"
-    assert world.as_actor("worker2", "GET", f"{API}/projects/{project}").status_code == 200
-    assert world.as_actor("device", "GET", f"{API}/projects/{project}").status_code == 404
+    for open_to_all in (True, False):
+        spec = {"name": f"open {open_to_all}", "labels": ["a", "b"], "open_to_all": open_to_all}
+        project = world.request(owner, "POST", f"{API}/projects", json=spec).json()["id"]
+        world.request(owner, "POST", f"{API}/projects/{project}/items", json=[{"data": {"text": "an item"}}])
+        world.request(owner, "PATCH", f"{API}/projects/{project}", json={"status": "active"})
+        assert world.as_actor("device", "GET", f"{API}/projects/{project}").status_code == 404
+        assert world.as_actor("worker2", "GET", f"{API}/projects/{project}").status_code == (
+            200 if open_to_all else 404
+        )
+        for actor in ("device", "worker2"):
+            body = {"worker_id": world.ids[actor]}
+            assert world.request(owner, "POST", f"{API}/projects/{project}/access", json=body).status_code == 204
+            assert world.as_actor(actor, "GET", f"{API}/projects/{project}").status_code == 200
+        assert world.as_actor("device", "POST", f"{API}/projects/{project}/tasks/next").status_code == 403
+    stranger = world.request(world.tokens["stranger"], "POST", f"{API}/projects/{project}/access",
+                             json={"worker_id": world.ids["device"]})  # fmt: skip
+    assert stranger.status_code == 404  # only the owner grants
 
 
 def test_reading_a_standing_does_not_enrol_a_device_or_requester_as_a_worker(world):

@@ -78,6 +78,7 @@ def _deploy(
         owner.add_webhook(project["id"], "http://127.0.0.1:9/drift-hook", ["drift.detected"])
     meta = owner.download_model(project["id"], "production", folder)
     device, _ = server.user(f"{name}-device", "device")
+    owner.grant_access(project["id"], int(device["id"]))
     return {
         "id": project["id"], "owner": owner, "owner_token": str(owner_user["token"]),
         "device_token": str(device["token"]), "unseen": unseen,

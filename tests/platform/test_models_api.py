@@ -242,9 +242,12 @@ def test_priorities_reorder_what_tasks_next_serves(product, server):
 
 def test_who_may_read_models(product, server):
     pid = product["id"]
-    _, device = server.user("edge", "device")
+    made, device = server.user("edge", "device")
     _, worker = server.user("curious", "worker")
     _, stranger = server.user("other", "requester")
+    with pytest.raises(NotFoundError):  # a device sees no project, open to all or not, until granted it
+        device.model(pid, "production")
+    product["client"].grant_access(pid, int(made["id"]))
     production = device.model(pid, "production")
     assert production["digest"] == product["client"].model(pid, "production")["digest"]
     rejected = next(v for v in product["client"].models(pid) if not v["aliases"])

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
@@ -19,7 +23,7 @@ from crowdloop.config import Settings
 from crowdloop.crowd.aggregation import AggregationProcess
 from crowdloop.crowd.auth import ensure_admin_token
 from crowdloop.crowd.webhooks import WebhookDispatcher
-from crowdloop.errors import BusyError, CrowdloopError
+from crowdloop.errors import BusyError, CrowdloopError, InvalidInputError
 from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
 from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
 from crowdloop.monitoring.model_metrics import MODEL_SOURCES
@@ -99,14 +103,71 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
+        if getattr(error.orig, "sqlstate", None) == "22003":  # numeric value out of range
+            return JSONResponse(OUT_OF_RANGE.to_dict(), status_code=OUT_OF_RANGE.status_code)
         if not _transient(error):
             raise error
         busy = BusyError("the database was busy (deadlock or lock timeout); nothing was saved, retry the call.")
         return JSONResponse(busy.to_dict(), status_code=busy.status_code, headers={"Retry-After": "1"})
 
+    @app.exception_handler(OverflowError)
+    async def overflow_error(_request: Request, _error: OverflowError) -> JSONResponse:
+        return JSONResponse(OUT_OF_RANGE.to_dict(), status_code=OUT_OF_RANGE.status_code)  # SQLite's word for it
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        detail = f"{where}: {first.get('msg')}" if where else f"request body: {first.get('msg')}"
         return JSONResponse({"error": "InvalidInputError", "detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/api/"):  # the web pages keep FastAPI's own
+            return await http_exception_handler(request, error)
+        name = HTTP_ERROR_NAMES.get(error.status_code, "HTTPError")
+        detail = f"no route {request.method} {request.url.path}" if error.status_code in (404, 405) else error.detail
+        return JSONResponse({"error": name, "detail": detail}, status_code=error.status_code, headers=error.headers)
+
+    app.add_middleware(InternalErrors)
+
+
+OUT_OF_RANGE = InvalidInputError("a number in the request is out of range (ids and counts are at most 2**63 - 1).")
+
+HTTP_ERROR_NAMES = {404: "NotFoundError", 405: "MethodNotAllowedError", 413: "PayloadTooLargeError"}
+
+log = logging.getLogger(__name__)
+
+
+class InternalErrors:
+    """ASGI middleware: an error no handler knows (a bug) becomes a JSON 500 in the API's error
+    shape and a logged traceback, and the connection stays open.
+
+    Let out of the app, such an error made uvicorn close the client's kept-alive connection
+    after sending its plain-text 500, and the SDK's next call on that connection failed with
+    "connection reset". A response already under way (a stream) cannot be replaced: that
+    error still goes up.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            body = {"error": "InternalError", "detail": "the server failed on this request; the error is in its log."}
+            await JSONResponse(body, status_code=500)(scope, receive, send)

@@ -191,6 +191,17 @@ def pause_command(project_id: int, url: str | None, token: str | None) -> None:
         _print_record(client.pause(project_id))
 
 
+@projects_group.command("grant")
+@click.argument("project_id", type=int)
+@click.argument("user_id", type=int)
+@_api_options
+def grant_command(project_id: int, user_id: int, url: str | None, token: str | None) -> None:
+    """Let a worker into a project closed to all, or a device read its models and report back."""
+    with _client(url, token) as client:
+        client.grant_access(project_id, user_id)
+    click.echo(f"user {user_id} may now see project {project_id}.")
+
+
 @projects_group.command("aggregate")
 @click.argument("project_id", type=int)
 @_api_options

@@ -104,11 +104,15 @@ def _validated(rows: Sequence[dict[str, Any]], project: Project, report: ImportR
     return valid
 
 
+def has_content(data: Any) -> bool:
+    """Whether ``data`` is an object with at least one field that is not blank: what an item needs."""
+    return isinstance(data, dict) and any(str(v).strip() for v in data.values() if v is not None)
+
+
 def _problem(row: Any, project: Project) -> str | None:
     if not isinstance(row, dict) or "_invalid" in row:
         return "not an object"
-    data = row.get("data")
-    if not isinstance(data, dict) or not any(str(v).strip() for v in data.values()):
+    if not has_content(row.get("data")):
         return "empty item: no field has content"
     gold = row.get("gold_label")
     if gold not in (None, "") and str(gold) not in project.labels:

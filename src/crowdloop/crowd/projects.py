@@ -64,13 +64,15 @@ def visible_projects(actor: User) -> Any:
     query = select(Project)
     if actor.role == "requester":
         return query.where(Project.owner_id == actor.id)
-    if actor.role in ("worker", "device"):
+    if actor.role == "worker":
         return query.where(Project.status != "draft", or_(Project.open_to_all, access_granted(Project.id, actor.id)))
+    if actor.role == "device":  # belongs to no requester: only the projects whose owner granted it
+        return query.where(Project.status != "draft", access_granted(Project.id, actor.id))
     return query
 
 
 def access_granted(project_id: Any, worker_id: Any) -> Exists:
-    """SQL: the worker was granted access to the project (either side a column or a value)."""
+    """SQL: the worker (or device) was granted access to the project (either side a column or a value)."""
     return exists().where(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == worker_id)
 
 
@@ -126,10 +128,12 @@ def _check_transition(current: str, wanted: str) -> None:
 
 
 def grant_access(session: Session, actor: User, project_id: int, worker_id: int) -> None:
+    """Let a worker into a project that is not open to all, or a device read its deployed models and
+    report back from the edge (a device sees no project it was not granted, open to all or not)."""
     get_owned_project(session, actor, project_id)
     worker = session.get(User, worker_id)
-    if worker is None or worker.role != "worker":
-        raise NotFoundError(f"no worker {worker_id}.")
+    if worker is None or worker.role not in ("worker", "device"):
+        raise NotFoundError(f"no worker or device {worker_id}.")
     if session.get(ProjectAccess, (project_id, worker_id)) is None:
         session.add(ProjectAccess(project_id=project_id, worker_id=worker_id))
 

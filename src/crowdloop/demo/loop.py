@@ -169,8 +169,10 @@ def _accounts_and_project(server: LocalServer, data: DemoData, config: DemoConfi
     admin = Client(server.url, server.admin_token)
     requester_token = str(admin.create_user("demo-requester", "requester")["token"])
     requester = Client(server.url, requester_token)
-    device_token = str(admin.create_user("demo-edge-device", "device")["token"])
+    device = admin.create_user("demo-edge-device", "device")
+    device_token = str(device["token"])
     project_id = _project(requester, data, config, progress)
+    requester.grant_access(project_id, int(device["id"]))  # a device sees only the projects granted to it
 
     def sign_up(worker: Hashable) -> Client:
         return Client(server.url, str(admin.create_user(f"worker-{worker}", "worker")["token"]))

@@ -20,17 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.auth import require_role
 from crowdloop.crowd.dedup import content_hash, normalize_fields
+from crowdloop.crowd.items import has_content
 from crowdloop.crowd.projects import get_project
-from crowdloop.errors import CrowdloopError, PayloadTooLargeError
+from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
 from crowdloop.monitoring.drift_service import check_due
 from crowdloop.storage.db import dialect_insert
-from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ProjectWorker, User
+from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ModelVersion, ProjectWorker, User
 
 EDGE_PRIORITY = 2.0
 """Base priority of edge items: above active learning's chosen batch (which sits just above 1)."""
@@ -47,6 +48,13 @@ class FeedbackIn(BaseModel):
     reason: Literal["unsure", "audit"]
     label: Any = None
     confidence: float = Field(ge=0.0, le=1.0)
+
+    @field_validator("data")
+    @classmethod
+    def _not_empty(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if not has_content(data):  # it would become an item with nothing to label, served first
+            raise ValueError("empty item: no field has content")
+        return data
 
 
 class TelemetryIn(BaseModel):
@@ -74,6 +82,7 @@ def _device_project(session: Session, actor: User, project_id: int, batch: int) 
 def receive_feedback(session: Session, actor: User, project_id: int, entries: list[FeedbackIn]) -> dict[str, Any]:
     """Store new feedback entries as crowd items; report what was created, merged and already known."""
     _device_project(session, actor, project_id, len(entries))
+    _check_versions(session, project_id, {entry.model_version for entry in entries})
     fresh = _unseen(session, project_id, _unique_by_client(entries))
     created = _insert_items(session, project_id, fresh)
     item_ids = _item_ids(session, project_id, [content_hash(e.data) for e in fresh])
@@ -86,6 +95,15 @@ def receive_feedback(session: Session, actor: User, project_id: int, entries: li
         session.execute(reset.values(cursor_priority=None, cursor_item=None))
     known = len(entries) - len(fresh)
     return {"received": len(entries), "created": created, "merged": len(fresh) - created, "already_received": known}
+
+
+def _check_versions(session: Session, project_id: int, versions: set[int]) -> None:
+    """Every model version named is one of the project's: feedback from an unknown model is refused whole."""
+    mine = ModelVersion.project_id == project_id
+    query = select(ModelVersion.version).where(mine, ModelVersion.version.in_(versions))
+    unknown = sorted(versions - set(session.scalars(query)))
+    if unknown:
+        raise InvalidInputError(f"project {project_id} has no model version {unknown[0]}; nothing was stored.")
 
 
 def _unique_by_client(entries: list[FeedbackIn]) -> list[FeedbackIn]:
@@ -151,6 +169,7 @@ def receive_telemetry(
     enough predictions is checked for drift (a ``drift`` event and webhook when it drifted).
     """
     _device_project(session, actor, project_id, len(batches))
+    _check_versions(session, project_id, {batch.model_version for batch in batches})
     rows = [_telemetry_row(project_id, actor, batch) for batch in {b.client_id: b for b in batches}.values()]
     if not rows:
         return {"received": 0, "stored": 0}

@@ -44,6 +44,17 @@ ONNX_INPUT_DTYPE = {
 sums thousands of log-probabilities, too many for float32, so it converts with double input."""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy and scikit-learn take."""
+
+
+def check_seed(seed: int, name: str = "random_state") -> int:
+    """``seed`` itself, or an error naming the range (numpy and scikit-learn refuse the rest)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidParameterError(f"{name} must be between 0 and {MAX_SEED}; got {seed}.")
+    return seed
+
+
 def check_family(family: str) -> str:
     """``family`` itself, or an error naming the known families."""
     if family not in FAMILIES:

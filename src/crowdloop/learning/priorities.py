@@ -25,6 +25,7 @@ from crowdloop.crowd.projects import get_owned_project
 from crowdloop.errors import ConflictError, InvalidParameterError, NotFoundError
 from crowdloop.learning import registry
 from crowdloop.learning.active import STRATEGIES, select
+from crowdloop.learning.models import check_seed
 from crowdloop.learning.project_data import answers_frame, open_items
 from crowdloop.learning.service import Runner
 from crowdloop.learning.train import TrainedModel
@@ -55,6 +56,7 @@ def prioritize_project(
     """Score open items with the deployed model and store their priorities; return a summary."""
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"unknown active-learning strategy {strategy!r}; choose one of {STRATEGIES}.")
+    check_seed(random_state)
     pool: _Pool = run(lambda session, actor: _read(session, actor, project_id, registry_dir))
     model = TrainedModel.load(pool.model_dir)
     probas = model.predict_proba(pool.items)
@@ -88,7 +90,7 @@ def _write(session: Session, actor: User, project_id: int, priorities: pd.Series
     table = Item.__table__
     statement = (
         update(table)  # type: ignore[arg-type]  # Item's Table, typed as FromClause
-        # Edge feedback keeps its own priority (2 and above): the model already asked for it.
+        # Edge feedback keeps its own priority (2 and above): open_items leaves it out, and so does this.
         .where(table.c.id == bindparam("item"), table.c.project_id == project_id, table.c.source != "edge")
         .values(priority=bindparam("value"))
     )

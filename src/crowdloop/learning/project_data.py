@@ -149,10 +149,11 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def open_items(session: Session, project_id: int) -> pd.DataFrame:
-    """The project's regular items still taking answers (the ones a priority can reorder)."""
+    """The project's regular items still taking answers whose order a priority sets: not the edge's
+    feedback, which keeps the priority the edge gave it (the model already asked for those)."""
     query = (
         select(Item.id, Item.data)
-        .where(Item.project_id == project_id, Item.done.is_(False), Item.is_gold.is_(False))
+        .where(Item.project_id == project_id, Item.done.is_(False), Item.is_gold.is_(False), Item.source != "edge")
         .order_by(Item.id)
     )
     rows = [(int(row[0]), row[1]) for row in session.execute(query).all()]

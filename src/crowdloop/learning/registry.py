@@ -103,10 +103,14 @@ def list_versions(session: Session, project_id: int) -> list[ModelVersion]:
     return list(session.scalars(query))
 
 
+MAX_VERSION = 2**31 - 1
+"""The largest version number looked up; a longer number cannot be one (a 404, not a database overflow)."""
+
+
 def resolve_version(session: Session, project_id: int, ref: str | int) -> ModelVersion:
     """A version by number (``3``, ``"3"``) or alias (``"production"``); 404 when there is none."""
     text = str(ref)
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) <= MAX_VERSION:
         query = select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.version == int(text))
     elif text in ALIASES:
         query = (
@@ -114,6 +118,8 @@ def resolve_version(session: Session, project_id: int, ref: str | int) -> ModelV
             .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
             .where(ModelAlias.project_id == project_id, ModelAlias.alias == text)
         )
+    elif text.isascii() and text.isdigit():
+        raise NotFoundError(f"project {project_id} has no model version {text}.")
     else:
         raise InvalidInputError(f"model version {text!r} is neither a number nor one of {', '.join(ALIASES)}.")
     version = session.scalar(query)

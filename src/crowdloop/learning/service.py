@@ -38,7 +38,7 @@ from crowdloop.errors import InvalidParameterError, NotFoundError, PermissionDen
 from crowdloop.learning import registry
 from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
-from crowdloop.learning.models import SEARCHED, check_family
+from crowdloop.learning.models import SEARCHED, check_family, check_seed
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
 from crowdloop.learning.search import tune
 from crowdloop.learning.torch_mlp import require_torch
@@ -69,6 +69,7 @@ class TrainOptions:
     def check(self) -> None:
         if self.family not in (None, "auto"):
             check_family(self.family)
+        check_seed(self.random_state)
         if self.family == "torch_mlp":  # refused before any work, not after the data is read
             require_torch()
         if self.n_trials < 0 or (self.timeout is not None and self.timeout <= 0):

@@ -1,0 +1,143 @@
+"""Bad requests get the API's error shape and the right status, never a bare 500, over a real server.
+
+Each case here was once a 500 (or FastAPI's own ``{"detail": ...}``): a seed numpy refuses,
+a version number too long for the database, a path no route has, an edge report naming a
+model that does not exist or carrying an empty item. The last test runs a deliberately
+failing route under uvicorn to show that a bug, too, is a JSON 500 that leaves the client's
+kept-alive connection usable.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from crowdloop.api.app import InternalErrors
+from crowdloop.errors import InvalidInputError, InvalidParameterError, NotFoundError
+
+API = "/api/v1"
+
+
+@pytest.fixture(scope="module")
+def owned(server: Any) -> dict[str, Any]:
+    """A requester's project with one item, and a device granted it."""
+    made, requester = server.user("errors-req", "requester")
+    device, _ = server.user("errors-device", "device")
+    project = requester.create_project(name="errors", labels=["a", "b"])
+    requester.import_items(project["id"], [{"data": {"text": "an item"}}])
+    requester.start(project["id"])
+    requester.grant_access(project["id"], int(device["id"]))
+    return {"id": project["id"], "client": requester, "token": str(made["token"]), "device_token": str(device["token"])}
+
+
+def _call(server: Any, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        return http.request(method, API + path, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**40])
+def test_a_seed_out_of_range_is_refused_before_any_work(server, owned, seed):
+    for path, body in ((f"/projects/{owned['id']}/models/train", {"targets": "crowd", "random_state": seed}),
+                       (f"/projects/{owned['id']}/priorities", {"random_state": seed})):  # fmt: skip
+        with pytest.raises(InvalidInputError, match="random_state: Input should be"):
+            owned["client"]._call("POST", path, json=body)
+    with pytest.raises(InvalidParameterError, match="random_state must be between 0 and 4294967295; got -1"):
+        from crowdloop.learning.service import TrainOptions
+
+        TrainOptions(random_state=-1).check()  # the library path says the same
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999", "2147483648"])
+def test_a_version_number_no_model_can_have_is_a_404(owned, ref):
+    with pytest.raises(NotFoundError, match=f"has no model version {ref}"):
+        owned["client"].model(owned["id"], ref)
+
+
+@pytest.mark.parametrize("ref", ["\u00b2", "\u0661"])  # superscript two, Arabic-Indic one: digits, not numbers
+def test_a_version_that_only_looks_like_a_number_is_a_422(owned, ref):
+    with pytest.raises(InvalidInputError, match="neither a number nor one of"):
+        owned["client"].model(owned["id"], ref)
+
+
+def test_an_id_out_of_the_databases_range_is_a_422(server, owned):
+    response = _call(server, owned["token"], "GET", f"/projects/{2**70}")
+    assert response.status_code == 422 and response.json()["error"] == "InvalidInputError", response.text
+    assert "out of range" in response.json()["detail"]
+
+
+def test_paths_and_methods_no_route_has_answer_in_the_error_shape(server, owned):
+    token = owned["token"]
+    missing = _call(server, token, "GET", f"/projects/{owned['id']}/models/1/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {
+        "error": "NotFoundError", "detail": f"no route GET {API}/projects/{owned['id']}/models/1/nothing-here"}  # fmt: skip
+    wrong = _call(server, token, "DELETE", f"/projects/{owned['id']}/models/1")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "MethodNotAllowedError"
+    no_body = _call(server, token, "POST", f"/projects/{owned['id']}/models/1/promote")
+    assert no_body.status_code == 422 and no_body.json()["detail"] == "request body: Field required"
+
+
+def test_edge_reports_name_a_real_version_and_carry_content(server, owned):
+    token, pid = owned["device_token"], owned["id"]
+    entry = {"client_id": uuid.uuid4().hex, "data": {"text": "a lamp"}, "model_version": 999, "reason": "unsure",
+             "confidence": 0.2}  # fmt: skip
+    unknown = _call(server, token, "POST", f"/projects/{pid}/edge/feedback", json=[entry])
+    assert unknown.status_code == 422 and "has no model version 999; nothing was stored" in unknown.json()["detail"]
+    for empty in ({}, {"text": "   ", "text_b": ""}):
+        refused = _call(server, token, "POST", f"/projects/{pid}/edge/feedback", json=[{**entry, "data": empty}])
+        assert refused.status_code == 422 and "empty item: no field has content" in refused.json()["detail"]
+    items = owned["client"].items(pid)
+    assert [item["data"]["text"] for item in items] == ["an item"]  # nothing was stored
+
+
+@pytest.fixture
+def failing_server() -> Iterator[str]:
+    """uvicorn serving an app whose one route is a bug, behind :class:`InternalErrors`."""
+    app = FastAPI()
+    app.add_middleware(InternalErrors)
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/fine")
+    def fine() -> dict[str, bool]:
+        return {"fine": True}
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _local_port(response: httpx.Response) -> int:
+    return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+
+def test_a_bug_is_a_json_500_and_the_connection_stays_usable(failing_server):
+    """Let out of the app, the error made uvicorn close the connection after its plain-text 500,
+    and the SDK's next call on it failed with "connection reset"."""
+    with httpx.Client(base_url=failing_server, timeout=10) as http:
+        first = http.get("/bug")
+        port = _local_port(first)
+        assert first.status_code == 500 and first.json() == {
+            "error": "InternalError", "detail": "the server failed on this request; the error is in its log."}  # fmt: skip
+        time.sleep(0.2)  # time for a close to arrive, were there one
+        second = http.get("/fine")
+        assert second.json() == {"fine": True} and _local_port(second) == port  # the same connection
