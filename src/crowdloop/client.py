@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -146,8 +147,39 @@ class Client:
     def skip(self, assignment_id: int) -> None:
         self._call("POST", f"/assignments/{assignment_id}/skip", repeatable=True)
 
+    def next_tasks(self, project_id: int, count: int = 2) -> list[dict[str, Any]]:
+        """This worker's open leases, leasing more until there are ``count`` (the web page's look-ahead)."""
+        return list(self._call("POST", f"/projects/{project_id}/tasks/batch", params={"count": count}, repeatable=True))
+
+    def undo(self, assignment_id: int) -> dict[str, Any]:
+        """Withdraw one's answer while the lease lasts; the task comes back, leased again."""
+        return dict(self._call("POST", f"/assignments/{assignment_id}/undo"))
+
     def standing(self, project_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/projects/{project_id}/me"))
+
+    # the requester's desk
+    def dashboard(self, project_id: int) -> dict[str, Any]:
+        """Progress, pace, money, confidence histogram, agreement and the worker table."""
+        return dict(self._call("GET", f"/projects/{project_id}/dashboard"))
+
+    def review_queue(self, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The most doubtful answered items, each with every answer."""
+        return list(self._call("GET", f"/projects/{project_id}/review", params={"limit": limit}))
+
+    def decide(self, project_id: int, item_id: int, label: str, explanation: str | None = None) -> dict[str, Any]:
+        """The requester's own label for an item: its gold and final label from now on."""
+        body = {"label": label, "explanation": explanation}
+        return dict(self._call("POST", f"/projects/{project_id}/review/{item_id}", json=body, repeatable=True))
+
+    # edge devices (device tokens of the projects granted to them)
+    def send_feedback(self, project_id: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Inputs the edge model was unsure about (or audited) as crowd items; idempotent on ``client_id``."""
+        return dict(self._call("POST", f"/projects/{project_id}/edge/feedback", json=entries, repeatable=True))
+
+    def send_telemetry(self, project_id: int, batches: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-version prediction summaries from the edge; idempotent on each batch's ``client_id``."""
+        return dict(self._call("POST", f"/projects/{project_id}/edge/telemetry", json=batches, repeatable=True))
 
     # crowd management
     def workers(self, project_id: int) -> list[dict[str, Any]]:
@@ -215,13 +247,26 @@ class Client:
         return list(self._call("GET", f"/projects/{project_id}/models"))
 
     def model(self, project_id: int, ref: str | int = "production") -> dict[str, Any]:
-        return dict(self._call("GET", f"/projects/{project_id}/models/{ref}"))
+        return dict(self._call("GET", f"/projects/{project_id}/models/{_ref(ref)}"))
 
     def promote_model(self, project_id: int, ref: str | int, reason: str) -> dict[str, Any]:
-        return dict(self._call("POST", f"/projects/{project_id}/models/{ref}/promote", json={"reason": reason}))
+        """Make a version production by hand; the answer's ``comparison`` holds both versions' scores on
+        today's gold (``changed`` is false when it already was production)."""
+        body = {"reason": reason}
+        return dict(self._call("POST", f"/projects/{project_id}/models/{_ref(ref)}/promote", json=body))
 
-    def model_events(self, project_id: int) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/projects/{project_id}/models/events"))
+    def check_drift(self, project_id: int, ref: str | int = "production") -> dict[str, Any]:
+        """Check one version for drift now: its edge telemetry since the last check against its training data."""
+        return dict(self._call("POST", f"/projects/{project_id}/models/{_ref(ref)}/drift"))
+
+    def drift(self, project_id: int) -> list[dict[str, Any]]:
+        """The latest drift check of each version."""
+        return list(self._call("GET", f"/projects/{project_id}/drift"))
+
+    def model_events(self, project_id: int, limit: int = 200, before: int | None = None) -> list[dict[str, Any]]:
+        """The latest ``limit`` events, oldest first; ``before`` (an event id) for the page before."""
+        params: dict[str, Any] = {"limit": limit} | ({"before": before} if before is not None else {})
+        return list(self._call("GET", f"/projects/{project_id}/models/events", params=params))
 
     def set_priorities(
         self, project_id: int, strategy: str = "activelab", batch_size: int = 50, seed: int = 0
@@ -241,7 +286,7 @@ class Client:
         if target.exists() and any(target.iterdir()):
             raise errors.InvalidInputError(f"{target} is not empty; download a model into a new folder.")
         with tempfile.TemporaryFile() as spool:
-            headers = self._download_to(f"/projects/{project_id}/models/{ref}/artifact", spool)
+            headers = self._download_to(f"/projects/{project_id}/models/{_ref(ref)}/artifact", spool)
             spool.seek(0)
             with tarfile.open(fileobj=spool, mode="r:gz") as archive:
                 archive.extractall(target, filter="data")
@@ -258,6 +303,11 @@ class Client:
             for chunk in response.iter_bytes():
                 handle.write(chunk)
             return response.headers
+
+
+def _ref(ref: str | int) -> str:
+    """A version reference as one path segment: ``production/artifact`` must not become a route."""
+    return quote(str(ref), safe="")
 
 
 def _raise_for(response: httpx.Response) -> None:

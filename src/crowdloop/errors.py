@@ -126,6 +126,14 @@ class ConflictError(CrowdloopError):
     exit_code = 7
 
 
+class ArtifactError(CrowdloopError):
+    """A stored model artifact is missing or does not match its digest: the server's storage is at
+    fault, not the request (500; the detail names the version, never the server's paths)."""
+
+    status_code = 500
+    exit_code = 9
+
+
 class BusyError(CrowdloopError):
     """The database gave up on the request (deadlock, lock timeout); nothing was committed.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crowdloop.errors import DataFileError, MissingColumnsError
+from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError
 
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".csv": lambda path: pd.read_csv(path),
@@ -80,4 +80,8 @@ def read_gold(path: Path | str) -> pd.Series:
     missing = {"task", "label"} - set(frame.columns)
     if missing:
         raise MissingColumnsError(f"{path}: gold lacks column(s) {', '.join(sorted(missing))}.")
+    repeated = frame["task"][frame["task"].duplicated()].unique()
+    if len(repeated):
+        shown = ", ".join(map(str, repeated[:5]))
+        raise InvalidInputError(f"{path}: {len(repeated)} task(s) have more than one gold label ({shown}); one each.")
     return frame.set_index("task")["label"]

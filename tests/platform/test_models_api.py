@@ -11,7 +11,9 @@ change what ``tasks/next`` serves.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ from sqlalchemy import select
 
 from crowdloop.datasets import load_dataset
 from crowdloop.deploy.edge_model import EdgeModel
-from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from crowdloop.errors import ArtifactError, ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
 from crowdloop.learning.torch_mlp import torch_installed
@@ -179,12 +181,19 @@ def test_a_worse_model_stays_candidate_and_the_rejection_is_kept(product, server
     assert len(rejected) == 1 and rejected[0]["detail"]["candidate"] == 2
     assert rejected[0]["detail"]["production_score"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
     assert client.model(pid, "production")["version"] == 1
-    # the owner may still promote it by hand, with a reason; the events keep it
-    assert client.promote_model(pid, 2, "try it in the field")["aliases"] == ["candidate", "production"]
+    # the owner may still promote it by hand, with a reason; the events keep it, with both scores on gold
+    by_hand = client.promote_model(pid, 2, "try it in the field")
+    assert by_hand["aliases"] == ["candidate", "production"] and by_hand["changed"] is True
     manual = client.model_events(pid)[-1]
-    assert manual["kind"] == "promoted" and manual["detail"] == {
-        "candidate": 2, "manual": True, "reason": "try it in the field", "by": client.me()["id"],
+    assert manual["kind"] == "promoted" and manual["detail"] == by_hand["comparison"]
+    assert {k: manual["detail"][k] for k in ("candidate", "manual", "reason", "by", "production")} == {
+        "candidate": 2, "manual": True, "reason": "try it in the field", "by": client.me()["id"], "production": 1,
     }  # fmt: skip
+    assert manual["detail"]["candidate_score"]["accuracy"] == pytest.approx(second["metrics"]["accuracy"])
+    assert manual["detail"]["production_score"]["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
+    events = len(client.model_events(pid))
+    again = client.promote_model(pid, 2, "twice")  # already production: nothing changes, nothing is logged
+    assert again["changed"] is False and len(client.model_events(pid)) == events
     client.promote_model(pid, 1, "back to the better one")
     # a third model is judged against production (v1) on the same gold; while it trains, the
     # server goes on serving workers (no transaction, so no SQLite write lock, is held meanwhile)
@@ -213,6 +222,16 @@ def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_pa
     assert shown.returncode == 0 and "per_class" in shown.stdout and "aggregation_run" in shown.stdout
     events = run("models", "events", str(pid))
     assert events.returncode == 0 and "rejected" in events.stdout
+    piped = subprocess.run([sys.executable, "-m", "crowdloop", "models", "list", str(pid), "--url", server.url,
+                            "--token", token], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "candidate" in piped.stdout and "candi…" not in piped.stdout  # a pipe gets the whole cells
+    as_json = json.loads(run("models", "list", str(pid), "--json").stdout)
+    assert [v["version"] for v in as_json] == [v["version"] for v in product["client"].models(pid)]
+    assert json.loads(run("models", "show", str(pid), "1", "--json").stdout)["version"] == 1
+    latest = json.loads(run("models", "events", str(pid), "--limit", "2", "--json").stdout)
+    assert len(latest) == 2 and latest == product["client"].model_events(pid)[-2:]
+    earlier = product["client"].model_events(pid, limit=1, before=latest[0]["id"])
+    assert len(earlier) == 1 and earlier[0]["id"] < latest[0]["id"]
     download = run("models", "download", str(pid), "production", "-o", str(tmp_path / "prod"))
     assert download.returncode == 0 and "verified" in download.stderr
     assert (tmp_path / "prod" / "model.onnx").is_file()
@@ -326,3 +345,28 @@ def test_the_optional_pytorch_family_trains_registers_and_serves_from_its_onnx_g
     expected = TrainedModel.load(folder).predict_proba(frame.head(1))
     assert served.label == expected.idxmax(axis=1).iloc[0]
     assert served.confidence == pytest.approx(float(expected.max(axis=1).iloc[0]), abs=1e-5)
+
+
+def test_a_version_records_every_parameter_it_was_fitted_with(product):
+    version = product["client"].model(product["id"], 1)  # a linear SVM trained with no parameter given
+    assert version["params"] == {"C": 0.5, "random_state": 0, "targets": "labels"}
+
+
+def test_an_unusable_artifact_is_never_promoted_and_a_broken_production_is_replaced(product, server):
+    """Run last: it leaves production on a version trained here."""
+    client, pid = product["client"], product["id"]
+    store = Path(server.log.parent / "data" / "models" / str(pid))
+    spare = next(v for v in client.models(pid) if not v["aliases"])
+    moved = store / f"{spare['version']}-moved"
+    shutil.move(store / str(spare["version"]), moved)
+    try:
+        with pytest.raises(ArtifactError, match=f"artifact of model version {spare['version']} is missing") as raised:
+            client.promote_model(pid, spare["version"], "it is gone")
+        assert str(store) not in str(raised.value)  # no server path for the caller
+    finally:
+        shutil.move(moved, store / str(spare["version"]))
+    production = client.model(pid, "production")["version"]
+    (store / str(production) / "model.json").write_text("{}")  # altered on disk
+    result = client.train_model(pid, family="logreg")
+    assert result["promoted"] is True and "does not match its digest" in result["comparison"]["production_error"]
+    assert client.model(pid, "production")["version"] == result["version"]["version"]

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.errors import ArtifactError, InvalidInputError, NotFoundError
 from crowdloop.learning import registry
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
@@ -130,5 +130,6 @@ def test_bad_references_and_tampered_artifacts_are_refused(engine: Engine, tmp_p
                 session, project, tmp_path / "absent", store, family="x", params={}, metrics={}, lineage={}
             )
         (store / version.artifact_path / "model.bin").write_bytes(b"tampered")
-        with pytest.raises(InvalidInputError, match="does not match its digest"):
+        with pytest.raises(ArtifactError, match="does not match its digest") as raised:
             registry.artifact_dir(store, version)
+        assert str(store) not in raised.value.detail  # no server path for the caller

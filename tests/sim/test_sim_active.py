@@ -72,14 +72,15 @@ def product_slice(shared_dataset):
 
 def test_model_accuracy_is_learnt_from_the_labels(product_slice):
     """The model beats always saying "no match" and the same policy fed labels shuffled
-    between answers (nothing to learn from)."""
+    between answers (nothing to learn from), each item judged by a model that did not learn
+    from it (0.878 against 0.867 here; in-sample it used to look better than it is)."""
     data, result = product_slice
     summary = result.summary(data.gold)
     shuffled = data.answers.assign(label=np.random.default_rng(0).permutation(data.answers["label"].to_numpy()))
     control, _ = _run(data, answers=shuffled, budget=800, retrain_every=200)
     majority = float((data.gold == data.gold.mode()[0]).mean())
     assert summary["model_items_evaluated"] == 1000
-    assert summary["model_accuracy"] > majority + 0.015
+    assert summary["model_accuracy"] > majority + 0.005
     assert summary["model_accuracy"] > control.summary(data.gold)["model_accuracy"] + 0.05
 
 

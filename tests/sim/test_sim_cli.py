@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
 from crowdloop.datasets import load_dataset
 
 
@@ -41,3 +44,43 @@ def test_simulate_table_and_budget(tmp_path):
 def test_simulate_reports_a_bad_file(tmp_path):
     done = _simulate("--answers", str(tmp_path / "missing.csv"), "--gold", str(tmp_path / "gold.csv"))
     assert done.returncode == 2 and "no such file" in done.stderr
+    assert done.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_simulate_says_what_is_wrong_with_the_inputs_before_running(tmp_path):
+    answers, gold = _files(tmp_path)
+    frame = pd.read_csv(gold)
+    cases = {
+        "a task twice": (pd.concat([frame, frame.head(2)]), "2 task(s) have more than one gold label"),
+        "no common task": (frame.assign(task="elsewhere-" + frame["task"]), "no gold task is among the answers'"),
+        "a label nobody answered": (frame.assign(label="banana"), "gold label(s) ['banana'] are not among"),
+        "header only": (frame.head(0), "no gold task is among the answers'"),
+    }
+    for name, (table, message) in cases.items():
+        table.to_csv(tmp_path / "bad.csv", index=False)
+        done = _simulate("--answers", answers, "--gold", str(tmp_path / "bad.csv"), "--json")
+        assert done.returncode == 2 and message in done.stderr and done.stdout == "", (name, done.stderr)
+    for option, value in (("--budget", "0"), ("--price", "-1"), ("--seed", "-1"), ("--aggregator", "bogus")):
+        done = _simulate("--answers", answers, "--gold", gold, option, value)
+        assert done.returncode == 2 and f"Invalid value for '{option}'" in done.stderr, (option, done.stderr)
+
+
+def test_simulate_needs_an_item_for_every_task(tmp_path):
+    data = load_dataset("rte")
+    data.answers.to_csv(tmp_path / "answers.csv", index=False)
+    data.gold.rename_axis("task").reset_index().to_csv(tmp_path / "gold.csv", index=False)
+    data.items.head(400).to_csv(tmp_path / "items.csv", index=False)
+    done = _simulate("--answers", str(tmp_path / "answers.csv"), "--gold", str(tmp_path / "gold.csv"), "--items",
+                     str(tmp_path / "items.csv"), "--policy", "active", "--budget", "300")  # fmt: skip
+    assert done.returncode == 2 and "the items lack 400 of the answers' 800 tasks" in done.stderr
+
+
+def test_simulate_json_is_strict_json_and_counts_are_integers(tmp_path):
+    answers, gold = _files(tmp_path)
+    done = _simulate("--answers", answers, "--gold", gold, "--budget", "50", "--json")
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # no progress bar off a terminal
+    summary = json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert summary["labels_bought"] == 50 and isinstance(summary["items_labeled"], int)
+    table = _simulate("--answers", answers, "--gold", gold, "--budget", "50")
+    unlabeled = 177 - summary["items_labeled"]
+    assert f"{unlabeled} items got no label (budget) and count as wrong" in table.stdout

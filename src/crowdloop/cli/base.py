@@ -9,6 +9,15 @@ from crowdloop import __version__
 
 console = Console(stderr=True)
 
+PIPED_WIDTH = 200
+"""Columns of a table written to a pipe or a file: at rich's default 80, cells were cut to ``candi…``."""
+
+
+def stdout_console() -> Console:
+    """Where results go: the terminal at its width, or a pipe at :data:`PIPED_WIDTH` columns."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=PIPED_WIDTH)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crowdloop")

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console
+from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.cli.platform import _api_options, _client, _print_record
+from crowdloop.learning.models import MAX_SEED
 
 
 @cli.command("train")
@@ -26,9 +27,15 @@ from crowdloop.cli.platform import _api_options, _client, _print_record
     help="logreg (default), linear_svm, gboost, naive_bayes, torch_mlp (needs PyTorch), "
     "or auto (search the scikit-learn ones).",
 )
-@click.option("--trials", default=0, show_default=True, type=int, help="Optuna trials of the search (0: no search).")
-@click.option("--timeout", type=float, help="Search time budget in seconds.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trials", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="Optuna trials of a search (0: none unless --family auto, 10 trials, or --timeout).")  # fmt: skip
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Search time budget in seconds (over the scikit-learn families unless --family names one).",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Seed of the folds, the search and the model.")  # fmt: skip
 @click.option(
     "--targets", type=click.Choice(["labels", "crowd"]), default="labels", show_default=True,
     help="Learn from the aggregated labels, or from the raw answers (classifier and workers' confusions together).",
@@ -44,18 +51,22 @@ def train_command(
     url: str | None,
     token: str | None,
 ) -> None:
-    """Train (or tune) a model on the project's labels, score it on gold, register and maybe promote it."""
-    with (
-        _client(url, token) as client,
-        console.status(f"training a model for project {project_id} on the server"),
-    ):
-        result = client.train_model(
-            project_id, family=family, trials=trials, timeout=timeout, seed=seed, targets=targets
-        )
-    version, comparison = result["version"], result["comparison"]
+    """Train (or tune) a model on the project's labels, score it on gold, register and maybe promote it.
+
+    Ctrl-C stops the waiting, not the training: the server finishes it and registers the version.
+    """
+    with _client(url, token) as client, _Waiting(f"training a model for project {project_id} on the server"):
+        try:
+            result = client.train_model(
+                project_id, family=family, trials=trials, timeout=timeout, seed=seed, targets=targets
+            )
+        except KeyboardInterrupt:
+            console.print(f"stopped waiting. The server goes on training: it will register the version and promote it "
+                          f"if it beats production (see crowdloop models events {project_id}).")  # fmt: skip
+            raise click.exceptions.Exit(130) from None
+    version = result["version"]
     _print_version(version)
-    verdict = "promoted to production" if result["promoted"] else "kept as candidate (production scores higher)"
-    console.print(f"version {version['version']}: {verdict}; production {_score(comparison['production_score'])}")
+    console.print(f"version {version['version']}: {_verdict(result)}")
 
 
 @cli.group("models")
@@ -65,19 +76,25 @@ def models_group() -> None:
 
 @models_group.command("list")
 @click.argument("project_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON list on stdout.")
 @_api_options
-def list_models_command(project_id: int, url: str | None, token: str | None) -> None:
-    """Every version of the project's model with its scores on gold and aliases."""
+def list_models_command(project_id: int, as_json: bool, url: str | None, token: str | None) -> None:
+    """Every version of the project's model with its scores on gold (n: how many gold items) and aliases."""
     with _client(url, token) as client:
         versions = client.models(project_id)
+    if as_json:
+        click.echo(json.dumps(versions))
+        return
     table = Table()
-    for column in ("version", "family", "accuracy", "macro_f1", "log_loss", "ece", "labels", "aliases", "created"):
-        table.add_column(column)
+    columns = ("version", "family", "accuracy", "macro_f1", "log_loss", "ece", "n", "labels", "aliases", "created")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("aliases", "created"))
     for v in versions:
         m = v["metrics"]
         table.add_row(str(v["version"]), v["family"], *(f"{m.get(k, float('nan')):.4f}" for k in _METRICS),
-                      str(v["lineage"].get("labels")), ",".join(v["aliases"]), v["created_at"][:19])  # fmt: skip
-    Console().print(table)
+                      str(m.get("n")), str(v["lineage"].get("labels")), ",".join(v["aliases"]),
+                      v["created_at"][:19])  # fmt: skip
+    stdout_console().print(table)
 
 
 _METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
@@ -86,11 +103,16 @@ _METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
 @models_group.command("show")
 @click.argument("project_id", type=int)
 @click.argument("ref", default="production")
+@click.option("--json", "as_json", is_flag=True, help="Print the version as one JSON object on stdout.")
 @_api_options
-def show_model_command(project_id: int, ref: str, url: str | None, token: str | None) -> None:
-    """One version (a number, production or candidate): metrics, per class, lineage, digest."""
+def show_model_command(project_id: int, ref: str, as_json: bool, url: str | None, token: str | None) -> None:
+    """One version, REF a number, production (the default) or candidate: metrics, per class, lineage, digest."""
     with _client(url, token) as client:
-        _print_version(client.model(project_id, ref))
+        version = client.model(project_id, ref)
+    if as_json:
+        click.echo(json.dumps(version))
+    else:
+        _print_version(version)
 
 
 @models_group.command("promote")
@@ -99,10 +121,18 @@ def show_model_command(project_id: int, ref: str, url: str | None, token: str | 
 @click.option("--reason", required=True, help="Why, kept in the model's events.")
 @_api_options
 def promote_command(project_id: int, ref: str, reason: str, url: str | None, token: str | None) -> None:
-    """Make a version production by hand."""
+    """Make a version production by hand; both versions are scored on today's gold and the scores kept."""
     with _client(url, token) as client:
         version = client.promote_model(project_id, ref, reason)
-    console.print(f"version {version['version']} is now production")
+    if not version.get("changed", True):
+        console.print(f"version {version['version']} already is production; nothing changed")
+        return
+    comparison = version.get("comparison") or {}
+    console.print(f"version {version['version']} is now production ({_score(comparison.get('candidate_score'))}); "
+                  f"the previous production: {_previous(comparison)}")  # fmt: skip
+    mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
+    if mine and theirs and (mine["accuracy"], mine["macro_f1"]) < (theirs["accuracy"], theirs["macro_f1"]):
+        console.print("[yellow]warning:[/] the version promoted scores lower on today's gold than the one it replaced")
 
 
 @models_group.command("download")
@@ -119,25 +149,47 @@ def download_command(project_id: int, ref: str, folder: Path, url: str | None, t
 
 @models_group.command("events")
 @click.argument("project_id", type=int)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="The latest this many.")
+@click.option("--before", type=click.IntRange(min=1), help="Only events before this event id (the page before).")
+@click.option("--json", "as_json", is_flag=True, help="Every event whole, as a JSON list on stdout.")
 @_api_options
-def events_command(project_id: int, url: str | None, token: str | None) -> None:
-    """Registrations, alias moves, promotions and rejections (with both scores), oldest first."""
+def events_command(
+    project_id: int, limit: int, before: int | None, as_json: bool, url: str | None, token: str | None
+) -> None:
+    """Registrations, alias moves, promotions and rejections (with both scores), drift, oldest first.
+
+    The table shortens long details (a drift reference's samples: "[500 values]"); --json has them whole.
+    """
     with _client(url, token) as client:
-        events = client.model_events(project_id)
+        events = client.model_events(project_id, limit, before)
+    if as_json:
+        click.echo(json.dumps(events))
+        return
     table = Table()
-    for column in ("at", "kind", "detail"):
-        table.add_column(column)
+    for column in ("id", "at", "kind", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
     for event in events:
-        table.add_row(event["at"][:19], event["kind"], json.dumps(event["detail"]))
-    Console().print(table)
+        table.add_row(str(event["id"]), event["at"][:19], event["kind"], json.dumps(_brief(event["detail"])))
+    stdout_console().print(table)
+
+
+def _brief(value: Any) -> Any:
+    """``value`` with every list longer than five items replaced by a count (samples, histograms)."""
+    if isinstance(value, dict):
+        return {key: _brief(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return f"[{len(value)} values]" if len(value) > 5 else [_brief(item) for item in value]
+    return value
 
 
 @models_group.command("prioritize")
 @click.argument("project_id", type=int)
 @click.option("--strategy", default="activelab", show_default=True,
               type=click.Choice(["random", "least_confidence", "margin", "entropy", "activelab"]))  # fmt: skip
-@click.option("--batch", "batch_size", default=50, show_default=True, type=int, help="Items served first.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--batch", "batch_size", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="Items served first.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Seed of the random strategy and of ties.")  # fmt: skip
 @_api_options
 def prioritize_command(
     project_id: int, strategy: str, batch_size: int, seed: int, url: str | None, token: str | None
@@ -158,4 +210,42 @@ def _print_version(version: dict[str, Any]) -> None:
 
 
 def _score(score: dict[str, float] | None) -> str:
-    return "none before" if score is None else f"accuracy {score['accuracy']:.4f}, macro-F1 {score['macro_f1']:.4f}"
+    return "not scored" if score is None else f"accuracy {score['accuracy']:.4f}, macro-F1 {score['macro_f1']:.4f}"
+
+
+def _previous(comparison: dict[str, Any]) -> str:
+    if comparison.get("production") is None:
+        return "none"
+    if "production_error" in comparison:
+        return f"version {comparison['production']}, unusable ({comparison['production_error']})"
+    return f"version {comparison['production']}, {_score(comparison.get('production_score'))}"
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    """Why the new version was or was not promoted, in words."""
+    comparison = result["comparison"]
+    if comparison.get("production") is None:
+        return "promoted to production (the project's first model)"
+    if "production_error" in comparison:
+        return f"promoted to production, replacing {_previous(comparison)}"
+    mine = _score(comparison["candidate_score"])
+    if result["promoted"]:
+        return f"promoted to production ({mine}); it beats {_previous(comparison)}"
+    if comparison["candidate_score"] == comparison["production_score"]:
+        return f"kept as candidate: it ties production ({mine}), and a candidate must score higher"
+    return f"kept as candidate ({mine}); production is {_previous(comparison)}"
+
+
+class _Waiting:
+    """A spinner with the elapsed time on stderr while the server works (silent off a terminal)."""
+
+    def __init__(self, description: str) -> None:
+        columns = (SpinnerColumn(), TextColumn(description), TimeElapsedColumn())
+        self._progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+    def __enter__(self) -> None:
+        self._progress.add_task("", total=None)
+        self._progress.start()
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console
+from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.client import Client
 from crowdloop.config import Settings
 from crowdloop.crowd import auth
@@ -249,7 +248,7 @@ def _print_record(record: dict[str, Any]) -> None:
     table = Table(show_header=False)
     for key, value in record.items():
         table.add_row(str(key), json.dumps(value) if isinstance(value, list | dict) else str(value))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -258,4 +257,4 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(row.get(column)) for column in columns))
-    Console().print(table)
+    stdout_console().print(table)

@@ -9,11 +9,10 @@ from typing import Any
 
 import click
 import pandas as pd
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console
+from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
 from crowdloop.io import read_gold, read_table, write_table
@@ -169,7 +168,7 @@ def methods_command() -> None:
     for name, cls in METHODS.items():
         kind = "categorical" if name in CATEGORICAL_METHODS else "numeric"
         table.add_row(name, kind, (cls.__doc__ or "").strip().splitlines()[0])
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @cli.command("datasets")
@@ -182,4 +181,4 @@ def datasets_command() -> None:
         data = load_dataset(name)
         a = data.answers
         table.add_row(name, str(a.task.nunique()), str(a.worker.nunique()), str(len(a)), str(len(data.gold)))
-    Console().print(table)
+    stdout_console().print(table)

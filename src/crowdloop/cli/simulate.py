@@ -8,15 +8,16 @@ from typing import Any
 
 import click
 import pandas as pd
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console
+from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.config import Settings
-from crowdloop.errors import MissingColumnsError
+from crowdloop.errors import InvalidInputError, MissingColumnsError
 from crowdloop.io import read_gold, read_table
 from crowdloop.learning import FAMILIES, STRATEGIES
+from crowdloop.learning.models import MAX_SEED
+from crowdloop.quality import CATEGORICAL_METHODS
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
 from crowdloop.sim.active import ActiveLearning
 
@@ -27,7 +28,7 @@ ROWS = [
     ("model_accuracy", "model accuracy against gold"),
     ("cost", "cost"),
     ("items", "items"),
-    ("items_labeled", "items labelled"),
+    ("items_labeled", "items labeled"),
 ]
 
 
@@ -56,7 +57,8 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="Item table (column task or id), for policies that read the items.")  # fmt: skip
 @click.option("--policy", type=click.Choice(["fixed", "dynamic", "active"]), default="dynamic", show_default=True)
 @click.option("--overlap", default=5, show_default=True, help="fixed: answers per item.")
-@click.option("--aggregator", default="majority_vote", show_default=True, help="fixed: how labels are inferred.")
+@click.option("--aggregator", default="majority_vote", show_default=True, type=click.Choice(list(CATEGORICAL_METHODS)),
+              help="fixed: how labels are inferred.")  # fmt: skip
 @click.option("--confidence-target", default=0.95, show_default=True, help="dynamic: stop at this posterior.")
 @click.option("--min-overlap", default=1, show_default=True, help="dynamic: answers before the rule may stop.")
 @click.option("--max-overlap", default=10, show_default=True, help="dynamic, active: answers at most.")
@@ -68,9 +70,11 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="active: model family.")  # fmt: skip
 @click.option("--targets", type=click.Choice(["labels", "crowd"]), default=ActiveLearning.targets, show_default=True,
               help="active: the model learns from Dawid-Skene labels or from the answers (crowd model).")  # fmt: skip
-@click.option("--budget", type=int, help="Buy at most this many labels.")
-@click.option("--price", default=0.0, show_default=True, help="Price of one label (for the cost).")
-@click.option("--seed", default=0, show_default=True, help="Replay order.")
+@click.option("--budget", type=click.IntRange(min=1),
+              help="Buy at most this many labels (an item left without any counts as wrong).")  # fmt: skip
+@click.option("--price", default=0.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="Price of one label (for the cost).")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, MAX_SEED), help="Replay order.")
 @click.option("--url", help="Run on this crowdloop server (the workers use the API) instead of in-process.")
 @click.option("--token", help="With --url: an admin token (default: CROWDLOOP_API_TOKEN).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
@@ -97,8 +101,10 @@ def simulate_command(
 ) -> None:
     """Replay a recorded crowd under one policy: labels bought, labels per item, accuracy, cost."""
     crowd = ReplayedCrowd(read_table(answers_path))
-    gold = read_gold(gold_path)
+    gold = _checked_gold(read_gold(gold_path), crowd, gold_path)
     items = _read_items(items_path)
+    if items is not None:
+        _check_items(items, crowd, items_path)
     if policy == "active":
         options = {
             "strategy": strategy,
@@ -118,6 +124,31 @@ def simulate_command(
         else:
             result = run_in_process(crowd, chosen, items=items, budget=budget, random_state=seed, progress=advance)
     _print(result.summary(gold, price), as_json)
+
+
+def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path) -> pd.Series:
+    """The gold labels as the answers write them; an error if they share no task with the answers or
+    name a label nobody answered (the accuracy would then be nonsense, not a number to read)."""
+    names = {str(label): label for label in crowd.labels}
+    common = gold.index.intersection(pd.Index(crowd.tasks))
+    if common.empty:
+        raise InvalidInputError(f"{path}: no gold task is among the answers' {len(crowd.tasks)} tasks.")
+    unknown = sorted({str(label) for label in gold.loc[common]} - set(names))
+    if unknown:
+        raise InvalidInputError(
+            f"{path}: gold label(s) {unknown[:5]} are not among the answers' labels {sorted(names)}."
+        )
+    return gold.loc[common].map(lambda label: names[str(label)])
+
+
+def _check_items(items: pd.DataFrame, crowd: ReplayedCrowd, path: Path | None) -> None:
+    """Every task of the answers has its item (the model would otherwise learn from empty text)."""
+    missing = pd.Index(crowd.tasks).difference(items.index)
+    if len(missing):
+        raise InvalidInputError(
+            f"{path}: the items lack {len(missing)} of the answers' {len(crowd.tasks)} tasks "
+            f"(first: {', '.join(map(str, missing[:5]))})."
+        )
 
 
 def _admin_token(token: str | None) -> str:
@@ -143,7 +174,7 @@ class _Bar:
 
     def __init__(self, description: str) -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self._progress = Progress(*columns, console=console, transient=True)
+        self._progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         self._task = self._progress.add_task(description, total=None)
 
     def __enter__(self) -> Any:
@@ -159,8 +190,8 @@ class _Bar:
 
 
 def _print(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(summary))
+    if as_json:  # NaN (nothing to measure) as null: strict JSON has no NaN
+        click.echo(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in summary.items()}))
         return
     table = Table(title=f"simulation: {_title(summary['policy'])}", show_header=False)
     for key, name in ROWS:
@@ -169,7 +200,10 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
     for key, value in summary.items():
         if key not in dict(ROWS) and key != "policy":
             table.add_row(key.replace("_", " "), _fmt(value))
-    Console().print(table)
+    stdout_console().print(table)
+    unlabeled = summary.get("items", 0) - summary.get("items_labeled", 0)
+    if unlabeled > 0 and "label_accuracy" in summary:
+        click.echo(f"{unlabeled} items got no label (budget) and count as wrong in the label accuracy.")
 
 
 def _title(policy: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.errors import EmptyInputError, InvalidInputError
+from crowdloop.learning.train import MIN_WEIGHT
 from crowdloop.storage.models import AggregationRun, Answer, Item, ItemLabel, Project
 
 ID_COLUMN = "_item_id"
@@ -67,7 +68,7 @@ def load_project_data(session: Session, project: Project, with_answers: bool = F
     ``with_answers``, the raw answers on regular items."""
     classes = [str(label) for label in project.labels]
     items, targets = _training_set(session, project, classes)
-    gold_items, gold = _gold_set(session, project.id, classes)
+    gold_items, gold = gold_set(session, project.id, classes)
     lineage = _lineage(session, project.id, len(targets))
     answers = _answers(session, project.id) if with_answers else None
     return ProjectData(project.id, classes, items, targets, gold_items, gold, lineage, answers)
@@ -99,16 +100,18 @@ def _training_set(session: Session, project: Project, classes: list[str]) -> tup
     items = items_frame([(row[0], row[1]) for row in rows])
     index = pd.Index([int(row[0]) for row in rows])
     labels = pd.Series([str(row[2]) for row in rows], index=index)
-    if labels.nunique() < 2:
-        raise InvalidInputError(
-            f"all {len(labels)} labeled regular items of project {project.id} are labeled {labels.iloc[0]!r}: "
-            "a model needs labeled items of at least two classes; collect more answers first."
-        )
     confidence = pd.Series([float(row[3]) for row in rows], index=index)
-    return items, soft_from_confidence(labels, confidence, classes)
+    targets = soft_from_confidence(labels, confidence, classes)
+    if int((targets.to_numpy() > MIN_WEIGHT).any(axis=0).sum()) < 2:  # what training would be left with
+        raise InvalidInputError(
+            f"all {len(labels)} labeled regular items of project {project.id} are labeled {labels.iloc[0]!r}, "
+            "all but surely: a model needs labels of at least two classes; collect more answers first."
+        )
+    return items, targets
 
 
-def _gold_set(session: Session, project_id: int, classes: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+def gold_set(session: Session, project_id: int, classes: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """The project's gold items (fields, id column ``task``) and their labels, for scoring models."""
     query = (
         select(Item.id, Item.data, Item.gold_label)
         .where(Item.project_id == project_id, Item.is_gold.is_(True))

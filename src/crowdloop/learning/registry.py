@@ -13,6 +13,7 @@ Access checks are the caller's (the services that call these check the project f
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.deploy.artifact import artifact_digest
-from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.errors import ArtifactError, InvalidInputError, NotFoundError
 from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import ModelAlias, ModelEvent, ModelVersion, Project, utcnow
+
+log = logging.getLogger(__name__)
 
 ALIASES = ("production", "candidate")
 
@@ -161,18 +164,24 @@ def record_event(
     return event
 
 
-def events(session: Session, project_id: int, limit: int = 200) -> list[ModelEvent]:
-    query = select(ModelEvent).where(ModelEvent.project_id == project_id).order_by(ModelEvent.id.desc()).limit(limit)
-    return list(session.scalars(query))[::-1]
+def events(session: Session, project_id: int, limit: int = 200, before: int | None = None) -> list[ModelEvent]:
+    """The project's latest ``limit`` events (before event id ``before``: the page before), oldest first."""
+    query = select(ModelEvent).where(ModelEvent.project_id == project_id)
+    if before is not None:
+        query = query.where(ModelEvent.id < before)
+    return list(session.scalars(query.order_by(ModelEvent.id.desc()).limit(limit)))[::-1]
 
 
 def artifact_dir(registry_dir: Path, version: ModelVersion) -> Path:
-    """Where a version's files are; checks the digest so a tampered artifact is never served."""
+    """Where a version's files are; checks the digest so a tampered artifact is never served or used."""
     directory = registry_dir / version.artifact_path
     if not directory.is_dir():
-        raise NotFoundError(f"the artifact of model version {version.version} is missing from {registry_dir}.")
+        log.error("model version %s of project %s: no folder %s", version.version, version.project_id, directory)
+        raise ArtifactError(f"the artifact of model version {version.version} is missing from the model store.")
     if artifact_digest(directory) != version.artifact_digest:
-        raise InvalidInputError(f"the artifact of model version {version.version} does not match its digest.")
+        log.error("model version %s of project %s: %s does not match its digest", version.version,
+                  version.project_id, directory)  # fmt: skip
+        raise ArtifactError(f"the artifact of model version {version.version} does not match its digest.")
     return directory
 
 

@@ -16,7 +16,7 @@ long transaction keeps old row versions alive):
    ``rejected`` event records both scores.
 
 In the HTTP server this runs on the request's worker thread (the pool has
-``CROWDLOOP_THREADS``, 32 by default), so one long training takes one thread and no lock:
+``CROWDLOOP_THREADS``, 8 by default), so one long training takes one thread and no lock:
 the other requests go on being served. The services take a :data:`Runner` (``Api.run``
 in the server) that opens one unit of work per call, instead of a session.
 """
@@ -34,12 +34,12 @@ from sqlalchemy.orm import Session
 
 from crowdloop.config import Settings
 from crowdloop.crowd.projects import get_owned_project, get_project
-from crowdloop.errors import InvalidParameterError, NotFoundError, PermissionDeniedError
+from crowdloop.errors import ArtifactError, EmptyInputError, InvalidParameterError, NotFoundError, PermissionDeniedError
 from crowdloop.learning import registry
 from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
-from crowdloop.learning.models import SEARCHED, check_family, check_seed
-from crowdloop.learning.project_data import ID_COLUMN, ProjectData, load_project_data
+from crowdloop.learning.models import DEFAULTS, FAMILIES, SEARCHED, check_seed
+from crowdloop.learning.project_data import ID_COLUMN, ProjectData, gold_set, load_project_data
 from crowdloop.learning.search import tune
 from crowdloop.learning.torch_mlp import require_torch
 from crowdloop.learning.train import TrainedModel, train_model
@@ -67,8 +67,11 @@ class TrainOptions:
     targets: str = "labels"
 
     def check(self) -> None:
-        if self.family not in (None, "auto"):
-            check_family(self.family)
+        if self.family not in (None, "auto", *FAMILIES):
+            raise InvalidParameterError(
+                f"unknown model family {self.family!r}; choose one of {', '.join(FAMILIES)}, "
+                "or auto (a search over the scikit-learn families)."
+            )
         check_seed(self.random_state)
         if self.family == "torch_mlp":  # refused before any work, not after the data is read
             require_torch()
@@ -138,7 +141,10 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
     model.save(folder)
     export_onnx(model, folder)
     lineage = {**data.lineage, "gold_items": len(data.gold), "seconds": round(time.perf_counter() - started, 3)}
-    return Trained(folder, model.family, model.params, metrics, lineage, search, gold_items, data.gold, data.targets)
+    # every parameter the model was fitted with, defaults included, and how: a version says how to make it again
+    params = {**DEFAULTS[model.family], **model.params, "random_state": options.random_state}
+    params["targets"] = options.targets
+    return Trained(folder, model.family, params, metrics, lineage, search, gold_items, data.gold, data.targets)
 
 
 def _with_crowd_targets(data: ProjectData, featurizer: Featurizer, options: TrainOptions) -> ProjectData:
@@ -204,26 +210,41 @@ def record(session: Session, actor: User, project_id: int, trained: Trained, reg
 
 
 def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Path, trained: Trained) -> dict[str, Any]:
-    """Promote ``candidate`` when there is no production yet or it scores higher on the same gold."""
-    try:
-        production = registry.resolve_version(session, candidate.project_id, "production")
-    except NotFoundError:
-        production = None
-    mine = _score(trained.metrics)
-    theirs = None if production is None else _score(_rescore(registry_dir, production, trained))
-    promoted = theirs is None or mine > theirs
-    detail = {"candidate": candidate.version, "candidate_score": _named(mine), "production_score": _named(theirs)}
+    """Promote ``candidate`` when there is no production yet, when production's artifact is gone or
+    altered (it can serve nobody), or when the candidate scores higher on the same gold."""
+    production = _production(session, candidate.project_id)
+    mine: tuple[float, float] = _score(trained.metrics)
+    theirs: tuple[float, float] | None = None
+    broken: str | None = None
+    if production is not None:
+        try:
+            theirs = _score(_rescore(registry_dir, production, trained.gold_items, trained.gold))
+        except ArtifactError as error:
+            broken = error.detail
+    promoted = production is None or broken is not None or (theirs is not None and mine > theirs)
+    detail: dict[str, Any] = {"candidate": candidate.version, "candidate_score": _named(mine),
+                              "production_score": _named(theirs)}  # fmt: skip
     detail["production"] = None if production is None else production.version
+    if broken is not None:
+        detail["production_error"] = broken
     if promoted:
-        registry.set_alias(session, candidate, "production", "beats production on gold" if production else "first")
+        why = "first" if production is None else "production unusable" if broken else "beats production on gold"
+        registry.set_alias(session, candidate, "production", why)
     registry.record_event(session, candidate.project_id, candidate.id, "promoted" if promoted else "rejected", detail)
     return {"promoted": promoted, "comparison": detail}
 
 
-def _rescore(registry_dir: Path, production: ModelVersion, trained: Trained) -> dict[str, Any]:
-    """Production's scores on the very gold the candidate was just scored on (gold may have grown)."""
-    model = TrainedModel.load(registry.artifact_dir(registry_dir, production))
-    return evaluate(model, _with_fields(trained.gold_items, model.featurizer.spec), trained.gold)
+def _production(session: Session, project_id: int) -> ModelVersion | None:
+    try:
+        return registry.resolve_version(session, project_id, "production")
+    except NotFoundError:
+        return None
+
+
+def _rescore(registry_dir: Path, version: ModelVersion, gold_items: pd.DataFrame, gold: pd.Series) -> dict[str, Any]:
+    """A version's scores on the given gold (today's: it may have grown since the version was made)."""
+    model = TrainedModel.load(registry.artifact_dir(registry_dir, version))
+    return evaluate(model, _with_fields(gold_items, model.featurizer.spec), gold)
 
 
 def _score(metrics: dict[str, Any]) -> tuple[float, float]:
@@ -234,14 +255,42 @@ def _named(score: tuple[float, float] | None) -> dict[str, float] | None:
     return None if score is None else {"accuracy": score[0], "macro_f1": score[1]}
 
 
-def promote(session: Session, actor: User, project_id: int, ref: str, reason: str) -> dict[str, Any]:
-    """Point ``production`` at a version by hand (the owner's decision, kept with its reason)."""
-    get_owned_project(session, actor, project_id, lock=True)
+def promote(
+    session: Session, actor: User, project_id: int, ref: str, reason: str, registry_dir: Path
+) -> dict[str, Any]:
+    """Point ``production`` at a version by hand: the owner's decision, kept with its reason and both
+    versions' scores on today's gold, so a step down is on record. A version whose artifact is gone
+    or altered is refused (devices could not load it); the version already in production is left
+    as it is (``changed`` false, no event)."""
+    project = get_owned_project(session, actor, project_id, lock=True)
     version = registry.resolve_version(session, project_id, ref)
+    registry.artifact_dir(registry_dir, version)
+    current = _production(session, project_id)
+    if current is not None and current.id == version.id:
+        return {**version_out(session, version), "changed": False, "comparison": None}
+    detail = {"candidate": version.version, "manual": True, "reason": reason, "by": actor.id,
+              "production": None if current is None else current.version}  # fmt: skip
+    detail |= _scores_on_gold(session, project, registry_dir, version, current)
     registry.set_alias(session, version, "production", reason)
-    detail = {"candidate": version.version, "manual": True, "reason": reason, "by": actor.id}
     registry.record_event(session, project_id, version.id, "promoted", detail)
-    return version_out(session, version)
+    return {**version_out(session, version), "changed": True, "comparison": detail}
+
+
+def _scores_on_gold(
+    session: Session, project: Any, registry_dir: Path, version: ModelVersion, current: ModelVersion | None
+) -> dict[str, Any]:
+    """Both versions' accuracy and macro-F1 on the project's gold today (an unusable one: its error)."""
+    try:
+        gold_items, gold = gold_set(session, project.id, list(project.labels))
+    except EmptyInputError as error:
+        return {"scores": error.detail}
+    out: dict[str, Any] = {"candidate_score": _named(_score(_rescore(registry_dir, version, gold_items, gold)))}
+    if current is not None:
+        try:
+            out["production_score"] = _named(_score(_rescore(registry_dir, current, gold_items, gold)))
+        except ArtifactError as error:
+            out["production_error"] = error.detail
+    return out
 
 
 def list_models(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
@@ -249,11 +298,14 @@ def list_models(session: Session, actor: User, project_id: int) -> list[dict[str
     return [version_out(session, v) for v in registry.list_versions(session, project_id)]
 
 
-def model_events(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
+def model_events(
+    session: Session, actor: User, project_id: int, limit: int = 200, before: int | None = None
+) -> list[dict[str, Any]]:
+    """The latest ``limit`` events, oldest first; ``before`` (an event id) pages back further."""
     get_owned_project(session, actor, project_id)
     return [
         {"id": e.id, "version_id": e.version_id, "kind": e.kind, "detail": e.detail, "at": e.created_at.isoformat()}
-        for e in registry.events(session, project_id)
+        for e in registry.events(session, project_id, limit, before)
     ]
 
 

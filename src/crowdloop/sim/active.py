@@ -111,6 +111,7 @@ class ActiveLearning(Policy):
         self.model: TrainedModel | None = None
         self.probas: np.ndarray | None = None
         self.worker_probas: np.ndarray | None = None
+        self._learned: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=np.int64), np.zeros((0, n_classes)))
         self.priority = self.rng.random(n_tasks)
         self.touched = np.zeros(n_tasks, dtype=bool)
         self.retrains = 0
@@ -164,19 +165,23 @@ class ActiveLearning(Policy):
             self.model = fit_model(self.run_featurizer, self.features[rows], targets, self.family, self.params,
                                    self._seed)  # fmt: skip
         self.probas = full_probas(self.model.estimator, self.features, self.n_classes)
+        self._learned = rows, posteriors[rows]
         if self.model_worker:
-            self.worker_probas = self._worker_probas(rows, posteriors[rows])
+            self.worker_probas = self.held_out_probas()
         self.priority = self._priorities()
         self.touched[:] = False
         self.retrains += 1
         if self.on_retrain is not None:
             self.on_retrain(len(self._tasks), self.model)
 
-    def _worker_probas(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
-        """The model's answers as a worker: out-of-fold on the items it trained on (``rows``), its
-        own predictions elsewhere; None (no model answers this round) while some fold cannot be
-        trained, e.g. a class seen on one item only."""
-        assert self.probas is not None
+    def held_out_probas(self) -> np.ndarray | None:
+        """Every item's probabilities from a model that did not learn from it: out of fold on the
+        items the current model was trained on, its own predictions elsewhere. What the model
+        answers as a worker and what its accuracy is measured on; None while some fold cannot be
+        trained (a class seen on one item only) or before the first model."""
+        if self.probas is None:
+            return None
+        rows, targets = self._learned
         try:
             held_out = out_of_fold_probas(self.features[rows], targets, self.family, self.params, 3, self._seed)
         except InvalidInputError:
@@ -208,28 +213,32 @@ class ActiveLearning(Policy):
     def posteriors(self) -> np.ndarray:
         return self.soft_labels()
 
-    def report(self) -> dict[str, float]:
+    def report(self) -> dict[str, Any]:
         """The final model (retrained on every label bought) and its accuracy against ``evaluation``."""
         if self._trained_at != len(self._tasks):
             self.retrain()
-        out: dict[str, float] = {"model_retrains": float(self.retrains)}
+        out: dict[str, Any] = {"model_retrains": self.retrains}
         if self.evaluation is not None and self.classes is not None:
             out |= self.model_accuracy(self.evaluation, self.classes)
         return out
 
-    def model_accuracy(self, truth: pd.Series, classes: Sequence[Hashable]) -> dict[str, float]:
-        """Share of the items with a true label (``truth``: task -> label) the model gets right."""
+    def model_accuracy(self, truth: pd.Series, classes: Sequence[Hashable]) -> dict[str, Any]:
+        """Share of the items with a true label (``truth``: task -> label) the model gets right, each
+        judged by a model that did not learn from it (:meth:`held_out_probas`): on the items it was
+        trained on its own predictions echo the crowd's labels (on rte, margin sampling with 5,000
+        labels: 0.92 so, 0.56 out of fold)."""
         assert self.items is not None
         codes = {label: i for i, label in enumerate(classes)}
         wanted = truth.reindex(self.items.index)
         known = np.flatnonzero(wanted.notna().to_numpy())
         if known.size == 0:
             return {}
-        if self.probas is None:
-            return {"model_accuracy": float("nan"), "model_items_evaluated": float(known.size)}
+        probas = self.held_out_probas()
+        if probas is None:
+            return {"model_accuracy": float("nan"), "model_items_evaluated": int(known.size)}
         expected = np.array([codes.get(v, -1) for v in wanted.iloc[known]])
-        right = self.probas[known].argmax(axis=1) == expected
-        return {"model_accuracy": float(right.mean()), "model_items_evaluated": float(known.size)}
+        right = probas[known].argmax(axis=1) == expected
+        return {"model_accuracy": float(right.mean()), "model_items_evaluated": int(known.size)}
 
     def project_spec(self) -> dict[str, Any]:
         """The overlap bounds only: the platform's assignment engine, not this model, would pick items

@@ -35,7 +35,7 @@ class SimulationResult:
     confidence: pd.Series
     tasks: pd.Index
     control: pd.Index = field(default_factory=lambda: pd.Index([]))
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_tasks(self) -> int:

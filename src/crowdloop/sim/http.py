@@ -173,7 +173,8 @@ def _collect(
     confidence = pd.Series(labels.get("confidence", pd.Series(dtype=float)).to_numpy(), index=index)
     control = gold.index.intersection(pd.Index(crowd.tasks)) if gold is not None else pd.Index([])
     tasks = pd.Index(crowd.tasks, name="task")
-    extra = {"server_answers": float(submitted), "spent": float(requester.status(project_id).get("spent") or 0.0)}
+    spent = float(requester.status(project_id).get("spent") or 0.0)
+    extra = {"server_project": project_id, "server_answers": int(submitted), "spent": spent}
     return SimulationResult(policy.name, answers, values, confidence, tasks, control, extra)
 
 

@@ -79,7 +79,7 @@ class Policy(ABC):
     def posteriors(self) -> np.ndarray:
         """Final (T, K) label distribution; rows of tasks without answers are NaN."""
 
-    def report(self) -> dict[str, float]:
+    def report(self) -> dict[str, Any]:
         """Numbers beyond labels and cost that the policy computes (none by default)."""
         return {}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,8 +58,13 @@ def list_models(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
 
 
 @router.get("/projects/{project_id}/models/events")
-def model_events(project_id: int, api: ApiDep) -> list[dict[str, Any]]:
-    return api.run(lambda session, user: service.model_events(session, user, project_id))
+def model_events(
+    project_id: int,
+    api: ApiDep,
+    limit: int = Query(200, ge=1, le=10_000, description="the latest this many events, oldest first"),
+    before: int | None = Query(None, ge=1, description="only events before this event id (the page before)"),
+) -> list[dict[str, Any]]:
+    return api.run(lambda session, user: service.model_events(session, user, project_id, limit, before))
 
 
 @router.get("/projects/{project_id}/models/{ref}")
@@ -81,7 +86,8 @@ def model_artifact(project_id: int, ref: str, api: ApiDep) -> StreamingResponse:
 
 @router.post("/projects/{project_id}/models/{ref}/promote")
 def promote(project_id: int, ref: str, body: PromoteIn, api: ApiDep) -> dict[str, Any]:
-    return api.run(lambda session, user: service.promote(session, user, project_id, ref, body.reason))
+    root = service.models_root(api.settings)
+    return api.run(lambda session, user: service.promote(session, user, project_id, ref, body.reason, root))
 
 
 @router.post("/projects/{project_id}/priorities")
