@@ -141,3 +141,17 @@ def test_a_bug_is_a_json_500_and_the_connection_stays_usable(failing_server):
         time.sleep(0.2)  # time for a close to arrive, were there one
         second = http.get("/fine")
         assert second.json() == {"fine": True} and _local_port(second) == port  # the same connection
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(server, owned):
+    """Only the headers are sent, announcing 200 MB (over CROWDLOOP_MAX_UPLOAD_MB's 100): the answer
+    comes at once, so the server never waited for, or held, the body."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (f"POST {API}/projects/{owned['id']}/models/train HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {owned['token']}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 200000000\r\n\r\n")  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '"error":"PayloadTooLargeError"' in answer and "over the 100 MB limit" in answer

@@ -33,6 +33,15 @@ def test_health_and_openapi(server):
 
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "/api/v1/projects/{project_id}/tasks/next" in spec["paths"]
+    # the schema tells the truth: a bearer token, and errors as {error, detail} (422 included)
+    assert (
+        spec["security"] == [{"bearer": []}] and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    )
+    train = spec["paths"]["/api/v1/projects/{project_id}/models/train"]["post"]["responses"]
+    assert train["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    assert {"401", "403", "404"} <= set(train) and "HTTPValidationError" not in spec["components"]["schemas"]
+    artifact = spec["paths"]["/api/v1/projects/{project_id}/models/{ref}/artifact"]["get"]["responses"]["200"]
+    assert list(artifact["content"]) == ["application/gzip"]
 
 
 def test_an_idle_connection_outlives_the_clients_keep_alive(server):

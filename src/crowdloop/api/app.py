@@ -12,7 +12,9 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -59,11 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
         sys.setswitchinterval(switch_interval)
 
-    app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan)
+    app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan,
+                  responses=ERROR_RESPONSES)  # fmt: skip
+    app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
     app.state.aggregations = AggregationProcess(settings.database_url)
-    _error_handlers(app)
+    _error_handlers(app, settings)
     _monitoring(app, settings)
     for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
@@ -96,7 +100,7 @@ def _transient(error: DBAPIError) -> bool:
     return code in TRANSIENT_SQLSTATES or "database is locked" in str(error.orig)
 
 
-def _error_handlers(app: FastAPI) -> None:
+def _error_handlers(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(CrowdloopError)
     async def crowdloop_error(_request: Request, error: CrowdloopError) -> JSONResponse:
         return JSONResponse(error.to_dict(), status_code=error.status_code)
@@ -129,7 +133,37 @@ def _error_handlers(app: FastAPI) -> None:
         detail = f"no route {request.method} {request.url.path}" if error.status_code in (404, 405) else error.detail
         return JSONResponse({"error": name, "detail": detail}, status_code=error.status_code, headers=error.headers)
 
-    app.add_middleware(InternalErrors)
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 2**20) + MULTIPART_SLACK)
+    app.add_middleware(InternalErrors)  # added last, so outermost: it sees what BodyLimit lets through
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: the kind (a crowdloop error class name) and a sentence."""
+
+    error: str
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": what}
+    for status, what in ((401, "no token, or a wrong one"), (403, "the caller's role may not do this"),
+                         (404, "no such object, or one the caller may not see"),
+                         (409, "the object's state forbids it"), (413, "the request is over the size limit"),
+                         (422, "the request is not valid: the detail says what is wrong"))
+}  # fmt: skip
+"""Documented on every route (the 422 replaces FastAPI's own shape, which this API never sends)."""
+
+
+def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, once, with the bearer token every route but health asks for."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (cl_...)"}
+        }
+        schema["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 OUT_OF_RANGE = InvalidInputError("a number in the request is out of range (ids and counts are at most 2**63 - 1).")
@@ -137,6 +171,52 @@ OUT_OF_RANGE = InvalidInputError("a number in the request is out of range (ids a
 HTTP_ERROR_NAMES = {404: "NotFoundError", 405: "MethodNotAllowedError", 413: "PayloadTooLargeError"}
 
 log = logging.getLogger(__name__)
+
+
+MULTIPART_SLACK = 2**20
+"""Bytes a multipart upload adds around its file: the upload route itself checks the file's size."""
+
+
+class _TooLargeError(Exception):
+    """Raised by :class:`BodyLimit`'s receive once a chunked body passes the limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` (``CROWDLOOP_MAX_UPLOAD_MB``) is refused
+    with a 413 before it is read whole, by its Content-Length or, when it is sent in chunks, as
+    soon as it passes the limit. Without it a JSON body of any size was read into memory first."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLargeError
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _TooLargeError:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        limit = (self.max_bytes - MULTIPART_SLACK) // 2**20
+        detail = f"the request is over the {limit} MB limit; nothing was stored."
+        body = {"error": "PayloadTooLargeError", "detail": detail}
+        await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
 class InternalErrors:

@@ -72,7 +72,16 @@ def get_model(project_id: int, ref: str, api: ApiDep) -> dict[str, Any]:
     return api.run(lambda session, user: service.get_model(session, user, project_id, ref))
 
 
-@router.get("/projects/{project_id}/models/{ref}/artifact")
+ARTIFACT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/gzip": {}},
+        "description": "the version's files as a tar.gz, with its "
+        "X-Crowdloop-Version and X-Crowdloop-Digest (SHA-256 over the extracted folder) headers",
+    }
+}
+
+
+@router.get("/projects/{project_id}/models/{ref}/artifact", response_class=StreamingResponse, responses=ARTIFACT)
 def model_artifact(project_id: int, ref: str, api: ApiDep) -> StreamingResponse:
     root = service.models_root(api.settings)
     folder, meta = api.run(lambda session, user: service.model_artifact(session, user, project_id, ref, root))
