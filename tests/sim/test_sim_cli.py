@@ -84,3 +84,20 @@ def test_simulate_json_is_strict_json_and_counts_are_integers(tmp_path):
     table = _simulate("--answers", answers, "--gold", gold, "--budget", "50")
     unlabeled = 177 - summary["items_labeled"]
     assert f"{unlabeled} items got no label (budget) and count as wrong" in table.stdout
+
+
+def test_simulate_a_bundled_data_set_by_name(tmp_path):
+    by_name = _simulate("--dataset", "wsd", "--policy", "fixed", "--overlap", "3", "--json")
+    answers, gold = _files(tmp_path)
+    by_files = _simulate("--answers", answers, "--gold", gold, "--policy", "fixed", "--overlap", "3", "--json")
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout) == json.loads(by_files.stdout)  # the same crowd, the same replay
+    both = _simulate("--dataset", "wsd", "--answers", answers, "--gold", gold)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_simulate_refuses_a_crowd_with_one_label(tmp_path):
+    pd.DataFrame({"task": [1, 2], "worker": ["a", "b"], "label": ["x", "x"]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"task": [1, 2], "label": ["x", "x"]}).to_csv(tmp_path / "g.csv", index=False)
+    done = _simulate("--answers", str(tmp_path / "a.csv"), "--gold", str(tmp_path / "g.csv"))
+    assert done.returncode == 2 and "every answer is 'x'" in done.stderr

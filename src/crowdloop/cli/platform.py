@@ -124,6 +124,8 @@ def token_command(name: str, database_url: str | None) -> None:
 def _client(url: str | None, token: str | None) -> Client:
     settings = Settings()
     secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
+    if not secret:
+        raise click.UsageError("this command needs an API token: --token or CROWDLOOP_API_TOKEN.")
     return Client(url or settings.api_url, secret)
 
 

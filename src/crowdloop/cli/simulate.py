@@ -13,6 +13,7 @@ from rich.table import Table
 
 from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.config import Settings
+from crowdloop.datasets import load_dataset
 from crowdloop.errors import InvalidInputError, MissingColumnsError
 from crowdloop.io import read_gold, read_table
 from crowdloop.learning import FAMILIES, STRATEGIES
@@ -49,25 +50,29 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
 
 
 @cli.command("simulate")
-@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--answers", "answers_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Recorded answers to replay: task, worker, label (optional seconds).")  # fmt: skip
-@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--gold", "gold_path", type=click.Path(dir_okay=False, path_type=Path),
               help="True labels: task, label.")  # fmt: skip
+@click.option("--dataset", help="A bundled data set (answers, gold and items) instead of the files.")
 @click.option("--items", "items_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Item table (column task or id), for policies that read the items.")  # fmt: skip
 @click.option("--policy", type=click.Choice(["fixed", "dynamic", "active"]), default="dynamic", show_default=True)
-@click.option("--overlap", default=5, show_default=True, help="fixed: answers per item.")
+@click.option("--overlap", default=5, show_default=True, type=click.IntRange(min=1), help="fixed: answers per item.")
 @click.option("--aggregator", default="majority_vote", show_default=True, type=click.Choice(list(CATEGORICAL_METHODS)),
               help="fixed: how labels are inferred.")  # fmt: skip
-@click.option("--confidence-target", default=0.95, show_default=True, help="dynamic: stop at this posterior.")
-@click.option("--min-overlap", default=1, show_default=True, help="dynamic: answers before the rule may stop.")
-@click.option("--max-overlap", default=10, show_default=True, help="dynamic, active: answers at most.")
+@click.option("--confidence-target", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0, min_open=True),
+              help="dynamic: stop at this posterior.")  # fmt: skip
+@click.option("--min-overlap", default=1, show_default=True, type=click.IntRange(min=1),
+              help="dynamic: answers before the rule may stop.")  # fmt: skip
+@click.option("--max-overlap", default=10, show_default=True, type=click.IntRange(min=1),
+              help="dynamic, active: answers at most.")  # fmt: skip
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=ActiveLearning.strategy, show_default=True,
               help="active: how the next items are chosen.")  # fmt: skip
-@click.option("--retrain-every", default=ActiveLearning.retrain_every, show_default=True,
+@click.option("--retrain-every", default=ActiveLearning.retrain_every, show_default=True, type=click.IntRange(min=1),
               help="active: retrain the model after this many labels.")  # fmt: skip
-@click.option("--model", default=ActiveLearning.family, show_default=True, type=click.Choice(FAMILIES),
-              help="active: model family.")  # fmt: skip
+@click.option("--family", "--model", "model", default=ActiveLearning.family, show_default=True,
+              type=click.Choice(FAMILIES), help="active: model family (as crowdloop train's --family).")  # fmt: skip
 @click.option("--targets", type=click.Choice(["labels", "crowd"]), default=ActiveLearning.targets, show_default=True,
               help="active: the model learns from Dawid-Skene labels or from the answers (crowd model).")  # fmt: skip
 @click.option("--budget", type=click.IntRange(min=1),
@@ -79,8 +84,9 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
 @click.option("--token", help="With --url: an admin token (default: CROWDLOOP_API_TOKEN).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 def simulate_command(
-    answers_path: Path,
-    gold_path: Path,
+    answers_path: Path | None,
+    gold_path: Path | None,
+    dataset: str | None,
     items_path: Path | None,
     policy: str,
     overlap: int,
@@ -100,11 +106,13 @@ def simulate_command(
     as_json: bool,
 ) -> None:
     """Replay a recorded crowd under one policy: labels bought, labels per item, accuracy, cost."""
-    crowd = ReplayedCrowd(read_table(answers_path))
-    gold = _checked_gold(read_gold(gold_path), crowd, gold_path)
-    items = _read_items(items_path)
+    answers, gold, items, source = _inputs(answers_path, gold_path, dataset, items_path)
+    crowd = ReplayedCrowd(answers)
+    if len(crowd.labels) < 2:
+        raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
+    gold = _checked_gold(gold, crowd, source)
     if items is not None:
-        _check_items(items, crowd, items_path)
+        _check_items(items, crowd, source)
     if policy == "active":
         options = {
             "strategy": strategy,
@@ -126,7 +134,22 @@ def simulate_command(
     _print(result.summary(gold, price), as_json)
 
 
-def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path) -> pd.Series:
+def _inputs(
+    answers: Path | None, gold: Path | None, dataset: str | None, items: Path | None
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame | None, str]:
+    """Answers, gold, items (or None) and where they came from: the files, or a bundled data set."""
+    if dataset is not None:
+        if answers is not None or gold is not None:
+            raise click.UsageError("give --dataset or --answers and --gold, not both.")
+        data = load_dataset(dataset)
+        bundled = None if data.items is None else _indexed(data.items, dataset)
+        return data.answers, data.gold, _read_items(items) if items is not None else bundled, dataset
+    if answers is None or gold is None:
+        raise click.UsageError("give --answers and --gold (files), or --dataset NAME (see crowdloop datasets).")
+    return read_table(answers), read_gold(gold), _read_items(items), str(gold)
+
+
+def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path | str) -> pd.Series:
     """The gold labels as the answers write them; an error if they share no task with the answers or
     name a label nobody answered (the accuracy would then be nonsense, not a number to read)."""
     names = {str(label): label for label in crowd.labels}
@@ -141,7 +164,7 @@ def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path) -> pd.Serie
     return gold.loc[common].map(lambda label: names[str(label)])
 
 
-def _check_items(items: pd.DataFrame, crowd: ReplayedCrowd, path: Path | None) -> None:
+def _check_items(items: pd.DataFrame, crowd: ReplayedCrowd, path: Path | str) -> None:
     """Every task of the answers has its item (the model would otherwise learn from empty text)."""
     missing = pd.Index(crowd.tasks).difference(items.index)
     if len(missing):
@@ -160,12 +183,13 @@ def _admin_token(token: str | None) -> str:
 
 
 def _read_items(path: Path | None) -> pd.DataFrame | None:
-    if path is None:
-        return None
-    frame = read_table(path)
+    return None if path is None else _indexed(read_table(path), path)
+
+
+def _indexed(frame: pd.DataFrame, source: Path | str) -> pd.DataFrame:
     key = "task" if "task" in frame.columns else "id" if "id" in frame.columns else None
     if key is None:
-        raise MissingColumnsError(f"{path}: items need a task (or id) column.")
+        raise MissingColumnsError(f"{source}: items need a task (or id) column.")
     return frame.set_index(key)
 
 
