@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # 95.3 with 4, PostgreSQL, benchmarks/platform_load.py); 8 leaves room for long trainings.
     threads: int = Field(default=8, ge=1, le=256, description="Worker threads (and database connections) per process.")
     max_upload_mb: float = Field(default=100.0, gt=0, description="Largest accepted item upload.")
+    max_trainings: int = Field(
+        default=2, ge=1, le=64, description="Models one process trains at once; a training past that is refused (503)."
+    )
     auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI and SDK talk to.")

@@ -155,3 +155,20 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server, owned):
         answer = sock.recv(65536).decode()
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert '"error":"PayloadTooLargeError"' in answer and "over the 100 MB limit" in answer
+
+
+def test_trainings_past_the_limit_are_refused_at_once_and_the_place_comes_back():
+    from crowdloop.api.deps import Api
+    from crowdloop.config import Settings
+    from crowdloop.errors import BusyError
+
+    api = Api(None, None, Settings(max_trainings=1), None, threading.BoundedSemaphore(1))  # type: ignore[arg-type]
+    refused = pytest.raises(BusyError, match=r"training 1 model\(s\) already \(CROWDLOOP_MAX_TRAININGS\)")
+    with api.training_slot(), refused, api.training_slot():
+        pass
+    with api.training_slot():  # released when the first training ended
+        pass
+    with pytest.raises(RuntimeError), api.training_slot():
+        raise RuntimeError("a training that fails gives its place back too")
+    with api.training_slot():
+        pass

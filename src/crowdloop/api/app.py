@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
+    app.state.training_slots = threading.BoundedSemaphore(settings.max_trainings)
     app.state.aggregations = AggregationProcess(settings.database_url)
     _error_handlers(app, settings)
     _monitoring(app, settings)

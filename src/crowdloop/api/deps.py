@@ -11,7 +11,9 @@ change that did not commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.config import Settings
 from crowdloop.crowd.auth import authenticate
+from crowdloop.errors import BusyError
 from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import User
 
@@ -34,6 +37,22 @@ class Api:
     read_factory: sessionmaker[Session]
     settings: Settings
     token: str | None
+    training_slots: threading.BoundedSemaphore
+
+    @contextmanager
+    def training_slot(self) -> Iterator[None]:
+        """One of the process's ``CROWDLOOP_MAX_TRAININGS`` places for a training, or a 503 at once: a
+        training takes a worker thread and a core for minutes, and past a few they would starve the
+        requests of the people labeling."""
+        if not self.training_slots.acquire(blocking=False):
+            raise BusyError(
+                f"this server is training {self.settings.max_trainings} model(s) already "
+                "(CROWDLOOP_MAX_TRAININGS); nothing was started, try again when one is done."
+            )
+        try:
+            yield
+        finally:
+            self.training_slots.release()
 
     def run(self, work: Callable[[Session, User], T]) -> T:
         """Authenticate and do ``work`` in one transaction, committed before returning."""
@@ -55,7 +74,7 @@ def _bearer(authorization: str | None) -> str | None:
 async def get_api(request: Request, authorization: Annotated[str | None, Header()] = None) -> Api:
     """Async on purpose: resolving it takes no worker thread and touches no database."""
     state = request.app.state
-    return Api(state.factory, state.read_factory, state.settings, _bearer(authorization))
+    return Api(state.factory, state.read_factory, state.settings, _bearer(authorization), state.training_slots)
 
 
 ApiDep = Annotated[Api, Depends(get_api)]

@@ -49,7 +49,8 @@ class PrioritiesIn(BaseModel):
 @router.post("/projects/{project_id}/models/train")
 def train(project_id: int, body: TrainIn, api: ApiDep) -> dict[str, Any]:
     options = service.TrainOptions(body.family, body.trials, body.timeout, body.random_state, body.targets)
-    return service.train_project(api.run, project_id, service.models_root(api.settings), options)
+    with api.training_slot():
+        return service.train_project(api.run, project_id, service.models_root(api.settings), options)
 
 
 @router.get("/projects/{project_id}/models")
