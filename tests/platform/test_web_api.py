@@ -177,29 +177,37 @@ def _answer_all(worker: Any, project: int) -> list[int]:
 
 
 def test_a_worker_closed_out_cannot_answer_the_task_they_hold_and_its_item_goes_to_others(server):
-    owner, project = _project(server, texts=2, max_overlap=1)
+    owner, project = _project(server, texts=3, max_overlap=1)
     _, outsider = server.user("outsider", "worker")
+    answered = outsider.next_task(project)
+    outsider.submit(answered["assignment_id"], "no")
     held = outsider.next_task(project)
     created, insider = server.user("insider", "worker")
     owner.update_project(project, open_to_all=False)
     owner.grant_access(project, int(created["id"]))
     with pytest.raises(PermissionDeniedError, match="no longer open to you; the answer was not recorded"):
         outsider.submit(held["assignment_id"], "yes")
+    with pytest.raises(PermissionDeniedError, match="no longer open to you; your answer stands"):
+        outsider.undo(answered["assignment_id"])  # which would have handed them a lease back
     assert held["item_id"] in _answer_all(insider, project)  # closing freed the lease's item at once
-    assert owner.status(project)["answers"] == 2  # the insider's two; none of the outsider's
+    assert owner.status(project)["answers"] == 3  # the outsider's first, then the insider's two
 
 
 def test_a_banned_worker_cannot_answer_the_tasks_fetched_ahead_and_they_go_to_others(server):
-    owner, project = _project(server, texts=3, max_overlap=1)
+    owner, project = _project(server, texts=4, max_overlap=1)
     row, worker = server.user("banned", "worker")
-    ahead = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
+    answered = worker.next_task(project)
+    worker.submit(answered["assignment_id"], "no")
+    ahead = worker.next_tasks(project, count=2)
     owner.ban(project, int(row["id"]), "copies answers")
     for task in ahead:
         with pytest.raises(PermissionDeniedError, match="banned from this project; the answer was not recorded"):
             worker.submit(task["assignment_id"], "yes")
+    with pytest.raises(PermissionDeniedError, match="banned from this project; your answer stands"):
+        worker.undo(answered["assignment_id"])  # which would have handed them a lease back
     _, fresh = server.user("fresh", "worker")
     assert len(_answer_all(fresh, project)) == 3  # both leases fetched ahead were released
-    assert owner.status(project)["answers"] == 3
+    assert owner.status(project)["answers"] == 4  # the banned worker's first answer stands
 
 
 def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(server):

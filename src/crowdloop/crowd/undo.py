@@ -3,7 +3,8 @@
 Everything the answer changed is reversed in the request's transaction: the item's counts,
 confidence and done state, the worker's answers, earnings, gold and speed counts, and the
 project's spend and answer counters. What already left the building stays: an
-``item.labeled`` webhook that the answer triggered, and a ban a rule imposed.
+``item.labeled`` webhook that the answer triggered, and a ban a rule imposed (a banned worker,
+or one the project was closed to, cannot undo at all: their answer stands).
 
 Training feedback is final: after a wrong gold answer was answered with the right label,
 undoing it would let the worker correct their gold record, so it is refused (the worker
@@ -19,9 +20,10 @@ from sqlalchemy.orm import Session
 from crowdloop.crowd.answers import item_posterior
 from crowdloop.crowd.assignment import own_assignment
 from crowdloop.crowd.prefetch import task_out
+from crowdloop.crowd.projects import access_granted
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
-from crowdloop.errors import ConflictError
+from crowdloop.errors import ConflictError, PermissionDeniedError
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User, utcnow
 
 
@@ -38,6 +40,7 @@ def undo_answer(session: Session, worker: User, assignment_id: int) -> TaskOut:
     if answer is None or project is None or item is None:
         raise ConflictError("the answer, project or item of this assignment is gone.")
     _check_undoable(project, item, answer)
+    _check_still_admitted(session, project, worker)
     _reverse(session, project, item, lease, answer)
     return task_out(session, project, lease)
 
@@ -48,6 +51,17 @@ def _check_undoable(project: Project, item: Item, answer: Answer) -> None:
     feedback_given = item.is_gold and answer.label != item.gold_label and project.rules.get("training_feedback", True)
     if feedback_given:
         raise ConflictError("this answer was already corrected by training feedback; it cannot be undone.")
+
+
+def _check_still_admitted(session: Session, project: Project, worker: User) -> None:
+    """A worker banned from the project, or shut out of it, keeps the answer they gave: undoing it
+    would hand them back a lease whose answer submit then refuses, and the item would wait for the
+    lease to run out before anyone else could answer it."""
+    standing = standing_row(session, project.id, worker.id)
+    if standing.banned:
+        raise PermissionDeniedError("you are banned from this project; your answer stands.")
+    if not project.open_to_all and not session.scalar(select(access_granted(project.id, worker.id))):
+        raise PermissionDeniedError(f"project {project.id} is no longer open to you; your answer stands.")
 
 
 def _reverse(session: Session, project: Project, item: Item, lease: Assignment, answer: Answer) -> None:
