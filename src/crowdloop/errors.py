@@ -20,8 +20,10 @@ any error in one place::
     ├── PermissionDeniedError           403  exit 5   token valid, action not allowed
     ├── NotFoundError                   404  exit 6   no such object (or not visible)
     ├── ConflictError                   409  exit 7   the state forbids the action
+    ├── ArtifactError                   500  exit 9   a stored model artifact is gone or altered
     └── BusyError                       503  exit 8   the database was busy (deadlock, lock
-                                                      timeout): retrying the same call is safe
+                                                      timeout), or the server is training all
+                                                      it may at once: retrying later is safe
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def test_without_torch_asking_for_it_says_how_to_install_it():
         ({"hidden": 0}, "'hidden' must be an int in [1, inf); got 0"),
         ({"dropout": 1.0}, "'dropout' must be a float in [0, 1); got 1.0"),
         ({"learning_rate": 0.0}, "'learning_rate' must be a float in (0, inf)"),
-        ({"epochs": 2.5}, "'epochs' must be an int"),
+        ({"epochs": 2.5}, "parameter 'epochs' must be a whole number; got 2.5"),
+        ({"hidden": "32"}, "parameter 'hidden' must be a whole number; got '32'"),
     ],
 )
 def test_a_bad_parameter_is_named_before_any_training(params, message):

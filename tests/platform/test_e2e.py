@@ -91,6 +91,12 @@ def test_import_cleans_validates_and_is_idempotent(server, tmp_path):
     items = requester.items(project["id"])
     assert len(items) == 5
     assert {i["data"]["text"] for i in items} >= {"The cat sat on the mat", "Café au lait"}
+    # a crowd data set's items.csv (the bundled ones too) names the id column "task": an id, not a field
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("task,text\nt1,a sentence of its own\n", encoding="utf-8")
+    assert requester.upload_items(project["id"], tasks)["created"] == 1
+    added = next(i for i in requester.items(project["id"], limit=1000) if i["external_id"] == "t1")
+    assert added["data"] == {"text": "a sentence of its own"}
     gold = [i for i in items if i["is_gold"]]
     assert gold and gold[0]["gold_label"] == "1"
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -129,8 +128,6 @@ def _error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        if not request.url.path.startswith("/api/"):  # the web pages keep FastAPI's own
-            return await http_exception_handler(request, error)
         name = HTTP_ERROR_NAMES.get(error.status_code, "HTTPError")
         detail = f"no route {request.method} {request.url.path}" if error.status_code in (404, 405) else error.detail
         return JSONResponse({"error": name, "detail": detail}, status_code=error.status_code, headers=error.headers)

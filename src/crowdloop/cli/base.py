@@ -7,7 +7,8 @@ from rich.console import Console
 
 from crowdloop import __version__
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
+"""Messages on stderr; long lines (URLs, paths) are not folded at 80 columns when it is a pipe."""
 
 PIPED_WIDTH = 200
 """Columns of a table written to a pipe or a file: at rich's default 80, cells were cut to ``candi…``."""

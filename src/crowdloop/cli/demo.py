@@ -77,7 +77,8 @@ def _table(result: DemoResult) -> Table:
     help="Rounds of crowd, train, deploy, feedback.",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port of the demo's server (default: a free one).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the sample of items, the replay order and the model.")  # fmt: skip
 @click.option(
     "--dataset", type=click.Choice(sorted(DEMO_SETS)), default="product", show_default=True,
     help="Bundled crowd to run on: product (Abt-Buy pairs) or rte (sentence pairs).",
@@ -115,4 +116,5 @@ def demo(root: Path | None, rounds: int, port: int | None, seed: int, dataset: s
     out = Console()
     Console(width=max(out.width, TABLE_WIDTH)).print(_table(result))
     click.echo(f"report: {path}")
-    click.echo(f"server database, models and edge state: {result.root}")
+    click.echo(f"rounds as JSON: {result.root / 'rounds.json'}")
+    click.echo(f"server database, models and edge state: {result.root} (README: Reopen the demo's server)")

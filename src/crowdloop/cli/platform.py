@@ -163,6 +163,7 @@ def create_project_command(url: str | None, token: str | None, **spec: Any) -> N
 @projects_group.command("list")
 @_api_options
 def list_projects_command(url: str | None, token: str | None) -> None:
+    """The projects the token may see (a requester: their own), with status and labels."""
     with _client(url, token) as client:
         _print_rows(client.projects(), ["id", "name", "status", "labels", "price"])
 
@@ -180,6 +181,7 @@ def status_command(project_id: int, url: str | None, token: str | None) -> None:
 @click.argument("project_id", type=int)
 @_api_options
 def start_command(project_id: int, url: str | None, token: str | None) -> None:
+    """Open the project to workers (status active)."""
     with _client(url, token) as client:
         _print_record(client.start(project_id))
 
@@ -188,6 +190,7 @@ def start_command(project_id: int, url: str | None, token: str | None) -> None:
 @click.argument("project_id", type=int)
 @_api_options
 def pause_command(project_id: int, url: str | None, token: str | None) -> None:
+    """Stop handing out tasks; answers to leases already held are still taken."""
     with _client(url, token) as client:
         _print_record(client.pause(project_id))
 
@@ -222,8 +225,8 @@ def items_group() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_api_options
 def import_command(project_id: int, file: Path, url: str | None, token: str | None) -> None:
-    """Import FILE (CSV/TSV: columns are item fields, plus optional id, gold_label, gold_explanation;
-    JSON Lines: {"data": {...}, ...}; Label Studio .json) and print the report."""
+    """Import FILE (CSV/TSV: columns are item fields, plus optional id (or task), gold_label,
+    gold_explanation, priority; JSON Lines: {"data": {...}, ...}; Label Studio .json) and print the report."""
     with _client(url, token) as client:
         report = client.upload_items(project_id, file)
     rejected = report.pop("rejected")
@@ -249,8 +252,13 @@ def export_command(project_id: int, what: str, fmt: str, out: Path, url: str | N
 def _print_record(record: dict[str, Any]) -> None:
     table = Table(show_header=False)
     for key, value in record.items():
-        table.add_row(str(key), json.dumps(value) if isinstance(value, list | dict) else str(value))
+        table.add_row(str(key), _cell(value))
     stdout_console().print(table)
+
+
+def _cell(value: Any) -> str:
+    """A value as a table shows it: lists and objects as JSON, the same in every command."""
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -258,5 +266,5 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row.get(column)) for column in columns))
+        table.add_row(*(_cell(row.get(column)) for column in columns))
     stdout_console().print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,7 @@ def aggregate_command(
     worker_col: str,
     label_col: str,
 ) -> None:
-    """Infer true labels from crowd ANSWERS (CSV, JSON Lines or Parquet: task, worker, label)."""
+    """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
     if engine != "local":
         _aggregate_scaled(
             answers, method, out, engine, master, {task_col: "task", worker_col: "worker", label_col: "label"}
@@ -167,8 +168,13 @@ def methods_command() -> None:
     table.add_column("model")
     for name, cls in METHODS.items():
         kind = "categorical" if name in CATEGORICAL_METHODS else "numeric"
-        table.add_row(name, kind, (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, kind, _plain((cls.__doc__ or "").strip().splitlines()[0]))
     stdout_console().print(table)
+
+
+def _plain(text: str) -> str:
+    """A docstring line without its Sphinx roles: ``:math:`s_w``` reads ``s_w`` on a terminal."""
+    return re.sub(r":\w+:`([^`]*)`", r"\1", text).replace("``", "")
 
 
 @cli.command("datasets")

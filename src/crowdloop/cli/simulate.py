@@ -21,6 +21,7 @@ from crowdloop.learning.models import MAX_SEED
 from crowdloop.quality import CATEGORICAL_METHODS
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
 from crowdloop.sim.active import ActiveLearning
+from crowdloop.sim.driver import items_by_task
 
 ROWS = [
     ("labels_bought", "labels bought"),
@@ -112,7 +113,7 @@ def simulate_command(
         raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
     gold = _checked_gold(gold, crowd, source)
     if items is not None:
-        _check_items(items, crowd, source)
+        items = items_by_task(items, crowd.tasks)  # refused now, not after the run, if a task has none
     if policy == "active":
         options = {
             "strategy": strategy,
@@ -162,16 +163,6 @@ def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path | str) -> pd
             f"{path}: gold label(s) {unknown[:5]} are not among the answers' labels {sorted(names)}."
         )
     return gold.loc[common].map(lambda label: names[str(label)])
-
-
-def _check_items(items: pd.DataFrame, crowd: ReplayedCrowd, path: Path | str) -> None:
-    """Every task of the answers has its item (the model would otherwise learn from empty text)."""
-    missing = pd.Index(crowd.tasks).difference(items.index)
-    if len(missing):
-        raise InvalidInputError(
-            f"{path}: the items lack {len(missing)} of the answers' {len(crowd.tasks)} tasks "
-            f"(first: {', '.join(map(str, missing[:5]))})."
-        )
 
 
 def _admin_token(token: str | None) -> str:

@@ -24,7 +24,9 @@ from crowdloop.crowd.schemas import ImportReport, ItemIn, RejectedRow
 from crowdloop.errors import DataFileError
 from crowdloop.storage.models import Item, Project, User, utcnow
 
-RESERVED_COLUMNS = ("id", "external_id", "gold_label", "gold_explanation", "priority")
+RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
+"""Columns of a flat file that set up the item rather than hold its content: ``external_id``, or
+``id`` or ``task`` (what crowd data sets call it, the bundled ones included), is the item's own id."""
 BATCH = 5_000
 
 
@@ -65,7 +67,7 @@ def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
     """A flat CSV row: reserved columns become item settings, the rest its data."""
     data = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
     item: dict[str, Any] = {"data": data}
-    external = row.get("external_id") or row.get("id")
+    external = row.get("external_id") or row.get("id") or row.get("task")
     if external:
         item["external_id"] = str(external)
     for key in ("gold_label", "gold_explanation"):

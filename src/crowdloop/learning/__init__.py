@@ -76,6 +76,11 @@ _LAZY = {
 }
 
 
+def __dir__() -> list[str]:
+    """The public names too (they are imported on first use), for tab completion in a notebook."""
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> Any:
     """Import on first use (PEP 562): the edge runtime imports the numpy featurizer modules of this
     package without pulling in pandas, scipy and scikit-learn. (No submodule may share a name

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import InvalidParameterError
+from crowdloop.errors import InvalidInputError, InvalidParameterError
+from crowdloop.learning.features import shown
 from crowdloop.quality._data import check_answers
 
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "activelab")
@@ -52,7 +53,13 @@ def informativeness(
     random_state: int = 0,
 ) -> pd.Series:
     """Score in [0, 1] of every task in ``probas`` (higher = more useful to label next)."""
-    p = np.clip(probas.to_numpy(dtype=np.float64), 0.0, 1.0)
+    p = probas.to_numpy(dtype=np.float64)
+    if not np.isfinite(p).all():
+        bad = probas.index[~np.isfinite(p).all(axis=1)]
+        raise InvalidInputError(
+            f"probabilities of {len(bad)} task(s) are missing or infinite (first: {shown(bad[0])})."
+        )
+    p = np.clip(p, 0.0, 1.0)
     if strategy == "random":
         values = np.random.default_rng(random_state).random(len(p))
     elif strategy == "least_confidence":
@@ -189,12 +196,15 @@ def select(
 
     The ``batch_size`` items chosen get priorities above 1, in pick order; every other
     item keeps its informativeness in [0, 1]. ``features`` (rows aligned with ``probas``,
-    dense or scipy sparse) make the batch diverse; without them it is the top scores.
+    dense or scipy sparse) make the batch diverse, for every strategy but ``random``; without
+    them it is the top scores.
     """
     if batch_size < 1 or diversity < 0 or pool_factor < 1:
         raise InvalidParameterError(
             f"need batch_size >= 1, diversity >= 0, pool_factor >= 1; got {batch_size}, {diversity}, {pool_factor}."
         )
+    if features is not None and features.shape[0] != len(probas):
+        raise InvalidInputError(f"features have {features.shape[0]} rows for {len(probas)} tasks; give one row each.")
     scores = informativeness(strategy, probas, answers, random_state).to_numpy()
     if features is not None and diversity > 0 and strategy != "random":
         batch = _diverse(scores, features, batch_size, batch_size * pool_factor, diversity)

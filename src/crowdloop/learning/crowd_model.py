@@ -29,8 +29,8 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import InvalidParameterError, NotFittedError
-from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column
+from crowdloop.errors import InvalidInputError, InvalidParameterError, NotFittedError
+from crowdloop.learning.features import FeatureSpec, Featurizer, Items, item_ids, shown
 from crowdloop.learning.models import check_family
 from crowdloop.learning.train import TrainedModel, fit_model, out_of_fold_probas
 from crowdloop.quality import get_aggregator
@@ -102,7 +102,7 @@ class CrowdModel:
         """Learn from items (features) and raw answers; items without answers are not trained on."""
         self._check()
         featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
-        ids = column(items, featurizer.spec.id_column)
+        ids = item_ids(items, featurizer.spec.id_column)
         return self.fit_features(featurizer, featurizer.transform(items), ids, answers)
 
     def fit_features(self, featurizer: Featurizer, X: Any, ids: Any, answers: pd.DataFrame) -> Self:
@@ -110,7 +110,14 @@ class CrowdModel:
         for callers that refit often on the same items (an active-learning loop)."""
         self._check()
         answers = check_answers(answers)
-        answers = answers[answers["task"].isin(ids)]
+        known = answers["task"].isin(ids)
+        if not known.any():
+            first_answer, first_item = answers["task"].iloc[0], next(iter(ids))
+            raise InvalidInputError(
+                f"none of the answers' tasks is an item's id: answers name e.g. {shown(first_answer)} "
+                f"({type(first_answer).__name__}), the items e.g. {shown(first_item)} ({type(first_item).__name__})."
+            )
+        answers = answers[known]  # answers on other tasks have no features to learn from
         data = encode_answers(answers)
         X = X[pd.Index(ids).get_indexer(data.tasks)]
         q = self._initial(answers, data)

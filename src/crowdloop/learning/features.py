@@ -56,8 +56,29 @@ def columns_of(items: Items) -> list[str]:
 def column(items: Items, name: str) -> list[Any]:
     """One field of every item, as a list."""
     if hasattr(items, "columns"):
+        if name not in items.columns:
+            raise MissingColumnsError(f"items have no {name!r} column; they have {columns_of(items)}.")
         return list(items[name].tolist())
     return [record.get(name) for record in items]
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: ``1007``, ``'t1'``, not ``np.int64(1007)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def item_ids(items: Items, id_column: str) -> Any:
+    """The items' ids (a pandas Index): the ``id_column`` of each, all present and each once."""
+    import pandas as pd
+
+    if hasattr(items, "columns") and id_column not in items.columns:
+        raise MissingColumnsError(f"items have no id column {id_column!r}; they have {columns_of(items)}.")
+    ids = pd.Index(column(items, id_column))
+    if ids.hasnans:
+        raise InvalidInputError(f"{int(ids.isna().sum())} item(s) have no {id_column!r}.")
+    if ids.has_duplicates:
+        raise InvalidInputError(f"{id_column} {shown(ids[ids.duplicated()][0])} names more than one item; one each.")
+    return ids
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,13 @@ class FeatureSpec:
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     id_column: str = "task"
+
+    def __post_init__(self) -> None:
+        for kind in ("text", "numeric", "categorical"):  # text="title" means one field, not five letters
+            value = getattr(self, kind)
+            object.__setattr__(self, kind, (value,) if isinstance(value, str) else tuple(value))
+        pairs = (self.pair,) if len(self.pair) == 2 and all(isinstance(p, str) for p in self.pair) else self.pair
+        object.__setattr__(self, "pair", tuple(tuple(p) for p in pairs))
 
     @property
     def fields(self) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import EmptyInputError
+from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError
 from crowdloop.learning.features import Items, column
 from crowdloop.quality._data import gold_series
 
@@ -74,7 +74,11 @@ def evaluate_probas(probas: pd.DataFrame, gold: Any, bins: int = 15) -> dict[str
     Macro-F1 averages over the classes that are in the gold or predicted (as scikit-learn's
     ``f1_score`` does): a class the model predicts that no gold item has scores 0.
     """
+    if bins < 1:
+        raise InvalidParameterError(f"bins must be at least 1; got {bins}.")
     rows, truth, classes = _gold_codes(probas, gold)
+    if not np.isfinite(probas.to_numpy(dtype=np.float64)[rows]).all():
+        raise InvalidInputError("some gold task's probabilities are missing or infinite.")
     p = np.zeros((len(rows), len(classes)))
     p[:, : probas.shape[1]] = probas.to_numpy(dtype=np.float64)[rows]
     predicted = p.argmax(axis=1)
@@ -92,7 +96,14 @@ def evaluate_probas(probas: pd.DataFrame, gold: Any, bins: int = 15) -> dict[str
 
 
 def evaluate(model: Any, items: Items, gold: Any, bins: int = 15) -> dict[str, Any]:
-    """:func:`evaluate_probas` of ``model.predict_proba`` on the items that have gold."""
+    """:func:`evaluate_probas` of ``model.predict_proba`` on the items that have gold.
+
+    ``model`` is a :class:`~crowdloop.learning.TrainedModel`, or what holds one: a fitted
+    :class:`~crowdloop.learning.CrowdModel` (its ``model_``) or a :class:`~crowdloop.learning.TuneResult`.
+    """
+    model = getattr(model, "model_", None) or getattr(model, "model", None) or model
+    if not hasattr(model, "featurizer"):
+        raise InvalidInputError(f"evaluate needs a trained model; got {type(model).__name__}.")
     truth = gold_series(gold)
     ids = column(items, model.featurizer.spec.id_column)
     keep = [i for i, task in enumerate(ids) if task in truth.index]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from crowdloop.errors import InvalidParameterError
 
 SEARCHED = ("logreg", "linear_svm", "gboost", "naive_bayes")
@@ -64,11 +66,28 @@ def check_family(family: str) -> str:
 
 def build_estimator(family: str, params: dict[str, Any] | None = None, random_state: int = 0) -> Any:
     """An unfitted estimator of ``family``; ``params`` override :data:`DEFAULTS`."""
+    return _BUILDERS[family](checked_params(family, params), random_state)
+
+
+def checked_params(family: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Every parameter of ``family``, defaults filled in, each of its default's type: an unknown name,
+    text for a number or 2.7 for a whole number is an error naming it (not fitted as 2 and
+    recorded as 2.7)."""
     merged = {**DEFAULTS[check_family(family)], **(params or {})}
     unknown = sorted(set(merged) - set(DEFAULTS[family]))
     if unknown:
         raise InvalidParameterError(f"{family} has no parameter(s) {unknown}; it takes {sorted(DEFAULTS[family])}.")
-    return _BUILDERS[family](merged, random_state)
+    return {name: _typed(family, name, value, type(DEFAULTS[family][name])) for name, value in merged.items()}
+
+
+def _typed(family: str, name: str, value: Any, kind: type) -> Any:
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if number and kind is float:
+        return float(value)
+    if number and kind is int and float(value).is_integer():
+        return int(value)
+    wanted = "a whole number" if kind is int else "a number"
+    raise InvalidParameterError(f"{family}: parameter {name!r} must be {wanted}; got {value!r}.")
 
 
 def _logreg(p: dict[str, Any], seed: int) -> Any:

@@ -143,6 +143,7 @@ def tune(
     """
     import optuna
 
+    families = (families,) if isinstance(families, str) else tuple(families)  # "logreg" is one family
     _check(n_trials, timeout, n_folds, families)
     started = time.perf_counter()
     gold = None if gold is None else gold_series(gold)

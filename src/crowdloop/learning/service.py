@@ -178,6 +178,9 @@ def _fit(
         model = train_model(data.items, data.targets, family=family, featurizer=featurizer,
                             random_state=options.random_state)  # fmt: skip
         return model, None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would fill the server's log
     families = SEARCHED if options.family in (None, "auto") else (options.family,)
     n_trials = options.n_trials or (AUTO_TRIALS if options.timeout is None else None)
     result = tune(

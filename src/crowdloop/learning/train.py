@@ -28,24 +28,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import EmptyInputError, InvalidInputError, NotFoundError
-from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column
-from crowdloop.learning.models import build_estimator, check_family
+from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError, NotFoundError
+from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column, item_ids, shown
+from crowdloop.learning.models import build_estimator, check_family, checked_params
 
 MIN_WEIGHT = 0.01
 """Posteriors below this are left out of the soft-label rows."""
 
 
 def soft_targets(labels: pd.Series | pd.DataFrame) -> pd.DataFrame:
-    """Task x class probabilities from posteriors (a frame) or hard labels (a Series)."""
+    """Task x class probabilities from posteriors (a frame) or hard labels (a Series).
+
+    Hard labels of mixed types (``1`` and ``"1"``) are compared as text, so they make one class,
+    not two. A task given twice, a missing value, or a row of posteriors that is negative, not
+    finite or all zero is an error naming the first such task.
+    """
+    if not isinstance(labels, pd.Series | pd.DataFrame):
+        raise InvalidInputError(
+            f"labels must be a Series (task -> label) or a task x class DataFrame; got {type(labels).__name__}."
+        )
+    if labels.index.has_duplicates:
+        raise InvalidInputError(
+            f"task {shown(labels.index[labels.index.duplicated()][0])} has more than one label row."
+        )
     if isinstance(labels, pd.Series):
         if labels.isna().any():
             raise InvalidInputError("labels hold missing values; drop unlabeled tasks first.")
+        if labels.map(type).nunique() > 1:
+            labels = labels.astype(str)
         return pd.get_dummies(labels).astype(np.float64)
     frame = labels.astype(np.float64)
-    if frame.empty or (frame.to_numpy() < 0).any():
-        raise InvalidInputError("soft labels must be a non-empty task x class frame of probabilities.")
-    return frame.div(frame.sum(axis=1).replace(0, 1), axis=0)
+    values = frame.to_numpy()
+    bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1) | (values.sum(axis=1) <= 0)
+    if frame.empty or bad.any():
+        where = f" (task {shown(frame.index[bad][0])} and {int(bad.sum()) - 1} more)" if bad.any() else ""
+        raise InvalidInputError(
+            f"soft labels must be a non-empty task x class frame of probabilities, each row finite, non-negative "
+            f"and not all zero{where}."
+        )
+    return frame.div(frame.sum(axis=1), axis=0)
 
 
 def expand_soft(probas: np.ndarray, min_weight: float = MIN_WEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,10 +220,14 @@ class TrainedModel:
         path = Path(folder)
         if not (path / "model.json").exists():
             raise NotFoundError(f"no saved model in {path} (model.json missing).")
-        meta = json.loads((path / "model.json").read_text())
-        estimator = pickle.loads((path / "estimator.pkl").read_bytes())
-        classes, family, params = meta.pop("classes"), meta.pop("family"), meta.pop("params")
-        return cls(Featurizer.load(path / "features.json"), estimator, classes, family, params, meta)
+        try:
+            meta = json.loads((path / "model.json").read_text())
+            estimator = pickle.loads((path / "estimator.pkl").read_bytes())
+            classes, family, params = meta.pop("classes"), meta.pop("family"), meta.pop("params")
+            featurizer = Featurizer.load(path / "features.json")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, pickle.UnpicklingError) as error:
+            raise InvalidInputError(f"{path} is not a whole saved model: {type(error).__name__}: {error}") from error
+        return cls(featurizer, estimator, classes, family, params, meta)
 
 
 def _plain(values: list[Any]) -> list[Any]:
@@ -214,7 +239,7 @@ def aligned_targets(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Positions of labeled items and their targets in item order."""
     targets = soft_targets(soft_labels)
-    ids = pd.Index(column(items, id_column))
+    ids = item_ids(items, id_column)
     position = ids.get_indexer(targets.index)
     targets = targets[position >= 0]
     if targets.empty:
@@ -263,6 +288,8 @@ def cross_val_probas(
     check_family(family)
     featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
     positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    if not 2 <= n_folds <= len(targets):
+        raise InvalidParameterError(f"n_folds must be between 2 and the {len(targets)} labeled items; got {n_folds}.")
     X = featurizer.transform(items)[positions]
     probas = out_of_fold_probas(X, targets.to_numpy(), family, params, n_folds, random_state)
     return pd.DataFrame(probas, index=targets.index.rename("task"), columns=targets.columns)
@@ -278,4 +305,4 @@ def fit_model(
 ) -> TrainedModel:
     """Fit ``family`` on already featurised rows ``X`` (aligned with ``targets``' rows)."""
     estimator = fit_soft(build_estimator(family, params, random_state), X, targets.to_numpy())
-    return TrainedModel(featurizer, estimator, list(targets.columns), family, dict(params or {}))
+    return TrainedModel(featurizer, estimator, list(targets.columns), family, checked_params(family, params))

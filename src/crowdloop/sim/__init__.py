@@ -3,8 +3,8 @@
 - crowds: :class:`SimulatedCrowd` (a population from :func:`make_population`: reliable, noisy,
   spammer, adversarial and class-biased workers with answer times) and :class:`ReplayedCrowd`
   (a recorded crowd: each worker gives the answer they really gave, on the items they saw);
-- policies: :class:`FixedOverlap` and :class:`DynamicOverlap` (see :mod:`crowdloop.sim.policies`
-  for the interface a new policy implements);
+- policies: :class:`FixedOverlap`, :class:`DynamicOverlap` and :class:`ActiveLearning` (see
+  :mod:`crowdloop.sim.policies` for the interface a new policy implements);
 - drivers: :func:`run_in_process` (fast, no server) and :func:`run_over_http` (the crowd works
   on a real server through the SDK).
 
@@ -19,12 +19,18 @@ from crowdloop.sim.crowds import Crowd, CrowdAnswer, ReplayedCrowd
 from crowdloop.sim.driver import SimulationResult, label_accuracy, run_in_process
 from crowdloop.sim.http import run_over_http
 from crowdloop.sim.policies import POLICIES, DynamicOverlap, FixedOverlap, Policy
+
+# isort: off
+from crowdloop.sim.active import ActiveLearning  # after policies: it subclasses Policy, and policies imports it
+
+# isort: on
 from crowdloop.sim.population import KINDS, SimulatedCrowd, WorkerProfile, make_population
 from crowdloop.sim.synthetic import SyntheticCrowd, synthetic_answers
 
 __all__ = [
     "KINDS",
     "POLICIES",
+    "ActiveLearning",
     "Crowd",
     "CrowdAnswer",
     "DynamicOverlap",

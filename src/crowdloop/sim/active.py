@@ -228,7 +228,7 @@ class ActiveLearning(Policy):
         trained on its own predictions echo the crowd's labels (on rte, margin sampling with 5,000
         labels: 0.92 so, 0.56 out of fold)."""
         assert self.items is not None
-        codes = {label: i for i, label in enumerate(classes)}
+        codes = {str(label): i for i, label in enumerate(classes)}  # as text: "1" and 1 are one label
         wanted = truth.reindex(self.items.index)
         known = np.flatnonzero(wanted.notna().to_numpy())
         if known.size == 0:
@@ -236,7 +236,7 @@ class ActiveLearning(Policy):
         probas = self.held_out_probas()
         if probas is None:
             return {"model_accuracy": float("nan"), "model_items_evaluated": int(known.size)}
-        expected = np.array([codes.get(v, -1) for v in wanted.iloc[known]])
+        expected = np.array([codes.get(str(v), -1) for v in wanted.iloc[known]])
         right = probas[known].argmax(axis=1) == expected
         return {"model_accuracy": float(right.mean()), "model_items_evaluated": int(known.size)}
 

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import InvalidParameterError
+from crowdloop.errors import InvalidInputError, InvalidParameterError
+from crowdloop.learning.features import shown
+from crowdloop.quality._data import gold_series
 from crowdloop.sim.crowds import Crowd
 from crowdloop.sim.policies import Policy
 
@@ -41,24 +43,30 @@ class SimulationResult:
     def n_tasks(self) -> int:
         return len(self.tasks)
 
-    def summary(self, gold: pd.Series | None = None, price: float = 0.0) -> dict[str, Any]:
-        """Labels bought, labels per item, label accuracy against ``gold`` (control tasks left out) and cost."""
+    def summary(self, gold: pd.Series | pd.DataFrame | None = None, price: float = 0.0) -> dict[str, Any]:
+        """Labels bought, labels per item, label accuracy against ``gold`` (a Series task -> label, or a
+        ``task, label`` frame; control tasks left out) and cost."""
         bought = len(self.answers)
         out: dict[str, Any] = {"policy": self.policy, "items": self.n_tasks, "labels_bought": bought,
                                "labels_per_item": bought / max(self.n_tasks, 1), "cost": bought * price}  # fmt: skip
         out["items_labeled"] = int(self.labels.notna().sum())
         if gold is not None:
-            out["label_accuracy"] = label_accuracy(self.labels, gold, self.tasks.difference(self.control))
+            out["label_accuracy"] = label_accuracy(self.labels, gold_series(gold), self.tasks.difference(self.control))
         return out | self.extra
 
 
 def label_accuracy(labels: pd.Series, gold: pd.Series, tasks: pd.Index | None = None) -> float:
-    """Share of the gold items (among ``tasks``) whose label is right; one left without a label is wrong."""
+    """Share of the gold items (among ``tasks``) whose label is right; one left without a label is wrong.
+
+    Labels are compared as text, as :func:`crowdloop.learning.evaluate` does: a gold file read with
+    string labels and answers read as numbers still match.
+    """
     common = gold.index if tasks is None else gold.index.intersection(tasks)
     if common.empty:
         return float("nan")
-    found = labels.reindex(common).to_numpy(dtype=object)
-    return float(np.mean([a == b for a, b in zip(found, gold.loc[common].to_numpy(), strict=True)]))
+    found = labels.astype(object).reindex(common).to_numpy(dtype=object)  # no int-to-float on a gap
+    truth = gold.loc[common].to_numpy()
+    return float(np.mean([a is not None and a == a and str(a) == str(b) for a, b in zip(found, truth, strict=True)]))
 
 
 class _Board:
@@ -97,18 +105,21 @@ def run_in_process(
 ) -> SimulationResult:
     """Run ``policy`` on ``crowd`` until nothing is open for anyone, or ``budget`` labels are bought.
 
-    ``gold`` holds control tasks' known labels (the policy may use them); ``items`` one row
-    per task (index: task) for policies that read the items.
+    ``gold`` holds control tasks' known labels (the policy may use them; a Series or a ``task,
+    label`` frame); ``items`` one row per task (indexed by task, or with a ``task`` column, as
+    :func:`~crowdloop.datasets.load_dataset` gives them) for policies that read the items; every
+    task of the crowd must have one.
     """
-    if budget is not None and budget < 0:
-        raise InvalidParameterError(f"budget must be a non-negative number of labels; got {budget}.")
+    if budget is not None and (budget < 0 or budget != int(budget)):
+        raise InvalidParameterError(f"budget must be a whole, non-negative number of labels; got {budget}.")
     tasks, labels = crowd.tasks, crowd.labels
+    gold = None if gold is None else gold_series(gold)
     task_index = {task: i for i, task in enumerate(tasks)}
     board = _Board(crowd, task_index)
     for codes in board.tasks:
         codes.sort()
     policy.start(len(tasks), len(labels), gold=_gold_codes(gold, tasks, labels),
-                 items=None if items is None else items.reindex(tasks), random_state=random_state)  # fmt: skip
+                 items=None if items is None else items_by_task(items, tasks), random_state=random_state)  # fmt: skip
     rows = _loop(crowd, policy, board, tasks, labels, budget, random_state, progress)
     control = pd.Index([]) if gold is None else gold.index.intersection(pd.Index(tasks))
     return _result(policy, rows, tasks, labels, control)
@@ -157,12 +168,30 @@ def _normalised(weights: np.ndarray) -> np.ndarray:
     return np.asarray(weights / weights.sum())
 
 
+def items_by_task(items: pd.DataFrame, tasks: list[Hashable]) -> pd.DataFrame:
+    """``items`` in ``tasks``' order, one row each: indexed by task already, or by their ``task``
+    column. Items missing a task, or given twice, are an error: matched by position instead, or
+    left as empty rows, a model would learn from the wrong texts or from none."""
+    if "task" in items.columns:
+        items = items.set_index("task")
+    if items.index.has_duplicates:
+        twice = items.index[items.index.duplicated()].unique()
+        raise InvalidInputError(f"{len(twice)} task(s) have more than one item (first: {shown(twice[0])}).")
+    missing = pd.Index(tasks).difference(items.index)
+    if len(missing):
+        raise InvalidInputError(
+            f"the items lack {len(missing)} of the answers' {len(tasks)} tasks "
+            f"(first: {', '.join(map(str, missing[:5]))})."
+        )
+    return items.reindex(tasks)
+
+
 def _gold_codes(gold: pd.Series | None, tasks: list[Hashable], labels: list[Hashable]) -> np.ndarray | None:
     if gold is None or gold.empty:
         return None
-    codes = {label: i for i, label in enumerate(labels)}
-    known = gold.reindex(tasks)
-    return np.array([codes.get(v, -1) if pd.notna(v) else -1 for v in known], dtype=np.int64)
+    codes = {str(label): i for i, label in enumerate(labels)}  # as text: "1" and 1 are one label
+    coded = gold.map(lambda label: codes.get(str(label), -1))  # before reindexing turns ints into floats
+    return np.asarray(coded.reindex(tasks, fill_value=-1).to_numpy(), dtype=np.int64)
 
 
 def _result(
