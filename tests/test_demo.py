@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from crowdloop.demo import DemoConfig, DemoResult, run_demo
 from crowdloop.demo.data import split_dataset, split_product
-from crowdloop.demo.report import confidence_histogram, line_chart, write_report
+from crowdloop.demo.report import _scale, _ticks, confidence_histogram, line_chart, write_report
 from crowdloop.errors import InvalidParameterError
 from crowdloop.learning import registry
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
@@ -128,6 +128,17 @@ def test_confidence_histogram_and_chart() -> None:
     assert math.isclose(sum(s for _, s in shares), 1.0) and shares[-1][1] == 0.5
     svg = line_chart("t", "x", "y", {"a": [(1, 0.5), (2, float("nan")), (3, 0.9)]})
     assert svg.count("<circle") == 2
+
+
+def test_chart_axes_tick_at_round_numbers() -> None:
+    """Ticks were the range split in four (75.1, 600, 1,124, ...; 0.723, 0.779, ...)."""
+    labels = _scale([250, 1999], 0.0, math.inf)
+    assert labels == (0.0, 2500.0) and _ticks(*labels) == [0, 500, 1000, 1500, 2000, 2500]
+    accuracy = _scale([0.777, 0.937], 0.0, 1.0)
+    assert [round(t, 2) for t in _ticks(*accuracy)] == [0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
+    svg = line_chart("t", "x", "y", {"a": [(250, 0.8), (1999, 0.93)], "b": [(250, 0.86), (1999, 0.9)]})
+    assert ">0.75<" in svg and ">2,000<" in svg
+    assert 'viewBox="0 0 560 340"' in svg  # two legend rows under the chart, not over its lines
 
 
 def test_demo_command_is_documented_in_help() -> None:
