@@ -37,6 +37,7 @@ def test_health_and_openapi(server):
     assert (
         spec["security"] == [{"bearer": []}] and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     )
+    assert spec["paths"]["/api/v1/health"]["get"]["security"] == []  # health needs no token
     train = spec["paths"]["/api/v1/projects/{project_id}/models/train"]["post"]["responses"]
     assert train["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert {"401", "403", "404"} <= set(train) and "HTTPValidationError" not in spec["components"]["schemas"]

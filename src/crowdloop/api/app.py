@@ -116,8 +116,10 @@ def _error_handlers(app: FastAPI, settings: Settings) -> None:
         return JSONResponse(busy.to_dict(), status_code=busy.status_code, headers={"Retry-After": "1"})
 
     @app.exception_handler(OverflowError)
-    async def overflow_error(_request: Request, _error: OverflowError) -> JSONResponse:
-        return JSONResponse(OUT_OF_RANGE.to_dict(), status_code=OUT_OF_RANGE.status_code)  # SQLite's word for it
+    async def overflow_error(_request: Request, error: OverflowError) -> JSONResponse:
+        if "SQLite" not in str(error):  # SQLite's word for a number out of range; any other is a bug
+            raise error
+        return JSONResponse(OUT_OF_RANGE.to_dict(), status_code=OUT_OF_RANGE.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -161,6 +163,7 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
             "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (cl_...)"}
         }
         schema["security"] = [{"bearer": []}]
+        schema["paths"]["/api/v1/health"]["get"]["security"] = []  # the one public route
         app.openapi_schema = schema
     return app.openapi_schema
 
