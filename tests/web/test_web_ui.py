@@ -191,8 +191,12 @@ def _change_settings(page: Any, owner: Any, project: int) -> None:
     assert saved["confidence_target"] == 0.9 and saved["rules"]["min_gold_accuracy"] is None
     assert saved["lease_seconds"] == 120 and saved["open_to_all"] is False
     page.check("#settings input[name=open_to_all]")  # open again for the crowd below
+    page.evaluate("document.querySelector('#settings-message').textContent = ''")
     page.click("#settings button[type=submit]")
-    wait_until(page, lambda: owner.project(project)["open_to_all"] is True, "the project open again")
+    # the notice comes after the form is drawn again from the answer: fields filled before it would be
+    # overwritten by that redraw (under CI's load the next step's values were, and saved as valid)
+    page.wait_for_selector("#settings-message:has-text('Settings saved')")
+    assert owner.project(project)["open_to_all"] is True
     assert saved["rules"]["hold_back_quantile"] == 0.5 and saved["aggregation_method"] == "dawid_skene"
     page.fill("#settings input[name=min_overlap]", "3")
     page.fill("#settings input[name=max_overlap]", "2")
