@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdloop.errors import InvalidInputError, InvalidParameterError, MissingColumnsError
+from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError, MissingColumnsError
 from crowdloop.learning import (
     CrowdModel,
     FeatureSpec,
@@ -49,7 +49,7 @@ def test_soft_labels_must_be_probabilities_row_by_row(small):
     for bad in (np.nan, np.inf, -0.5):
         broken = frame.copy()
         broken.iloc[3, 0] = bad
-        with pytest.raises(InvalidInputError, match=f"task {int(broken.index[3])} and 0 more"):
+        with pytest.raises(InvalidInputError, match=rf"task {int(broken.index[3])} \(int\) and 0 more"):
             train_model(items, broken, SPEC)
     zero = frame.copy()
     zero.iloc[7] = 0.0
@@ -158,3 +158,10 @@ def test_simulation_scores_gold_as_a_frame_or_as_text(rte):
     assert result.summary(rte.gold.rename_axis("task").reset_index())["label_accuracy"] == as_series
     assert result.summary(rte.gold.astype(str))["label_accuracy"] == as_series  # "1" is 1
     json.dumps(result.summary(rte.gold))  # plain numbers
+
+
+def test_ids_of_another_type_are_named_when_nothing_matches(small):
+    items, gold = small
+    with pytest.raises(EmptyInputError, match=r"labels name e.g. '\d+' \(str\), the items e.g. \d+ \(int\)"):
+        train_model(items, gold.rename(index=str), SPEC)
+    assert train_model(items, gold, SPEC).predict_proba(items.head(2)).index.name == "task"

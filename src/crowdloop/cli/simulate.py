@@ -66,8 +66,8 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="dynamic: stop at this posterior.")  # fmt: skip
 @click.option("--min-overlap", default=1, show_default=True, type=click.IntRange(min=1),
               help="dynamic: answers before the rule may stop.")  # fmt: skip
-@click.option("--max-overlap", default=10, show_default=True, type=click.IntRange(min=1),
-              help="dynamic, active: answers at most.")  # fmt: skip
+@click.option("--max-overlap", type=click.IntRange(min=1),
+              help="dynamic, active: answers at most (default: dynamic 10, active 3).")  # fmt: skip
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=ActiveLearning.strategy, show_default=True,
               help="active: how the next items are chosen.")  # fmt: skip
 @click.option("--retrain-every", default=ActiveLearning.retrain_every, show_default=True, type=click.IntRange(min=1),
@@ -94,7 +94,7 @@ def simulate_command(
     aggregator: str,
     confidence_target: float,
     min_overlap: int,
-    max_overlap: int,
+    max_overlap: int | None,
     strategy: str,
     retrain_every: int,
     model: str,
@@ -118,14 +118,14 @@ def simulate_command(
         options = {
             "strategy": strategy,
             "retrain_every": retrain_every,
-            "max_overlap": max_overlap,
+            "max_overlap": max_overlap or ActiveLearning.max_overlap,
             "model": model,
             "targets": targets,
             "url": url,
         }
         chosen = _active(crowd, gold, items, options)
     else:
-        chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap)
+        chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap or 10)
     with _Bar(_title(policy)) as advance:
         if url:
             result = run_over_http(url, _admin_token(token), crowd, chosen, budget=budget, price=price,

@@ -114,8 +114,8 @@ class CrowdModel:
         if not known.any():
             first_answer, first_item = answers["task"].iloc[0], next(iter(ids))
             raise InvalidInputError(
-                f"none of the answers' tasks is an item's id: answers name e.g. {shown(first_answer)} "
-                f"({type(first_answer).__name__}), the items e.g. {shown(first_item)} ({type(first_item).__name__})."
+                f"none of the answers' tasks is an item's id: answers name e.g. {shown(first_answer)}, "
+                f"the items e.g. {shown(first_item)}."
             )
         answers = answers[known]  # answers on other tasks have no features to learn from
         data = encode_answers(answers)

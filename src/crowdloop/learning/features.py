@@ -63,8 +63,10 @@ def column(items: Items, name: str) -> list[Any]:
 
 
 def shown(value: Any) -> str:
-    """A value as an error message shows it: ``1007``, ``'t1'``, not ``np.int64(1007)``."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A value as an error message shows it, type and all: ``1007 (int)``, ``'t1' (str)``, not
+    ``np.int64(1007)``; ids that never match are often numbers on one side and text on the other."""
+    plain = value.item() if isinstance(value, np.generic) else value
+    return f"{plain!r} ({type(plain).__name__})"
 
 
 def item_ids(items: Items, id_column: str) -> Any:

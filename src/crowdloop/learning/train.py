@@ -197,7 +197,7 @@ class TrainedModel:
     def predict_proba(self, items: Items) -> pd.DataFrame:
         """Item x class probabilities, indexed by the spec's id column."""
         probas = full_probas(self.estimator, self.featurizer.transform(items), len(self.classes_))
-        index = pd.Index(column(items, self.featurizer.spec.id_column), name="task")
+        index = pd.Index(column(items, self.featurizer.spec.id_column), name=self.featurizer.spec.id_column)
         return pd.DataFrame(probas, index=index, columns=pd.Index(self.classes_, name="label"))
 
     def predict(self, items: Items) -> pd.Series:
@@ -241,10 +241,13 @@ def aligned_targets(
     targets = soft_targets(soft_labels)
     ids = item_ids(items, id_column)
     position = ids.get_indexer(targets.index)
-    targets = targets[position >= 0]
-    if targets.empty:
-        raise EmptyInputError(f"no labeled task matches an item's {id_column!r}.")
-    return position[position >= 0], targets
+    if not (position >= 0).any():
+        hint = ""
+        if len(targets) and len(ids):  # often ids read as text on one side and as numbers on the other
+            label, item = targets.index[0], ids[0]
+            hint = f": labels name e.g. {shown(label)}, the items e.g. {shown(item)}"
+        raise EmptyInputError(f"no labeled task matches an item's {id_column!r}{hint}.")
+    return position[position >= 0], targets[position >= 0]
 
 
 def train_model(
