@@ -175,3 +175,16 @@ def test_trainings_past_the_limit_are_refused_at_once_and_the_place_comes_back()
         raise RuntimeError("a training that fails gives its place back too")
     with api.training_slot():
         pass
+
+
+def test_numbers_that_are_not_finite_are_refused_not_stored(server, owned):
+    body = '{"name": "x", "labels": ["a", "b"], "price": Infinity}'  # JSON as JavaScript writes it
+    created = _call(server, owned["token"], "POST", "/projects", content=body,
+                    headers={"Content-Type": "application/json"})  # fmt: skip
+    assert created.status_code == 422 and created.json()["error"] == "InvalidInputError", created.text
+    items = '[{"data": {"text": "priced"}, "priority": NaN}]'
+    imported = _call(server, owned["token"], "POST", f"/projects/{owned['id']}/items", content=items,
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+    assert imported.status_code == 200, imported.text  # the row is rejected, with its reason, not a 500
+    report = imported.json()
+    assert report["created"] == 0 and "priority" in report["rejected"][0]["reason"]

@@ -127,7 +127,8 @@ def _gold(session: Session, project_id: int, answered: pd.Series) -> pd.Series |
 
 def _store_labels(session: Session, project: Project, model: BaseClassificationAggregator) -> None:
     """Upsert one label per item, in item order: two runs at once (two processes, or an
-    on-demand run beside a background one) both succeed and the later one wins."""
+    on-demand run beside a background one) both succeed and the later one wins. A requester's
+    review decision (method ``review``) is final: no run overwrites it."""
     probas = model.probas_
     confidence = probas.to_numpy().max(axis=1)
     now = utcnow()
@@ -141,7 +142,10 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     rows.sort(key=lambda row: row["item_id"])
     statement = dialect_insert(session, ItemLabel)
     changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
-    session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed), rows)
+    upsert = statement.on_conflict_do_update(
+        index_elements=["item_id"], set_=changed, where=ItemLabel.__table__.c.method != "review"
+    )
+    session.execute(upsert, rows)
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:

@@ -466,7 +466,10 @@ def skip_task(session: Session, worker: User, assignment_id: int) -> None:
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}, not leased.")
     assignment.status = "skipped"
     _release(session, assignment.item_id)
-    standing_row(session, assignment.project_id, worker.id).skips_in_row += 1
+    standing = standing_row(session, assignment.project_id, worker.id)
+    standing.skips_in_row += 1
+    if session.scalar(select(Item.is_gold).where(Item.id == assignment.item_id)):
+        standing.gold_answers += 1  # a skipped gold task is a missed one: skipping must not dodge the check
 
 
 def own_assignment(session: Session, worker: User, assignment_id: int) -> Assignment:

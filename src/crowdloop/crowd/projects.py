@@ -22,7 +22,7 @@ from crowdloop.crowd.schemas import (
 )
 from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError
 from crowdloop.quality import CATEGORICAL_METHODS, get_aggregator
-from crowdloop.storage.models import Answer, Item, ItemLabel, Project, ProjectAccess, User
+from crowdloop.storage.models import Answer, Assignment, Item, ItemLabel, Project, ProjectAccess, User
 
 TRANSITIONS = {
     "draft": {"active", "finished"},
@@ -105,9 +105,12 @@ def update_project(session: Session, actor: User, project_id: int, changes: Proj
         project.status = changes.status or project.status
     if "aggregation_method" in values:
         values["aggregation_method"] = registry_method(values["aggregation_method"])
+    money = {"price", "budget"} & set(values)
     for name in ("price", "budget"):
         if name in values:
             setattr(project, f"{name}_micros", to_micros(values.pop(name)))
+    if money:
+        _check_open_leases_fit(session, project)
     if "rules" in values:
         project.rules = {**project.rules, **values.pop("rules")}
     closing = project.open_to_all and values.get("open_to_all") is False
@@ -120,6 +123,24 @@ def update_project(session: Session, actor: User, project_id: int, changes: Proj
 
         revoke_leases(session, project.id)
     return project
+
+
+def _check_open_leases_fit(session: Session, project: Project) -> None:
+    """Leases already handed out are paid at the price of the moment they are answered: a higher
+    price or a lower budget that they would push over the budget is refused (the change is not
+    saved), since the budget is the one promise a requester relies on."""
+    if project.budget_micros is None:
+        return
+    open_leases = int(session.scalar(
+        select(func.count()).where(Assignment.project_id == project.id, Assignment.status == "leased")
+    ) or 0)  # fmt: skip
+    total = project.spent_micros + open_leases * project.price_micros
+    if total > project.budget_micros:
+        raise ConflictError(
+            f"the {open_leases} open lease(s) would take the spend to {from_micros(total):.2f}, over the budget of "
+            f"{from_micros(project.budget_micros):.2f}; nothing was changed. Raise the budget, or wait until "
+            "they are answered or expire."
+        )
 
 
 def _check_transition(current: str, wanted: str) -> None:

@@ -21,7 +21,7 @@ def from_micros(micros: int | None) -> float | None:
 class QualityRules(BaseModel):
     """Toloka-style quality control; every rule is off when its value is None."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     min_gold_accuracy: float | None = Field(None, ge=0, le=1, description="ban below this gold accuracy")
     min_gold_answers: int = Field(3, ge=1, description="...once the worker has this many gold answers")
     min_answer_seconds: float | None = Field(None, ge=0, description="answers faster than this are flagged")
@@ -38,7 +38,7 @@ class QualityRules(BaseModel):
 
 
 class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     name: str = Field(min_length=1, max_length=200)
     task_type: Literal["single_choice", "rating"] = Field(
         "single_choice", description="rating: the labels are the points of a numeric scale, e.g. 1..5"
@@ -76,7 +76,7 @@ def _is_number(text: str) -> bool:
 
 
 class ProjectUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     name: str | None = None
     instructions: str | None = None
     status: Literal["draft", "active", "paused", "finished"] | None = None
@@ -124,7 +124,7 @@ class ProjectOut(BaseModel):
 class ItemIn(BaseModel):
     """One item to import: its fields, optional id, and for gold items the true label."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     data: dict[str, Any]
     external_id: str | None = None
     gold_label: str | None = None
@@ -160,7 +160,7 @@ class TaskOut(BaseModel):
 
 
 class SubmitIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     label: str
     seconds: float | None = Field(None, ge=0)
 

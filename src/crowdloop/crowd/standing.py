@@ -28,8 +28,15 @@ def standing_row(session: Session, project_id: int, worker_id: int) -> ProjectWo
 def set_ban(
     session: Session, project_id: int, worker_id: int, *, banned: bool, reason: str, by_user_id: int | None
 ) -> ProjectWorker:
-    """Ban or unban, recording who did it and why (an automatic rule has no user)."""
+    """Ban or unban, recording who did it and why (an automatic rule has no user).
+
+    An unban is a fresh start for the quality rules: the counters they judge (gold answers,
+    fast answers, skips in a row) start again from zero, or the very next answer would ban
+    the worker again on the record that banned them.
+    """
     row = standing_row(session, project_id, worker_id)
+    if row.banned and not banned:
+        row.gold_answers = row.gold_correct = row.fast_answers = row.skips_in_row = 0
     row.banned = banned
     session.add(
         BanEvent(

@@ -1,0 +1,115 @@
+"""The crowd's rules hold against a worker who games them, over a real server on both databases.
+
+Each test is a way an audit found to get round a rule: gold skipped until it ran out, a claimed
+answer time, an unban that did not last, an answer after the lease
+or on a finished project, a price raised under open leases, a review decision a later
+aggregation overwrote.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from crowdloop.errors import ConflictError, PermissionDeniedError
+
+
+def _project(server: Any, texts: int = 10, gold: int = 0, **settings: Any) -> tuple[Any, int]:
+    _, owner = server.user("rules-owner", "requester")
+    spec = {"name": "rules", "labels": ["0", "1"], "min_overlap": 1, "max_overlap": 1, "price": 0.1} | settings
+    project = owner.create_project(**spec)["id"]
+    rows = [{"data": {"text": f"sentence {i}"}} for i in range(texts)]
+    rows += [{"data": {"text": f"control {i}"}, "gold_label": "1"} for i in range(gold)]
+    owner.import_items(project, rows)
+    owner.start(project)
+    return owner, project
+
+
+def _standing(owner: Any, project: int, worker_id: int) -> dict[str, Any]:
+    return next(w for w in owner.workers(project) if w["worker_id"] == worker_id)
+
+
+def test_a_skipped_gold_task_counts_as_missed(server):
+    """Skipping gold until the gold ran out let a worker answer everything else unchecked."""
+    owner, project = _project(server, texts=10, gold=10, gold_share=0.5)
+    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    made, skipper = server.user("rules-skipper", "worker")
+    skipped_gold = 0
+    for _ in range(2):
+        task = skipper.next_task(project)
+        skipped_gold += task["item_id"] in gold_ids
+        skipper.skip(task["assignment_id"])
+    assert skipped_gold >= 1  # the first task is gold
+    standing = _standing(owner, project, int(made["id"]))
+    assert standing["gold_answers"] == skipped_gold  # each skipped control counts, and none was right
+
+
+def test_the_speed_rule_times_answers_by_the_servers_clock(server):
+    owner, project = _project(server, rules={"min_answer_seconds": 5, "ban_after_fast_answers": 2})
+    _, worker = server.user("rules-fast", "worker")
+    with pytest.raises(PermissionDeniedError, match="banned"):
+        for _ in range(3):
+            task = worker.next_task(project)
+            worker.submit(task["assignment_id"], "1", seconds=30.0)  # claimed; sent at once
+    assert "2 answers faster than 5" in owner.bans(project)[-1]["reason"]
+
+
+def test_an_unban_is_a_fresh_start_for_the_rules(server):
+    owner, project = _project(server, texts=10, rules={"min_answer_seconds": 5, "ban_after_fast_answers": 2})
+    made, worker = server.user("rules-unban", "worker")
+    with pytest.raises(PermissionDeniedError, match="banned"):
+        for _ in range(3):
+            worker.submit(worker.next_task(project)["assignment_id"], "1", seconds=1.0)
+    owner.unban(project, int(made["id"]), "second chance")
+    worker.submit(worker.next_task(project)["assignment_id"], "1", seconds=1.0)  # one: it used to ban again
+    assert _standing(owner, project, int(made["id"]))["banned"] is False
+    assert [ban["action"] for ban in owner.bans(project)] == ["ban", "unban"]
+
+
+def test_no_answer_after_the_lease_ran_out_or_once_the_project_is_finished(server):
+    owner, project = _project(server, texts=3, lease_seconds=5, max_overlap=2)
+    _, worker = server.user("rules-late", "worker")
+    late = worker.next_task(project)
+    time.sleep(5.5)  # nobody asked for a task meanwhile, so the lease's row still says "leased"
+    with pytest.raises(ConflictError, match="has expired"):
+        worker.submit(late["assignment_id"], "1")
+    held = worker.next_task(project)
+    owner.update_project(project, status="finished")
+    with pytest.raises(ConflictError, match="is finished; the answer was not recorded"):
+        worker.submit(held["assignment_id"], "1")
+    assert owner.status(project)["answers"] == 0
+
+
+def test_a_price_the_open_leases_would_push_over_budget_is_refused(server):
+    owner, project = _project(server, texts=6, price=0.1, budget=0.5)
+    _, worker = server.user("rules-money", "worker")
+    worker.next_tasks(project, count=3)
+    with pytest.raises(ConflictError, match=r"the 3 open lease\(s\) would take the spend to 3.00, over the budget"):
+        owner.update_project(project, price=1.0)
+    with pytest.raises(ConflictError, match="over the budget of 0.20"):
+        owner.update_project(project, budget=0.2)
+    assert owner.project(project)["price"] == 0.1 and owner.project(project)["budget"] == 0.5  # nothing changed
+    owner.update_project(project, price=0.15)  # 0.45: still fits
+
+
+def test_a_review_decision_outlives_the_next_aggregation(server):
+    owner, project = _project(server, texts=2, max_overlap=2, min_overlap=2, confidence_target=0.99)
+    for name in ("rev-a", "rev-b"):
+        _, worker = server.user(name, "worker")
+        while (task := worker.next_task(project)) is not None:
+            worker.submit(task["assignment_id"], "1")
+    owner.aggregate(project)
+    item = owner.items(project)[0]["id"]
+    owner.decide(project, item, "0")
+    owner.aggregate(project)  # the crowd still says "1"
+    labels = {row["item_id"]: row for row in _labels(owner, project)}
+    assert labels[item]["label"] == "0" and labels[item]["method"] == "review"
+
+
+def _labels(owner: Any, project: int) -> list[dict[str, Any]]:
+    import json
+
+    text = owner.export(project, "labels", "jsonl").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
