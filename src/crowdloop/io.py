@@ -6,6 +6,7 @@ what is wrong with it, so front-ends can show one clear line.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import pandas as pd
 from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError
 
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    ".csv": lambda path: pd.read_csv(path),
-    ".tsv": lambda path: pd.read_csv(path, sep="\t"),
+    # index_col=False: a row with one field more than the header is an error, not a silent shift
+    # of every column by one (pandas would take the first column as the index)
+    ".csv": lambda path: pd.read_csv(path, index_col=False),
+    ".tsv": lambda path: pd.read_csv(path, sep="\t", index_col=False),
     ".jsonl": lambda path: pd.read_json(path, lines=True),
     ".ndjson": lambda path: pd.read_json(path, lines=True),
     ".parquet": lambda path: pd.read_parquet(path),
@@ -38,8 +41,10 @@ def read_table(path: Path | str, rename: Mapping[str, str] | None = None) -> pd.
     if not path.is_file():
         raise DataFileError(f"{path}: no such file.")
     try:
-        frame = reader(path)
-    except (ValueError, OSError, UnicodeDecodeError) as error:
+        with warnings.catch_warnings():  # pandas only warns when a row has more fields than the header
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = reader(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserWarning) as error:
         raise DataFileError(f"{path}: cannot be read as {path.suffix[1:]}: {_first_line(error)}") from None
     return _renamed(frame, rename or {}, path)
 
@@ -55,7 +60,13 @@ def _renamed(frame: pd.DataFrame, rename: Mapping[str, str], path: Path) -> pd.D
         raise MissingColumnsError(
             f"{path}: no column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}."
         )
-    return frame.rename(columns=wanted)
+    renamed = frame.rename(columns=wanted)
+    twice = sorted({str(c) for c in renamed.columns[renamed.columns.duplicated()]})
+    if twice:
+        raise InvalidInputError(
+            f"{path}: column(s) {', '.join(twice)} twice after renaming; the file already has a column of that name."
+        )
+    return renamed
 
 
 def write_table(frame: pd.DataFrame, path: Path | str) -> None:

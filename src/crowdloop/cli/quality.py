@@ -61,6 +61,8 @@ def aggregate_command(
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
     if engine != "local":
+        if gold is not None or fit_gold or workers_out is not None:
+            raise InvalidInputError(f"--engine {engine} takes no --gold, --fit-gold or --workers-out (local only).")
         _aggregate_scaled(
             answers, method, out, engine, master, {task_col: "task", worker_col: "worker", label_col: "label"}
         )

@@ -62,7 +62,10 @@ def _check_numeric(labels: pd.Series) -> None:
 
 
 def _factorize(values: pd.Series, *, sort: bool) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes and their uniques; mixed-type labels are sorted as strings."""
+    """Integer codes and their uniques. Values of mixed types (``1`` and ``"1"``, as a file read
+    in two parts may give) are compared as text, so they make one code, not two that split a vote."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False).startswith("mixed"):
+        values = values.astype(str)
     try:
         codes, uniques = pd.factorize(values, sort=sort)
     except TypeError:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import EmptyInputError, InvalidParameterError
+from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError
 from crowdloop.quality._data import check_answers, encode_answers, gold_series
 
 
@@ -102,7 +102,10 @@ def krippendorff_alpha(answers: pd.DataFrame, level: Literal["nominal", "interva
 def _distance(classes: pd.Index, level: str) -> np.ndarray:
     if level == "nominal":
         return 1.0 - np.eye(len(classes))
-    values = pd.to_numeric(pd.Series(classes), errors="raise").to_numpy(dtype=float)
+    try:
+        values = pd.to_numeric(pd.Series(classes), errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError) as error:
+        raise InvalidInputError(f"the interval level needs numeric labels; {error}.") from None
     return np.asarray((values[:, None] - values[None, :]) ** 2)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from crowdloop.errors import EmptyInputError
-from crowdloop.quality._data import gold_series
+from crowdloop.quality._data import encode_answers, encode_gold, gold_series
 from crowdloop.quality._kernels import Progress
 from crowdloop.quality.base import BaseAggregator, BaseClassificationAggregator
 from crowdloop.quality.metrics import accuracy_on_gold, worker_accuracy_on_gold
@@ -54,6 +54,8 @@ def aggregate(
         "seconds": seconds,
     }
     if gold is not None and isinstance(aggregator, BaseClassificationAggregator):
+        if not fit_gold:  # the same check --fit-gold makes: a gold label nobody can give scores nonsense
+            encode_gold(gold, encode_answers(answers))
         stats["accuracy"] = (
             cross_fitted_accuracy(answers, aggregator, gold) if fit_gold else accuracy_on_gold(aggregator.labels_, gold)
         )

@@ -1,0 +1,53 @@
+"""Truth inference handed what files and frames plausibly hold: a row with one field too many, labels
+of mixed types, colliding columns, gold labels nobody can give, options an engine ignores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from crowdloop.errors import DataFileError, InvalidInputError
+from crowdloop.io import read_table
+from crowdloop.quality import DawidSkene, MajorityVote
+from crowdloop.quality.metrics import krippendorff_alpha
+
+
+def _crowdloop(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "crowdloop", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_a_row_with_a_field_too_many_is_an_error_not_a_shift(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("task,worker,label\n1,a,cat,0.9\n2,b,dog\n")
+    with pytest.raises(DataFileError, match="cannot be read as csv"):
+        read_table(path)  # it used to make the tasks the index and the workers the tasks
+
+
+def test_labels_of_mixed_types_are_one_label():
+    answers = pd.DataFrame({"task": ["t"] * 5, "worker": list("abcde"), "label": ["1", "1", 1, 2, 2]})
+    assert MajorityVote().fit(answers).labels_.tolist() == ["1"]  # three votes, not two against two and one
+    assert sorted(map(str, DawidSkene().fit(answers).probas_.columns)) == ["1", "2"]
+
+
+def test_interval_agreement_needs_numbers():
+    answers = pd.DataFrame({"task": [1, 1, 2, 2], "worker": list("abab"), "label": ["bird", "cat", "cat", "cat"]})
+    with pytest.raises(InvalidInputError, match="the interval level needs numeric labels"):
+        krippendorff_alpha(answers, "interval")
+
+
+def test_the_cli_refuses_colliding_columns_unknown_gold_labels_and_ignored_options(tmp_path):
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame({"task": [1, 1, 2, 2], "item": [1, 1, 2, 2], "worker": list("abab"), "label": [0, 1, 1, 1]}).to_csv(
+        answers, index=False
+    )
+    twice = _crowdloop("aggregate", str(answers), "--task-col", "item")
+    assert twice.returncode == 2 and "column(s) task twice after renaming" in twice.stderr
+    gold = tmp_path / "gold.csv"
+    pd.DataFrame({"task": [1, 2], "label": ["yes", "no"]}).to_csv(gold, index=False)
+    scored = _crowdloop("aggregate", str(answers), "--gold", str(gold))
+    assert scored.returncode == 2 and "yes" in scored.stderr  # it printed accuracy 0.0000
+    engine = _crowdloop("aggregate", str(answers), "--engine", "stream", "--gold", str(gold), "-o", "x.parquet")
+    assert engine.returncode == 2 and "--engine stream takes no --gold" in engine.stderr
