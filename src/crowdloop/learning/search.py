@@ -36,10 +36,10 @@ from crowdloop.learning.metrics import evaluate_probas
 from crowdloop.learning.models import SEARCHED, check_family, suggest
 from crowdloop.learning.train import (
     TrainedModel,
-    aligned_targets,
     fit_model,
     fold_probas,
     full_probas,
+    labeled_rows,
     stratified_folds,
 )
 from crowdloop.quality._data import gold_series
@@ -147,10 +147,9 @@ def tune(
     _check(n_trials, timeout, n_folds, families)
     started = time.perf_counter()
     gold = None if gold is None else gold_series(gold)
-    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
-    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    featurizer, X, targets = labeled_rows(items, soft_labels, spec, featurizer)
     folds = stratified_folds(targets.to_numpy(), n_folds, random_state)
-    data = _Data(featurizer.transform(items)[positions], targets, folds, gold, {})
+    data = _Data(X, targets, folds, gold, {})
     sampler = optuna.samplers.TPESampler(seed=random_state)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)

@@ -38,7 +38,7 @@ from crowdloop.errors import ArtifactError, EmptyInputError, InvalidParameterErr
 from crowdloop.learning import registry
 from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
-from crowdloop.learning.models import DEFAULTS, FAMILIES, SEARCHED, check_seed
+from crowdloop.learning.models import FAMILIES, SEARCHED, check_seed
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, gold_set, load_project_data
 from crowdloop.learning.search import tune
 from crowdloop.learning.torch_mlp import require_torch
@@ -141,9 +141,8 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
     model.save(folder)
     export_onnx(model, folder)
     lineage = {**data.lineage, "gold_items": len(data.gold), "seconds": round(time.perf_counter() - started, 3)}
-    # every parameter the model was fitted with, defaults included, and how: a version says how to make it again
-    params = {**DEFAULTS[model.family], **model.params, "random_state": options.random_state}
-    params["targets"] = options.targets
+    # model.params holds every parameter, defaults included (fit_model records them); add how it was made
+    params = {**model.params, "random_state": options.random_state, "targets": options.targets}
     return Trained(folder, model.family, params, metrics, lineage, search, gold_items, data.gold, data.targets)
 
 

@@ -250,6 +250,20 @@ def aligned_targets(
     return position[position >= 0], targets[position >= 0]
 
 
+def labeled_rows(
+    items: Items,
+    soft_labels: pd.Series | pd.DataFrame,
+    spec: FeatureSpec | None = None,
+    featurizer: Featurizer | None = None,
+    featurizer_params: dict[str, Any] | None = None,
+) -> tuple[Featurizer, Any, pd.DataFrame]:
+    """The featurizer (fitted on every item, spec inferred when ``None``, unless a fitted one is
+    given), the feature rows of the labeled items, and their targets in the same order."""
+    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items), **(featurizer_params or {})).fit(items)
+    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    return featurizer, featurizer.transform(items)[positions], targets
+
+
 def train_model(
     items: Items,
     soft_labels: pd.Series | pd.DataFrame,
@@ -267,9 +281,8 @@ def train_model(
     a fitted one is given.
     """
     check_family(family)
-    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items), **(featurizer_params or {})).fit(items)
-    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
-    return fit_model(featurizer, featurizer.transform(items)[positions], targets, family, params, random_state)
+    featurizer, X, targets = labeled_rows(items, soft_labels, spec, featurizer, featurizer_params)
+    return fit_model(featurizer, X, targets, family, params, random_state)
 
 
 def cross_val_probas(
@@ -289,13 +302,12 @@ def cross_val_probas(
     as far more reliable than it is.
     """
     check_family(family)
-    featurizer = featurizer or Featurizer(spec or FeatureSpec.infer(items)).fit(items)
-    positions, targets = aligned_targets(items, soft_labels, featurizer.spec.id_column)
+    featurizer, X, targets = labeled_rows(items, soft_labels, spec, featurizer)
     if not 2 <= n_folds <= len(targets):
         raise InvalidParameterError(f"n_folds must be between 2 and the {len(targets)} labeled items; got {n_folds}.")
-    X = featurizer.transform(items)[positions]
     probas = out_of_fold_probas(X, targets.to_numpy(), family, params, n_folds, random_state)
-    return pd.DataFrame(probas, index=targets.index.rename("task"), columns=targets.columns)
+    index = targets.index.rename(featurizer.spec.id_column)
+    return pd.DataFrame(probas, index=index, columns=targets.columns)
 
 
 def fit_model(
