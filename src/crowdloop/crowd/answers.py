@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Row, insert, or_, select, update
+from sqlalchemy import BigInteger, Integer, Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
 from crowdloop.crowd.assignment import SYNC_OFF
-from crowdloop.crowd.projects import access_granted, get_project
+from crowdloop.crowd.projects import admitted, get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import standing_out, standing_row
 from crowdloop.crowd.stop_rule import posterior
@@ -58,7 +58,7 @@ _LEASE = (
     select(ProjectWorker.banned).where(ProjectWorker.project_id == Assignment.project_id,
                                        ProjectWorker.worker_id == Assignment.worker_id)
     .scalar_subquery().label("banned"),
-    or_(Project.open_to_all, access_granted(Assignment.project_id, Assignment.worker_id)).label("admitted"),
+    admitted(Assignment.project_id, Assignment.worker_id).label("admitted"),
     Assignment.issued_at, Assignment.expires_at, Project.status.label("project_status"),
 )  # fmt: skip
 

@@ -42,7 +42,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
-    func,
     select,
     text,
     tuple_,
@@ -51,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from crowdloop.crowd.projects import access_granted, visible_projects
+from crowdloop.crowd.projects import access_granted, open_leases, visible_projects
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -180,10 +179,7 @@ def _budget_fits(session: Session, project_id: int, budget: int | None, spent: i
     """Whether one more lease fits the budget once every open lease is paid for too."""
     if budget is None:
         return True
-    leased = session.scalar(
-        select(func.count()).where(Assignment.project_id == project_id, Assignment.status == "leased")
-    )
-    return spent + (int(leased or 0) + 1) * price <= budget
+    return spent + (open_leases(session, project_id) + 1) * price <= budget
 
 
 def _budget_allows(session: Session, project: Project) -> bool:

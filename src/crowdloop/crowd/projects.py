@@ -65,7 +65,7 @@ def visible_projects(actor: User) -> Any:
     if actor.role == "requester":
         return query.where(Project.owner_id == actor.id)
     if actor.role == "worker":
-        return query.where(Project.status != "draft", or_(Project.open_to_all, access_granted(Project.id, actor.id)))
+        return query.where(Project.status != "draft", admitted(Project.id, actor.id))
     if actor.role == "device":  # belongs to no requester: only the projects whose owner granted it
         return query.where(Project.status != "draft", access_granted(Project.id, actor.id))
     return query
@@ -74,6 +74,17 @@ def visible_projects(actor: User) -> Any:
 def access_granted(project_id: Any, worker_id: Any) -> Exists:
     """SQL: the worker (or device) was granted access to the project (either side a column or a value)."""
     return exists().where(ProjectAccess.project_id == project_id, ProjectAccess.worker_id == worker_id)
+
+
+def admitted(project_id: Any, worker_id: Any) -> Any:
+    """SQL: the project (a query over ``Project``) is open to the worker: open to all, or granted."""
+    return or_(Project.open_to_all, access_granted(project_id, worker_id))
+
+
+def open_leases(session: Session, project_id: int) -> int:
+    """Leases handed out on the project and not answered, skipped or expired yet: each will cost the price."""
+    query = select(func.count()).where(Assignment.project_id == project_id, Assignment.status == "leased")
+    return int(session.scalar(query) or 0)
 
 
 def get_project(session: Session, actor: User, project_id: int) -> Project:
@@ -131,13 +142,11 @@ def _check_open_leases_fit(session: Session, project: Project) -> None:
     saved), since the budget is the one promise a requester relies on."""
     if project.budget_micros is None:
         return
-    open_leases = int(session.scalar(
-        select(func.count()).where(Assignment.project_id == project.id, Assignment.status == "leased")
-    ) or 0)  # fmt: skip
-    total = project.spent_micros + open_leases * project.price_micros
+    leased = open_leases(session, project.id)
+    total = project.spent_micros + leased * project.price_micros
     if total > project.budget_micros:
         raise ConflictError(
-            f"the {open_leases} open lease(s) would take the spend to {from_micros(total):.2f}, over the budget of "
+            f"the {leased} open lease(s) would take the spend to {from_micros(total):.2f}, over the budget of "
             f"{from_micros(project.budget_micros):.2f}; nothing was changed. Raise the budget, or wait until "
             "they are answered or expire."
         )

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crowdloop.crowd.answers import item_posterior
 from crowdloop.crowd.assignment import own_assignment
 from crowdloop.crowd.prefetch import task_out
-from crowdloop.crowd.projects import access_granted
+from crowdloop.crowd.projects import admitted
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
 from crowdloop.errors import ConflictError, PermissionDeniedError
@@ -60,7 +60,7 @@ def _check_still_admitted(session: Session, project: Project, worker: User) -> N
     standing = standing_row(session, project.id, worker.id)
     if standing.banned:
         raise PermissionDeniedError("you are banned from this project; your answer stands.")
-    if not project.open_to_all and not session.scalar(select(access_granted(project.id, worker.id))):
+    if not session.scalar(select(admitted(project.id, worker.id)).where(Project.id == project.id)):
         raise PermissionDeniedError(f"project {project.id} is no longer open to you; your answer stands.")
 
 
