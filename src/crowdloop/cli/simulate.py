@@ -21,7 +21,6 @@ from crowdloop.learning.models import MAX_SEED
 from crowdloop.quality import CATEGORICAL_METHODS
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
 from crowdloop.sim.active import ActiveLearning
-from crowdloop.sim.driver import items_by_task
 
 ROWS = [
     ("labels_bought", "labels bought"),
@@ -111,9 +110,7 @@ def simulate_command(
     crowd = ReplayedCrowd(answers)
     if len(crowd.labels) < 2:
         raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
-    gold = _checked_gold(gold, crowd, source)
-    if items is not None:
-        items = items_by_task(items, crowd.tasks)  # refused now, not after the run, if a task has none
+    gold = _checked_gold(gold, crowd, source)  # items are checked by run_in_process, before its first task
     if policy == "active":
         options = {
             "strategy": strategy,
