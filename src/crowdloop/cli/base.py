@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import click
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from crowdloop import __version__
 
@@ -12,6 +16,17 @@ console = Console(stderr=True, soft_wrap=True)
 
 PIPED_WIDTH = 200
 """Columns of a table written to a pipe or a file: at rich's default 80, cells were cut to ``candi…``."""
+
+
+@contextmanager
+def spinner(description: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the text and the elapsed time on stderr while work of unknown length runs
+    (silent off a terminal, where it would only leave blank lines); yields a function that
+    changes the text."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda text: bar.update(task, description=text)
 
 
 def stdout_console() -> Console:

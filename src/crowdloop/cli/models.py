@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console, stdout_console
+from crowdloop.cli.base import cli, console, spinner, stdout_console
 from crowdloop.cli.platform import _api_options, _client, _print_record
 from crowdloop.learning.models import MAX_SEED
 
@@ -55,7 +54,7 @@ def train_command(
 
     Ctrl-C stops the waiting, not the training: the server finishes it and registers the version.
     """
-    with _client(url, token) as client, _Waiting(f"training a model for project {project_id} on the server"):
+    with _client(url, token) as client, spinner(f"training a model for project {project_id} on the server"):
         try:
             result = client.train_model(
                 project_id, family=family, trials=trials, timeout=timeout, seed=seed, targets=targets
@@ -234,18 +233,3 @@ def _verdict(result: dict[str, Any]) -> str:
     if comparison["candidate_score"] == comparison["production_score"]:
         return f"kept as candidate: it ties production ({mine}), and a candidate must score higher"
     return f"kept as candidate ({mine}); production is {_previous(comparison)}"
-
-
-class _Waiting:
-    """A spinner with the elapsed time on stderr while the server works (silent off a terminal)."""
-
-    def __init__(self, description: str) -> None:
-        columns = (SpinnerColumn(), TextColumn(description), TimeElapsedColumn())
-        self._progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-
-    def __enter__(self) -> None:
-        self._progress.add_task("", total=None)
-        self._progress.start()
-
-    def __exit__(self, *_: object) -> None:
-        self._progress.stop()

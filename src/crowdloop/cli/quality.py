@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 import pandas as pd
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console, stdout_console
+from crowdloop.cli.base import cli, console, spinner, stdout_console
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
 from crowdloop.io import read_gold, read_table, write_table
@@ -115,14 +114,8 @@ def _load_inputs(
 @contextmanager
 def _iteration_progress(name: str) -> Iterator[Any]:
     """A spinner with the iteration count and the last change, on stderr."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(f"{name}: encoding answers")
-
-        def update(iteration: int, change: float) -> None:
-            bar.update(task, description=f"{name}: iteration {iteration}, change {change:.2e}")
-
-        yield update
+    with spinner(f"{name}: encoding answers") as describe:
+        yield lambda iteration, change: describe(f"{name}: iteration {iteration}, change {change:.2e}")
 
 
 def _print_summary(result: AggregationResult, show_preview: bool) -> None:
