@@ -113,3 +113,35 @@ def _labels(owner: Any, project: int) -> list[dict[str, Any]]:
 
     text = owner.export(project, "labels", "jsonl").decode()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_gold_comes_at_places_a_worker_cannot_count(server):
+    """At a share of 0.2 the fixed schedule gave every worker gold at tasks 1, 6, 11, ...; a worker
+    who counted knew which answers were checked. Now only the first is fixed, and the rate holds."""
+    owner, project = _project(server, texts=40, gold=20, gold_share=0.2, min_overlap=6, max_overlap=6)
+    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    schedules = []
+    for w in range(6):
+        _, worker = server.user(f"rules-gold-{w}", "worker")
+        places = []
+        for place in range(25):
+            task = worker.next_task(project)
+            if task["item_id"] in gold_ids:
+                places.append(place)
+            worker.submit(task["assignment_id"], "1")
+        schedules.append(places)
+    assert all(places[0] == 0 for places in schedules)  # a newcomer is checked at once
+    assert all(5 - 2 <= len(places) <= 5 + 2 for places in schedules)  # 0.2 of 25, within the band
+    assert len({tuple(places) for places in schedules}) > 1, schedules
+    assert any(places != [0, 5, 10, 15, 20] for places in schedules), schedules
+
+
+def test_tasks_leased_ahead_are_not_all_gold(server):
+    """The web page leases three tasks ahead; each used to be chosen as if it were the first, so a
+    newcomer got three gold tasks in a row."""
+    owner, project = _project(server, texts=10, gold=10, gold_share=0.1)
+    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    _, worker = server.user("rules-ahead", "worker")
+    tasks = worker.next_tasks(project, count=3)
+    gold = [task["item_id"] in gold_ids for task in tasks]
+    assert len(tasks) == 3 and gold[0] and sum(gold) <= 2  # the second may be gold (one in ten), never both

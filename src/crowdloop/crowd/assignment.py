@@ -25,6 +25,7 @@ database took to run it, and the ORM's execution path again as long.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     select,
     text,
     tuple_,
@@ -187,14 +189,41 @@ def _budget_allows(session: Session, project: Project) -> bool:
     return _budget_fits(session, project.id, project.budget_micros, project.spent_micros, project.price_micros)
 
 
-def _gold_due(gold_share: float, gold_answers: int, answers: int) -> bool:
-    """Gold at the project's rate, deterministically: when the worker is below their share."""
-    return gold_share > 0 and gold_answers < gold_share * (answers + 1)
+GOLD_BEHIND = 2.0
+"""A worker this many gold tasks short of the project's rate gets gold next, whatever the draw."""
+GOLD_AHEAD = 1.0
+"""A worker this many gold tasks past the rate gets none until the rate catches up."""
+_DRAWS = random.SystemRandom()
 
 
-def _wants_gold(session: Session, project: Project, worker: User) -> bool:
+def _gold_due(gold_share: float, gold_tasks: int, tasks: int, draw: float | None = None) -> bool:
+    """Whether a worker who has had ``tasks`` tasks, ``gold_tasks`` of them gold, gets gold next.
+
+    The first task is gold: a newcomer is checked at once. After that each task is gold with
+    probability ``gold_share``, kept within :data:`GOLD_BEHIND` and :data:`GOLD_AHEAD` of the
+    rate. A fixed schedule (the tenth, twentieth ... task at a share of 0.1) told a worker who
+    counts which answers are checked, so the checks measured their care on those alone.
+    ``draw`` (uniform in [0, 1)) is for tests; by default it comes from the system's randomness,
+    which a worker cannot predict from what they see.
+    """
+    if gold_share <= 0:
+        return False
+    if tasks == 0 and gold_tasks == 0:
+        return True
+    expected = gold_share * (tasks + 1)
+    if gold_tasks + GOLD_BEHIND <= expected:
+        return True
+    if gold_tasks >= expected + GOLD_AHEAD:
+        return False
+    return (_DRAWS.random() if draw is None else draw) < gold_share
+
+
+def _wants_gold(session: Session, project: Project, worker: User, held: list[Assignment]) -> bool:
+    """:func:`_gold_due` for a worker who also holds the open leases ``held`` (leased ahead by the web page)."""
     standing = standing_row(session, project.id, worker.id)
-    return _gold_due(project.gold_share, standing.gold_answers, standing.answers)
+    items = [lease.item_id for lease in held]
+    gold_held = session.scalar(select(func.count()).where(Item.id.in_(items), Item.is_gold.is_(True))) if items else 0
+    return _gold_due(project.gold_share, standing.gold_answers + (gold_held or 0), standing.answers + len(held))
 
 
 def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> Assignment | None:

@@ -32,7 +32,7 @@ def next_tasks(session: Session, worker: User, project_id: int, count: int = 2) 
     project = get_project(session, worker, project_id)
     leases = open_leases(session, project.id, worker.id)
     while len(leases) < min(max(count, 1), MAX_AHEAD) and _may_lease_more(session, project, worker, len(leases)):
-        gold = assignment._wants_gold(session, project, worker)
+        gold = assignment._wants_gold(session, project, worker, leases)
         extra = assignment._lease(session, project, worker, gold=gold)
         if extra is None:
             break

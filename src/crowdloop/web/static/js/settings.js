@@ -33,7 +33,7 @@ const RULES = [
 
 const OVERLAP_HELP = "Dynamic overlap: an item gets answers until the crowd model's confidence in its label reaches "
   + "the target, at least min overlap and at most max overlap of them. Gold share: the part of a worker's tasks that "
-  + "are control questions.";
+  + "are control questions (the first, then at random places).";
 
 const RULE_HELP = "Blank: the rule is off. Held-back workers get gold, and only the items no other worker can still take; "
   + "0.5 keeps the work with the better half. Ratings are refreshed at every aggregation.";
