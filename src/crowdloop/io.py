@@ -6,6 +6,7 @@ what is wrong with it, so front-ends can show one clear line.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,11 +15,38 @@ import pandas as pd
 
 from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError
 
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")
+"""An integer as it would be written back: no leading zero, no sign but minus, within int64."""
+_DECIMAL = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][-+]?[0-9]+)?")
+
+
+def read_delimited(path: Path, sep: str = ",") -> pd.DataFrame:
+    """A CSV or TSV table whose values are kept as written unless they are plainly numbers.
+
+    pandas guesses each column's type: it read an id ``007`` as 7 (so ``007`` and ``7`` became
+    one task, and the output no longer matched the user's ids) and a label ``NA`` or ``null`` as
+    missing. Here every field is read as text, an empty field is missing, and a column becomes
+    numbers only when each of its values is a number written the way that number prints.
+    ``index_col=False``: a row with one field more than the header is an error, not a silent
+    shift of every column by one (pandas would take the first column as the index).
+    """
+    frame = pd.read_csv(path, sep=sep, index_col=False, dtype=str, keep_default_na=False, na_values=[""])
+    return frame.apply(_numbers_if_plain)
+
+
+def _numbers_if_plain(column: pd.Series) -> pd.Series:
+    values = column.dropna()
+    if values.empty:
+        return column
+    integer = values.str.fullmatch(_INTEGER)
+    if not (integer | values.str.fullmatch(_DECIMAL)).all():
+        return column
+    return pd.to_numeric(column)
+
+
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    # index_col=False: a row with one field more than the header is an error, not a silent shift
-    # of every column by one (pandas would take the first column as the index)
-    ".csv": lambda path: pd.read_csv(path, index_col=False),
-    ".tsv": lambda path: pd.read_csv(path, sep="\t", index_col=False),
+    ".csv": read_delimited,
+    ".tsv": lambda path: read_delimited(path, sep="\t"),
     ".jsonl": lambda path: pd.read_json(path, lines=True),
     ".ndjson": lambda path: pd.read_json(path, lines=True),
     ".parquet": lambda path: pd.read_parquet(path),
@@ -83,6 +111,23 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         frame.to_json(path, orient="records", lines=True)
     else:
         frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+def same_task_ids(
+    answers: pd.DataFrame, gold: pd.Series | None, items: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.Series | None, pd.DataFrame | None]:
+    """The answers' ``task`` column and the task index of gold and items as one kind of id.
+
+    A file's column is numbers only when every id in it is a plain number, so the answers (with
+    an id ``007``) can hold ``"7"`` where the gold file holds 7; then every id becomes text, as written.
+    """
+    dtypes = [answers["task"].dtype] + [table.index.dtype for table in (gold, items) if table is not None]
+    kinds = {pd.api.types.is_numeric_dtype(dtype) for dtype in dtypes}
+    if len(kinds) < 2:
+        return answers, gold, items
+    gold = None if gold is None else gold.set_axis(gold.index.astype(str))
+    items = None if items is None else items.set_axis(items.index.astype(str))
+    return answers.assign(task=answers["task"].astype(str)), gold, items
 
 
 def read_gold(path: Path | str) -> pd.Series:

@@ -3,6 +3,7 @@ of mixed types, colliding columns, gold labels nobody can give, options an engin
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from crowdloop.errors import DataFileError, InvalidInputError
-from crowdloop.io import read_table
+from crowdloop.io import read_gold, read_table, same_task_ids
 from crowdloop.quality import DawidSkene, MajorityVote
 from crowdloop.quality.metrics import krippendorff_alpha
 
@@ -51,3 +52,27 @@ def test_the_cli_refuses_colliding_columns_unknown_gold_labels_and_ignored_optio
     assert scored.returncode == 2 and "yes" in scored.stderr  # it printed accuracy 0.0000
     engine = _crowdloop("aggregate", str(answers), "--engine", "stream", "--gold", str(gold), "-o", "x.parquet")
     assert engine.returncode == 2 and "--engine stream takes no --gold" in engine.stderr
+
+
+def test_ids_and_labels_keep_what_the_file_says(tmp_path):
+    """pandas read ``007`` as 7 (two tasks became one, and the output lost the user's id) and a
+    label ``NA`` as missing (the file was refused: "answers have no label")."""
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\n007,a,NA\n007,b,NA\n7,a,yes\n7,b,yes\n7,c,NA\n12,a,yes\n")
+    frame = read_table(answers)
+    assert frame["task"].tolist() == ["007", "007", "7", "7", "7", "12"] and "NA" in set(frame["label"])
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task,label\n12,yes\n7,yes\n")  # plain numbers: read as ints, matched as text
+    result = _crowdloop("aggregate", str(answers), "--method", "majority_vote", "--gold", str(gold), "-o", "-")
+    assert result.returncode == 0, result.stderr
+    labels = pd.read_csv(io.StringIO(result.stdout), dtype=str, keep_default_na=False)
+    assert dict(zip(labels["task"], labels["label"], strict=True)) == {"007": "NA", "7": "yes", "12": "yes"}
+    assert "accuracy" in result.stderr and "1.0000" in result.stderr, result.stderr
+    assert read_table(tmp_path / "answers.csv")["worker"].dtype == object
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text("task,worker,label\n1,2,-3\n4,5,1.50\n")
+    assert read_table(numbers).dtypes.tolist() == ["int64", "int64", "float64"]  # plain numbers stay numbers
+    items = pd.DataFrame({"text": ["a", "b"]}, index=pd.Index([7, 12], name="task"))
+    _, known, indexed = same_task_ids(frame, read_gold(gold), items)  # as `crowdloop simulate` reads them
+    assert known is not None and indexed is not None
+    assert known.index.tolist() == ["12", "7"] and indexed.loc["7", "text"] == "a"

@@ -15,7 +15,7 @@ from rich.table import Table
 from crowdloop.cli.base import cli, console, spinner, stdout_console
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
-from crowdloop.io import read_gold, read_table, write_table
+from crowdloop.io import read_gold, read_table, same_task_ids, write_table
 from crowdloop.quality import CATEGORICAL_METHODS, METHODS, BaseClassificationAggregator, get_aggregator
 from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
 from crowdloop.quality.run import AggregationResult, aggregate
@@ -106,7 +106,8 @@ def _load_inputs(
     if (answers is None) == (dataset is None):
         raise InvalidInputError("give either an ANSWERS file or --dataset NAME (see `crowdloop datasets`).")
     if answers is not None:
-        return read_table(answers, rename), None if gold is None else read_gold(gold)
+        frame, known, _ = same_task_ids(read_table(answers, rename), None if gold is None else read_gold(gold))
+        return frame, known
     bundled = load_dataset(str(dataset))
     return bundled.answers, bundled.gold if gold is None else read_gold(gold)
 

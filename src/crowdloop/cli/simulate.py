@@ -15,7 +15,7 @@ from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.config import Settings
 from crowdloop.datasets import load_dataset
 from crowdloop.errors import InvalidInputError, MissingColumnsError
-from crowdloop.io import read_gold, read_table
+from crowdloop.io import read_gold, read_table, same_task_ids
 from crowdloop.learning import FAMILIES, STRATEGIES
 from crowdloop.learning.models import MAX_SEED
 from crowdloop.quality import CATEGORICAL_METHODS
@@ -144,7 +144,9 @@ def _inputs(
         return data.answers, data.gold, _read_items(items) if items is not None else bundled, dataset
     if answers is None or gold is None:
         raise click.UsageError("give --answers and --gold (files), or --dataset NAME (see crowdloop datasets).")
-    return read_table(answers), read_gold(gold), _read_items(items), str(gold)
+    frame, known, indexed = same_task_ids(read_table(answers), read_gold(gold), _read_items(items))
+    assert known is not None  # it was given
+    return frame, known, indexed, str(gold)
 
 
 def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path | str) -> pd.Series:
