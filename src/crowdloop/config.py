@@ -6,11 +6,25 @@ file entry); front-ends build one :class:`Settings` and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, 127.0.0.1"`` as networks; a bad entry is a ``ValueError`` that names it."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8 or 127.0.0.1") from None
+    return tuple(networks)
 
 
 class Settings(BaseSettings):
@@ -38,6 +52,10 @@ class Settings(BaseSettings):
     )
     auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated networks (CIDR) webhooks may call besides public addresses, e.g. 10.0.0.0/8.",
+    )
     api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI and SDK talk to.")
     api_token: SecretStr | None = Field(default=None, description="Token the CLI uses against api_url.")
     metrics_token: SecretStr | None = Field(
@@ -49,3 +67,14 @@ class Settings(BaseSettings):
     metrics_max_projects: int = Field(
         default=100, ge=1, le=10_000, description="Projects with their own `project` label on /metrics (rest: other)."
     )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)  # a bad entry fails at start, naming itself
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[Network, ...]:
+        """:attr:`webhook_allowed_networks`, parsed."""
+        return parse_networks(self.webhook_allowed_networks)

@@ -119,7 +119,7 @@ def test_a_refit_reopens_items_closed_on_an_unreliable_word_and_closes_settled_o
 def test_a_closing_refit_announces_the_item(factory):
     project_id, _ = _calibrated_project(factory)
     with unit_of_work(factory) as session:
-        register_webhook(session, project_id, "http://127.0.0.1:9/hook", ["item.labeled"])
+        register_webhook(session, project_id, "https://example.com/hook", ["item.labeled"])
     with unit_of_work(factory) as session:
         run_aggregation(session, session.get(Project, project_id))
     with unit_of_work(factory) as session:

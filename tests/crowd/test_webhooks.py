@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop.config import Settings, parse_networks
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.webhooks import (
     CLAIM_LEASE,
@@ -174,9 +176,13 @@ def closed_port_url() -> str:
 # --- helpers --------------------------------------------------------------------------------------
 
 
+LOCAL = parse_networks("127.0.0.0/8, ::1")
+"""The receivers here listen on this machine: a network an operator must allow."""
+
+
 def _register(db: Database, project_id: int, url: str, events: list[str] | None = None) -> Webhook:
     with unit_of_work(db.factory) as session:
-        return register_webhook(session, project_id, url, events)
+        return register_webhook(session, project_id, url, events, allowed=LOCAL)
 
 
 def _enqueue(db: Database, project_id: int, event: str = "item.labeled", payload: Any = None) -> int:
@@ -580,7 +586,7 @@ def test_dispatcher_delivers_in_the_background_and_stops_cleanly(
     db: Database, project_id: int, receiver: Receiver
 ) -> None:
     _register(db, project_id, receiver.url)
-    dispatcher = WebhookDispatcher(db.factory, interval=0.05)
+    dispatcher = WebhookDispatcher(db.factory, interval=0.05, allowed=LOCAL)
     dispatcher.start()
     try:
         _enqueue(db, project_id)
@@ -589,6 +595,47 @@ def test_dispatcher_delivers_in_the_background_and_stops_cleanly(
         dispatcher.stop()
     assert not dispatcher.running
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8000/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data",
+     "http://10.1.2.3/hook", "http://[::1]:5432/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/"],
+)  # fmt: skip
+def test_register_refuses_addresses_off_the_public_internet(db: Database, project_id: int, url: str) -> None:
+    """A requester's webhook called this machine's ports or the cloud's metadata service for them."""
+    with unit_of_work(db.factory) as session, pytest.raises(InvalidInputError, match="not a public address"):
+        register_webhook(session, project_id, url)
+    with unit_of_work(db.factory) as session:
+        allowed = parse_networks("127.0.0.0/8, ::1, 10.0.0.0/8, 169.254.0.0/16, 0.0.0.0/32")
+        assert register_webhook(session, project_id, url, allowed=allowed).url == url  # the operator allowed it
+
+
+def test_the_dispatcher_calls_a_name_only_where_it_resolves_to_a_public_address(
+    db: Database, project_id: int, receiver: Receiver
+) -> None:
+    """A name is checked each time it is called (what it resolves to, or the allowed networks, may
+    have changed since registration): here ``localhost``, registered while this machine was allowed."""
+    _register(db, project_id, receiver.url.replace("127.0.0.1", "localhost"))
+    _enqueue(db, project_id)
+    for allowed, status in (((), "pending"), (LOCAL, "delivered")):
+        dispatcher = WebhookDispatcher(db.factory, interval=0.05, allowed=allowed)
+        dispatcher.start()
+        try:
+            assert _wait_for(lambda want=status: _only_delivery(db).attempts >= 1 and _only_delivery(db).status == want)
+        finally:
+            dispatcher.stop()
+        if not allowed:
+            assert "is 127.0.0.1, which is not a public address" in str(_only_delivery(db).last_error)
+            assert receiver.requests == []
+            with unit_of_work(db.factory) as session:  # due again now rather than after the back-off
+                session.get(WebhookDelivery, _only_delivery(db).id).next_attempt_at = utcnow()
+    assert len(receiver.requests) == 1
+
+
+def test_a_bad_allowed_network_fails_at_start() -> None:
+    with pytest.raises(ValidationError, match="'10.0.0.300/8' is not a network"):
+        Settings(webhook_allowed_networks="127.0.0.1, 10.0.0.300/8")
 
 
 def test_dispatcher_logs_a_failing_round_and_keeps_going(

@@ -81,7 +81,12 @@ class Server:
 def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN, "CROWDLOOP_DATA_DIR": str(log_dir / "data")}
+    env = {
+        **os.environ,
+        "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN,
+        "CROWDLOOP_DATA_DIR": str(log_dir / "data"),
+        "CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1",
+    }  # the tests' receivers listen here
     command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
                "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)

@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-        dispatcher = WebhookDispatcher(factory) if settings.webhook_dispatcher else None
+        dispatcher = (
+            WebhookDispatcher(factory, allowed=settings.webhook_networks) if settings.webhook_dispatcher else None
+        )
         if dispatcher is not None:
             dispatcher.start()
         yield

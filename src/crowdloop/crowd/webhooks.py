@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +50,7 @@ import httpx
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop.config import Network
 from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import Project, Webhook, WebhookDelivery, utcnow
@@ -71,17 +74,32 @@ logger = logging.getLogger(__name__)
 # --- registration ---------------------------------------------------------------------------------
 
 
-def register_webhook(session: Session, project_id: int, url: str, events: list[str] | None = None) -> Webhook:
+def register_webhook(
+    session: Session,
+    project_id: int,
+    url: str,
+    events: list[str] | None = None,
+    allowed: Sequence[Network] = (),
+) -> Webhook:
     """Subscribe ``url`` to ``events`` of a project (``None``: all events).
 
+    A URL whose host is written as an address outside the public internet (or ``localhost``)
+    is refused unless one of the ``allowed`` networks holds it; a name is checked each time it is
+    called (:class:`PublicOnlyTransport`), since what it resolves to can change.
     The secret is stored in clear because it must stay usable for signing; the route
     shows it to the requester once, at registration.
     """
     if session.get(Project, project_id) is None:
         raise NotFoundError(f"no project {project_id}.")
+    url = _checked_url(url)
+    host = httpx.URL(url).host
+    literal = [ipaddress.ip_address("127.0.0.1")] if host.lower() == "localhost" else _literal_address(host)
+    for address in literal:
+        if problem := _refusal(host, address, allowed):
+            raise InvalidInputError(problem)
     webhook = Webhook(
         project_id=project_id,
-        url=_checked_url(url),
+        url=url,
         secret=secrets.token_hex(32),
         events=_checked_events(events),
     )
@@ -116,6 +134,53 @@ def _checked_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidInputError(problem)
     return url
+
+
+def _literal_address(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []  # a name
+
+
+def _refusal(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Sequence[Network]) -> str:
+    """Why a webhook may not call ``address`` (empty: it may).
+
+    Only public addresses by default: a requester's webhook must not reach this machine or its
+    network (a database port, a cloud metadata service at 169.254.169.254) on the server's behalf.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_global or any(address in network for network in allowed):
+        return ""
+    return (
+        f"webhook host {host} is {address}, which is not a public address; this server calls only public "
+        "addresses unless CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS includes it."
+    )
+
+
+class PublicOnlyTransport(httpx.HTTPTransport):
+    """Sends a request only when every address its host resolves to passes :func:`_refusal`.
+
+    The dispatcher's client uses it. The name is resolved again at connection time, so a name
+    that changes between the check and the connection (DNS rebinding) is not ruled out;
+    redirects are never followed.
+    """
+
+    def __init__(self, allowed: Sequence[Network] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._allowed = tuple(allowed)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        try:
+            found = socket.getaddrinfo(host, request.url.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot resolve webhook host {host}: {exc}", request=request) from None
+        for *_, sockaddr in found:
+            if problem := _refusal(host, ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), self._allowed):
+                raise httpx.ConnectError(problem, request=request)
+        return super().handle_request(request)
 
 
 def _checked_events(events: list[str] | None) -> list[str]:
@@ -411,9 +476,11 @@ class WebhookDispatcher:
         client: httpx.Client | None = None,
         interval: float = 1.0,
         batch: int = 100,
+        allowed: Sequence[Network] = (),
     ) -> None:
         self._factory = factory
-        self._client = client  # None: the thread opens (and closes) its own
+        self._client = client  # None: the thread opens (and closes) its own, calling public addresses
+        self._allowed = tuple(allowed)  # and these networks
         self._interval = interval
         self._batch = batch
         self._stopping = threading.Event()
@@ -442,7 +509,8 @@ class WebhookDispatcher:
         if self._client is not None:
             self._loop(self._client)
             return
-        with httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False) as client:
+        transport = PublicOnlyTransport(self._allowed)
+        with httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False, transport=transport) as client:
             self._loop(client)
 
     def _loop(self, client: httpx.Client) -> None:

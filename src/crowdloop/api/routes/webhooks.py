@@ -29,7 +29,7 @@ def _out(hook: Any) -> dict[str, Any]:
 def register(project_id: int, body: WebhookIn, api: ApiDep) -> dict[str, Any]:
     def work(session: Session, user: User) -> dict[str, Any]:
         get_owned_project(session, user, project_id)
-        hook = webhooks.register_webhook(session, project_id, body.url, body.events)
+        hook = webhooks.register_webhook(session, project_id, body.url, body.events, api.settings.webhook_networks)
         return {**_out(hook), "secret": hook.secret}
 
     return api.run(work)
