@@ -130,6 +130,32 @@ def test_a_closing_refit_announces_the_item(factory):
             assert delivery.payload["label"] == _truth(first[delivery.payload["item_id"]].data["text"])
 
 
+def test_a_refit_that_closes_the_last_items_finishes_the_project(factory):
+    """It used to leave the project active with nothing to hand out, and never said so."""
+    with unit_of_work(factory) as session:
+        owner = User(name="owner", role="requester")
+        people = [User(name=name, role="worker") for name in "abc"]
+        session.add_all([owner, *people])
+        session.flush()
+        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=3, max_overlap=5,
+                          confidence_target=0.99, status="active")  # fmt: skip
+        session.add(project)
+        session.flush()
+        import_items(session, owner, project.id, [{"data": {"text": f"first {n}"}} for n in range(10)])
+        register_webhook(session, project.id, "https://example.com/hook", ["project.finished"])
+        project_id, ids = project.id, [person.id for person in people]
+    for worker_id in ids:  # three agreeing answers at the prior 0.7 each: 0.927, short of 0.99
+        assert _answer_all(factory, worker_id, project_id, _truth) == 10
+    with unit_of_work(factory) as session:
+        assert session.get(Project, project_id).status == "active"
+        run_aggregation(session, session.get(Project, project_id))
+    with unit_of_work(factory) as session:
+        assert all(item.done for item in _items(session, project_id, "first"))
+        assert session.get(Project, project_id).status == "finished"
+        sent = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event == "project.finished")).all()
+        assert [delivery.payload for delivery in sent] == [{"project_id": project_id}]
+
+
 def test_a_held_back_worker_gets_only_items_no_one_else_can_take(factory):
     project_id, ids = _calibrated_project(factory, rules={"hold_back_quantile": 0.5})
     with unit_of_work(factory) as session:

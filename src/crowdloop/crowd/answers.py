@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session
 
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
-from crowdloop.crowd.assignment import SYNC_OFF
 from crowdloop.crowd.projects import admitted, get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
 from crowdloop.crowd.standing import standing_out, standing_row
-from crowdloop.crowd.stop_rule import posterior
+from crowdloop.crowd.stop_rule import finish_if_complete, posterior
 from crowdloop.crowd.workers import impose_ban
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
 from crowdloop.storage.db import param, run
@@ -112,7 +111,7 @@ def _record(session: Session, lease: Row[Any], answer: SubmitIn) -> SubmitOut:
     if done:
         # after the counters' UPDATE: its row lock orders concurrent submits, so the last one
         # to get here sees every other item's "done" and finishes the project
-        _finish_if_complete(session, lease.project_id)
+        finish_if_complete(session, lease.project_id)
     return SubmitOut(
         answer_id=answer_id,
         reward=from_micros(lease.price_micros) or 0.0,
@@ -240,25 +239,3 @@ def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], stand
 def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
     """:func:`~crowdloop.crowd.stop_rule.posterior` of a loaded item (undoing an answer recomputes it)."""
     return posterior(session, list(project.labels), item.id, project.label_prior, project.crowd_model)
-
-
-_OPEN_ITEM = (
-    select(Item.id)
-    .where(Item.project_id == param("project_id"), Item.is_gold.is_(False), Item.done.is_(False))
-    .limit(1)
-)
-
-
-def _finish_if_complete(session: Session, project_id: int) -> None:
-    open_items = run(session, _OPEN_ITEM, {"project_id": project_id}).first()
-    if open_items is not None:
-        return
-    finished = session.scalar(  # conditional, so only one of two racing submits announces it
-        update(Project)
-        .where(Project.id == project_id, Project.status == "active")
-        .values(status="finished")
-        .returning(Project.id)
-        .execution_options(**SYNC_OFF)
-    )
-    if finished is not None:
-        webhooks.enqueue(session, project_id, "project.finished", {"project_id": project_id})

@@ -68,12 +68,41 @@ def refit(session: Session, project: Project, answers: pd.DataFrame, gold: pd.Se
     bar = model.skill_bar(quantile, MIN_EVIDENCE) if quantile is not None else 0.0
     held = model.held_back(bar, HOLD_BACK_FLOOR, MIN_EVIDENCE) if quantile is not None else np.zeros(len(workers), bool)
     _store_workers(session, project.id, workers, np.exp(model.log_confusion_), held)
+    if project.status == "active":
+        finish_if_complete(session, project.id)  # the refit may have closed the last open items
+        session.expire(project, ["status"])  # set in SQL just now
     shares = np.exp(model.log_prior_)
     return {
         "crowd_model": {"confusion": _rounded(np.exp(model.newcomer())), "accuracy": round(model.crowd_accuracy_, 6),
                         "skill_bar": round(bar, 6), "held_back": int(held.sum())},
         "label_prior": {label: round(float(share), 6) for label, share in zip(labels, shares, strict=True)},
     }  # fmt: skip
+
+
+_OPEN_ITEM = (
+    select(Item.id)
+    .where(Item.project_id == param("project_id"), Item.is_gold.is_(False), Item.done.is_(False))
+    .limit(1)
+)
+
+
+def finish_if_complete(session: Session, project_id: int) -> None:
+    """Finish an active project with no open item, and announce it (``project.finished``).
+
+    A submit that closes an item calls it, and so does a refit: before, a refit that closed the
+    last items left the project active with nothing to hand out, and never announced it.
+    """
+    if run(session, _OPEN_ITEM, {"project_id": project_id}).first() is not None:
+        return
+    finished = session.scalar(  # conditional, so only one of two racing writers announces it
+        update(Project)
+        .where(Project.id == project_id, Project.status == "active")
+        .values(status="finished")
+        .returning(Project.id)
+        .execution_options(synchronize_session=False)
+    )
+    if finished is not None:
+        webhooks.enqueue(session, project_id, "project.finished", {"project_id": project_id})
 
 
 def _gold_codes(gold: pd.Series | None, items: np.ndarray, labels: list[str]) -> np.ndarray:
