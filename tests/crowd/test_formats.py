@@ -264,13 +264,16 @@ def test_label_studio_export_names_an_item_missing_a_key() -> None:
 
 
 def test_label_studio_export_read_back_gives_the_agreed_labels_as_gold() -> None:
-    items = [ls_item(1, "cat", ["cat", "cat", "cat"]), ls_item(2, "dog", ["dog"]), ls_item(3, "cat", [])]
+    items = [ls_item(1, "cat", ["cat", "cat", "cat"]), ls_item(2, "dog", ["dog"]), ls_item(3, "cat", []),
+             ls_item(4, "cat", ["dog", "cat", "cat"])]  # fmt: skip
     rows = from_label_studio(joined(to_label_studio(items)))
     assert rows == [
         {"external_id": "1", "data": {"text": "text 1 ü"}, "gold_label": "cat"},
         {"external_id": "2", "data": {"text": "text 2 ü"}, "gold_label": "dog"},
         # a prediction is a model's guess, not gold
         {"external_id": "3", "data": {"text": "text 3 ü"}, "gold_label": None},
+        # the workers disagree: no gold (it used to be the first worker's "dog")
+        {"external_id": "4", "data": {"text": "text 4 ü"}, "gold_label": None},
     ]
 
 
@@ -291,6 +294,8 @@ def test_label_studio_import_prefers_ground_truth_and_skips_cancelled_annotation
     assert from_label_studio(json.dumps([task]))[0]["gold_label"] == "truth"
     task["annotations"] = task["annotations"][:3]
     assert from_label_studio(json.dumps([task]))[0]["gold_label"] == "first"
+    task["annotations"].append({"result": choices("second")})  # two annotators who disagree: no gold
+    assert from_label_studio(json.dumps([task]))[0]["gold_label"] is None
 
 
 def test_label_studio_import_accepts_one_task_a_tasks_dict_str_and_bytes() -> None:

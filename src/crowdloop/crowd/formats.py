@@ -317,16 +317,21 @@ def _ls_choice(annotation: Any) -> str | None:
 
 
 def _ls_gold(task: dict[str, Any], index: int) -> str | None:
-    """The gold label: from ground-truth annotations first, then the others in order.
+    """The gold label: a ground-truth annotation's, else the one label every annotation gives.
 
-    Cancelled annotations carry no label, and predictions are a model's guess, not gold.
+    Annotators who disagree leave the task without gold (it goes to the crowd): a task exported
+    with its workers' answers as annotations used to come back with the first worker's answer
+    as gold. Cancelled annotations carry no label, and predictions are a model's guess, not gold.
     """
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
         raise DataFileError(f'Label Studio tasks: task {index} has "annotations" that is not a list.')
     usable = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
-    usable.sort(key=lambda annotation: not annotation.get("ground_truth"))
-    return next((label for label in map(_ls_choice, usable) if label is not None), None)
+    truth = [label for label in (_ls_choice(a) for a in usable if a.get("ground_truth")) if label is not None]
+    if truth:
+        return truth[0]
+    labels = {label for label in map(_ls_choice, usable) if label is not None}
+    return labels.pop() if len(labels) == 1 else None
 
 
 def _ls_row(task: Any, index: int) -> dict[str, Any]:
