@@ -145,3 +145,15 @@ def test_tasks_leased_ahead_are_not_all_gold(server):
     tasks = worker.next_tasks(project, count=3)
     gold = [task["item_id"] in gold_ids for task in tasks]
     assert len(tasks) == 3 and gold[0] and sum(gold) <= 2  # the second may be gold (one in ten), never both
+
+
+def test_skipping_gold_is_judged_at_the_skip(server):
+    """A skipped gold task counted as missed, but the gold rule was only checked at the next answer,
+    so a worker who skipped every gold task and answered nothing was never judged."""
+    owner, project = _project(server, texts=10, gold=10, gold_share=0.5,
+                              rules={"min_gold_accuracy": 0.5, "min_gold_answers": 2})  # fmt: skip
+    _, skipper = server.user("rules-gold-skipper", "worker")
+    with pytest.raises(PermissionDeniedError, match="banned"):
+        for _ in range(12):
+            skipper.skip(skipper.next_task(project)["assignment_id"])
+    assert owner.bans(project)[-1]["reason"] == "gold accuracy 0.00 below 0.5 after 2 gold answers"

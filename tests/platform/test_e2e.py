@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from crowdloop.errors import (
-    ConflictError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -173,11 +172,16 @@ def test_quality_rules_ban_with_reason_and_unban(server):
     requester.unban(project["id"], created["id"], "second chance")
     assert requester.bans(project["id"])[-1] == {**requester.bans(project["id"])[-1], "action": "unban"}
     assert cheat.next_task(project["id"]) is not None
-    _, skipper = server.user("skipper", "worker")
+    made, skipper = server.user("skipper", "worker")
     for _ in range(2):
         skipper.skip(skipper.next_task(project["id"])["assignment_id"])
-    with pytest.raises(ConflictError, match="skipped 2 tasks in a row"):
+    with pytest.raises(PermissionDeniedError, match="banned"):
         skipper.next_task(project["id"])
+    assert requester.bans(project["id"])[-1]["reason"] == "skipped 2 tasks in a row; the project allows 2"
+    row = next(w for w in requester.workers(project["id"]) if w["worker_id"] == made["id"])
+    assert row["banned"]  # the worker table shows it, and an unban lifts it
+    requester.unban(project["id"], made["id"], "go on")
+    assert skipper.next_task(project["id"]) is not None
 
 
 def test_budget_stops_handing_out_work(server):

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Row, insert, select, update
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd import webhooks
+from crowdloop.crowd import assignment, webhooks
 from crowdloop.crowd.aggregation import due as aggregation_due
 from crowdloop.crowd.projects import admitted, get_project
 from crowdloop.crowd.schemas import SubmitIn, SubmitOut, WorkerStanding, from_micros
@@ -218,7 +218,26 @@ def _speed_flag(rules: dict[str, Any], seconds: float | None) -> str | None:
     return None
 
 
-def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], standing: Row[Any], *, fast: bool) -> None:
+def skip_task(session: Session, worker: User, assignment_id: int) -> None:
+    """Give a leased item back (:func:`crowdloop.crowd.assignment.skip_task`), then apply the rules.
+
+    The skip rule bans, with its reason, like the others: it used to refuse further tasks
+    without a word in the worker table or the ban log, and with nothing a requester could lift.
+    A skipped gold task counts as a missed one, so the gold rule is checked too.
+    """
+    standing = assignment.skip_task(session, worker, assignment_id)
+    if standing is None or standing.banned:
+        return
+    rules = session.scalar(select(Project.rules).where(Project.id == standing.project_id)) or {}
+    limit = rules.get("max_skips_in_row")
+    if limit is not None and standing.skips_in_row >= limit:
+        reason = f"skipped {standing.skips_in_row} tasks in a row; the project allows {limit}"
+        impose_ban(session, standing.project_id, worker.id, reason, by_user_id=None)
+        return
+    _apply_rules(session, standing.project_id, rules, standing, fast=False)
+
+
+def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], standing: Any, *, fast: bool) -> None:
     """Automatic bans: too many too-fast answers, or gold accuracy under the project's threshold."""
     banned = bool(standing.banned)
     limit = rules.get("ban_after_fast_answers")

@@ -481,12 +481,13 @@ def _expire(session: Session, *which: ColumnElement[bool]) -> int:
     return len(items)
 
 
-def skip_task(session: Session, worker: User, assignment_id: int) -> None:
-    """Give a leased item back; counts towards the skips-in-a-row rule. Skipping again is a no-op,
-    so a client may repeat a skip whose answer it never got."""
+def skip_task(session: Session, worker: User, assignment_id: int) -> ProjectWorker | None:
+    """Give a leased item back; counts towards the skips-in-a-row rule. Skipping again is a no-op
+    (None), so a client may repeat a skip whose answer it never got. Returns the worker's standing
+    for :func:`crowdloop.crowd.answers.skip_task` to apply the project's rules to."""
     assignment = own_assignment(session, worker, assignment_id)
     if assignment.status == "skipped":
-        return
+        return None
     if assignment.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}, not leased.")
     assignment.status = "skipped"
@@ -495,6 +496,7 @@ def skip_task(session: Session, worker: User, assignment_id: int) -> None:
     standing.skips_in_row += 1
     if session.scalar(select(Item.is_gold).where(Item.id == assignment.item_id)):
         standing.gold_answers += 1  # a skipped gold task is a missed one: skipping must not dodge the check
+    return standing
 
 
 def own_assignment(session: Session, worker: User, assignment_id: int) -> Assignment:

@@ -26,7 +26,7 @@ class QualityRules(BaseModel):
     min_gold_answers: int = Field(3, ge=1, description="...once the worker has this many gold answers")
     min_answer_seconds: float | None = Field(None, ge=0, description="answers faster than this are flagged")
     ban_after_fast_answers: int | None = Field(None, ge=1, description="ban after this many fast answers")
-    max_skips_in_row: int | None = Field(None, ge=1, description="no more tasks after this many skips in a row")
+    max_skips_in_row: int | None = Field(None, ge=1, description="ban after this many skips in a row")
     max_answers_per_worker: int | None = Field(None, ge=1)
     training_feedback: bool = Field(True, description="show the right answer after a wrong gold answer")
     hold_back_quantile: float | None = Field(

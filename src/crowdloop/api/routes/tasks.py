@@ -41,7 +41,7 @@ def submit(assignment_id: int, body: SubmitIn, api: ApiDep, request: Request) ->
 
 @router.post("/assignments/{assignment_id}/skip", status_code=204)
 def skip(assignment_id: int, api: ApiDep) -> None:
-    api.run(lambda session, user: assignment.skip_task(session, user, assignment_id))
+    api.run(lambda session, user: answers.skip_task(session, user, assignment_id))
 
 
 @router.get("/projects/{project_id}/me")

@@ -25,7 +25,7 @@ const RULES = [
   { name: "min_gold_answers", label: "…once a worker has this many gold answers", min: 1, step: 1, value: 3 },
   { name: "min_answer_seconds", label: "Answers faster than (seconds) are flagged", min: 0, step: "any", optional: true },
   { name: "ban_after_fast_answers", label: "Ban after this many fast answers", min: 1, step: 1, optional: true },
-  { name: "max_skips_in_row", label: "No more tasks after this many skips in a row", min: 1, step: 1, optional: true },
+  { name: "max_skips_in_row", label: "Ban after this many skips in a row", min: 1, step: 1, optional: true },
   { name: "max_answers_per_worker", label: "Answers per worker at most", min: 1, step: 1, optional: true },
   { name: "hold_back_quantile", label: "Hold back workers rated below this share of the crowd", min: 0,
     step: "any", optional: true },
