@@ -19,7 +19,7 @@ from crowdloop.learning import (
     tune,
 )
 from crowdloop.learning.models import ONNX_INPUT_DTYPE, SEARCHED
-from crowdloop.learning.train import expand_soft, soft_targets
+from crowdloop.learning.train import expand_soft, labeled_rows, soft_targets, stratified_folds
 from crowdloop.quality import DawidSkene, DefaultAggregator, MajorityVote
 from crowdloop.quality.metrics import accuracy_on_gold
 
@@ -140,6 +140,25 @@ def test_tune_is_seeded_records_trials_and_checks_gold(rte, rte_featurizer):
     assert result.gold["accuracy"] == best["gold_accuracy_oof"] and 0.5 < result.gold["accuracy"] < 1.0
     with pytest.raises(InvalidParameterError, match="budget"):
         tune(rte.items, posteriors, n_trials=None, timeout=None, featurizer=rte_featurizer)
+
+
+def test_a_trial_running_past_the_timeout_stops_after_its_fold(rte, rte_featurizer):
+    """Optuna checks its timeout between trials only: one slow trial begun just before it ran the
+    search far past it. Here the deadline has passed when the second trial starts."""
+    import optuna
+
+    from crowdloop.learning.search import _Data, _objective
+
+    posteriors = DawidSkene().fit(rte.answers).probas_
+    _, X, targets = labeled_rows(rte.items.head(300), posteriors, featurizer=rte_featurizer)
+    data = _Data(X, targets, stratified_folds(targets.to_numpy(), 3, 0), None, {})
+    study = optuna.create_study(direction="maximize")
+    study.optimize(_objective(data, ("logreg",), 0, deadline=0.0), n_trials=2)
+    first, second = study.trials
+    assert first.state.name == "COMPLETE" and len(first.intermediate_values) == 3  # there must be a model
+    assert second.state.name == "PRUNED" and len(second.intermediate_values) == 1
+    study.optimize(_objective(data, ("logreg",), 0, deadline=None), n_trials=1)
+    assert study.trials[-1].state.name == "COMPLETE"
 
 
 @pytest.mark.shared

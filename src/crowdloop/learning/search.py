@@ -6,7 +6,9 @@ the soft labels of the other folds and scores the held-out fold by its expected 
 under the crowd's posterior, :math:`\\frac1n \\sum_i q_{i \\hat y_i}` (the accuracy the
 model would have if the crowd's posteriors were the truth). The running mean is reported
 after each fold, so a :class:`optuna.pruners.MedianPruner` stops trials that are behind.
-The budget is ``n_trials`` trials and/or ``timeout`` seconds, whichever ends first.
+The budget is ``n_trials`` trials and/or ``timeout`` seconds, whichever ends first; past the
+timeout a running trial stops after its current fold (the first trial always finishes, so there
+is a model), and the best model's refit on every labeled item comes after.
 
 When ``gold`` is given, each finished trial also records the accuracy of its out-of-fold
 predictions on gold (never used to choose), and the result carries the best model's
@@ -71,7 +73,10 @@ class _Data:
     """Each finished trial's out-of-fold probabilities (labeled items x classes), by trial number."""
 
 
-def _objective(data: _Data, families: Sequence[str], seed: int) -> Callable[[Any], float]:
+def _objective(data: _Data, families: Sequence[str], seed: int, deadline: float | None) -> Callable[[Any], float]:
+    """The cross-validated score of one trial; past ``deadline`` (``time.perf_counter``), a trial
+    stops after its current fold once another trial has finished. Optuna checks its timeout only
+    between trials, so one slow trial begun just before it could run the search far past it."""
     import optuna
 
     q = data.targets.to_numpy()
@@ -90,7 +95,7 @@ def _objective(data: _Data, families: Sequence[str], seed: int) -> Callable[[Any
             out_of_fold[test] = probas
             scores.append(float(q[test][np.arange(test.sum()), probas.argmax(axis=1)].mean()))
             trial.report(float(np.mean(scores)), fold)
-            if trial.should_prune():
+            if trial.should_prune() or _out_of_time(trial, deadline):
                 raise optuna.TrialPruned()
         frame = pd.DataFrame(out_of_fold, index=data.targets.index, columns=data.targets.columns)
         data.out_of_fold[trial.number] = frame
@@ -99,6 +104,14 @@ def _objective(data: _Data, families: Sequence[str], seed: int) -> Callable[[Any
         return float(np.mean(scores))
 
     return objective
+
+
+def _out_of_time(trial: Any, deadline: float | None) -> bool:
+    if deadline is None or time.perf_counter() < deadline:
+        return False
+    from optuna.trial import TrialState
+
+    return bool(trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def _trials_table(study: Any) -> pd.DataFrame:
@@ -154,7 +167,7 @@ def tune(
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     callbacks = [_callback(progress)] if progress else []
-    objective = _objective(data, families, random_state)
+    objective = _objective(data, families, random_state, None if timeout is None else started + timeout)
     study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, catch=(InvalidInputError,))
     result = _result(study, featurizer, data, random_state, started)
     if gold is not None:
