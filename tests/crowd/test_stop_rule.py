@@ -15,6 +15,7 @@ from crowdloop.crowd.assignment import next_task, skip_task
 from crowdloop.crowd.items import import_items
 from crowdloop.crowd.projects import update_project
 from crowdloop.crowd.schemas import ProjectUpdate, SubmitIn
+from crowdloop.crowd.undo import undo_answer
 from crowdloop.crowd.webhooks import register_webhook
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
@@ -116,10 +117,10 @@ def test_a_refit_reopens_items_closed_on_an_unreliable_word_and_closes_settled_o
         assert task is not None and task.data["text"].startswith("later")  # reopened items are offered again
 
 
-def test_a_closing_refit_announces_the_item(factory):
+def test_a_refit_announces_the_items_it_closes_and_those_it_reopens(factory):
     project_id, _ = _calibrated_project(factory)
     with unit_of_work(factory) as session:
-        register_webhook(session, project_id, "https://example.com/hook", ["item.labeled"])
+        register_webhook(session, project_id, "https://example.com/hook", ["item.labeled", "item.reopened"])
     with unit_of_work(factory) as session:
         run_aggregation(session, session.get(Project, project_id))
     with unit_of_work(factory) as session:
@@ -128,6 +129,36 @@ def test_a_closing_refit_announces_the_item(factory):
         assert sorted(delivery.payload["item_id"] for delivery in sent) == sorted(first)
         for delivery in sent:
             assert delivery.payload["label"] == _truth(first[delivery.payload["item_id"]].data["text"])
+        # the spammer's "pos" closed the later items; the refit withdrew those labels, and says so
+        reopened = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event == "item.reopened")).all()
+        later = _items(session, project_id, "later")
+        assert sorted(d.payload["item_id"] for d in reopened) == sorted(item.id for item in later)
+        assert all(d.payload["answers"] == 1 for d in reopened)
+
+
+def test_an_undo_that_reopens_an_item_announces_it(factory):
+    with unit_of_work(factory) as session:
+        owner, worker = User(name="owner", role="requester"), User(name="w", role="worker")
+        session.add_all([owner, worker])
+        session.flush()
+        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=1, max_overlap=3,
+                          confidence_target=0.65, status="active")  # fmt: skip
+        session.add(project)
+        session.flush()
+        import_items(session, owner, project.id, [{"data": {"text": f"one {n}"}} for n in range(2)])
+        register_webhook(session, project.id, "https://example.com/hook", ["item.labeled", "item.reopened"])
+        project_id, worker_id = project.id, worker.id
+    with unit_of_work(factory) as session:
+        task = next_task(session, session.get(User, worker_id), project_id)
+        submit_answer(session, session.get(User, worker_id), task.assignment_id, SubmitIn(label="pos"))
+    with unit_of_work(factory) as session:
+        assert session.get(Item, task.item_id).done  # one answer at the prior 0.7 meets 0.65
+        undo_answer(session, session.get(User, worker_id), task.assignment_id)
+    with unit_of_work(factory) as session:
+        events = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        assert [(d.event, d.payload["item_id"]) for d in events] == [
+            ("item.labeled", task.item_id), ("item.reopened", task.item_id)]  # fmt: skip
+        assert events[1].payload["answers"] == 0 and not session.get(Item, task.item_id).done
 
 
 def test_a_refit_that_closes_the_last_items_finishes_the_project(factory):

@@ -131,19 +131,27 @@ def _settle(
     enough = counts >= project.min_overlap
     done = (enough & (confidence >= project.confidence_target)) | (counts >= project.max_overlap)
     position = {int(item): i for i, item in enumerate(items)}
-    rows, closed = [], []
+    rows, events = [], []
     for item, was_done, count, external in session.execute(_ANSWERED_ITEMS, {"project": project.id}).all():
         i = position.get(item)
         if i is None or count != counts[i] or bool(done[i]) == bool(was_done):
             continue
         rows.append({"item": item, "count": count, "confidence": float(confidence[i]), "done": bool(done[i])})
         if done[i]:
-            closed.append({"item_id": item, "external_id": external, "label": best[i],
-                           "confidence": float(confidence[i])})  # fmt: skip
+            events.append(("item.labeled", {"item_id": item, "external_id": external, "label": best[i],
+                                            "confidence": float(confidence[i])}))  # fmt: skip
+        else:
+            events.append(("item.reopened", reopened(item, external, count)))
     rows.sort(key=lambda row: row["item"])  # in id order, as every writer of several items locks them
     run_many(session, _SETTLE, rows)
-    for payload in closed:
-        webhooks.enqueue(session, project.id, "item.labeled", payload)
+    for event, payload in events:
+        webhooks.enqueue(session, project.id, event, payload)
+
+
+def reopened(item_id: int, external_id: str | None, answers: int) -> dict[str, Any]:
+    """The ``item.reopened`` payload: the label an ``item.labeled`` announced is withdrawn, and the
+    item wants more answers (a refit no longer trusts the answers it closed on, or one was undone)."""
+    return {"item_id": item_id, "external_id": external_id, "answers": answers}
 
 
 _ANSWERED_ITEMS = select(Item.id, Item.done, Item.answer_count, Item.external_id).where(

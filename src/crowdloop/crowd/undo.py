@@ -2,9 +2,9 @@
 
 Everything the answer changed is reversed in the request's transaction: the item's counts,
 confidence and done state, the worker's answers, earnings, gold and speed counts, and the
-project's spend and answer counters. What already left the building stays: an
-``item.labeled`` webhook that the answer triggered, and a ban a rule imposed (a banned worker,
-or one the project was closed to, cannot undo at all: their answer stands).
+project's spend and answer counters. An ``item.labeled`` webhook that the answer triggered has
+left the building: an ``item.reopened`` follows it when the item reopens. A ban a rule imposed
+stays (a banned worker, or one the project was closed to, cannot undo at all: their answer stands).
 
 Training feedback is final: after a wrong gold answer was answered with the right label,
 undoing it would let the worker correct their gold record, so it is refused (the worker
@@ -17,12 +17,14 @@ from __future__ import annotations
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
+from crowdloop.crowd import webhooks
 from crowdloop.crowd.answers import item_posterior
 from crowdloop.crowd.assignment import own_assignment
 from crowdloop.crowd.prefetch import task_out
 from crowdloop.crowd.projects import admitted
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
+from crowdloop.crowd.stop_rule import reopened
 from crowdloop.errors import ConflictError, PermissionDeniedError
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User, utcnow
 
@@ -87,14 +89,18 @@ def _reverse_standing(standing: ProjectWorker, item: Item, answer: Answer) -> No
 
 
 def _restate_item(session: Session, project: Project, item: Item) -> None:
-    """Confidence and done state from the answers that remain (the dynamic-overlap rule)."""
+    """Confidence and done state from the answers that remain (the dynamic-overlap rule); an item
+    that was done and is no longer is announced (``item.reopened``)."""
+    was_done = item.done
     if item.answer_count <= 0:
         item.confidence, item.done = None, False
-        return
-    confidence, _ = item_posterior(session, project, item)
-    item.confidence = confidence
-    enough = item.answer_count >= project.min_overlap and confidence >= project.confidence_target
-    item.done = enough or item.answer_count >= project.max_overlap
+    else:
+        confidence, _ = item_posterior(session, project, item)
+        item.confidence = confidence
+        enough = item.answer_count >= project.min_overlap and confidence >= project.confidence_target
+        item.done = enough or item.answer_count >= project.max_overlap
+    if was_done and not item.done:
+        webhooks.enqueue(session, project.id, "item.reopened", reopened(item.id, item.external_id, item.answer_count))
 
 
 def _uncount(session: Session, project_id: int, reward_micros: int) -> None:

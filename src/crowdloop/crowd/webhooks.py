@@ -55,7 +55,7 @@ from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import Project, Webhook, WebhookDelivery, utcnow
 
-EVENTS = ("item.labeled", "project.finished", "worker.banned", "drift.detected")
+EVENTS = ("item.labeled", "item.reopened", "project.finished", "worker.banned", "drift.detected")
 MAX_ATTEMPTS = 12  # 5 s, 10 s, ... then hourly: the last try comes about 2 h 25 min after the first
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=1)
