@@ -5,6 +5,8 @@ meanwhile arrives exactly once after the restart."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,3 +252,65 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/health", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_an_entry_the_server_cannot_take_is_dropped_not_retried_for_ever(serve, world, runtime):
+    """An empty item (the server refuses the whole batch) or a value strict JSON cannot carry
+    (httpx refuses to send it) used to stop the feedback queue behind it for good."""
+    empty = {"data": {"text": "", "text_b": " "}, "model_version": 1, "reason": "audit", "label": None,
+             "confidence": 0.5}  # fmt: skip
+    endless = {**empty, "data": {"text": float("inf"), "text_b": "x"}}
+    good = {**empty, "data": {"text": "a queue that moves", "text_b": "on and on"}}
+    ids = [runtime.outbox.put("feedback", payload) for payload in (empty, endless, good)]
+    wait_for(lambda: ids[2] in _stored(serve, world["project"])[0], what="the good entry behind the bad ones")
+    wait_for(lambda: runtime.outbox.size("feedback") == 0, what="the queue to empty")
+    stored, _ = _stored(serve, world["project"])
+    assert ids[0] not in stored and ids[1] not in stored
+    refused = [s for s in _samples(runtime, "crowdloop_edge_deliveries_total") if s.labels["outcome"] == "refused"]
+    assert sum(s.value for s in refused) >= 2
+
+
+def test_an_edge_serves_a_kept_model_only_if_it_is_its_projects_and_intact(serve, runtime, world, tmp_path):
+    """A damaged or edited copy was served as it was (and a corrupt one crashed the start), and an
+    edge started for another project in the same state folder served this project's model."""
+
+    def fresh(project: int, state: Path) -> EdgeRuntime:
+        return EdgeRuntime(serve.url, world["token"], project, state, poll_interval=60)
+
+    state = tmp_path / "state"
+    shutil.copytree(runtime.state_dir, state, ignore=shutil.ignore_patterns("outbox*"))
+    kept = fresh(world["project"], state)
+    try:
+        assert kept.load_local() and kept.version == runtime.version
+    finally:
+        kept.close()
+    elsewhere = fresh(world["project"] + 1, state)
+    try:
+        assert not elsewhere.load_local()  # another project's model is not served
+    finally:
+        elsewhere.close()
+    model = state / "models" / str(runtime.version) / "edge.json"
+    edited = json.loads(model.read_text())
+    edited["classes"] = edited["classes"][::-1]
+    model.write_text(json.dumps(edited))
+    damaged = fresh(world["project"], state)
+    try:
+        assert not damaged.load_local()  # it waits for the server's copy instead
+    finally:
+        damaged.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("confidence_sample", [float("nan")]), ("input_stats", {"text": 5}), ("started_at", 1e20),
+     ("class_counts", {"0": -3}), ("predictions", 2**40)],
+)  # fmt: skip
+def test_telemetry_a_drift_check_cannot_read_is_refused(serve, world, field, value):
+    """Each was stored (or a 500), and from then on every drift check of the version failed."""
+    batch = {"client_id": f"bad-telemetry-{field}", "model_version": 1, "started_at": 1.0, "ended_at": 2.0,
+             "predictions": 5, "confidence_mean": 0.8, field: value}  # fmt: skip
+    body = json.dumps([batch])  # NaN as the token a sloppy client writes
+    answer = httpx.post(f"{serve.url}/api/v1/projects/{world['project']}/edge/telemetry", content=body,
+                        headers={"Authorization": f"Bearer {world['token']}", "Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text

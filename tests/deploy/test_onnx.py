@@ -82,6 +82,17 @@ def test_single_item_rows_split_numbers_as_the_featurizer_does():
         assert (rows >= 0).all() == fitted.state.numeric_split  # the old signed column goes negative
 
 
+def test_the_row_cache_tells_1_from_1_0_and_true():
+    """The cache was keyed on the values, and 1 == 1.0 == True in Python: a text field holding 1.0
+    got the row of an earlier 1 (and a different prediction from a fresh edge)."""
+    items = [{"task": i, "title": "the same", "code": v} for i, v in enumerate([1, 1.0, True, "1", 2])]
+    featurizer = Featurizer(FeatureSpec(text=("title", "code")), min_df=1).fit(items)
+    fast = ItemFeatures(featurizer)
+    rows = np.vstack([fast.row(item) for item in items])  # each after the ones before are cached
+    np.testing.assert_array_equal(rows, featurizer.transform_dense(items))
+    assert not np.array_equal(rows[0], rows[1]) and not np.array_equal(rows[0], rows[2])
+
+
 @pytest.mark.parametrize("family", ["logreg", "naive_bayes"])
 def test_edge_model_predicts_what_scikit_learn_does(product, trained, tmp_path, family):
     _, evaluation, _ = product

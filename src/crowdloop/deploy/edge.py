@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.deploy.link import ServerAwayError, ServerLink
 from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES, KINDS, Outbox
 from crowdloop.deploy.telemetry import EdgeMetrics, Telemetry
-from crowdloop.errors import BusyError, CrowdloopError
+from crowdloop.errors import AuthenticationError, BusyError, CrowdloopError, InvalidInputError, NotFoundError
 
 log = logging.getLogger("crowdloop.edge")
 CURRENT = "current.json"
@@ -95,7 +97,18 @@ class EdgeRuntime:
         if not marker.is_file():
             return False
         current = json.loads(marker.read_text())
-        self.swap(EdgeModel(self.state_dir / "models" / str(current["version"]), current["version"], current["digest"]))
+        if current.get("project") != self.project:
+            log.warning("%s holds a model of project %s, not %s: not serving it", marker, current.get("project"),
+                        self.project)  # fmt: skip
+            return False
+        folder = self.state_dir / "models" / str(current["version"])
+        try:
+            if artifact_digest(folder) != current["digest"]:
+                raise InvalidInputError(f"{folder} does not match its digest")
+            self.swap(EdgeModel(folder, current["version"], current["digest"]))
+        except Exception as error:  # a damaged local copy: download it again instead
+            log.warning("local model version %s unusable (%s); waiting for the server", current["version"], error)
+            return False
         return True
 
     def refresh(self) -> bool:
@@ -110,7 +123,9 @@ class EdgeRuntime:
         with self._swap_lock:
             folder = self.link.download(version, digest, self._models_dir() / str(version))
             self.swap(EdgeModel(folder, version, digest))
-            (self.state_dir / CURRENT).write_text(json.dumps({"version": version, "digest": digest}))
+            (self.state_dir / CURRENT).write_text(
+                json.dumps({"project": self.project, "version": version, "digest": digest})
+            )
         return True
 
     def _models_dir(self) -> Path:
@@ -144,6 +159,8 @@ class EdgeRuntime:
 
     def _queue_feedback(self, model: EdgeModel, item: dict[str, Any], prediction: dict[str, Any], reason: str) -> None:
         data = {name: _json_value(item[name]) for name in model.fields}
+        if not any(str(v).strip() for v in data.values() if v is not None):
+            return  # the server refuses an item with nothing to label
         payload = {
             "data": data,
             "model_version": prediction["version"],
@@ -185,14 +202,32 @@ class EdgeRuntime:
                     break
                 try:
                     self.link.send(kind, [{"client_id": e.id, **e.payload} for e in entries])
-                except CrowdloopError:
+                except (ServerAwayError, AuthenticationError, NotFoundError):
                     self.outbox.defer(entries)
                     self.metrics.deliveries.labels(kind, "failed").inc()
                     raise
+                except (CrowdloopError, ValueError):  # refused (4xx) or not encodable: find the bad ones
+                    self._one_by_one(kind, entries)
+                    delivered += len(entries)
+                    continue
                 self.outbox.ack([e.id for e in entries])
                 self.metrics.deliveries.labels(kind, "delivered").inc(len(entries))
                 delivered += len(entries)
         return delivered
+
+    def _one_by_one(self, kind: str, entries: list[Any]) -> None:
+        """Send each entry alone; drop (and log) those the server refuses or JSON cannot carry,
+        so one bad entry never blocks the queue behind it."""
+        for entry in entries:
+            try:
+                self.link.send(kind, [{"client_id": entry.id, **entry.payload}])
+            except (ServerAwayError, AuthenticationError, NotFoundError):
+                self.outbox.defer([entry])
+                raise
+            except (CrowdloopError, ValueError) as error:
+                log.warning("dropping %s entry %s the server cannot take: %s", kind, entry.id, error)
+                self.metrics.deliveries.labels(kind, "refused").inc()
+            self.outbox.ack([entry.id])
 
     def queue_sizes(self) -> dict[str, int]:
         sizes = {kind: self.outbox.size(kind) for kind in KINDS}
@@ -249,5 +284,14 @@ class EdgeRuntime:
 
 
 def _json_value(value: Any) -> Any:
-    """A field value as JSON can carry it: NaN (a missing value from pandas) becomes ``None``."""
-    return None if isinstance(value, float) and value != value else value
+    """A field value as strict JSON can carry it: NaN and infinities become ``None``, lone
+    surrogates are replaced, nested lists and objects likewise."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_value(str(k)): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value

@@ -77,7 +77,7 @@ class ItemFeatures:
     def packed(self, item: dict[str, Any]) -> Packed:
         """The item's non-zero columns and their values; repeated items come from a cache."""
         try:
-            key = tuple(item[name] for name in self._fields)
+            key = tuple((type(item[name]), item[name]) for name in self._fields)  # 1, 1.0, True differ
         except KeyError:
             missing = [name for name in self._fields if name not in item]
             raise MissingColumnsError(
@@ -89,7 +89,7 @@ class ItemFeatures:
             return self._packed(key)
 
     def _packed(self, values: tuple[Any, ...]) -> Packed:
-        out = self._compute(dict(zip(self._fields, values, strict=True)))
+        out = self._compute({name: value for name, (_, value) in zip(self._fields, values, strict=True)})
         return np.fromiter(out, dtype=np.intp, count=len(out)), np.array(list(out.values()), dtype=self.dtype)
 
     def _compute(self, item: dict[str, Any]) -> Sparse:

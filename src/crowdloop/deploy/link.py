@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from crowdloop.deploy.artifact import artifact_digest
-from crowdloop.errors import BusyError, InvalidInputError, NotFoundError
+from crowdloop.errors import AuthenticationError, BusyError, InvalidInputError, NotFoundError
 
 TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
@@ -47,6 +47,8 @@ class ServerLink:
             raise ServerAwayError(f"server error {response.status_code}: {response.text[:200]}")
         if response.status_code == 404:
             raise NotFoundError(_detail(response))
+        if response.status_code in (401, 403):  # this device, not the entry: keep it and retry later
+            raise AuthenticationError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
         if response.is_error:
             raise InvalidInputError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
         return response

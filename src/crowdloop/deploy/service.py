@@ -15,10 +15,11 @@ them, for projects open to the device. Functions take a session and never commit
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
@@ -40,8 +41,30 @@ MAX_BATCH = 1000
 log = logging.getLogger(__name__)
 
 
+def _check_finite_json(value: Any) -> None:
+    """Refuse NaN or infinity anywhere inside a JSON value: PostgreSQL's JSON cannot store them
+    (the request failed with a 500 there), and SQLite stored what no check could read back."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("NaN and Infinity are not JSON values") from None
+
+
+MAX_SECONDS = 253402300799.0
+"""9999-12-31 23:59:59 UTC, the last moment a ``datetime`` holds: later times were a 500."""
+
+
+class InputStatIn(BaseModel):
+    """One field's input statistics in a telemetry batch (free-form, one bad batch made every later
+    drift check of its version fail)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    mean_length: float = Field(ge=0.0)
+    empty_share: float = Field(ge=0.0, le=1.0)
+
+
 class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     client_id: str = Field(min_length=8, max_length=64)
     data: dict[str, Any]
     model_version: int = Field(ge=1)
@@ -54,22 +77,29 @@ class FeedbackIn(BaseModel):
     def _not_empty(cls, data: dict[str, Any]) -> dict[str, Any]:
         if not has_content(data):  # it would become an item with nothing to label, served first
             raise ValueError("empty item: no field has content")
+        _check_finite_json(data)
         return data
+
+    @field_validator("label")
+    @classmethod
+    def _finite_label(cls, label: Any) -> Any:
+        _check_finite_json(label)
+        return label
 
 
 class TelemetryIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     client_id: str = Field(min_length=8, max_length=64, description="the batch id")
     model_version: int = Field(ge=1)
-    started_at: float
-    ended_at: float
-    predictions: int = Field(ge=1)
+    started_at: float = Field(ge=0.0, le=MAX_SECONDS)
+    ended_at: float = Field(ge=0.0, le=MAX_SECONDS)
+    predictions: int = Field(ge=1, le=2**31 - 1)
     confidence_mean: float = Field(ge=0.0, le=1.0)
-    class_counts: dict[str, int] = Field(default_factory=dict)
-    confidence_histogram: list[int] = Field(default_factory=list, max_length=1000)
-    confidence_sample: list[float] = Field(default_factory=list, max_length=10_000)
-    latency_mean_s: float | None = None
-    input_stats: dict[str, Any] = Field(default_factory=dict)
+    class_counts: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=1000)
+    confidence_histogram: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=1000)
+    confidence_sample: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list, max_length=10_000)
+    latency_mean_s: float | None = Field(None, ge=0.0)
+    input_stats: dict[str, InputStatIn] = Field(default_factory=dict, max_length=1000)
 
 
 def _device_project(session: Session, actor: User, project_id: int, batch: int) -> None:

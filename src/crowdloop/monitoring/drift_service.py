@@ -99,7 +99,12 @@ def window_since_last_check(session: Session, version: ModelVersion) -> Window:
 
 def observed_sample(window: Window) -> DriftSample:
     """Pooled confidence samples and summed class counts of the window's batches."""
-    confidence = [float(v) for batch in window.batches for v in (batch.summary or {}).get("confidence_sample") or []]
+    confidence = [
+        float(v)
+        for batch in window.batches
+        for v in (batch.summary or {}).get("confidence_sample") or []
+        if isinstance(v, int | float) and 0.0 <= v <= 1.0  # NaN fails both: a stored bad value never blocks checks
+    ]
     classes: Counter[str] = Counter()
     for batch in window.batches:
         classes.update({str(k): int(v) for k, v in ((batch.summary or {}).get("class_counts") or {}).items()})
@@ -122,8 +127,9 @@ def batch_means(values: np.ndarray, sizes: list[int], seed: int) -> np.ndarray:
 def _input_rows(window: Window, name: str, stat: str) -> tuple[list[int], list[float]]:
     sizes, values = [], []
     for batch in window.batches:
-        value = ((batch.summary or {}).get("input_stats") or {}).get(name, {}).get(stat)
-        if isinstance(value, int | float):
+        stats = ((batch.summary or {}).get("input_stats") or {}).get(name)
+        value = stats.get(stat) if isinstance(stats, dict) else None
+        if isinstance(value, int | float) and math.isfinite(value):
             sizes.append(batch.predictions)
             values.append(float(value))
     return sizes, values
