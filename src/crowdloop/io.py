@@ -31,10 +31,11 @@ def read_delimited(path: Path, sep: str = ",") -> pd.DataFrame:
     shift of every column by one (pandas would take the first column as the index).
     """
     frame = pd.read_csv(path, sep=sep, index_col=False, dtype=str, keep_default_na=False, na_values=[""])
-    return frame.apply(_numbers_if_plain)
+    return frame.apply(numbers_if_plain)
 
 
-def _numbers_if_plain(column: pd.Series) -> pd.Series:
+def numbers_if_plain(column: pd.Series) -> pd.Series:
+    """``column`` (text, None for missing) as numbers when every value is a plain number, else as it is."""
     values = column.dropna()
     if values.empty:
         return column

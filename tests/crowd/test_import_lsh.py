@@ -247,3 +247,29 @@ def test_packed_signatures_round_trip_and_bad_lengths_are_named() -> None:
     assert np.array_equal(unpacked, (signatures >> np.uint64(32)).astype(np.uint32))
     with pytest.raises(InvalidInputError, match="256 bytes"):
         unpack_signatures([b"short"], 64)
+
+
+def test_overlapping_imports_into_one_project_wait_for_each_other(engine: Engine) -> None:
+    """On PostgreSQL two imports of overlapping files locked the same rows in opposite orders and
+    one died of a deadlock, as a 500 (the raw COPY cursor's error was never wrapped for the 503)."""
+    import threading
+
+    _upgrade(engine, "head")
+    owner_id, project_id = _requester_and_project(engine)
+    texts = [f"sentence number {n} of a shared file, words {n * 7} and {n * 13}" for n in range(3000)]
+    orders = [texts, texts[::-1], texts, texts[::-1]]
+    errors: list[BaseException] = []
+
+    def run(order: list[str]) -> None:
+        try:
+            _import(engine, owner_id, project_id, order)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    assert len(_ids_by_text(engine, project_id)) == 3000

@@ -72,10 +72,12 @@ def test_the_metrics_directory(tmp_path):
     assert not made.exists()
     configured = tmp_path / "metrics"
     configured.mkdir()
-    (configured / "histogram_77.db").write_bytes(b"old")
+    for name in ("histogram_77.db", "counter_77.db", "gauge_livesum_77.db", "summary_77.db"):
+        (configured / name).write_bytes(b"old")
     (configured / "notes.txt").write_text("not ours")
+    (configured / "crowdloop.db").write_bytes(b"the database")  # CROWDLOOP_METRICS_DIR=. wiped it
     assert prepare_metrics_dir(configured, 2) == (configured, False)
-    assert sorted(path.name for path in configured.iterdir()) == ["notes.txt"]
+    assert sorted(path.name for path in configured.iterdir()) == ["crowdloop.db", "notes.txt"]
 
 
 def test_the_metrics_token_check():

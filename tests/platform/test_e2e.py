@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from crowdloop.errors import (
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -271,3 +272,65 @@ def test_open_leases_count_against_the_budget(server):
     for worker, task in zip(leased[:2], tasks[:2], strict=True):
         worker.submit(task["assignment_id"], "1")
     assert requester.status(project["id"])["spent"] == 2.0
+
+
+def test_a_csv_header_with_blanks_capitals_or_a_trailing_comma_imports_as_meant(server, tmp_path):
+    """ " gold_label" (after ", ") was a data field, so workers saw the gold answer; a trailing comma
+    shifted every value one column left; and numbers were text, where JSON Lines gave numbers."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester, labels=["no", "yes"])
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("ID, Text, Gold_Label, price, zip\n1, is it a cat, yes, 12.5, 007\n2, a dog, , 3, 0101\n")
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("id,text,gold_label\n3,hello,no,\n4,world,,\n")
+    for path in (spaced, trailing):
+        report = requester.upload_items(project["id"], path)
+        assert report["created"] == 2 and report["rejected"] == [], report
+    items = {item["external_id"]: item for item in requester.items(project["id"])}
+    assert items["1"]["data"] == {"Text": "is it a cat", "price": 12.5, "zip": "007"}
+    assert items["1"]["is_gold"] and items["1"]["gold_label"] == "yes"
+    assert items["2"]["data"] == {"Text": "a dog", "price": 3, "zip": "0101"} and not items["2"]["is_gold"]
+    assert items["3"]["data"] == {"text": "hello"} and items["3"]["gold_label"] == "no"
+    assert items["4"]["data"] == {"text": "world"} and not items["4"]["is_gold"]
+
+
+def test_an_upload_is_checked_for_its_caller_before_it_is_read(server, tmp_path):
+    """A malformed file sent without a token was parsed first (on the event loop, stalling every
+    other request) and answered with the parser's complaint."""
+    import httpx
+
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    broken = b'text\n"an unclosed quote\n'
+    anonymous = httpx.post(f"{server.url}/api/v1/projects/{project['id']}/items/upload",
+                           files={"file": ("broken.csv", broken)})  # fmt: skip
+    assert anonymous.status_code == 401, anonymous.text
+    _, stranger = server.user("other", "requester")
+    path = tmp_path / "broken.csv"
+    path.write_bytes(broken)
+    with pytest.raises(NotFoundError):
+        stranger.upload_items(project["id"], path)  # another's project: not found, whatever the file
+
+
+def test_a_bonus_counts_the_open_leases_against_the_budget(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester, price=0.05, budget=0.10, max_overlap=1)
+    requester.import_items(project["id"], [{"data": {"text": f"bonus {i}"}} for i in range(3)])
+    requester.start(project["id"])
+    workers = [server.user(f"w{i}", "worker") for i in range(2)]
+    tasks = [worker.next_task(project["id"]) for _, worker in workers]
+    assert all(task is not None for task in tasks)  # two leases: the whole budget once answered
+    with pytest.raises(InvalidInputError, match="budget"):
+        requester.bonus(project["id"], int(workers[0][0]["id"]), 0.10, "well done")
+    for (_, worker), task in zip(workers, tasks, strict=True):
+        worker.submit(task["assignment_id"], "1")
+    assert requester.status(project["id"])["spent"] == pytest.approx(0.10)
+
+
+def test_a_user_name_is_checked_as_it_is_stored(server):
+    """A name with a trailing blank ("req1 ") passed the uniqueness check and then collided with "req1" in the database: a 500."""
+    server.admin.create_user("req1", "requester")
+    with pytest.raises(ConflictError, match="already exists"):
+        server.admin.create_user("req1 ", "requester")
+    with pytest.raises(InvalidInputError, match="at most 200"):
+        server.admin.create_user("x" * 201, "requester")

@@ -37,11 +37,14 @@ class NewToken:
 def create_user(session: Session, name: str, role: str) -> User:
     if role not in ROLES:
         raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {role!r}.")
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise InvalidInputError("a user needs a name.")
+    if len(name) > 200:
+        raise InvalidInputError("a user's name is at most 200 characters.")
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise ConflictError(f"a user named {name!r} already exists.")
-    user = User(name=name.strip(), role=role)
+    user = User(name=name, role=role)
     session.add(user)
     session.flush()
     return user

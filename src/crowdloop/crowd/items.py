@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.dedup import content_hash, item_text, minhash_signatures, normalize_fields, pack_signatures
@@ -22,6 +24,7 @@ from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, ma
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.crowd.schemas import ImportReport, ItemIn, RejectedRow
 from crowdloop.errors import DataFileError
+from crowdloop.io import numbers_if_plain
 from crowdloop.storage.models import Item, Project, User, utcnow
 
 RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
@@ -57,10 +60,35 @@ def _jsonl_rows(content: bytes) -> list[dict[str, Any]]:
 
 def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
     try:
-        frame = pd.read_csv(io.BytesIO(content), sep=sep, dtype=str, keep_default_na=False)
+        # index_col=False: a row with one field more than the header (a trailing comma) must not
+        # turn the first column into the index and shift every value one column to the left
+        frame = pd.read_csv(io.BytesIO(content), sep=sep, dtype=str, keep_default_na=False, index_col=False,
+                            skipinitialspace=True)  # fmt: skip
     except (ValueError, UnicodeDecodeError) as error:
         raise DataFileError(f"cannot read the CSV: {str(error).splitlines()[0]}") from None
+    names = [_column(k) for k in frame.columns]
+    if len(set(names)) != len(names):
+        raise DataFileError(f"the header names a column twice: {list(frame.columns)}")
+    frame.columns = names
+    frame = frame.apply(lambda column: column if column.name in RESERVED_COLUMNS else _typed(column))
     return [_flat_to_item({str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A data column of plain numbers as numbers (empty cells None), as JSON Lines would give them:
+    a CSV's prices were text, so training took them for words, where the same file as JSON Lines
+    gave a number feature. Ids such as ``007`` keep a column text (see :func:`crowdloop.io.numbers_if_plain`)."""
+    numbers = numbers_if_plain(column.replace("", np.nan))
+    if not pd.api.types.is_numeric_dtype(numbers):
+        return column
+    return pd.Series([None if pd.isna(value) else value for value in numbers.tolist()], index=column.index,
+                     dtype=object, name=column.name)  # fmt: skip
+
+
+def _column(name: object) -> str:
+    """A header cell: surrounding blanks dropped, reserved names matched whatever their case."""
+    text = str(name).strip()
+    return text.lower() if text.lower() in RESERVED_COLUMNS else text
 
 
 def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +168,8 @@ def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]])
     Returns how many items were created and the near-duplicate pairs."""
     created, pairs = 0, []
     postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # one import per project at a time: two overlapping files wait instead of deadlocking
+        session.execute(_IMPORT_LOCK, {"space": _LOCK_SPACE, "project": project.id})
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
         signatures = minhash_signatures([item_text(item.data) for _, item in batch], num_perm=NEAR_PERM)
@@ -166,28 +196,37 @@ _COPY_COLUMNS = (
 )  # fmt: skip
 
 
+_IMPORT_LOCK = text("SELECT pg_advisory_xact_lock(:space, :project)")
+_LOCK_SPACE = 0x696D_7074  # "impt": the advisory-lock key space of imports
+
+
 def _copy_insert(session: Session, values: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT.
 
     COPY skips building a statement with tens of thousands of parameters, which is what
     limits a multi-row INSERT; the conflict rule still makes the import idempotent.
     """
+    import psycopg  # the PostgreSQL driver: only on this path
+
     columns = ", ".join(_COPY_COLUMNS)
     now = utcnow().replace(tzinfo=None)
     raw = session.connection().connection.driver_connection
     if raw is None:
         raise RuntimeError("no driver connection for COPY")
-    with raw.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS item_import (LIKE items INCLUDING DEFAULTS) ON COMMIT DROP")
-        cursor.execute("DELETE FROM item_import")
-        with cursor.copy(f"COPY item_import ({columns}) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(_copy_row(row, now))
-        cursor.execute(
-            f"INSERT INTO items ({columns}) SELECT {columns} FROM item_import "
-            "ON CONFLICT (project_id, content_hash) DO NOTHING RETURNING id, content_hash"
-        )
-        return [(int(item_id), str(key)) for item_id, key in cursor.fetchall()]
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS item_import (LIKE items INCLUDING DEFAULTS) ON COMMIT DROP")
+            cursor.execute("DELETE FROM item_import")
+            with cursor.copy(f"COPY item_import ({columns}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(_copy_row(row, now))
+            cursor.execute(
+                f"INSERT INTO items ({columns}) SELECT {columns} FROM item_import "
+                "ON CONFLICT (project_id, content_hash) DO NOTHING RETURNING id, content_hash"
+            )
+            return [(int(item_id), str(key)) for item_id, key in cursor.fetchall()]
+    except psycopg.Error as error:  # as SQLAlchemy would wrap it, so the API maps deadlocks to 503
+        raise DBAPIError("COPY import", None, error) from error
 
 
 def _copy_row(row: dict[str, Any], now: datetime) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import assignment, webhooks
-from crowdloop.crowd.projects import get_owned_project
+from crowdloop.crowd.projects import get_owned_project, open_leases
 from crowdloop.crowd.schemas import from_micros, to_micros
 from crowdloop.crowd.standing import ban_history, set_ban, standing_row
 from crowdloop.errors import InvalidInputError, NotFoundError
@@ -113,8 +113,9 @@ def add_bonus(session: Session, actor: User, project_id: int, worker_id: int, am
     micros = to_micros(amount) or 0
     if micros <= 0:
         raise InvalidInputError("a bonus must be a positive amount.")
-    if project.budget_micros is not None and project.spent_micros + micros > project.budget_micros:
-        raise InvalidInputError("this bonus would exceed the project's budget.")
+    committed = project.spent_micros + open_leases(session, project_id) * project.price_micros
+    if project.budget_micros is not None and committed + micros > project.budget_micros:
+        raise InvalidInputError("this bonus would exceed the project's budget (open leases included).")
     project.spent_micros += micros
     standing_row(session, project_id, worker_id)
     bonus = Bonus(project_id=project_id, worker_id=worker_id, amount_micros=micros, reason=reason)

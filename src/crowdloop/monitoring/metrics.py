@@ -205,8 +205,9 @@ def prepare_metrics_dir(configured: Path | None, workers: int) -> tuple[Path | N
     """
     if configured is not None:
         configured.mkdir(parents=True, exist_ok=True)
-        for stale in configured.glob("*.db"):
-            stale.unlink()
+        for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus_client's files only
+            for stale in configured.glob(f"{kind}_*.db"):
+                stale.unlink()
         return configured, False
     if workers <= 1:
         return None, False

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import items
+from crowdloop.crowd.projects import get_owned_project
 from crowdloop.crowd.schemas import ImportReport
 from crowdloop.errors import PayloadTooLargeError
 
@@ -24,8 +25,9 @@ def import_items(project_id: int, rows: list[dict[str, Any]], api: ApiDep) -> Im
 @router.post("/projects/{project_id}/items/upload")
 async def upload_items(project_id: int, file: UploadFile, api: ApiDep) -> ImportReport:
     """CSV, TSV, JSON Lines or Label Studio JSON; refused whole when over the size limit."""
+    await run_in_threadpool(api.run, lambda session, user: get_owned_project(session, user, project_id))
     content = await _read_limited(file, int(api.settings.max_upload_mb * CHUNK))
-    rows = items.parse_upload(content, file.filename or "upload.csv")
+    rows = await run_in_threadpool(items.parse_upload, content, file.filename or "upload.csv")
     result: ImportReport = await run_in_threadpool(
         api.run, lambda session, user: items.import_items(session, user, project_id, rows)
     )
