@@ -6,6 +6,7 @@ import doctest
 import importlib
 import inspect
 import pkgutil
+import re
 
 import pytest
 
@@ -73,3 +74,18 @@ def test_every_aggregator_documents_model_paper_and_example(cls):
     assert "Example:" in doc and ">>>" in doc
     if cls not in (quality.Mean, quality.Median, quality.MajorityVote):
         assert "Reference" in doc or "Why it is the default" in doc
+
+
+def test_log_records_have_a_time_and_follow_the_configured_level():
+    """CROWDLOOP_LOG_LEVEL was read and never applied: records went through Python's last resort
+    (warnings only, no time)."""
+    import subprocess
+    import sys
+
+    script = ("import logging; from crowdloop.config import configure_logging\n"
+              "configure_logging('DEBUG'); configure_logging('DEBUG')\n"
+              "logging.getLogger('crowdloop.x').debug('hello'); configure_logging('ERROR')\n"
+              "logging.getLogger('crowdloop.x').warning('hidden')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d [\d:,]+ DEBUG crowdloop\.x: hello", lines[0]), lines

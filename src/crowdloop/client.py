@@ -203,18 +203,32 @@ class Client:
 
     # export
     def export(self, project_id: int, what: str = "labels", fmt: str = "csv", path: str | Path | None = None) -> bytes:
-        """Labels or answers (csv, jsonl, parquet) or ``label-studio``; streamed to ``path`` if given."""
+        """Labels or answers (csv, jsonl, parquet) or ``label-studio``; streamed to ``path`` if given.
+
+        The stream goes to ``path`` + ``.part`` and is renamed only when it is whole: a download cut
+        off (the server restarted) left a truncated file, and a CSV cut at a row looks valid.
+        """
         route = f"/projects/{project_id}/export/{what}"
         params = None if what == "label-studio" else {"format": fmt}
-        with self._http.stream("GET", route, params=params) as response:
-            if response.is_error:
-                response.read()
-                _raise_for(response)
-            if path is None:
-                return response.read()
-            with Path(path).open("wb") as handle:
-                for chunk in response.iter_bytes():
-                    handle.write(chunk)
+        partial = None if path is None else Path(path).with_name(Path(path).name + ".part")
+        try:
+            with self._http.stream("GET", route, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for(response)
+                if partial is None:
+                    return response.read()
+                with partial.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+        except httpx.TransportError as error:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise CrowdloopError(
+                f"the export from {self._http.base_url} was cut off: {error}; nothing was written."
+            ) from None
+        if partial is not None and path is not None:
+            partial.replace(path)
         return b""
 
     # webhooks

@@ -7,6 +7,7 @@ file entry); front-ends build one :class:`Settings` and pass it down.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,22 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """crowdloop's log records to stderr, with time and level, from ``level`` up (``CROWDLOOP_LOG_LEVEL``).
+
+    Without a handler they went through Python's last resort: warnings and worse only, with no
+    time, whatever the setting said. Calling it again only changes the level.
+    """
+    logger = logging.getLogger("crowdloop")
+    if not any(getattr(handler, "crowdloop", False) for handler in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.crowdloop = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

@@ -273,3 +273,26 @@ def test_overlapping_imports_into_one_project_wait_for_each_other(engine: Engine
         thread.join(300)
     assert errors == []
     assert len(_ids_by_text(engine, project_id)) == 3000
+
+
+def test_servers_starting_together_on_a_new_database_both_come_up(engine: Engine) -> None:
+    """Two `crowdloop serve` on one new PostgreSQL database: one died creating a type the other had
+    just created (UniqueViolation); the upgrade now takes turns."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            migrate.upgrade(engine)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Project)) == 0  # the schema is there

@@ -314,3 +314,16 @@ def test_telemetry_a_drift_check_cannot_read_is_refused(serve, world, field, val
                         headers={"Authorization": f"Bearer {world['token']}", "Content-Type": "application/json"})  # fmt: skip
     assert answer.status_code == 422, answer.text
     assert field in answer.text
+
+
+def test_an_edge_for_a_project_it_cannot_see_says_so(serve, world):
+    """A wrong --project or a missing grant read as "no model yet": the edge waited without a word."""
+    from crowdloop.deploy.link import ServerLink
+    from crowdloop.errors import NotFoundError
+
+    link = ServerLink(serve.url, world["token"], world["project"] + 1000)
+    try:
+        with pytest.raises(NotFoundError, match="granted to this device"):
+            link.production()
+    finally:
+        link.close()

@@ -58,9 +58,10 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     admin: Client = field(init=False)
+    admin_token: str = ADMIN_TOKEN
 
     def __post_init__(self) -> None:
-        self.admin = Client(self.url, ADMIN_TOKEN)
+        self.admin = Client(self.url, self.admin_token)
 
     def client(self, token: str) -> Client:
         return Client(self.url, token)

@@ -26,9 +26,12 @@ class AnswerLosingRelay:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.answers_lost = 0
         self._lose = threading.Event()
+        self._keep = 0  # bytes of the lost answer that still get through (0: none)
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def lose_next_answer(self) -> None:
+    def lose_next_answer(self, keep: int = 0) -> None:
+        """Drop the next answer, after its first ``keep`` bytes (headers and part of a body)."""
+        self._keep = keep
         self._lose.set()
 
     def close(self) -> None:
@@ -50,6 +53,7 @@ class AnswerLosingRelay:
                 if answers and self._lose.is_set():
                     self._lose.clear()
                     self.answers_lost += 1
+                    sink.sendall(chunk[: self._keep])
                     break
                 sink.sendall(chunk)
         for end in (source, sink):
@@ -117,3 +121,18 @@ def test_a_lost_answer_to_a_create_is_an_error_and_not_done_twice(server):
         assert relay.answers_lost == 1
         relay.lose_next_answer()
         assert [p["name"] for p in client.projects()] == ["once"]  # a GET is repeated; one project
+
+
+def test_an_export_cut_off_leaves_no_file_that_looks_whole(server, project, tmp_path):
+    """A download cut mid-stream left a truncated file at the path (a CSV cut at a row looks valid)
+    and a traceback."""
+    server.admin.import_items(project["id"], [{"data": {"text": f"export row {i}"}} for i in range(300)])
+    with relayed(server, server.admin_token) as (client, relay):
+        whole = client.export(project["id"], "answers", "jsonl")
+        relay.lose_next_answer(keep=400)  # the headers and perhaps a little of the body
+        target = tmp_path / "items.jsonl"
+        with pytest.raises(CrowdloopError, match="was cut off"):
+            client.export(project["id"], "labels", "csv", path=target)
+        assert not target.exists() and not (tmp_path / "items.jsonl.part").exists()
+        client.export(project["id"], "answers", "jsonl", path=target)
+        assert target.read_bytes() == whole

@@ -334,3 +334,15 @@ def test_a_user_name_is_checked_as_it_is_stored(server):
         server.admin.create_user("req1 ", "requester")
     with pytest.raises(InvalidInputError, match="at most 200"):
         server.admin.create_user("x" * 201, "requester")
+
+
+def test_item_pages_refuse_negative_offsets_and_limits(server):
+    """On PostgreSQL a negative offset was a 500; on SQLite a negative limit listed every item."""
+    import httpx
+
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    headers = {"Authorization": f"Bearer {requester._http.headers['Authorization'].split()[-1]}"}
+    for query in ("offset=-1", "limit=-5", "limit=0"):
+        answer = httpx.get(f"{server.url}/api/v1/projects/{project['id']}/items?{query}", headers=headers)
+        assert answer.status_code == 422, (query, answer.text)

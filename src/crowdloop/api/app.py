@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
 from crowdloop.api.routes import metrics as metrics_routes
-from crowdloop.config import Settings
+from crowdloop.config import Settings, configure_logging
 from crowdloop.crowd.aggregation import AggregationProcess
 from crowdloop.crowd.auth import ensure_admin_token
 from crowdloop.crowd.webhooks import WebhookDispatcher
@@ -37,6 +37,7 @@ from crowdloop.web import mount_web
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings``; the app keeps no state between requests but the engine."""
     settings = settings or Settings()
+    configure_logging(settings.log_level)
     engine = make_engine(settings.database_url, pool_size=settings.threads)
     if settings.auto_migrate:
         upgrade(engine)

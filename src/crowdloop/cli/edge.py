@@ -36,9 +36,11 @@ def edge_run(
     threshold: float, audit_rate: float, poll_interval: float, outbox_limit: int,
 ) -> None:  # fmt: skip
     """Pull the production model, serve predictions, send feedback and telemetry back."""
+    from crowdloop.config import Settings, configure_logging
     from crowdloop.deploy.edge import EdgeRuntime
     from crowdloop.deploy.edge_http import EdgeServer
 
+    configure_logging(Settings().log_level)
     runtime = EdgeRuntime(
         server,
         token,

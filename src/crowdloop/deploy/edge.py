@@ -69,6 +69,7 @@ class EdgeRuntime:
         self._rng = random.Random(random_state)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._problems: dict[Any, str] = {}  # the last error each sync step logged
         self._next_flush = 0.0
         self._swap_lock = threading.Lock()
 
@@ -270,8 +271,14 @@ class EdgeRuntime:
             step()
         except ServerAwayError as error:
             log.info("server away: %s", error)
+        except CrowdloopError as error:  # the server's word: said once, not at every poll
+            if self._problems.get(step) != str(error):
+                log.warning("edge sync step %s: %s", getattr(step, "__name__", step), error)
+            self._problems[step] = str(error)
+            return
         except Exception:  # keep serving whatever happens to one sync step
             log.exception("edge sync step %s failed", getattr(step, "__name__", step))
+        self._problems.pop(step, None)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop syncing; telemetry gathered so far goes into the outbox (kept for next start)."""

@@ -54,10 +54,19 @@ class ServerLink:
         return response
 
     def production(self) -> dict[str, Any] | None:
-        """The production version's metadata, or ``None`` when the project has none yet."""
+        """The production version's metadata, or ``None`` when the project has none yet.
+
+        A project this device cannot see is an error that says so: it used to read as "no model
+        yet", so a wrong ``--project`` or a missing grant left the edge waiting without a word.
+        """
         try:
             meta: dict[str, Any] = self._request("GET", f"/projects/{self.project}/models/production").json()
-        except NotFoundError:
+        except NotFoundError as error:
+            if str(error).startswith("no project"):
+                raise NotFoundError(
+                    f"{error} Is the project id right, and is the project granted to this device "
+                    f"(crowdloop projects grant {self.project} DEVICE)?"
+                ) from None
             return None
         return meta
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, UploadFile
+from fastapi import APIRouter, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from crowdloop.api.deps import ApiDep
@@ -45,5 +45,8 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
 
 
 @router.get("/projects/{project_id}/items")
-def list_items(project_id: int, api: ApiDep, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+def list_items(
+    project_id: int, api: ApiDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1)
+) -> list[dict[str, Any]]:
+    """A page of the project's items, in id order (at most 1000 a page)."""
     return api.run(lambda session, user: items.list_items(session, user, project_id, offset, min(limit, 1000)))
