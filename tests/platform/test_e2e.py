@@ -346,3 +346,22 @@ def test_item_pages_refuse_negative_offsets_and_limits(server):
     for query in ("offset=-1", "limit=-5", "limit=0"):
         answer = httpx.get(f"{server.url}/api/v1/projects/{project['id']}/items?{query}", headers=headers)
         assert answer.status_code == 422, (query, answer.text)
+
+
+def test_rows_the_database_cannot_store_are_rejected_one_by_one(server, tmp_path):
+    """On PostgreSQL each of these failed the whole import with a 500; SQLite stored NaN as null."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    lines = ['{"data": {"text": NaN}}', '{"data": {"text": "x", "score": Infinity}}',
+             '{"data": {"text": "long id"}, "external_id": "' + "i" * 201 + '"}',
+             '{"data": {"text": "nul id"}, "external_id": "a\\u0000b"}', '{"data": {"text": "half \\ud800 a pair"}}',
+             '{"data": {"text": "a fine row"}}']  # fmt: skip
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = requester.upload_items(project["id"], path)
+    assert report["created"] == 1, report
+    reasons = {row["row"]: row["reason"] for row in report["rejected"]}
+    assert sorted(reasons) == [1, 2, 3, 4, 5], reasons  # rows counted from 1
+    assert "nan, which JSON cannot store" in reasons[1] and "inf, which JSON cannot store" in reasons[2]
+    assert "200" in reasons[3] and "NUL" in reasons[4] and "not valid Unicode" in reasons[5]
+    assert [item["data"] for item in requester.items(project["id"])] == [{"text": "a fine row"}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -144,9 +145,35 @@ def _problem(row: Any, project: Project) -> str | None:
         return "not an object"
     if not has_content(row.get("data")):
         return "empty item: no field has content"
+    unstorable = _unstorable(row)
+    if unstorable:
+        return unstorable
     gold = row.get("gold_label")
     if gold not in (None, "") and str(gold) not in project.labels:
         return f"gold label {gold!r} is not one of the project's labels {project.labels}"
+    return None
+
+
+def _unstorable(value: Any, where: str = "") -> str | None:
+    """Why a value cannot be stored as it is (None: it can): NaN or infinity (PostgreSQL's JSON
+    refuses them, and the whole import failed with a 500), a NUL character or text that is not
+    valid Unicode (a lone surrogate). Each is now one rejected row, named."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'a field'} is {value}, which JSON cannot store"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where or 'a field'} holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where or 'a field'} holds text that is not valid Unicode (a lone surrogate)"
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            problem = _unstorable(str(key), "a field name") or _unstorable(inner, f"field {str(key)!r}")
+            if problem:
+                return problem
+    if isinstance(value, list):
+        return next((p for p in (_unstorable(inner, where) for inner in value) if p), None)
     return None
 
 

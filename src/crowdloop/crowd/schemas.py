@@ -126,7 +126,7 @@ class ItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     data: dict[str, Any]
-    external_id: str | None = None
+    external_id: str | None = Field(None, max_length=200)
     gold_label: str | None = None
     gold_explanation: str | None = None
     priority: float = 0.0
