@@ -327,3 +327,15 @@ def test_an_edge_for_a_project_it_cannot_see_says_so(serve, world):
             link.production()
     finally:
         link.close()
+
+
+def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runtime):
+    """A project that finished (every item labeled) took the edge's items and never handed them out."""
+    with Client(serve.url, ADMIN_TOKEN) as admin:
+        admin.update_project(world["project"], status="finished")
+        entry = {"client_id": "reopen-test-0001", "data": {"text": "a lamp, reopened", "text_b": "a lamp"},
+                 "model_version": 1, "reason": "unsure", "label": 0, "confidence": 0.55}  # fmt: skip
+        assert runtime.link.send("feedback", [entry])["created"] == 1
+        assert admin.project(world["project"])["status"] == "active"
+    with Client(serve.url, world["worker"]) as worker:
+        assert worker.next_task(world["project"]) is not None

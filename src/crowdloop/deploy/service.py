@@ -32,7 +32,7 @@ from crowdloop.crowd.projects import get_project
 from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
 from crowdloop.monitoring.drift_service import check_due
 from crowdloop.storage.db import dialect_insert
-from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ModelVersion, ProjectWorker, User
+from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, ModelVersion, Project, ProjectWorker, User
 
 EDGE_PRIORITY = 2.0
 """Base priority of edge items: above active learning's chosen batch (which sits just above 1)."""
@@ -123,8 +123,23 @@ def receive_feedback(session: Session, actor: User, project_id: int, entries: li
     if created:
         reset = update(ProjectWorker).where(ProjectWorker.project_id == project_id)  # workers see them next
         session.execute(reset.values(cursor_priority=None, cursor_item=None))
+        _reopen_if_finished(session, project_id, created)
     known = len(entries) - len(fresh)
     return {"received": len(entries), "created": created, "merged": len(fresh) - created, "already_received": known}
+
+
+def _reopen_if_finished(session: Session, project_id: int, created: int) -> None:
+    """A project that finished because every item was labeled goes back to work for the items an
+    edge sent: they were created and then never handed out, though the crowd is to label them first.
+    A paused or draft project stays as its requester left it."""
+    reopened = session.scalar(
+        update(Project)
+        .where(Project.id == project_id, Project.status == "finished")
+        .values(status="active")
+        .returning(Project.id)
+    )
+    if reopened is not None:
+        log.info("project %s reopened for %d item(s) its edge devices sent back", project_id, created)
 
 
 def _check_versions(session: Session, project_id: int, versions: set[int]) -> None:
