@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.errors import (
@@ -82,15 +82,32 @@ _CALLER = (
 )
 
 
+ENV_TOKEN_PREFIX = "env:"
+"""Marks the stored prefix of a token that came from CROWDLOOP_ADMIN_TOKEN."""
+
+
 def ensure_admin_token(session: Session, token: str) -> User:
-    """Make ``token`` (from CROWDLOOP_ADMIN_TOKEN) an admin's token; idempotent across restarts."""
+    """Make ``token`` (from CROWDLOOP_ADMIN_TOKEN) the admin's token; idempotent across restarts.
+
+    A token the variable held before is revoked, so changing the variable rotates the token (both
+    used to work). The token must be an admin's: a user named ``admin`` who is a worker used to get
+    it silently, with a worker's rights.
+    """
     existing = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if existing is not None:
-        user = session.get(User, existing.user_id)
-        if user is not None:
-            return user
-    admin = session.scalar(select(User).where(User.name == "admin")) or create_user(session, "admin", "admin")
-    session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=token[:10]))
+    owner = None if existing is None else session.get(User, existing.user_id)
+    admin = owner or session.scalar(select(User).where(User.name == "admin")) or create_user(session, "admin", "admin")
+    if admin.role != "admin":
+        raise ConflictError(
+            f"CROWDLOOP_ADMIN_TOKEN belongs to, or would go to, user {admin.name!r}, who is a {admin.role}, not an "
+            "admin; rename that user or choose another token."
+        )
+    previous = (ApiToken.user_id == admin.id, ApiToken.prefix.startswith(ENV_TOKEN_PREFIX),
+                ApiToken.token_hash != hash_token(token), ApiToken.revoked_at.is_(None))  # fmt: skip
+    session.execute(update(ApiToken).where(*previous).values(revoked_at=utcnow()))
+    if existing is None:
+        session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=ENV_TOKEN_PREFIX + token[:6]))
+    else:
+        existing.revoked_at = None  # the variable says this is the admin's token
     session.flush()
     return admin
 
