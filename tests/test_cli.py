@@ -135,6 +135,13 @@ def test_missing_file_and_gold_outside_label_set(tmp_path):
     assert done.returncode == 2 and "'z' are not in the label set" in done.stderr
 
 
+def test_export_refuses_a_format_label_studio_ignores(tmp_path):
+    """--what label-studio --format parquet wrote JSON to the .parquet path."""
+    done = crowdloop("export", "1", "--what", "label-studio", "--format", "parquet", "-o", str(tmp_path / "x.parquet"))
+    assert done.returncode == 2 and "label-studio is always JSON" in done.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
 def test_needs_exactly_one_input():
     done = crowdloop("aggregate")
     assert done.returncode == 2 and "either an ANSWERS file or --dataset" in done.stderr

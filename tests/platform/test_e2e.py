@@ -237,13 +237,17 @@ def test_exports_stream_all_formats_and_label_studio_round_trip(server):
     assert len(studio) == 8 and len(studio[0]["annotations"]) == 2
     payouts = requester.payouts(project["id"])
     assert sum(p["answers"] for p in payouts) == 16
-    # Label Studio tasks import back as gold items of a new project
+    with pytest.raises(InvalidInputError, match="format"):
+        requester._call("GET", f"/projects/{project['id']}/payouts", params={"format": "xml"})  # it answered JSON
+    # Label Studio tasks import back as gold items of a new project, with the requester's ids
     other = _project(requester, name="moved")
     path = server.log.parent / "ls.json"
     path.write_text(json.dumps(studio))
     report = requester.upload_items(other["id"], path)
     assert report["created"] == 8
-    assert all(i["is_gold"] and i["gold_label"] == "1" for i in requester.items(other["id"]))
+    moved = requester.items(other["id"])
+    assert all(i["is_gold"] and i["gold_label"] == "1" for i in moved)
+    assert sorted(i["external_id"] for i in moved) == [f"e{i}" for i in range(8)]  # they were the item ids
 
 
 def test_oversized_upload_is_refused_whole(server, tmp_path, monkeypatch):

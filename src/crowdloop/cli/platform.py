@@ -239,11 +239,16 @@ def import_command(project_id: int, file: Path, url: str | None, token: str | No
 @cli.command("export")
 @click.argument("project_id", type=int)
 @click.option("--what", type=click.Choice(["labels", "answers", "label-studio"]), default="labels", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), help="Of labels and answers.  [default: csv]"
+)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @_api_options
-def export_command(project_id: int, what: str, fmt: str, out: Path, url: str | None, token: str | None) -> None:
+def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: str | None, token: str | None) -> None:
     """Download labels, answers or Label Studio JSON of a project (streamed to OUT)."""
+    if what == "label-studio" and fmt is not None:
+        raise click.UsageError("--what label-studio is always JSON; --format is for labels and answers.")
+    fmt = fmt or "csv"
     with _client(url, token) as client:
         client.export(project_id, what, fmt, out)
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")

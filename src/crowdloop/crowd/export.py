@@ -72,7 +72,8 @@ def label_studio_rows(factory: sessionmaker[Session], project_id: int) -> Iterat
             if current is None or current["id"] != item.id:
                 if current is not None:
                     yield current
-                current = {"id": item.id, "data": item.data, "label": label, "confidence": confidence, "answers": []}
+                current = {"id": item.id, "external_id": item.external_id, "data": item.data, "label": label,
+                           "confidence": confidence, "answers": []}  # fmt: skip
             if worker is not None:
                 current["answers"].append({"worker": worker, "label": answer, "created_at": created.isoformat()})
         if current is not None:

@@ -255,12 +255,15 @@ def _ls_predictions(item: Row) -> list[dict[str, Any]]:
 def _ls_task(item: Row, index: int) -> dict[str, Any]:
     """One item as a Label Studio task, or an error naming the item and the missing key."""
     try:
-        return {
+        task = {
             "id": item["id"],
             "data": item["data"],
             "annotations": [_ls_annotation(answer) for answer in item["answers"]],
             "predictions": _ls_predictions(item),
         }
+        if item.get("external_id") is not None:  # the requester's id, which an import back keeps
+            task["meta"] = {"external_id": item["external_id"]}
+        return task
     except KeyError as exc:
         raise InvalidInputError(f"item {index} has no key {exc.args[0]!r}.") from None
 
@@ -340,7 +343,8 @@ def _ls_row(task: Any, index: int) -> dict[str, Any]:
         raise DataFileError(f"Label Studio tasks: task {index} is not an object.")
     if not isinstance(task.get("data"), dict):
         raise DataFileError(f'Label Studio tasks: task {index} has no "data" object.')
-    task_id = task.get("id")
+    meta = task["meta"] if isinstance(task.get("meta"), dict) else {}
+    task_id = meta.get("external_id", task.get("id"))  # an export of ours keeps the requester's id there
     return {
         "external_id": None if task_id is None else str(task_id),
         "data": task["data"],

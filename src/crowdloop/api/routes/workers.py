@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -60,9 +60,12 @@ def bonus(project_id: int, body: BonusIn, api: ApiDep) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/payouts", response_model=None)
-def payouts(project_id: int, api: ApiDep, format: str = "json") -> list[dict[str, Any]] | StreamingResponse:
+def payouts(
+    project_id: int, api: ApiDep, format: Literal["json", "csv"] = "json"
+) -> list[dict[str, Any]] | StreamingResponse:
+    """What each worker earned (answers and bonuses); ``format=xml`` and the like are a 422, not JSON."""
     rows = api.run(lambda session, user: workers.payouts(session, user, project_id))
-    if format != "csv":
+    if format == "json":
         return rows
     columns = ["worker_id", "name", "answers", "answer_pay", "bonuses", "total"]
     headers = {"Content-Disposition": f'attachment; filename="payouts-{project_id}.csv"'}
