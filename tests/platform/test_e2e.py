@@ -369,3 +369,24 @@ def test_rows_the_database_cannot_store_are_rejected_one_by_one(server, tmp_path
     assert "nan, which JSON cannot store" in reasons[1] and "inf, which JSON cannot store" in reasons[2]
     assert "200" in reasons[3] and "NUL" in reasons[4] and "not valid Unicode" in reasons[5]
     assert [item["data"] for item in requester.items(project["id"])] == [{"text": "a fine row"}]
+
+
+def test_a_gold_file_over_items_already_imported_makes_them_gold(server, tmp_path):
+    """Importing gold labels for items the project had was reported as duplicates and did nothing;
+    two rows of one item with different gold labels kept the first without a word."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester, labels=["no", "yes"])
+    requester.import_items(project["id"], [{"data": {"text": text}} for text in ("a cat", "a dog", "a cow")])
+    gold = tmp_path / "gold.csv"
+    gold.write_text("text,gold_label\na cat,yes\na dog,no\na cow,yes\na cow,no\na new one,yes\n")
+    report = requester.upload_items(project["id"], gold)
+    assert (report["created"], report["gold_added"], report["duplicates"]) == (1, 3, 3), report
+    assert [(row["row"], "gold label is 'yes', not 'no'" in row["reason"]) for row in report["rejected"]] == [(4, True)]
+    items = {item["data"]["text"]: item for item in requester.items(project["id"])}
+    assert {text: (item["is_gold"], item["gold_label"]) for text, item in items.items()} == {
+        "a cat": (True, "yes"), "a dog": (True, "no"), "a cow": (True, "yes"), "a new one": (True, "yes")}  # fmt: skip
+    again = tmp_path / "again.csv"
+    again.write_text("text,gold_label\na cat,no\na dog,no\n")
+    report = requester.upload_items(project["id"], again)
+    assert report["gold_added"] == 0 and [row["row"] for row in report["rejected"]] == [1]
+    assert "gold already, with label 'yes', not 'no'" in report["rejected"][0]["reason"]

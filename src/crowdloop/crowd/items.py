@@ -113,20 +113,24 @@ def import_items(session: Session, actor: User, project_id: int, rows: Sequence[
     report = ImportReport(received=len(rows))
     valid = _validated(rows, project, report)
     unique = _first_of_each_hash(valid, report)
-    report.created, pairs = _insert(session, project, unique)
+    created, pairs = _insert(session, project, [(key, item) for key, (_, item) in unique.items()])
+    report.created = len(created)
     report.duplicates += len(unique) - report.created
+    _gold_for_items_already_there(session, project, {key: row for key, row in unique.items() if key not in created},
+                                  report)  # fmt: skip
     mark_near_duplicates(session, pairs)
     report.near_duplicates = sorted(pairs)
     return report
 
 
-def _validated(rows: Sequence[dict[str, Any]], project: Project, report: ImportReport) -> list[ItemIn]:
+def _validated(rows: Sequence[dict[str, Any]], project: Project, report: ImportReport) -> list[tuple[int, ItemIn]]:
+    """The rows that make items, each with its number (from 1); the others go to ``report.rejected``."""
     valid = []
     for number, row in enumerate(rows, start=1):
         reason = _problem(row, project)
         if reason is None:
             try:
-                valid.append(ItemIn.model_validate(row))
+                valid.append((number, ItemIn.model_validate(row)))
                 continue
             except ValidationError as error:
                 first = error.errors()[0]
@@ -177,23 +181,66 @@ def _unstorable(value: Any, where: str = "") -> str | None:
     return None
 
 
-def _first_of_each_hash(items: list[ItemIn], report: ImportReport) -> list[tuple[str, ItemIn]]:
-    seen: dict[str, ItemIn] = {}
-    for item in items:
+def _first_of_each_hash(items: list[tuple[int, ItemIn]], report: ImportReport) -> dict[str, tuple[int, ItemIn]]:
+    """One row per content, by content hash, in file order. A repeat merges into the first, and
+    its gold label goes to a first that has none; a repeat whose gold label contradicts the
+    first's is rejected (the second label used to vanish without a word)."""
+    seen: dict[str, tuple[int, ItemIn]] = {}
+    for number, item in items:
         item.data = normalize_fields(item.data)
         key = content_hash(item.data)
-        if key in seen:
-            report.duplicates += 1
-        else:
-            seen[key] = item
-    return list(seen.items())
+        if key not in seen:
+            seen[key] = (number, item)
+            continue
+        first_number, first = seen[key]
+        if _gold(item) and _gold(first) and item.gold_label != first.gold_label:
+            reason = f"the same item as row {first_number}, whose gold label is {first.gold_label!r}, "
+            reason += f"not {item.gold_label!r}"
+            report.rejected.append(RejectedRow(row=number, reason=reason))
+            continue
+        if _gold(item) and not _gold(first):
+            first.gold_label, first.gold_explanation = item.gold_label, item.gold_explanation
+        report.duplicates += 1
+    return seen
 
 
-def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[int, Pairs]:
+def _gold(item: ItemIn) -> bool:
+    return item.gold_label not in (None, "")
+
+
+def _gold_for_items_already_there(
+    session: Session, project: Project, rows: dict[str, tuple[int, ItemIn]], report: ImportReport
+) -> None:
+    """A row with a gold label whose item the project already has makes that item gold (importing
+    a gold file over the items was silently a no-op); a row that contradicts the gold an item has
+    is rejected. Locked in id order, as every writer of several items takes them."""
+    wanted = {key: row for key, row in rows.items() if _gold(row[1])}
+    if not wanted:
+        return
+    query = (
+        select(Item)
+        .where(Item.project_id == project.id, Item.content_hash.in_(list(wanted)))
+        .order_by(Item.id)
+        .with_for_update()
+    )
+    for item in session.scalars(query):
+        number, row = wanted[item.content_hash]
+        if item.is_gold and item.gold_label != row.gold_label:
+            reason = f"item {item.id} is gold already, with label {item.gold_label!r}, not {row.gold_label!r}"
+            report.rejected.append(RejectedRow(row=number, reason=reason))
+        elif not item.is_gold:
+            item.is_gold, item.gold_label, item.done = True, row.gold_label, False  # a control item from now on
+            item.gold_explanation = row.gold_explanation or item.gold_explanation
+            report.gold_added += 1
+    report.rejected.sort(key=lambda rejected: rejected.row)
+
+
+def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[set[str], Pairs]:
     """Bulk insert, skipping hashes the project already has, in batches; each batch's new
     items are indexed for near duplicates and compared with everything stored before them.
-    Returns how many items were created and the near-duplicate pairs."""
-    created, pairs = 0, []
+    Returns the content hashes of the items created and the near-duplicate pairs."""
+    created: set[str] = set()
+    pairs: Pairs = []
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:  # one import per project at a time: two overlapping files wait instead of deadlocking
         session.execute(_IMPORT_LOCK, {"space": _LOCK_SPACE, "project": project.id})
@@ -206,7 +253,7 @@ def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]])
         position = {key: k for k, (key, _) in enumerate(batch)}
         rows = [position[key] for _, key in ids]
         pairs += index_and_find(session, project.id, [item_id for item_id, _ in ids], signatures[rows])
-        created += len(ids)
+        created.update(key for _, key in ids)
     return created, pairs
 
 

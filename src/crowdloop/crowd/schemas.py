@@ -141,6 +141,7 @@ class ImportReport(BaseModel):
     received: int = 0
     created: int = 0
     duplicates: int = 0
+    gold_added: int = Field(0, description="items the project had already, made gold by a row of this import")
     rejected: list[RejectedRow] = Field(default_factory=list)
     near_duplicates: list[tuple[int, int, float]] = Field(
         default_factory=list, description="(new item id, similar item id, similarity)"
