@@ -390,3 +390,20 @@ def test_a_gold_file_over_items_already_imported_makes_them_gold(server, tmp_pat
     report = requester.upload_items(project["id"], again)
     assert report["gold_added"] == 0 and [row["row"] for row in report["rejected"]] == [1]
     assert "gold already, with label 'yes', not 'no'" in report["rejected"][0]["reason"]
+
+
+def test_upload_surprises_are_named_or_read_as_meant(server, tmp_path):
+    """A header naming a column twice (pandas made the second "text.1"), a NUL byte (the field was cut
+    at it), a JSON Lines file with a byte-order mark (refused) and a numeric id (rejected)."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    for name, content, message in (("twice.csv", b"text,Text,text\na,b,c\n", "'text' more than once"),
+                                   ("nul.csv", b"text\nab\x00cd\n", "NUL bytes")):  # fmt: skip
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InvalidInputError, match=message):
+            requester.upload_items(project["id"], path)
+    lines = tmp_path / "bom.jsonl"
+    lines.write_bytes(b'\xef\xbb\xbf{"data": {"text": "with a mark"}, "external_id": 17}\n')
+    assert requester.upload_items(project["id"], lines)["created"] == 1
+    assert [item["external_id"] for item in requester.items(project["id"])] == ["17"]

@@ -4,6 +4,7 @@ same file twice creates nothing the second time."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -48,7 +49,7 @@ def parse_upload(content: bytes, filename: str) -> list[dict[str, Any]]:
 
 def _jsonl_rows(content: bytes) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(content.decode("utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(content.decode("utf-8-sig", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -60,6 +61,9 @@ def _jsonl_rows(content: bytes) -> list[dict[str, Any]]:
 
 
 def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
+    if b"\x00" in content:  # the parser silently cut a field at it
+        raise DataFileError("the file holds NUL bytes: is it binary, or UTF-16? Save it as UTF-8 text.")
+    _check_header(content, sep)
     try:
         # index_col=False: a row with one field more than the header (a trailing comma) must not
         # turn the first column into the index and shift every value one column to the left
@@ -67,10 +71,7 @@ def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
                             skipinitialspace=True)  # fmt: skip
     except (ValueError, UnicodeDecodeError) as error:
         raise DataFileError(f"cannot read the CSV: {str(error).splitlines()[0]}") from None
-    names = [_column(k) for k in frame.columns]
-    if len(set(names)) != len(names):
-        raise DataFileError(f"the header names a column twice: {list(frame.columns)}")
-    frame.columns = names
+    frame.columns = [_column(k) for k in frame.columns]
     frame = frame.apply(lambda column: column if column.name in RESERVED_COLUMNS else _typed(column))
     return [_flat_to_item({str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
 
@@ -84,6 +85,17 @@ def _typed(column: pd.Series) -> pd.Series:
         return column
     return pd.Series([None if pd.isna(value) else value for value in numbers.tolist()], index=column.index,
                      dtype=object, name=column.name)  # fmt: skip
+
+
+def _check_header(content: bytes, sep: str) -> None:
+    """A header that names a column twice (``text,text``, or ``ID`` and ``id``) is an error: pandas
+    renamed the second ``text.1``, and it became a field of its own."""
+    first = content.decode("utf-8-sig", errors="replace").splitlines()[:1]
+    header = next(csv.reader(first, delimiter=sep, skipinitialspace=True), [])
+    names = [_column(name) for name in header]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DataFileError(f"the header names column(s) {', '.join(map(repr, twice))} more than once.")
 
 
 def _column(name: object) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MICROS = 1_000_000
 
@@ -130,6 +130,12 @@ class ItemIn(BaseModel):
     gold_label: str | None = None
     gold_explanation: str | None = None
     priority: float = 0.0
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        """A JSON Lines id written as a number (``{"external_id": 17}``) is that id, not an error."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RejectedRow(BaseModel):
