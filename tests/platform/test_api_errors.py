@@ -160,6 +160,23 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(server, owned):
     assert '"error":"PayloadTooLargeError"' in answer and "over the 100 MB limit" in answer
 
 
+def test_a_chunked_body_over_the_limit_is_a_413_too(server, owned):
+    """Sent in chunks (no Content-Length) it was read until over the limit and then answered with
+    FastAPI's 400 "There was an error parsing the body"."""
+    import httpx
+
+    def chunks():
+        yield b"["
+        for _ in range(110):  # 110 MB of rows, over the 100 MB limit
+            yield b'{"data": {"text": "' + b"x" * (2**20 - 30) + b'"}},'
+        yield b"{}]"
+
+    answer = httpx.post(f"{server.url}{API}/projects/{owned['id']}/items", content=chunks(), timeout=60,
+                        headers={"Authorization": f"Bearer {owned['token']}", "Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 413, answer.text[:200]
+    assert answer.json()["error"] == "PayloadTooLargeError"
+
+
 def test_trainings_past_the_limit_are_refused_at_once_and_the_place_comes_back():
     from crowdloop.api.deps import Api
     from crowdloop.config import Settings

@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio.to_thread
@@ -202,19 +202,28 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
-        seen = 0
+        seen, too_large, answered = 0, False, False
 
         async def counting() -> Any:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                too_large = True
                 raise _TooLargeError
             return message
 
-        try:
-            await self.app(scope, counting, send)
-        except _TooLargeError:
+        async def unless_too_large(message: Any) -> None:
+            """FastAPI turns an error while it reads a body into its own 400 ("There was an error
+            parsing the body"): once the body went over, that answer is dropped for the 413."""
+            nonlocal answered
+            if not too_large:
+                answered = True
+                await send(message)
+
+        with suppress(_TooLargeError):  # a 413 follows
+            await self.app(scope, counting, unless_too_large)
+        if too_large and not answered:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
