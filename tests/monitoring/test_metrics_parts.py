@@ -85,3 +85,17 @@ def test_the_metrics_token_check():
     assert is_metrics_token(secret, "s3cret")
     assert not is_metrics_token(secret, "s3cret ") and not is_metrics_token(secret, None)
     assert not is_metrics_token(None, "s3cret") and not is_metrics_token(SecretStr("x"), "")
+
+
+def test_pooled_confidence_weighs_each_batch_by_its_predictions():
+    """Every batch sends up to 256 values: pooled whole, a device that made 5 predictions counted
+    as much as one that made 10,000."""
+    from crowdloop.monitoring.drift_service import Window, observed_sample
+    from crowdloop.storage.models import EdgeTelemetry
+
+    busy = EdgeTelemetry(predictions=10_000, summary={"confidence_sample": [0.9] * 256, "class_counts": {"a": 9}})
+    quiet = EdgeTelemetry(predictions=5, summary={"confidence_sample": [0.1] * 256, "class_counts": {"a": 1}})
+    sample = observed_sample(Window([busy, quiet]))
+    assert sample.confidence is not None
+    assert sample.confidence.count(0.9) == 256 and sample.confidence.count(0.1) == 1  # 5 / (10,000 / 256), at least 1
+    assert sample.classes == {"a": 10}

@@ -98,12 +98,24 @@ def window_since_last_check(session: Session, version: ModelVersion) -> Window:
 
 
 def observed_sample(window: Window) -> DriftSample:
-    """Pooled confidence samples and summed class counts of the window's batches."""
-    confidence = [
-        float(v)
+    """Pooled confidence samples and summed class counts of the window's batches.
+
+    Each batch's sample is thinned to its share of the predictions: every batch keeps up to 256
+    values whether it covers 5 predictions or 10,000, so pooled whole, a quiet device counted as
+    much as a busy one. The batch with the most predictions per value keeps all of its values.
+    """
+    samples = [
+        (batch.predictions, [float(v) for v in (batch.summary or {}).get("confidence_sample") or []
+                             if isinstance(v, int | float) and 0.0 <= v <= 1.0])  # NaN fails both: never blocks checks
         for batch in window.batches
-        for v in (batch.summary or {}).get("confidence_sample") or []
-        if isinstance(v, int | float) and 0.0 <= v <= 1.0  # NaN fails both: a stored bad value never blocks checks
+    ]  # fmt: skip
+    samples = [(predictions, values) for predictions, values in samples if values and predictions > 0]
+    rate = max((predictions / len(values) for predictions, values in samples), default=1.0)
+    rng = np.random.default_rng(0)
+    confidence = [
+        float(value)
+        for predictions, values in samples
+        for value in rng.permutation(values)[: max(1, round(predictions / rate))]
     ]
     classes: Counter[str] = Counter()
     for batch in window.batches:
