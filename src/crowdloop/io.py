@@ -6,7 +6,6 @@ what is wrong with it, so front-ends can show one clear line.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,10 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError
-
-_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")
-"""An integer as it would be written back: no leading zero, no sign but minus, within int64."""
-_DECIMAL = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][-+]?[0-9]+)?")
+from crowdloop.numbers import is_plain_number
 
 
 def read_delimited(path: Path, sep: str = ",") -> pd.DataFrame:
@@ -39,8 +35,7 @@ def numbers_if_plain(column: pd.Series) -> pd.Series:
     values = column.dropna()
     if values.empty:
         return column
-    integer = values.str.fullmatch(_INTEGER)
-    if not (integer | values.str.fullmatch(_DECIMAL)).all():
+    if not values.map(is_plain_number).all():
         return column
     return pd.to_numeric(column)
 

@@ -16,7 +16,7 @@ from crowdloop.learning.pairs import PAIR_FEATURES, pair_features, shared_terms
 from crowdloop.learning.text import Analyzer, Vocabulary, char_ngrams, hstack, normalise, word_ngrams
 
 EDGE_MODULES = ["text.py", "pairs.py", "features.py"]
-EDGE_ALLOWED = {"numpy", "crowdloop.errors", "crowdloop.learning.text", "crowdloop.learning.pairs"}
+EDGE_ALLOWED = {"numpy", "crowdloop.errors", "crowdloop.numbers", "crowdloop.learning.text", "crowdloop.learning.pairs"}
 
 
 def test_normalise_decodes_entities_lowers_and_collapses_space():

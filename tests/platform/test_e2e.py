@@ -20,6 +20,7 @@ from crowdloop.errors import (
     PermissionDeniedError,
     UnknownLabelError,
 )
+from crowdloop.learning import FeatureSpec
 
 
 def _project(requester, **overrides):
@@ -279,8 +280,9 @@ def test_open_leases_count_against_the_budget(server):
 
 
 def test_a_csv_header_with_blanks_capitals_or_a_trailing_comma_imports_as_meant(server, tmp_path):
-    """ " gold_label" (after ", ") was a data field, so workers saw the gold answer; a trailing comma
-    shifted every value one column left; and numbers were text, where JSON Lines gave numbers."""
+    """A gold_label column written " gold_label" (after ", ") was a data field, so workers saw the
+    gold answer, and a trailing comma shifted every value one column left. Values stay text as
+    written; training reads a column of plain numbers as numeric."""
     _, requester = server.user("req", "requester")
     project = _project(requester, labels=["no", "yes"])
     spaced = tmp_path / "spaced.csv"
@@ -291,9 +293,11 @@ def test_a_csv_header_with_blanks_capitals_or_a_trailing_comma_imports_as_meant(
         report = requester.upload_items(project["id"], path)
         assert report["created"] == 2 and report["rejected"] == [], report
     items = {item["external_id"]: item for item in requester.items(project["id"])}
-    assert items["1"]["data"] == {"Text": "is it a cat", "price": 12.5, "zip": "007"}
+    assert items["1"]["data"] == {"Text": "is it a cat", "price": "12.5", "zip": "007"}
     assert items["1"]["is_gold"] and items["1"]["gold_label"] == "yes"
-    assert items["2"]["data"] == {"Text": "a dog", "price": 3, "zip": "0101"} and not items["2"]["is_gold"]
+    assert items["2"]["data"] == {"Text": "a dog", "price": "3", "zip": "0101"} and not items["2"]["is_gold"]
+    spec = FeatureSpec.infer([item["data"] for item in items.values() if "Text" in item["data"]], id_column="id")
+    assert spec.numeric == ("price",) and "zip" not in spec.numeric  # "12.5" and "3" are numbers; "007" is not
     assert items["3"]["data"] == {"text": "hello"} and items["3"]["gold_label"] == "no"
     assert items["4"]["data"] == {"text": "world"} and not items["4"]["is_gold"]
 

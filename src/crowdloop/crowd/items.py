@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 from sqlalchemy import select, text
@@ -26,7 +25,6 @@ from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, ma
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.crowd.schemas import ImportReport, ItemIn, RejectedRow
 from crowdloop.errors import DataFileError
-from crowdloop.io import numbers_if_plain
 from crowdloop.storage.models import Item, Project, User, utcnow
 
 RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
@@ -72,19 +70,7 @@ def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
     except (ValueError, UnicodeDecodeError) as error:
         raise DataFileError(f"cannot read the CSV: {str(error).splitlines()[0]}") from None
     frame.columns = [_column(k) for k in frame.columns]
-    frame = frame.apply(lambda column: column if column.name in RESERVED_COLUMNS else _typed(column))
     return [_flat_to_item({str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
-
-
-def _typed(column: pd.Series) -> pd.Series:
-    """A data column of plain numbers as numbers (empty cells None), as JSON Lines would give them:
-    a CSV's prices were text, so training took them for words, where the same file as JSON Lines
-    gave a number feature. Ids such as ``007`` keep a column text (see :func:`crowdloop.io.numbers_if_plain`)."""
-    numbers = numbers_if_plain(column.replace("", np.nan))
-    if not pd.api.types.is_numeric_dtype(numbers):
-        return column
-    return pd.Series([None if pd.isna(value) else value for value in numbers.tolist()], index=column.index,
-                     dtype=object, name=column.name)  # fmt: skip
 
 
 def _check_header(content: bytes, sep: str) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 from crowdloop.errors import EmptyInputError, InvalidInputError, MissingColumnsError, NotFittedError
 from crowdloop.learning.pairs import PAIR_FEATURES, pair_features, shared_terms
 from crowdloop.learning.text import Analyzer, Rows, Vocabulary, from_dense, hstack
+from crowdloop.numbers import is_plain_number
 
 Items = Any
 """A pandas DataFrame or a sequence of mappings (one per item)."""
@@ -135,6 +136,12 @@ def _is_texty(values: list[Any]) -> bool:
     return any(isinstance(v, str) for v in values)
 
 
+def _numeric_value(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_plain_number(value.strip())
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
 def _find_pairs(items: Items, names: list[str]) -> list[tuple[str, str]]:
     pairs = []
     for left_suffix, right_suffix in PAIR_SUFFIXES:
@@ -148,9 +155,9 @@ def _find_pairs(items: Items, names: list[str]) -> list[tuple[str, str]]:
 
 
 def _kind(values: list[Any], max_categories: int) -> str:
-    present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
-    if all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in present):
-        return "numeric"
+    present = [v for v in values if v is not None and not (isinstance(v, float) and v != v) and v != ""]
+    if all(_numeric_value(v) for v in present):
+        return "numeric"  # numbers, or text that is plainly one (a CSV's "12.5": items keep text as written)
     distinct = {str(v) for v in present}
     short = np.mean([len(str(v).split()) for v in present]) <= 3 if present else True
     repeated = len(distinct) <= 0.8 * len(present)
