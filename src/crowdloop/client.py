@@ -205,20 +205,24 @@ class Client:
     def export(self, project_id: int, what: str = "labels", fmt: str = "csv", path: str | Path | None = None) -> bytes:
         """Labels or answers (csv, jsonl, parquet) or ``label-studio``; streamed to ``path`` if given.
 
-        The stream goes to ``path`` + ``.part`` and is renamed only when it is whole: a download cut
-        off (the server restarted) left a truncated file, and a CSV cut at a row looks valid.
+        A file is written as ``path`` + ``.part`` and renamed only when whole: a download cut off
+        (the server restarted) left a truncated file, and a CSV cut at a row looks valid. A path
+        that is not a regular file (``/dev/stdout``, a pipe) is written to directly.
         """
         route = f"/projects/{project_id}/export/{what}"
         params = None if what == "label-studio" else {"format": fmt}
-        partial = None if path is None else Path(path).with_name(Path(path).name + ".part")
+        target = None if path is None else Path(path)
+        partial = None
+        if target is not None and (not target.exists() or target.is_file()):
+            partial = target.with_name(target.name + ".part")
         try:
             with self._http.stream("GET", route, params=params) as response:
                 if response.is_error:
                     response.read()
                     _raise_for(response)
-                if partial is None:
+                if target is None:
                     return response.read()
-                with partial.open("wb") as handle:
+                with (partial or target).open("wb") as handle:
                     for chunk in response.iter_bytes():
                         handle.write(chunk)
         except httpx.TransportError as error:
@@ -227,8 +231,8 @@ class Client:
             raise CrowdloopError(
                 f"the export from {self._http.base_url} was cut off: {error}; nothing was written."
             ) from None
-        if partial is not None and path is not None:
-            partial.replace(path)
+        if partial is not None and target is not None:
+            partial.replace(target)
         return b""
 
     # webhooks

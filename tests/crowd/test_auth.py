@@ -49,3 +49,24 @@ def test_the_token_never_goes_to_a_user_named_admin_who_is_not_one(factory):
         _start(factory, "cl_some_admin_token")
     with pytest.raises(AuthenticationError):
         _who(factory, "cl_some_admin_token")  # it used to be that worker's token
+
+
+def test_a_revoked_token_stays_revoked_and_an_old_one_rotates(factory):
+    """A restart un-revoked the variable's token; one stored before the env marker never rotated."""
+    from sqlalchemy import update
+
+    from crowdloop.crowd.auth import hash_token
+    from crowdloop.storage.models import ApiToken, utcnow
+
+    _start(factory, "cl_old_style_token")
+    with unit_of_work(factory) as session:  # as the code before the marker stored it
+        session.execute(update(ApiToken).where(ApiToken.token_hash == hash_token("cl_old_style_token"))
+                        .values(prefix="cl_old_sty"))  # fmt: skip
+    _start(factory, "cl_old_style_token")
+    _start(factory, "cl_newer_token")
+    with pytest.raises(AuthenticationError):
+        _who(factory, "cl_old_style_token")
+    with unit_of_work(factory) as session:
+        session.execute(update(ApiToken).values(revoked_at=utcnow()))
+    with pytest.raises(ConflictError, match="was revoked"):
+        _start(factory, "cl_newer_token")

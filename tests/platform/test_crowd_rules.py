@@ -150,7 +150,7 @@ def test_tasks_leased_ahead_are_not_all_gold(server):
 def test_skipping_gold_is_judged_at_the_skip(server):
     """A skipped gold task counted as missed, but the gold rule was only checked at the next answer,
     so a worker who skipped every gold task and answered nothing was never judged."""
-    owner, project = _project(server, texts=10, gold=10, gold_share=0.5,
+    owner, project = _project(server, texts=40, gold=10, gold_share=0.5,
                               rules={"min_gold_accuracy": 0.5, "min_gold_answers": 2})  # fmt: skip
     _, skipper = server.user("rules-gold-skipper", "worker")
     with pytest.raises(PermissionDeniedError, match="banned"):

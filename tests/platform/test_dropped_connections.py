@@ -136,3 +136,19 @@ def test_an_export_cut_off_leaves_no_file_that_looks_whole(server, project, tmp_
         assert not target.exists() and not (tmp_path / "items.jsonl.part").exists()
         client.export(project["id"], "answers", "jsonl", path=target)
         assert target.read_bytes() == whole
+
+
+def test_an_export_to_a_pipe_is_written_straight_through(server, project, tmp_path):
+    """-o /dev/stdout (or a pipe) failed: it tried to create /dev/stdout.part."""
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    with Client(server.url, server.admin_token) as client:
+        client.export(project["id"], "answers", "csv", path=pipe)
+        whole = client.export(project["id"], "answers", "csv")
+    reader.join(30)
+    assert received == [whole]

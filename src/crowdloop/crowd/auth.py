@@ -106,8 +106,10 @@ def ensure_admin_token(session: Session, token: str) -> User:
     session.execute(update(ApiToken).where(*previous).values(revoked_at=utcnow()))
     if existing is None:
         session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=ENV_TOKEN_PREFIX + token[:6]))
+    elif existing.revoked_at is not None:  # a restart must not undo a revocation
+        raise ConflictError("CROWDLOOP_ADMIN_TOKEN holds a token that was revoked; choose another.")
     else:
-        existing.revoked_at = None  # the variable says this is the admin's token
+        existing.prefix = ENV_TOKEN_PREFIX + token[:6]  # stored before the marker existed: rotates from now on
     session.flush()
     return admin
 

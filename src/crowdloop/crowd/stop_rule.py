@@ -45,8 +45,9 @@ MIN_SHARE = 0.01
 def refit(session: Session, project: Project, answers: pd.DataFrame, gold: pd.Series | None) -> dict[str, Any]:
     """Fit the crowd model to all of ``answers`` (item_id, worker_id, label), store it, settle the items.
 
-    Writes the items it opens or closes, then workers, in id order, and returns the project's new ``crowd_model`` and
-    ``label_prior`` for the caller to set last: a submit locks its item, then the worker's
+    Writes the items it opens or closes, then workers, in id order, then (finishing a project with
+    no open item) the project row, and returns the project's new ``crowd_model`` and
+    ``label_prior`` for the caller to set: a submit locks its item, then the worker's
     standing, then the project row, so taking them in the same order never deadlocks with one.
     """
     labels = [str(label) for label in project.labels]
@@ -92,6 +93,9 @@ def finish_if_complete(session: Session, project_id: int) -> None:
     A submit that closes an item calls it, and so does a refit: before, a refit that closed the
     last items left the project active with nothing to hand out, and never announced it.
     """
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    # after the row lock, as a statement of its own: under READ COMMITTED it sees every item a
+    # concurrent submit or refit closed, so one of two racing writers always finds none open
     if run(session, _OPEN_ITEM, {"project_id": project_id}).first() is not None:
         return
     finished = session.scalar(  # conditional, so only one of two racing writers announces it
