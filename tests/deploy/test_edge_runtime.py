@@ -284,6 +284,14 @@ def test_an_edge_serves_a_kept_model_only_if_it_is_its_projects_and_intact(serve
         assert kept.load_local() and kept.version == runtime.version
     finally:
         kept.close()
+    marker = state / "current.json"
+    written = json.loads(marker.read_text())
+    marker.write_text(json.dumps({k: v for k, v in written.items() if k != "project"}))  # as older edges wrote it
+    older = fresh(world["project"], state)
+    try:
+        assert older.load_local() and json.loads(marker.read_text()) == written  # served, and rewritten
+    finally:
+        older.close()
     elsewhere = fresh(world["project"] + 1, state)
     try:
         assert not elsewhere.load_local()  # another project's model is not served
@@ -339,3 +347,34 @@ def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runti
         assert admin.project(world["project"])["status"] == "active"
     with Client(serve.url, world["worker"]) as worker:
         assert worker.next_task(world["project"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(429, b'{"error": "slow down"}'), (200, b"<html>Sign in to Wi-Fi</html>")]
+)
+def test_an_answer_that_is_not_the_servers_verdict_keeps_the_entries(tmp_path, status, body):
+    """A rate limit, or a captive portal's page, was taken for a refusal: the entries were dropped."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from crowdloop.deploy.link import ServerAwayError, ServerLink
+
+    class Portal(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    portal = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=portal.serve_forever, daemon=True).start()
+    link = ServerLink(f"http://127.0.0.1:{portal.server_address[1]}", "token", 1)
+    try:
+        with pytest.raises(ServerAwayError):
+            link.send("feedback", [{"client_id": "portal-test-01", "data": {"text": "x"}}])
+    finally:
+        link.close()
+        portal.shutdown()

@@ -93,12 +93,14 @@ class EdgeRuntime:
         log.info("serving model version %s", model.version)
 
     def load_local(self) -> bool:
-        """Serve the last version this device verified and kept, if any (works offline)."""
+        """Serve the last version this device verified and kept, if any (works offline): only if it
+        still matches its digest and is this project's. A marker written before it named its project
+        is taken as this project's (on its digest) and rewritten with it."""
         marker = self.state_dir / CURRENT
         if not marker.is_file():
             return False
         current = json.loads(marker.read_text())
-        if current.get("project") != self.project:
+        if current.setdefault("project", self.project) != self.project:
             log.warning("%s holds a model of project %s, not %s: not serving it", marker, current.get("project"),
                         self.project)  # fmt: skip
             return False
@@ -110,6 +112,7 @@ class EdgeRuntime:
         except Exception as error:  # a damaged local copy: download it again instead
             log.warning("local model version %s unusable (%s); waiting for the server", current["version"], error)
             return False
+        marker.write_text(json.dumps(current))
         return True
 
     def refresh(self) -> bool:
@@ -207,28 +210,32 @@ class EdgeRuntime:
                     self.outbox.defer(entries)
                     self.metrics.deliveries.labels(kind, "failed").inc()
                     raise
-                except (CrowdloopError, ValueError):  # refused (4xx) or not encodable: find the bad ones
-                    self._one_by_one(kind, entries)
-                    delivered += len(entries)
+                except InvalidInputError:  # refused, or not encodable: find the bad ones
+                    delivered += self._one_by_one(kind, entries)
                     continue
                 self.outbox.ack([e.id for e in entries])
                 self.metrics.deliveries.labels(kind, "delivered").inc(len(entries))
                 delivered += len(entries)
         return delivered
 
-    def _one_by_one(self, kind: str, entries: list[Any]) -> None:
+    def _one_by_one(self, kind: str, entries: list[Any]) -> int:
         """Send each entry alone; drop (and log) those the server refuses or JSON cannot carry,
-        so one bad entry never blocks the queue behind it."""
-        for entry in entries:
+        so one bad entry never blocks the queue behind it. How many the server took."""
+        taken = 0
+        for number, entry in enumerate(entries):
             try:
                 self.link.send(kind, [{"client_id": entry.id, **entry.payload}])
-            except (ServerAwayError, AuthenticationError, NotFoundError):
-                self.outbox.defer([entry])
-                raise
-            except (CrowdloopError, ValueError) as error:
+            except InvalidInputError as error:
                 log.warning("dropping %s entry %s the server cannot take: %s", kind, entry.id, error)
                 self.metrics.deliveries.labels(kind, "refused").inc()
+            except CrowdloopError:  # the way there failed: this one and the rest wait
+                self.outbox.defer(entries[number:])
+                raise
+            else:
+                taken += 1
+                self.metrics.deliveries.labels(kind, "delivered").inc()
             self.outbox.ack([entry.id])
+        return taken
 
     def queue_sizes(self) -> dict[str, int]:
         sizes = {kind: self.outbox.size(kind) for kind in KINDS}

@@ -8,6 +8,7 @@ which the runtime treats as "try again later"; a 4xx is the caller's mistake and
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 import tempfile
@@ -20,6 +21,8 @@ from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.errors import AuthenticationError, BusyError, InvalidInputError, NotFoundError
 
 TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+REFUSED = (400, 413, 422)
+"""Statuses that refuse what was sent, for good; other 4xx are the way there (retried)."""
 
 
 class ServerAwayError(BusyError):
@@ -49,8 +52,10 @@ class ServerLink:
             raise NotFoundError(_detail(response))
         if response.status_code in (401, 403):  # this device, not the entry: keep it and retry later
             raise AuthenticationError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
-        if response.is_error:
+        if response.status_code in REFUSED:
             raise InvalidInputError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
+        if response.is_error:  # a timeout, conflict or rate limit on the way: not the entries' fault
+            raise ServerAwayError(f"{method} {route} answered {response.status_code}; trying again later")
         return response
 
     def production(self) -> dict[str, Any] | None:
@@ -100,8 +105,21 @@ class ServerLink:
                 archive.extractall(folder, filter="data")
 
     def send(self, kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        """POST a batch to ``/edge/feedback`` or ``/edge/telemetry``; the server's report."""
-        report: dict[str, Any] = self._request("POST", f"/projects/{self.project}/edge/{kind}", json=entries).json()
+        """POST a batch to ``/edge/feedback`` or ``/edge/telemetry``; the server's report.
+
+        :class:`InvalidInputError` means these entries can never go (strict JSON cannot carry them,
+        or the server refused them); anything else is the way there, and the entries wait.
+        """
+        try:
+            body = json.dumps(entries, allow_nan=False)
+        except ValueError as error:
+            raise InvalidInputError(f"{kind} entries JSON cannot carry: {error}") from None
+        headers = {"Content-Type": "application/json"}
+        response = self._request("POST", f"/projects/{self.project}/edge/{kind}", content=body, headers=headers)
+        try:
+            report: dict[str, Any] = response.json()
+        except ValueError:  # a captive portal's page, say: the server never saw the entries
+            raise ServerAwayError(f"the answer to {kind} is not the server's JSON; trying again later") from None
         return report
 
     def close(self) -> None:
