@@ -611,6 +611,15 @@ def test_register_refuses_addresses_off_the_public_internet(db: Database, projec
         assert register_webhook(session, project_id, url, allowed=allowed).url == url  # the operator allowed it
 
 
+@pytest.mark.parametrize("url", ["http://[64:ff9b::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::1]/", "http://[::a9fe:a9fe]/",
+                                 "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/"])  # fmt: skip
+def test_register_refuses_an_internal_ipv4_address_inside_an_ipv6_one(db: Database, project_id: int, url: str) -> None:
+    """NAT64, 6to4, IPv4-compatible and Teredo addresses carrying 169.254.169.254 (or a private
+    Teredo client) passed: only the mapped form (::ffff:) was unwrapped."""
+    with unit_of_work(db.factory) as session, pytest.raises(InvalidInputError, match="not a public address"):
+        register_webhook(session, project_id, url)
+
+
 def test_the_dispatcher_calls_a_name_only_where_it_resolves_to_a_public_address(
     db: Database, project_id: int, receiver: Receiver
 ) -> None:

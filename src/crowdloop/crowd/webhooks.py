@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -143,44 +144,83 @@ def _literal_address(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
         return []  # a name
 
 
-def _refusal(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Sequence[Network]) -> str:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _refusal(host: str, address: Address, allowed: Sequence[Network]) -> str:
     """Why a webhook may not call ``address`` (empty: it may).
 
     Only public addresses by default: a requester's webhook must not reach this machine or its
     network (a database port, a cloud metadata service at 169.254.169.254) on the server's behalf.
+    An IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo, NAT64, IPv4-compatible) is
+    judged by both, since the network may deliver it to the IPv4 address.
     """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_global or any(address in network for network in allowed):
+    candidates = [address, *_embedded_ipv4(address)]
+    if any(candidate in network for candidate in candidates for network in allowed):
+        return ""  # the operator allowed it (as IPv6 or as the IPv4 address inside)
+    if all(candidate.is_global for candidate in candidates):
         return ""
     return (
-        f"webhook host {host} is {address}, which is not a public address; this server calls only public "
-        "addresses unless CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS includes it."
+        f"webhook host {host} is {address}, which is not a public address; this server calls only "
+        "public addresses unless CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS includes it."
     )
 
 
-class PublicOnlyTransport(httpx.HTTPTransport):
-    """Sends a request only when every address its host resolves to passes :func:`_refusal`.
+def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return [embedded for embedded in found if embedded is not None]
 
-    The dispatcher's client uses it. The name is resolved again at connection time, so a name
-    that changes between the check and the connection (DNS rebinding) is not ruled out;
-    redirects are never followed.
+
+def checked_address(host: str, port: int, allowed: Sequence[Network]) -> str:
+    """The address to connect to for ``host``: every address it resolves to must pass
+    :func:`_refusal`, and the connection goes to the one checked, not to a second lookup."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve webhook host {host}: {exc}") from None
+    addresses = [str(sockaddr[0]).split("%")[0] for *_, sockaddr in found]
+    for address in addresses:
+        if problem := _refusal(host, ipaddress.ip_address(address), allowed):
+            raise httpcore.ConnectError(problem)
+    return addresses[0]
+
+
+class _CheckedBackend(httpcore.SyncBackend):
+    """Connects to the address :func:`checked_address` checked. Resolving again at connection time
+    would let a name that changes between the two lookups (DNS rebinding) reach an internal
+    address; TLS still checks the certificate against the host name."""
+
+    def __init__(self, allowed: Sequence[Network]) -> None:
+        self._allowed = tuple(allowed)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        address = checked_address(host, port, self._allowed)
+        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+class PublicOnlyTransport(httpx.HTTPTransport):
+    """The dispatcher's transport: it connects only to addresses that pass :func:`_refusal`.
+
+    Redirects are never followed. With a transport of its own the client does not read proxy
+    settings (``HTTPS_PROXY``) from the environment: webhooks go straight to their receivers.
     """
 
     def __init__(self, allowed: Sequence[Network] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._allowed = tuple(allowed)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        try:
-            found = socket.getaddrinfo(host, request.url.port or 443, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot resolve webhook host {host}: {exc}", request=request) from None
-        for *_, sockaddr in found:
-            if problem := _refusal(host, ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), self._allowed):
-                raise httpx.ConnectError(problem, request=request)
-        return super().handle_request(request)
+        self._pool._network_backend = _CheckedBackend(allowed)  # httpcore's pool: the one place it connects
 
 
 def _checked_events(events: list[str] | None) -> list[str]:
