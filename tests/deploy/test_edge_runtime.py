@@ -338,12 +338,22 @@ def test_an_edge_for_a_project_it_cannot_see_says_so(serve, world):
 
 
 def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runtime):
-    """A project that finished (every item labeled) took the edge's items and never handed them out."""
+    """A project that finished (every item labeled) took the edge's items and never handed them out.
+    One its owner finished by hand stays finished."""
+    entry = {"model_version": 1, "reason": "unsure", "label": 0, "confidence": 0.55}
     with Client(serve.url, ADMIN_TOKEN) as admin:
-        admin.update_project(world["project"], status="finished")
-        entry = {"client_id": "reopen-test-0001", "data": {"text": "a lamp, reopened", "text_b": "a lamp"},
-                 "model_version": 1, "reason": "unsure", "label": 0, "confidence": 0.55}  # fmt: skip
-        assert runtime.link.send("feedback", [entry])["created"] == 1
+        admin.update_project(world["project"], status="finished")  # by hand
+        by_hand = {**entry, "client_id": "reopen-test-0000", "data": {"text": "a lamp, by hand", "text_b": "lamp"}}
+        assert runtime.link.send("feedback", [by_hand])["created"] == 1
+        assert admin.project(world["project"])["status"] == "finished"
+        engine = make_engine(serve.database_url, pool_size=1)
+        try:  # as the rule leaves a project whose last open item got its label
+            with unit_of_work(session_factory(engine)) as session:
+                session.get(Project, world["project"]).finished_by = "rule"
+        finally:
+            engine.dispose()
+        by_rule = {**entry, "client_id": "reopen-test-0001", "data": {"text": "a lamp, reopened", "text_b": "lamp"}}
+        assert runtime.link.send("feedback", [by_rule])["created"] == 1
         assert admin.project(world["project"])["status"] == "active"
     with Client(serve.url, world["worker"]) as worker:
         assert worker.next_task(world["project"]) is not None

@@ -114,6 +114,7 @@ def update_project(session: Session, actor: User, project_id: int, changes: Proj
     if "status" in values:
         _check_transition(project.status, values.pop("status"))
         project.status = changes.status or project.status
+        project.finished_by = "owner" if project.status == "finished" else None
     if "aggregation_method" in values:
         values["aggregation_method"] = registry_method(values["aggregation_method"])
     money = {"price", "budget"} & set(values)

@@ -101,7 +101,7 @@ def finish_if_complete(session: Session, project_id: int) -> None:
     finished = session.scalar(  # conditional, so only one of two racing writers announces it
         update(Project)
         .where(Project.id == project_id, Project.status == "active")
-        .values(status="finished")
+        .values(status="finished", finished_by="rule")
         .returning(Project.id)
         .execution_options(synchronize_session=False)
     )

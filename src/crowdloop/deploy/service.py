@@ -131,11 +131,11 @@ def receive_feedback(session: Session, actor: User, project_id: int, entries: li
 def _reopen_if_finished(session: Session, project_id: int, created: int) -> None:
     """A project that finished because every item was labeled goes back to work for the items an
     edge sent: they were created and then never handed out, though the crowd is to label them first.
-    A paused or draft project stays as its requester left it."""
+    One its owner finished by hand (to stop spending), paused or left a draft stays as it is."""
     reopened = session.scalar(
         update(Project)
-        .where(Project.id == project_id, Project.status == "finished")
-        .values(status="active")
+        .where(Project.id == project_id, Project.status == "finished", Project.finished_by == "rule")
+        .values(status="active", finished_by=None)
         .returning(Project.id)
     )
     if reopened is not None:

@@ -92,6 +92,8 @@ class Project(Base):
     spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     aggregation_method: Mapped[str] = mapped_column(String(40), default="default")
     status: Mapped[str] = mapped_column(String(20), default="draft")
+    # "rule" when the last open item got its label, "owner" when finished by hand, else None
+    finished_by: Mapped[str | None] = mapped_column(String(20), default=None)
     lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     open_to_all: Mapped[bool] = mapped_column(Boolean, default=True)
