@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import unicodedata
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -407,3 +409,31 @@ def _confirmed(
         keep = similarity >= threshold
         pairs += zip(rows[keep].tolist(), cols[keep].tolist(), similarity[keep].tolist(), strict=True)
     return pairs
+
+
+def has_content(data: Any) -> bool:
+    """Whether ``data`` is an object with at least one field that is not blank: what an item needs."""
+    return isinstance(data, dict) and any(str(v).strip() for v in data.values() if v is not None)
+
+
+def unstorable_reason(value: Any, where: str = "") -> str | None:
+    """Why a value cannot be stored as it is (None: it can): NaN or infinity (PostgreSQL's JSON
+    refuses them, and the whole import failed with a 500), a NUL character or text that is not
+    valid Unicode (a lone surrogate). Each is now one rejected row, named."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'a field'} is {value}, which JSON cannot store"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where or 'a field'} holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where or 'a field'} holds text that is not valid Unicode (a lone surrogate)"
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            problem = unstorable_reason(str(key), "a field name") or unstorable_reason(inner, f"field {str(key)!r}")
+            if problem:
+                return problem
+    if isinstance(value, list):
+        return next((p for p in (unstorable_reason(inner, where) for inner in value) if p), None)
+    return None

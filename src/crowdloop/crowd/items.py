@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,15 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd.dedup import content_hash, item_text, minhash_signatures, normalize_fields, pack_signatures
+from crowdloop.crowd.dedup import (
+    content_hash,
+    has_content,
+    item_text,
+    minhash_signatures,
+    normalize_fields,
+    pack_signatures,
+    unstorable_reason,
+)
 from crowdloop.crowd.formats import from_label_studio
 from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_owned_project
@@ -137,45 +144,17 @@ def _validated(rows: Sequence[dict[str, Any]], project: Project, report: ImportR
     return valid
 
 
-def has_content(data: Any) -> bool:
-    """Whether ``data`` is an object with at least one field that is not blank: what an item needs."""
-    return isinstance(data, dict) and any(str(v).strip() for v in data.values() if v is not None)
-
-
 def _problem(row: Any, project: Project) -> str | None:
     if not isinstance(row, dict) or "_invalid" in row:
         return "not an object"
     if not has_content(row.get("data")):
         return "empty item: no field has content"
-    unstorable = _unstorable(row)
+    unstorable = unstorable_reason(row)
     if unstorable:
         return unstorable
     gold = row.get("gold_label")
     if gold not in (None, "") and str(gold) not in project.labels:
         return f"gold label {gold!r} is not one of the project's labels {project.labels}"
-    return None
-
-
-def _unstorable(value: Any, where: str = "") -> str | None:
-    """Why a value cannot be stored as it is (None: it can): NaN or infinity (PostgreSQL's JSON
-    refuses them, and the whole import failed with a 500), a NUL character or text that is not
-    valid Unicode (a lone surrogate). Each is now one rejected row, named."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{where or 'a field'} is {value}, which JSON cannot store"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{where or 'a field'} holds a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{where or 'a field'} holds text that is not valid Unicode (a lone surrogate)"
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            problem = _unstorable(str(key), "a field name") or _unstorable(inner, f"field {str(key)!r}")
-            if problem:
-                return problem
-    if isinstance(value, list):
-        return next((p for p in (_unstorable(inner, where) for inner in value) if p), None)
     return None
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crowdloop.crowd.dedup import has_content
 from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.deploy.link import ServerAwayError, ServerLink
@@ -163,7 +164,7 @@ class EdgeRuntime:
 
     def _queue_feedback(self, model: EdgeModel, item: dict[str, Any], prediction: dict[str, Any], reason: str) -> None:
         data = {name: _json_value(item[name]) for name in model.fields}
-        if not any(str(v).strip() for v in data.values() if v is not None):
+        if not has_content(data):
             return  # the server refuses an item with nothing to label
         payload = {
             "data": data,

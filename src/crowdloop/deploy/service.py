@@ -15,7 +15,6 @@ them, for projects open to the device. Functions take a session and never commit
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.auth import require_role
-from crowdloop.crowd.dedup import content_hash, normalize_fields
-from crowdloop.crowd.items import has_content
+from crowdloop.crowd.dedup import content_hash, has_content, normalize_fields, unstorable_reason
 from crowdloop.crowd.projects import get_project
 from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
 from crowdloop.monitoring.drift_service import check_due
@@ -41,13 +39,12 @@ MAX_BATCH = 1000
 log = logging.getLogger(__name__)
 
 
-def _check_finite_json(value: Any) -> None:
-    """Refuse NaN or infinity anywhere inside a JSON value: PostgreSQL's JSON cannot store them
-    (the request failed with a 500 there), and SQLite stored what no check could read back."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise ValueError("NaN and Infinity are not JSON values") from None
+def _check_storable(value: Any) -> None:
+    """Refuse what the database cannot store (NaN or infinity, a NUL, a lone surrogate): on
+    PostgreSQL the request failed with a 500, and SQLite stored what no check could read back."""
+    reason = unstorable_reason(value)
+    if reason:
+        raise ValueError(reason)
 
 
 MAX_SECONDS = 253402300799.0
@@ -77,13 +74,13 @@ class FeedbackIn(BaseModel):
     def _not_empty(cls, data: dict[str, Any]) -> dict[str, Any]:
         if not has_content(data):  # it would become an item with nothing to label, served first
             raise ValueError("empty item: no field has content")
-        _check_finite_json(data)
+        _check_storable(data)
         return data
 
     @field_validator("label")
     @classmethod
     def _finite_label(cls, label: Any) -> Any:
-        _check_finite_json(label)
+        _check_storable(label)
         return label
 
 
