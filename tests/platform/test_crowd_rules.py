@@ -157,3 +157,15 @@ def test_skipping_gold_is_judged_at_the_skip(server):
         for _ in range(12):
             skipper.skip(skipper.next_task(project)["assignment_id"])
     assert owner.bans(project)[-1]["reason"] == "gold accuracy 0.00 below 0.5 after 2 gold answers"
+
+
+def test_a_retried_wrong_gold_answer_brings_its_feedback_again(server):
+    """When the first answer's response was lost, the retry said "duplicate" without the training
+    feedback: the worker never saw it, and undo then said the answer was already corrected."""
+    _, project = _project(server, texts=3, gold=3, gold_share=0.5, rules={"training_feedback": True})
+    _, worker = server.user("rules-retry", "worker")
+    task = worker.next_task(project)  # the first task is gold, with label "1"
+    first = worker.submit(task["assignment_id"], "0")
+    again = worker.submit(task["assignment_id"], "0")
+    assert first["feedback"] is not None and again["duplicate"]
+    assert again["feedback"] == first["feedback"]

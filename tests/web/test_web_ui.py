@@ -324,3 +324,76 @@ def _check_shown_kind(page: Any) -> str:
         wait_until(page, lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), "the image loaded")
         return "image"
     return "text"
+
+
+def _queued(page: Any, key: str) -> int:
+    import json
+
+    return len(json.loads(page.evaluate(f"localStorage.getItem('{key}')") or "[]"))
+
+
+def test_answers_waiting_in_the_browser_outlive_a_refused_token(server, context, user):
+    """A 401 dropped every answer waiting to be sent, right after the page said nothing was lost;
+    and the queue was the project's, not the worker's, so the next worker on the browser sent it."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"queued sentence {i}" for i in range(4)])
+    owner.start(project)
+    worker_id, token, worker_sdk = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    key = f"crowdloop.outbox.{worker_id}.{project}"
+    context.set_offline(True)
+    page.keyboard.press("2")
+    wait_until(page, lambda: _queued(page, key) == 1, "the answer kept in the browser")
+    page.evaluate("sessionStorage.setItem('crowdloop.token', 'cl_revoked'); "
+                  "localStorage.setItem('crowdloop.token', 'cl_revoked')")  # fmt: skip
+    context.set_offline(False)
+    page.wait_for_timeout(2500)  # the queue is tried against the refused token
+    assert _queued(page, key) == 1
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    wait_until(page, lambda: _queued(page, key) == 0, "the kept answer sent once signed in")
+    assert worker_sdk.standing(project)["answers"] == 1
+
+
+def test_an_item_whose_lease_ran_out_is_replaced_not_answered(server, context, user):
+    """A tab left open past the lease showed items whose answers were refused, two of them."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"leased sentence {i}" for i in range(6)], lease_seconds=5)
+    owner.start(project)
+    _, token, worker_sdk = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    page.wait_for_timeout(6500)  # every lease the page holds runs out
+    page.wait_for_selector("#item .item")
+    page.wait_for_timeout(300)
+    page.keyboard.press("2")
+    wait_until(page, lambda: worker_sdk.standing(project)["answers"] == 1, "the answer accepted")
+    assert "expired" not in page.inner_text("#message")
+
+
+def test_a_requester_bans_with_the_keyboard_alone(server, context, user):
+    """The worker table was redrawn every 2 s: a reason being typed lost its focus, and a focused
+    Ban button was replaced before Enter reached it."""
+    _, owner_token, owner = user("requester")
+    project = _project(owner, [f"banned sentence {i}" for i in range(3)])
+    owner.start(project)
+    worker_id, _, worker_sdk = user("worker")
+    assert worker_sdk.next_task(project) is not None  # enrolled: the worker is in the table
+    page = context.new_page()
+    sign_in(page, server.url, owner_token)
+    page.goto(f"{server.url}/ui/project.html?project={project}")
+    reason = f"#workers-body tr[data-worker='{worker_id}'] input"
+    page.wait_for_selector(reason)
+    page.click(reason)
+    page.keyboard.type("too")
+    page.wait_for_timeout(2500)  # a refresh of the table passes
+    page.keyboard.type(" fast")
+    assert page.input_value(reason) == "too fast"
+    page.keyboard.press("Enter")
+    wait_until(page, lambda: any(b["action"] == "ban" for b in owner.bans(project)), "the ban")
+    assert owner.bans(project)[-1]["reason"] == "too fast"

@@ -28,10 +28,17 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
         raise NotFoundError(f"no assignment {assignment_id}.")
     if lease.status == "submitted":
         existing = session.execute(
-            select(Answer.id, Answer.reward_micros).where(Answer.assignment_id == assignment_id)
+            select(Answer.id, Answer.reward_micros, Answer.label).where(Answer.assignment_id == assignment_id)
         ).first()
         if existing is not None:
-            return SubmitOut(answer_id=existing.id, reward=from_micros(existing.reward_micros) or 0.0, duplicate=True)
+            # the first response may have been lost: repeat its training feedback too
+            wrong_gold = lease.is_gold and existing.label != lease.gold_label
+            return SubmitOut(
+                answer_id=existing.id,
+                reward=from_micros(existing.reward_micros) or 0.0,
+                duplicate=True,
+                feedback=_feedback(lease) if wrong_gold else None,
+            )
     if lease.banned:
         raise PermissionDeniedError("you are banned from this project; the answer was not recorded.")
     if not lease.admitted:

@@ -11,9 +11,21 @@ export class Outbox {
     this.onSent = onSent;
     this.onRefused = onRefused;
     this.onState = onState;
-    this.items = JSON.parse(localStorage.getItem(key) || "[]");
+    this.items = this.load();
+    // another tab of the same worker changed the queue: take its version (never overwrite it)
+    window.addEventListener("storage", (event) => { if (event.key === this.key) this.items = this.load(); });
     this.running = null;
     this.wake = null;
+  }
+
+  load() {
+    return JSON.parse(localStorage.getItem(this.key) || "[]");
+  }
+
+  // Read-modify-write on the stored queue, so two tabs never drop each other's operations.
+  remove(op) {
+    this.items = this.load().filter((x) => !(x.assignment_id === op.assignment_id && x.kind === op.kind));
+    this.save();
   }
 
   save() {
@@ -30,6 +42,7 @@ export class Outbox {
 
   // Saved at once; sent after the browser painted the next frame, so the page shows the next item first.
   add(op) {
+    this.items = this.load();
     this.items.push(op);
     this.save();
     return afterPaint().then(() => this.flush());
@@ -39,8 +52,7 @@ export class Outbox {
   withdraw(assignmentId) {
     const index = this.items.findIndex((op) => op.assignment_id === assignmentId);
     if (index < 0 || (index === 0 && this.sending === assignmentId)) return false;
-    this.items.splice(index, 1);
-    this.save();
+    this.remove(this.items[index]);
     return true;
   }
 
@@ -60,15 +72,18 @@ export class Outbox {
       this.sending = op.assignment_id;
       try {
         const result = await send(op);
-        this.items.shift();
-        this.save();
+        this.remove(op);
         delay = 500;
         this.onState({ waiting: this.items.length, failing: false });
         this.onSent(op, result);
       } catch (error) {
+        if (error instanceof ApiError && error.status === 401) {
+          // the token was refused: keep every answer on this device for when the worker signs in again
+          this.onState({ waiting: this.items.length, failing: true, retryIn: 0, error });
+          return;
+        }
         if (!(error instanceof ApiError) || !error.transient) {
-          this.items.shift();
-          this.save();
+          this.remove(op);
           this.onRefused(op, error);
           continue;
         }

@@ -6,7 +6,6 @@ import { readSettings, settingsFields } from "./settings.js";
 
 const REFRESH_MS = 2000;
 const projectId = projectParam();
-const editing = new Set(); // workers whose ban reason is being typed: their row is left alone
 
 async function start() {
   if (!requireToken()) return;
@@ -59,14 +58,31 @@ function draw(d) {
 }
 
 function workers(rows) {
+  // Rows are updated in place: a row the requester is in (typing a reason, on its button) or has typed
+  // a reason into is left alone; moving or re-creating it would drop the keyboard focus and the text.
   const body = $("#workers-body");
-  const kept = new Map([...body.children].filter((tr) => editing.has(Number(tr.dataset.worker))).map((tr) => [tr.dataset.worker, tr]));
-  fill(body, rows.map((w) => kept.get(String(w.worker_id)) || workerRow(w)));
+  const old = new Map([...body.children].map((tr) => [tr.dataset.worker, tr]));
+  const busy = (tr) => tr.contains(document.activeElement) || tr.querySelector("input").value !== "";
+  let previous = null;
+  for (const w of rows) {
+    const id = String(w.worker_id);
+    let tr = old.get(id);
+    old.delete(id);
+    if (!tr || !busy(tr)) {
+      const fresh = workerRow(w);
+      if (tr) tr.replaceWith(fresh);
+      tr = fresh;
+    }
+    const wanted = previous ? previous.nextSibling : body.firstChild;
+    if (tr !== wanted && !busy(tr)) body.insertBefore(tr, wanted);
+    previous = tr;
+  }
+  for (const tr of old.values()) tr.remove();
 }
 
 function workerRow(w) {
   const reason = h("input", { type: "text", placeholder: "reason", "aria-label": `reason for ${w.name}`,
-    onfocus: () => editing.add(w.worker_id), onblur: () => editing.delete(w.worker_id) });
+    onkeydown: (event) => event.key === "Enter" && ban(w.worker_id, action, reason) });
   const action = w.banned ? "unban" : "ban";
   const button = h("button", { type: "button", class: w.banned ? "secondary" : "danger",
     onclick: () => ban(w.worker_id, action, reason) }, w.banned ? "Unban" : "Ban");
@@ -83,7 +99,11 @@ async function ban(workerId, action, input) {
   if (!reason) return notice($("#message"), `Give a reason to ${action} this worker.`, "warn");
   try {
     await post(`/projects/${projectId}/workers/${workerId}/${action}`, { reason });
-    editing.delete(workerId);
+    input.value = "";
+    document.activeElement.blur(); // the row is redrawn with its new state, and the keyboard stays on it
+    draw(await get(`/projects/${projectId}/dashboard`));
+    const row = $(`#workers-body tr[data-worker="${workerId}"] button`);
+    if (row) row.focus();
     notice($("#message"), `Worker ${action === "ban" ? "banned" : "unbanned"}: ${reason}`, "info");
   } catch (error) {
     notice($("#message"), error.message, "error");

@@ -22,7 +22,8 @@ const state = {
   refillAgain: false,
 };
 
-const outbox = new Outbox(`crowdloop.outbox.${state.projectId}`, {
+let outbox = null;
+const newOutbox = (userId) => new Outbox(`crowdloop.outbox.${userId}.${state.projectId}`, {
   onSent: (op, result) => sent(op, result),
   onRefused: (op, error) => refused(op, error),
   onState: (status) => connection(status),
@@ -32,6 +33,7 @@ async function start() {
   if (!requireToken()) return;
   if (!state.projectId) return stop("No project chosen.", "error");
   try {
+    outbox = newOutbox((await get("/me")).id);
     state.project = await get(`/projects/${state.projectId}`);
   } catch (error) {
     return stop(error.status === 404 ? "No such project, or it is not open to you." : error.message, "error");
@@ -46,6 +48,7 @@ async function start() {
   $("#skip").addEventListener("click", (event) => skip(event.timeStamp));
   $("#undo").addEventListener("click", () => undo());
   standing();
+  setInterval(dropExpired, 1000);
   outbox.flush().then(() => refill());
 }
 
@@ -93,7 +96,23 @@ async function fetchTasks() {
   }
 }
 
+// A lease that runs out in the next seconds cannot take an answer: never show it, never answer it.
+const live = (task) => new Date(task.expires_at).getTime() - Date.now() > 3000;
+
+function dropExpired() {
+  const before = state.queue.length;
+  state.queue = state.queue.filter(live);
+  if (state.current && !live(state.current)) {
+    state.current = null;
+    notice($("#message"), "The time to answer that item ran out; here is a fresh one.", "warn");
+    if (state.queue.length) show(state.queue.shift());
+    else fill($("#item"), h("p", { class: "loading" }, "Loading the next item…"));
+  }
+  if (state.queue.length !== before || !state.current) refill();
+}
+
 function take(tasks) {
+  tasks = tasks.filter(live);
   const held = new Set([state.current, ...state.queue].filter(Boolean).map((t) => t.assignment_id));
   for (const task of tasks) {
     if (!held.has(task.assignment_id) && !state.done.has(task.assignment_id)) state.queue.push(task);
@@ -113,6 +132,7 @@ function show(task) {
 
 function advance(pressedAt) {
   state.current = null;
+  state.queue = state.queue.filter(live);
   state.pendingPress = pressedAt;
   if (state.queue.length) show(state.queue.shift());
   else fill($("#item"), h("p", { class: "loading" }, "Loading the next item…"));
@@ -193,10 +213,11 @@ function onKey(event) {
 // --- what the server said --------------------------------------------------------------------------
 
 function sent(op, result) {
-  if (op.kind !== "answer" || result.duplicate) return;
+  if (op.kind !== "answer") return;
+  if (result.feedback) feedback(result.feedback);
+  if (result.duplicate) return standing();
   state.session.answers += 1;
   state.session.earned += result.reward;
-  if (result.feedback) feedback(result.feedback);
   standing();
 }
 
