@@ -17,11 +17,11 @@ export function renderItem(data) {
   const images = entries.filter(([key, value]) => isImage(key, value));
   const texts = entries.filter(([key, value]) => !isImage(key, value));
   const parts = [];
-  if (texts.length === 1) parts.push(h("div", { class: "item-text" }, text(texts[0][1])));
+  if (texts.length === 1) parts.push(h("div", { class: "item-text", dir: "auto" }, text(texts[0][1])));
   if (texts.length > 1) {
     parts.push(
       h("div", { class: "item-pair" },
-        texts.map(([key, value]) => h("section", { class: "item-side" }, h("h3", {}, key), h("div", { class: "item-text" }, text(value)))),
+        texts.map(([key, value]) => h("section", { class: "item-side" }, h("h3", {}, key), h("div", { class: "item-text", dir: "auto" }, text(value)))),
       ),
     );
   }

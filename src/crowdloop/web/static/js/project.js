@@ -46,7 +46,7 @@ function draw(d) {
   fill($("#rate"), number(d.answers_per_minute, 1));
   fill($("#spent"), money(d.spent));
   fill($("#budget-meter"), meter(d.spent, d.budget));
-  fill($("#budget-text"), d.budget === null ? "no budget limit" : `of ${money(d.budget)} (${percent(d.spent / d.budget)})`);
+  fill($("#budget-text"), d.budget === null ? "no budget limit" : `of ${money(d.budget)}${d.budget > 0 ? ` (${percent(d.spent / d.budget)})` : ""}`);
   fill($("#cost"), money(d.cost_per_label));
   fill($("#cost-item"), d.cost_per_done_item === null ? "" : `${money(d.cost_per_done_item)} per finished item`);
   fill($("#alpha"), d.alpha === null ? "–" : number(d.alpha, 3));

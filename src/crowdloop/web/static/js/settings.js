@@ -12,7 +12,7 @@ const METHODS = [
 const SETTINGS = [
   { name: "min_overlap", label: "Min overlap", min: 1, max: 100, step: 1, value: 1 },
   { name: "max_overlap", label: "Max overlap", min: 1, max: 100, step: 1, value: 3 },
-  { name: "confidence_target", label: "Confidence target", min: 0.5, max: 1, step: "any", value: 0.95 },
+  { name: "confidence_target", label: "Confidence target (over 0.5)", min: 0.501, max: 1, step: "any", value: 0.95 },
   { name: "gold_share", label: "Gold share", min: 0, step: "any", value: 0.1 },
   { name: "price", label: "Price per answer", min: 0, step: "any", value: 0.02 },
   { name: "budget", label: "Budget (empty: no limit)", min: 0, step: "any", optional: true },

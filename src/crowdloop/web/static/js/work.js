@@ -204,8 +204,8 @@ function onKey(event) {
   if (["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName)) return;
   const labels = state.project ? state.project.labels : [];
   if (/^[1-9]$/.test(event.key) && Number(event.key) <= labels.length) answer(labels[Number(event.key) - 1], event.timeStamp);
-  else if (event.key === "0" || event.key === "s") skip(event.timeStamp);
-  else if (event.key === "u" || event.key === "Backspace") undo();
+  else if (event.key === "0" || event.key.toLowerCase() === "s") skip(event.timeStamp); // Shift or Caps Lock too
+  else if (event.key.toLowerCase() === "u" || event.key === "Backspace") undo();
   else return;
   event.preventDefault();
 }
