@@ -397,3 +397,19 @@ def test_a_requester_bans_with_the_keyboard_alone(server, context, user):
     page.keyboard.press("Enter")
     wait_until(page, lambda: any(b["action"] == "ban" for b in owner.bans(project)), "the ban")
     assert owner.bans(project)[-1]["reason"] == "too fast"
+
+
+def test_a_paused_project_is_said_so_and_work_comes_back_by_itself(server, context, user):
+    """The page said "Nothing left to do" for a paused project and never looked again."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"paused sentence {i}" for i in range(3)])
+    owner.start(project)
+    owner.update_project(project, status="paused")
+    _, token, _ = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item:has-text('This project is paused')")
+    owner.start(project)
+    page.wait_for_selector("#item .item", timeout=40_000)  # the page asks again within 30 s
+    assert not page.is_hidden("#labels")

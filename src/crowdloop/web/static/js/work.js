@@ -143,9 +143,25 @@ function measure(pressedAt) {
   requestAnimationFrame(() => setTimeout(() => timings.push(performance.now() - pressedAt), 0));
 }
 
-function finish() {
+const PAUSED_POLL_MS = 30000;
+
+// No task came: a finished project is done for good; a paused one (or one whose items are all taken
+// for now) is asked again every 30 s, so the page picks up where it left off when work comes back.
+async function finish() {
   state.finished = true;
-  stop("Nothing left to do on this project for now. Thank you!", "info");
+  let status = "active";
+  try {
+    status = (await get(`/projects/${state.projectId}`)).status;
+  } catch {
+    // the message below still holds
+  }
+  if (status === "finished") return stop("This project is finished. Thank you!", "info");
+  stop(status === "paused" ? "This project is paused; this page checks again every 30 s."
+    : "Nothing left to do on this project for now; this page checks again every 30 s.", "info");
+  setTimeout(() => {
+    state.finished = false;
+    refill(); // shows the next task if one came, else says so again
+  }, PAUSED_POLL_MS);
 }
 
 // --- answering, skipping, undoing ------------------------------------------------------------------
@@ -226,6 +242,12 @@ function refused(op, error) {
   if (state.last && state.last.task.assignment_id === op.assignment_id) state.last = null;
   const what = op.kind === "answer" ? `Your answer "${op.label}"` : "Your skip";
   notice($("#message"), `${what} was not accepted: ${error.message}`, "error");
+  if (/is finished/.test(error.message)) {  // the items still held would be refused too
+    state.queue = [];
+    state.current = null;
+    state.finished = true;
+    return stop("This project is finished. Thank you!", "info");
+  }
   refill();
 }
 
