@@ -22,6 +22,16 @@ export class Outbox {
     return JSON.parse(localStorage.getItem(this.key) || "[]");
   }
 
+  // Take over a queue kept under an older key (before queues were the worker's own), so an upgrade
+  // loses nothing: the server refuses an answer on another worker's lease, and the page says so.
+  adopt(oldKey) {
+    const waiting = JSON.parse(localStorage.getItem(oldKey) || "[]");
+    if (!waiting.length) return;
+    this.items = this.load().concat(waiting);
+    this.save();
+    localStorage.removeItem(oldKey);
+  }
+
   // Read-modify-write on the stored queue, so two tabs never drop each other's operations.
   remove(op) {
     this.items = this.load().filter((x) => !(x.assignment_id === op.assignment_id && x.kind === op.kind));

@@ -34,6 +34,7 @@ async function start() {
   if (!state.projectId) return stop("No project chosen.", "error");
   try {
     outbox = newOutbox((await get("/me")).id);
+    outbox.adopt(`crowdloop.outbox.${state.projectId}`);
     state.project = await get(`/projects/${state.projectId}`);
   } catch (error) {
     return stop(error.status === 404 ? "No such project, or it is not open to you." : error.message, "error");
