@@ -33,9 +33,7 @@ def read_delimited(path: Path, sep: str = ",") -> pd.DataFrame:
 def numbers_if_plain(column: pd.Series) -> pd.Series:
     """``column`` (text, None for missing) as numbers when every value is a plain number, else as it is."""
     values = column.dropna()
-    if values.empty:
-        return column
-    if not values.map(is_plain_number).all():
+    if values.empty or not values.map(is_plain_number).all():
         return column
     return pd.to_numeric(column)
 

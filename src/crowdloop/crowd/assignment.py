@@ -196,15 +196,14 @@ GOLD_AHEAD = 1.0
 _DRAWS = random.SystemRandom()
 
 
-def _gold_due(gold_share: float, gold_tasks: int, tasks: int, draw: float | None = None) -> bool:
+def _gold_due(gold_share: float, gold_tasks: int, tasks: int) -> bool:
     """Whether a worker who has had ``tasks`` tasks, ``gold_tasks`` of them gold, gets gold next.
 
     The first task is gold: a newcomer is checked at once. After that each task is gold with
     probability ``gold_share``, kept within :data:`GOLD_BEHIND` and :data:`GOLD_AHEAD` of the
     rate. A fixed schedule (the tenth, twentieth ... task at a share of 0.1) told a worker who
-    counts which answers are checked, so the checks measured their care on those alone.
-    ``draw`` (uniform in [0, 1)) is for tests; by default it comes from the system's randomness,
-    which a worker cannot predict from what they see.
+    counts which answers are checked, so the checks measured their care on those alone. The
+    draws come from the system's randomness, which a worker cannot predict from what they see.
     """
     if gold_share <= 0:
         return False
@@ -215,7 +214,7 @@ def _gold_due(gold_share: float, gold_tasks: int, tasks: int, draw: float | None
         return True
     if gold_tasks >= expected + GOLD_AHEAD:
         return False
-    return (_DRAWS.random() if draw is None else draw) < gold_share
+    return _DRAWS.random() < gold_share
 
 
 def _wants_gold(session: Session, project: Project, worker: User, held: list[Assignment]) -> bool:
