@@ -70,6 +70,9 @@ def run_aggregation(session: Session, project: Project, *, reset_counter: bool =
     project.label_prior, project.crowd_model = fitted["label_prior"], fitted["crowd_model"]
     if reset_counter:
         project.answers_since_aggregation = 0
+    if project.status == "active":  # last: the project row is the one every submit waits for
+        stop_rule.finish_if_complete(session, project.id)  # the refit may have closed the last items
+        session.expire(project, ["status", "finished_by"])  # set in SQL just now
     run.status, run.labels, run.finished_at = "done", len(model.labels_), utcnow()
     return _summary(run)
 

@@ -45,10 +45,11 @@ MIN_SHARE = 0.01
 def refit(session: Session, project: Project, answers: pd.DataFrame, gold: pd.Series | None) -> dict[str, Any]:
     """Fit the crowd model to all of ``answers`` (item_id, worker_id, label), store it, settle the items.
 
-    Writes the items it opens or closes, then workers, in id order, then (finishing a project with
-    no open item) the project row, and returns the project's new ``crowd_model`` and
-    ``label_prior`` for the caller to set: a submit locks its item, then the worker's
-    standing, then the project row, so taking them in the same order never deadlocks with one.
+    Writes the items it opens or closes, then workers, in id order, and returns the project's new
+    ``crowd_model`` and ``label_prior`` for the caller to set last (with
+    :func:`finish_if_complete`): a submit locks its item, then the worker's standing, then the
+    project row, so taking them in the same order never deadlocks with one, and the project row,
+    which every submit updates, is held only at the end of the aggregation.
     """
     labels = [str(label) for label in project.labels]
     answers = answers[answers["label"].isin(labels)]
@@ -69,9 +70,6 @@ def refit(session: Session, project: Project, answers: pd.DataFrame, gold: pd.Se
     bar = model.skill_bar(quantile, MIN_EVIDENCE) if quantile is not None else 0.0
     held = model.held_back(bar, HOLD_BACK_FLOOR, MIN_EVIDENCE) if quantile is not None else np.zeros(len(workers), bool)
     _store_workers(session, project.id, workers, np.exp(model.log_confusion_), held)
-    if project.status == "active":
-        finish_if_complete(session, project.id)  # the refit may have closed the last open items
-        session.expire(project, ["status"])  # set in SQL just now
     shares = np.exp(model.log_prior_)
     return {
         "crowd_model": {"confusion": _rounded(np.exp(model.newcomer())), "accuracy": round(model.crowd_accuracy_, 6),
@@ -93,7 +91,7 @@ def finish_if_complete(session: Session, project_id: int) -> None:
     A submit that closes an item calls it, and so does a refit: before, a refit that closed the
     last items left the project active with nothing to hand out, and never announced it.
     """
-    session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update(key_share=True))
     # after the row lock, as a statement of its own: under READ COMMITTED it sees every item a
     # concurrent submit or refit closed, so one of two racing writers always finds none open
     if run(session, _OPEN_ITEM, {"project_id": project_id}).first() is not None:
