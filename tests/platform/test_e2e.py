@@ -393,6 +393,7 @@ def test_a_gold_file_over_items_already_imported_makes_them_gold(server, tmp_pat
     again.write_text("text,gold_label\na cat,no\na dog,no\n")
     report = requester.upload_items(project["id"], again)
     assert report["gold_added"] == 0 and [row["row"] for row in report["rejected"]] == [1]
+    assert report["duplicates"] == 1  # the row that agrees; the rejected one is counted once, as rejected
     assert "gold already, with label 'yes', not 'no'" in report["rejected"][0]["reason"]
 
 

@@ -198,13 +198,14 @@ def _gold_for_items_already_there(
         select(Item)
         .where(Item.project_id == project.id, Item.content_hash.in_(list(wanted)))
         .order_by(Item.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     for item in session.scalars(query):
         number, row = wanted[item.content_hash]
         if item.is_gold and item.gold_label != row.gold_label:
             reason = f"item {item.id} is gold already, with label {item.gold_label!r}, not {row.gold_label!r}"
             report.rejected.append(RejectedRow(row=number, reason=reason))
+            report.duplicates -= 1  # rejected, not merged: each row is counted once
         elif not item.is_gold:
             item.is_gold, item.gold_label, item.done = True, row.gold_label, False  # a control item from now on
             item.gold_explanation = row.gold_explanation or item.gold_explanation
