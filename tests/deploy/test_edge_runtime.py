@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -113,6 +114,16 @@ def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, prod
             missing = http.post("/predict", json={"text": "one side only"})
             assert missing.status_code == 422 and "text_b" in missing.json()["detail"]
             assert http.post("/predict", content=b"not json").status_code == 400
+            wrong = http.post("/predict", json={"items": "x"})  # it was "lacks ['text', 'text_b']"
+            assert wrong.status_code == 400 and '"items" must be a list' in wrong.json()["detail"]
+            counted = _predictions_made(runtime)
+            partly = http.post("/predict", json={"items": [items[0], {"text": "one side"}]})
+            assert partly.status_code == 422 and "item 1 lacks" in partly.json()["detail"]
+            assert _predictions_made(runtime) == counted  # the first item was not counted either
+            host, port = server.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=5) as sock:  # it waited for the close
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+                assert sock.recv(200).split(b"\r\n")[0].endswith(b" 400 Bad Request")
             assert http.get("/health").json()["version"] == runtime.version
             metrics = http.get("/metrics").text
             assert "crowdloop_edge_predictions_total" in metrics and "crowdloop_edge_outbox_items" in metrics

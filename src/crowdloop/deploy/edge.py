@@ -33,7 +33,14 @@ from crowdloop.deploy.edge_model import EdgeModel
 from crowdloop.deploy.link import ServerAwayError, ServerLink
 from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES, KINDS, Outbox
 from crowdloop.deploy.telemetry import EdgeMetrics, Telemetry
-from crowdloop.errors import AuthenticationError, BusyError, CrowdloopError, InvalidInputError, NotFoundError
+from crowdloop.errors import (
+    AuthenticationError,
+    BusyError,
+    CrowdloopError,
+    InvalidInputError,
+    MissingColumnsError,
+    NotFoundError,
+)
 
 log = logging.getLogger("crowdloop.edge")
 CURRENT = "current.json"
@@ -154,6 +161,18 @@ class EdgeRuntime:
         if reason is not None:
             self._queue_feedback(model, item, prediction.to_dict(), reason)
         return prediction.to_dict()
+
+    def predict_many(self, items: list[Any]) -> list[dict[str, Any]]:
+        """:meth:`predict` of each item, once every item is known to have the model's fields: an
+        item missing one used to fail the request after the items before it were counted."""
+        model = self._model
+        if model is None:
+            raise BusyError("the edge has no model yet: the project has no production version, or it is loading.")
+        for number, item in enumerate(items):
+            missing = model.fields if not isinstance(item, dict) else [f for f in model.fields if f not in item]
+            if missing:
+                raise MissingColumnsError(f"item {number} lacks {missing}; nothing was predicted.")
+        return [self.predict(item) for item in items]
 
     def _feedback_reason(self, confidence: float) -> str | None:
         if confidence < self.threshold:

@@ -44,16 +44,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:  # reading -1 bytes waited for the client to close the connection
+            raise ValueError(f"Content-Length {length} is negative")
         if length > MAX_BODY:
             raise ValueError(f"body over {MAX_BODY} bytes")
         return json.loads(self.rfile.read(length))
 
     def _predict(self, body: Any) -> dict[str, Any]:
         runtime = self.server.runtime
-        if isinstance(body, dict) and isinstance(body.get("items"), list):
-            return {"predictions": [runtime.predict(item) for item in body["items"]]}
         if not isinstance(body, dict):
             raise TypeError(f"got {type(body).__name__}")
+        if "items" in body:
+            if not isinstance(body["items"], list):
+                raise TypeError(f'"items" must be a list of item objects; got {type(body["items"]).__name__}')
+            return {"predictions": runtime.predict_many(body["items"])}
         return runtime.predict(body)
 
     def do_GET(self) -> None:
