@@ -413,3 +413,23 @@ def test_a_paused_project_is_said_so_and_work_comes_back_by_itself(server, conte
     owner.start(project)
     page.wait_for_selector("#item .item", timeout=40_000)  # the page asks again within 30 s
     assert not page.is_hidden("#labels")
+
+
+def test_an_undo_while_offline_says_it_waits_then_happens(server, context, user):
+    """An undo pressed offline did nothing visible, then fired seconds after the connection came back."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"offline sentence {i}" for i in range(4)])
+    owner.start(project)
+    _, token, worker_sdk = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page.wait_for_selector("#item .item")
+    context.set_offline(True)
+    answered = _answer_with_key(page, "2", _shown(page))
+    page.wait_for_selector("#connection:has-text('saved on this device')")
+    page.keyboard.press("u")
+    page.wait_for_selector("#message:has-text('Undo waits for the connection')")
+    context.set_offline(False)
+    page.wait_for_selector("#message:has-text('Undone')", timeout=20_000)
+    assert answered in page.inner_text("#item") and worker_sdk.standing(project)["answers"] == 0

@@ -197,6 +197,7 @@ async function undo() {
   if (new Date(last.task.expires_at) <= new Date()) return notice($("#message"), "Too late to undo: the task's lease has expired.", "warn");
   let task = last.task;
   if (!outbox.withdraw(last.task.assignment_id)) {
+    if (outbox.size) notice($("#message"), "Undo waits for the connection: the answer is withdrawn once it reaches the server.", "info");
     await outbox.flush();
     try {
       task = await post(`/assignments/${last.task.assignment_id}/undo`);
