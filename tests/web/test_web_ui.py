@@ -19,6 +19,15 @@ def _project(owner: Any, texts: list[str], **spec: Any) -> int:
     return int(project["id"])
 
 
+def _worker_on(server: Any, context: Any, user: Any, project: int) -> tuple[Any, int, Any]:
+    """A new worker, signed in, on the project's labeling page: (page, worker id, SDK client)."""
+    worker_id, token, worker_sdk = user("worker")
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/work.html?project={project}")
+    return page, worker_id, worker_sdk
+
+
 def _shown(page: Any) -> str:
     return str(page.inner_text("#item .item"))
 
@@ -37,10 +46,7 @@ def test_a_worker_labels_with_the_keyboard_and_the_answers_are_stored(server, co
     owner.import_items(project, [{"data": {"text": "A wonderful, happy day."}, "gold_label": "positive",
                                   "gold_explanation": GOLD_EXPLANATION}])  # fmt: skip
     owner.start(project)
-    _, token, worker_sdk = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, worker_sdk = _worker_on(server, context, user, project)
     page.wait_for_selector("#item .item")
     # the first task is the gold item: answered wrong, the right answer and the explanation show
     assert _shown(page) == "A wonderful, happy day."
@@ -87,10 +93,7 @@ def test_no_answer_is_lost_when_the_connection_drops(server, context, user):
     _, _, owner = user("requester")
     project = _project(owner, [f"offline sentence {i}" for i in range(6)])
     owner.start(project)
-    _, token, _ = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, _ = _worker_on(server, context, user, project)
     page.wait_for_selector("#item .item")
     page.wait_for_timeout(300)
     context.set_offline(True)
@@ -240,10 +243,7 @@ def test_item_content_is_shown_as_text_never_run(server, context, user):
     project = _project(owner, [XSS, "a pair"], max_overlap=2)
     owner.import_items(project, [{"data": {"premise": XSS, "hypothesis": "<b>bold?</b>"}}])
     owner.start(project)
-    _, token, _ = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, _ = _worker_on(server, context, user, project)
     seen = set()
     for _ in range(3):
         page.wait_for_selector("#item .item")
@@ -363,10 +363,7 @@ def test_an_item_whose_lease_ran_out_is_replaced_not_answered(server, context, u
     _, _, owner = user("requester")
     project = _project(owner, [f"leased sentence {i}" for i in range(6)], lease_seconds=5)
     owner.start(project)
-    _, token, worker_sdk = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, worker_sdk = _worker_on(server, context, user, project)
     page.wait_for_selector("#item .item")
     page.wait_for_timeout(6500)  # every lease the page holds runs out
     page.wait_for_selector("#item .item")
@@ -405,10 +402,7 @@ def test_a_paused_project_is_said_so_and_work_comes_back_by_itself(server, conte
     project = _project(owner, [f"paused sentence {i}" for i in range(3)])
     owner.start(project)
     owner.update_project(project, status="paused")
-    _, token, _ = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, _ = _worker_on(server, context, user, project)
     page.wait_for_selector("#item:has-text('This project is paused')")
     owner.start(project)
     page.wait_for_selector("#item .item", timeout=40_000)  # the page asks again within 30 s
@@ -420,10 +414,7 @@ def test_an_undo_while_offline_says_it_waits_then_happens(server, context, user)
     _, _, owner = user("requester")
     project = _project(owner, [f"offline sentence {i}" for i in range(4)])
     owner.start(project)
-    _, token, worker_sdk = user("worker")
-    page = context.new_page()
-    sign_in(page, server.url, token)
-    page.goto(f"{server.url}/ui/work.html?project={project}")
+    page, _, worker_sdk = _worker_on(server, context, user, project)
     page.wait_for_selector("#item .item")
     context.set_offline(True)
     answered = _answer_with_key(page, "2", _shown(page))
