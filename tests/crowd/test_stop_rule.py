@@ -4,6 +4,7 @@ crowd model rates below the crowd (crowdloop.crowd.stop_rule), on SQLite and Pos
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -55,22 +56,35 @@ def _answer_all(factory: sessionmaker[Session], worker_id: int, project_id: int,
             given += 1
 
 
+def _active_project(
+    factory: sessionmaker[Session],
+    workers: str | tuple[str, ...],
+    texts: list[str],
+    events: list[str] | None = None,
+    **settings: Any,
+) -> tuple[int, dict[str, int]]:
+    """An owner, the named workers and an active neg/pos project with ``texts`` as items (and a
+    webhook for ``events``); the project's id and everyone's user id by name."""
+    with unit_of_work(factory) as session:
+        owner = User(name="owner", role="requester")
+        people = {name: User(name=name, role="worker") for name in workers}
+        session.add_all([owner, *people.values()])
+        session.flush()
+        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], status="active", **settings)
+        session.add(project)
+        session.flush()
+        import_items(session, owner, project.id, [{"data": {"text": text}} for text in texts])
+        if events:
+            register_webhook(session, project.id, "https://example.com/hook", events)
+        return project.id, {"owner": owner.id, **{name: user.id for name, user in people.items()}}
+
+
 def _calibrated_project(factory: sessionmaker[Session], rules: dict | None = None) -> tuple[int, dict[str, int]]:
     """Three truthful workers and one who answers "pos" to everything, on the same 30 items
     (a target nobody reaches keeps them all open); then 10 new items, which the "pos" worker
     alone answers and, before any refit, closes: one answer at the prior 0.7 meets a target of 0.65."""
-    with unit_of_work(factory) as session:
-        owner = User(name="owner", role="requester")
-        people = {name: User(name=name, role="worker") for name in ("a", "b", "c", "spammer")}
-        session.add_all([owner, *people.values()])
-        session.flush()
-        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=4, max_overlap=5,
-                          confidence_target=0.999, status="active", rules=rules or {})  # fmt: skip
-        session.add(project)
-        session.flush()
-        import_items(session, owner, project.id, [{"data": {"text": f"first {n}"}} for n in range(30)])
-        ids = {"owner": owner.id, **{name: user.id for name, user in people.items()}}
-        project_id = project.id
+    project_id, ids = _active_project(factory, ("a", "b", "c", "spammer"), [f"first {n}" for n in range(30)],
+                                      min_overlap=4, max_overlap=5, confidence_target=0.999, rules=rules or {})  # fmt: skip
     for name in ("a", "b", "c"):
         assert _answer_all(factory, ids[name], project_id, _truth) == 30
     assert _answer_all(factory, ids["spammer"], project_id, lambda text: "pos") == 30
@@ -137,17 +151,9 @@ def test_a_refit_announces_the_items_it_closes_and_those_it_reopens(factory):
 
 
 def test_an_undo_that_reopens_an_item_announces_it(factory):
-    with unit_of_work(factory) as session:
-        owner, worker = User(name="owner", role="requester"), User(name="w", role="worker")
-        session.add_all([owner, worker])
-        session.flush()
-        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=1, max_overlap=3,
-                          confidence_target=0.65, status="active")  # fmt: skip
-        session.add(project)
-        session.flush()
-        import_items(session, owner, project.id, [{"data": {"text": f"one {n}"}} for n in range(2)])
-        register_webhook(session, project.id, "https://example.com/hook", ["item.labeled", "item.reopened"])
-        project_id, worker_id = project.id, worker.id
+    project_id, ids = _active_project(factory, ("w",), ["one 0", "one 1"], ["item.labeled", "item.reopened"],
+                                      min_overlap=1, max_overlap=3, confidence_target=0.65)  # fmt: skip
+    worker_id = ids["w"]
     with unit_of_work(factory) as session:
         task = next_task(session, session.get(User, worker_id), project_id)
         submit_answer(session, session.get(User, worker_id), task.assignment_id, SubmitIn(label="pos"))
@@ -163,19 +169,13 @@ def test_an_undo_that_reopens_an_item_announces_it(factory):
 
 def test_a_refit_that_closes_the_last_items_finishes_the_project(factory):
     """It used to leave the project active with nothing to hand out, and never said so."""
-    with unit_of_work(factory) as session:
-        owner = User(name="owner", role="requester")
-        people = [User(name=name, role="worker") for name in "abc"]
-        session.add_all([owner, *people])
-        session.flush()
-        project = Project(owner_id=owner.id, name="p", labels=["neg", "pos"], min_overlap=3, max_overlap=5,
-                          confidence_target=0.99, status="active")  # fmt: skip
-        session.add(project)
-        session.flush()
-        import_items(session, owner, project.id, [{"data": {"text": f"first {n}"}} for n in range(10)])
-        register_webhook(session, project.id, "https://example.com/hook", ["project.finished"])
-        project_id, ids = project.id, [person.id for person in people]
-    for worker_id in ids:  # three agreeing answers at the prior 0.7 each: 0.927, short of 0.99
+    project_id, ids = _active_project(factory, ("a", "b", "c"), [f"first {n}" for n in range(10)], ["project.finished"],
+                                      min_overlap=3, max_overlap=5, confidence_target=0.99)  # fmt: skip
+    for worker_id in (
+        ids["a"],
+        ids["b"],
+        ids["c"],
+    ):  # three agreeing answers at the prior 0.7 each: 0.927, short of 0.99
         assert _answer_all(factory, worker_id, project_id, _truth) == 10
     with unit_of_work(factory) as session:
         assert session.get(Project, project_id).status == "active"
