@@ -3,7 +3,6 @@ dynamic-overlap stop rule (:mod:`crowdloop.crowd.stop_rule`) applied to the answ
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Row, insert, select, update
@@ -49,7 +48,7 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
         raise ConflictError(f"assignment {assignment_id} is {lease.status}; ask for a new task.")
     if lease.project_status == "finished":
         raise ConflictError(f"project {lease.project_id} is finished; the answer was not recorded.")
-    if _aware(lease.expires_at) <= utcnow():  # expiry is settled lazily: the clock decides, not the row
+    if lease.expires_at <= utcnow():  # expiry is settled lazily: the clock decides, not the row
         raise ConflictError(f"the lease of assignment {assignment_id} has expired; ask for a new task.")
     if answer.label not in lease.labels:
         raise UnknownLabelError(f"label {answer.label!r} is not one of {lease.labels}.")
@@ -93,16 +92,11 @@ _INSERT_ANSWER = insert(Answer).values(
 _SUBMITTED = update(Assignment).where(Assignment.id == param("assignment_id")).values(status="submitted")
 
 
-def _aware(moment: Any) -> Any:
-    """A stored time as UTC-aware (SQLite hands back naive ones)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _record(session: Session, lease: Row[Any], answer: SubmitIn) -> SubmitOut:
     # the speed rule trusts the worker's own seconds only when they are shorter than the server's
     # clock since the lease (a task fetched ahead was on screen for less than that); a worker who
     # claims 30 s for an answer sent 0.1 s after the lease is timed by the server
-    elapsed = max((utcnow() - _aware(lease.issued_at)).total_seconds(), 0.0)
+    elapsed = max((utcnow() - lease.issued_at).total_seconds(), 0.0)
     flagged = _speed_flag(lease.rules, elapsed if answer.seconds is None else min(answer.seconds, elapsed))
     answer_id = run(session, _INSERT_ANSWER, {
         "assignment_id": lease.id, "project_id": lease.project_id, "item_id": lease.item_id,
