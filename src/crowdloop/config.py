@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         default=None, description="Token of the first admin, created at start when set."
     )
     default_method: str = Field(default="default", description="Aggregation method used when none is named.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # 8, not more: every request's work holds the GIL, and with 32 threads 100 concurrent workers
     # made one process spend 3x the CPU per answer cycle (26.8 cycles/s against 83.1 with 8 and
     # 95.3 with 4, PostgreSQL, benchmarks/platform_load.py); 8 leaves room for long trainings.
@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     metrics_max_projects: int = Field(
         default=100, ge=1, le=10_000, description="Projects with their own `project` label on /metrics (rest: other)."
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        """``debug`` as ``DEBUG``: Python's logging names its levels in capitals, operators not always."""
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -112,3 +112,20 @@ def test_a_run_that_started_before_a_stored_one_leaves_its_labels_alone(tmp_path
         summary = run_aggregation(session, session.get(Project, project_id))
     assert summary["status"] == "done" and _labels(url, project_id) == 60
     engine.dispose()
+
+
+def test_a_failed_background_run_is_recorded_as_failed(tmp_path):
+    """The run's row was made inside the run's transaction, so a run that raised left no trace:
+    ``crowdloop_aggregation_runs_total{status="failed"}`` could never appear."""
+    url = f"sqlite:///{tmp_path / 'failing.db'}"
+    project_id = _project_with_answers(url)
+    engine = make_engine(url, pool_size=1)
+    factory = session_factory(engine)
+    with unit_of_work(factory) as session:
+        session.get(Project, project_id).aggregation_method = "no_such_method"  # e.g. one an upgrade dropped
+    aggregation.aggregate_in_background(factory, project_id)
+    with Session(engine) as session:
+        runs = session.execute(select(AggregationRun.status, AggregationRun.error, AggregationRun.finished_at)).all()
+    engine.dispose()
+    assert len(runs) == 1 and runs[0].status == "failed" and runs[0].finished_at is not None
+    assert "no_such_method" in runs[0].error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import sqlite3
 import threading
@@ -440,6 +441,20 @@ def test_an_unreachable_receiver_is_recorded_not_raised(
     assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
     assert row.last_error is not None and "ConnectError" in row.last_error
     assert row.next_attempt_at == now + timedelta(seconds=5)
+
+
+def test_a_failed_delivery_is_logged_without_the_urls_secrets(
+    db: Database, project_id: int, closed_port_url: str, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line carried the whole URL: a Slack-style hook's path, a token in the query, a password."""
+    port = httpx.URL(closed_port_url).port
+    _register(db, project_id, f"http://alice:hunter2@127.0.0.1:{port}/services/T0/XoXsEcReT?token=s3cr3t")
+    _enqueue(db, project_id)
+    with caplog.at_level(logging.INFO, logger="crowdloop.crowd.webhooks"):
+        assert _deliver(db, client, utcnow()) == 1
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert f"to http://127.0.0.1:{port} failed: ConnectError" in logged
+    assert not {"hunter2", "XoXsEcReT", "s3cr3t", "alice"} & set(re.split(r"\W+", logged))
 
 
 def test_no_delivery_is_sent_twice(db: Database, project_id: int, receiver: Receiver, client: httpx.Client) -> None:

@@ -6,6 +6,7 @@ meanwhile arrives exactly once after the restart."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -243,10 +244,11 @@ def _samples(runtime: EdgeRuntime, name: str) -> list[Any]:
 
 def test_cli_edge_run_serves_the_production_model(serve, world, runtime, product, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "crowdloop", "edge", "run", "--server", serve.url, "--token", world["token"],
+    command = [sys.executable, "-m", "crowdloop", "edge", "run", "--server", serve.url,
                "--project", str(world["project"]), "--port", str(port), "--state-dir", str(tmp_path / "state"),
                "--poll-interval", "0.5"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = os.environ | {"CROWDLOOP_EDGE_TOKEN": world["token"]}  # not in the arguments, which ps shows
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(url), timeout=120, what="crowdloop edge run to serve a model")

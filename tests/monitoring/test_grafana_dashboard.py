@@ -36,8 +36,8 @@ def _expressions(dashboard: dict[str, Any]) -> list[str]:
 
 def _labels_used(expr: str) -> set[str]:
     inside = " ".join(re.findall(r"\{([^}]*)\}", expr))
-    grouped = " ".join(GROUPING.findall(expr))
-    return set(SELECTOR_LABEL.findall(inside)) | {name.strip() for name in grouped.split(",") if name.strip()}
+    grouped = {name.strip() for group in GROUPING.findall(expr) for name in group.split(",")}
+    return set(SELECTOR_LABEL.findall(inside)) | (grouped - {""})
 
 
 def test_the_dashboard_is_well_formed():
@@ -80,3 +80,19 @@ def test_every_label_the_dashboard_reads_exists_on_its_metrics(exposition):
             key for (name, labels) in exposition.samples for key, _ in labels if name.startswith(tuple(metrics))
         }
         assert _labels_used(expr) <= available, (expr, sorted(_labels_used(expr) - available))
+
+
+STATE_METRICS = ("crowdloop_answers_total", "crowdloop_items", "crowdloop_labels", "crowdloop_open_leases",
+                 "crowdloop_aggregation_runs")  # fmt: skip
+"""Read from the database at scrape time: every instance of a several-instance deployment reports them."""
+
+
+def test_state_panels_count_the_database_once_whatever_the_instances():
+    """Summed over two instances scraped as two targets, the panels showed twice the labels and
+    answers the database held; the state metrics take the max over instances."""
+    panels = _dashboard()["panels"]
+    for expr in [target["expr"] for panel in panels for target in panel["targets"]]:
+        if not any(name in expr for name in STATE_METRICS):
+            continue
+        innermost = re.search(r"(\w+) by \(([^)]*)\) \((?:rate|increase)?\(?crowdloop_", expr)
+        assert innermost is not None and innermost.group(1) == "max", expr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -62,6 +66,7 @@ def test_project_labels_name_the_listed_ids_and_sum_the_rest():
     labels = ProjectLabels(frozenset({3, 4}))
     assert [labels.label(i) for i in (1, 3, 4, 5)] == ["other", "3", "4", "other"]
     assert labels.sum_by_label([(1, 2.0), (3, 1.0), (5, 4.0)]) == {"3": 1.0, "4": 0.0, "other": 6.0}
+    assert labels.counters([(1, 2.0), (3, 1.0), (5, 4.0)]) == {"3": 1.0, "4": 0.0}  # no "other" counter
 
 
 def test_the_metrics_directory(tmp_path):
@@ -76,8 +81,22 @@ def test_the_metrics_directory(tmp_path):
         (configured / name).write_bytes(b"old")
     (configured / "notes.txt").write_text("not ours")
     (configured / "crowdloop.db").write_bytes(b"the database")  # CROWDLOOP_METRICS_DIR=. wiped it
-    assert prepare_metrics_dir(configured, 2) == (configured, False)
-    assert sorted(path.name for path in configured.iterdir()) == ["crowdloop.db", "notes.txt"]
+    host = socket.gethostname()
+    dead, alive = configured / f"serve-{host}-{_a_dead_pid()}", configured / f"serve-{host}-{os.getppid()}"
+    for directory in (dead, alive):
+        directory.mkdir()
+        (directory / "counter_5.db").write_bytes(b"counts")
+    own, temporary = prepare_metrics_dir(configured, 2)
+    assert own == configured / f"serve-{host}-{os.getpid()}" and own.is_dir() and temporary
+    # another instance's counts stay while it runs (starting a second one deleted them)
+    assert sorted(path.name for path in configured.iterdir()) == sorted(["crowdloop.db", "notes.txt", alive.name,
+                                                                         own.name])  # fmt: skip
+    assert (alive / "counter_5.db").exists()
+
+
+def _a_dead_pid() -> int:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(finished.stdout)
 
 
 def test_the_metrics_token_check():

@@ -54,7 +54,7 @@ def test_counts_of_both_processes_are_summed(cluster, admin_token):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: _me(cluster.server.url, admin_token), range(REQUESTS)))
     assert statuses == [200] * REQUESTS
-    pids = {path.stem.split("_")[-1] for path in cluster.directory.glob("counter_*.db")}
+    pids = {path.stem.split("_")[-1] for path in cluster.directory.glob("serve-*/counter_*.db")}
     assert len(pids) == 2, f"expected both processes to have served requests, files: {sorted(pids)}"
     labels = {"method": "GET", "route": "/api/v1/me", "status": "200"}
     for _ in range(6):  # each scrape may be answered by either process: all see the same sums

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from metrics_scrape import Exposition, scrape
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from crowdloop.storage.db import make_engine
@@ -86,6 +86,34 @@ def test_state_metrics_are_the_databases_numbers(server, crowd):
     assert runs >= 1 and scraped.value("crowdloop_aggregation_runs_total", project=pid, status="done") == runs
     active = crowd.count(select(func.count()).select_from(Project).where(Project.status == "active"))
     assert scraped.value("crowdloop_projects", status="active") == active
+
+
+def test_a_finished_projects_open_items_are_not_queue_depth(server, crowd):
+    """They stayed in ``state="queued"`` after the owner finished the project, though nobody gets them."""
+    _, owner = server.user("finisher", "requester")
+    project = owner.create_project(name="finished early", labels=["a", "b"])["id"]
+    owner.import_items(project, [{"data": {"text": f"left {i}"}} for i in range(3)])
+    owner.start(project)
+    assert scrape(server.url, crowd.admin).value("crowdloop_items", project=str(project), state="queued") == 3
+    owner.update_project(project, status="finished")
+    scraped = scrape(server.url, crowd.admin)
+    assert scraped.value("crowdloop_items", project=str(project), state="closed") == 3
+    assert ("state", "queued") not in {pair for labels in scraped.series("crowdloop_items") for pair in labels
+                                       if ("project", str(project)) in labels}  # fmt: skip
+
+
+def test_superseded_and_failed_runs_are_finished_runs(server, crowd):
+    """A superseded run counted as in progress for ever, and a failed one was never recorded."""
+    with crowd.engine.begin() as connection:
+        method = connection.scalar(select(Project.aggregation_method).where(Project.id == crowd.project))
+        for status in ("superseded", "failed"):
+            connection.execute(insert(AggregationRun).values(project_id=crowd.project, method=method, status=status,
+                                                             finished_at=utcnow()))  # fmt: skip
+    scraped = scrape(server.url, crowd.admin)
+    pid = str(crowd.project)
+    assert scraped.value("crowdloop_aggregation_runs_total", project=pid, status="superseded") == 1
+    assert scraped.value("crowdloop_aggregation_runs_total", project=pid, status="failed") == 1
+    assert scraped.value("crowdloop_aggregation_runs_in_progress", project=pid) == 0
 
 
 def test_request_counts_and_latency_histogram_grow(server, crowd):

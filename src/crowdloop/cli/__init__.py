@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 import click
+import pydantic
 from rich.text import Text
 
 from crowdloop.cli import demo, edge, models, platform, quality, simulate  # noqa: F401 - registers the commands
@@ -28,9 +29,24 @@ def main(argv: list[str] | None = None) -> None:
         error.show()
         sys.exit(error.exit_code)
     except CrowdloopError as error:
-        console.print(Text.assemble(("error: ", "bold red"), error.detail), highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
+        _fail(error.detail, error.exit_code)
+    except pydantic.ValidationError as error:
+        if error.title != "Settings":
+            raise
+        _fail(f"the configuration: {_settings_problems(error)}", 2)
     sys.exit(0)
+
+
+def _fail(detail: str, code: int) -> None:
+    console.print(Text.assemble(("error: ", "bold red"), detail), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _settings_problems(error: pydantic.ValidationError) -> str:
+    """Each bad setting as the variable an operator sets, with pydantic's reason."""
+    return "; ".join(
+        f"CROWDLOOP_{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}" for problem in error.errors()
+    )
 
 
 __all__ = ["cli", "main"]

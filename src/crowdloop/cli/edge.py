@@ -20,7 +20,13 @@ def edge_group() -> None:
 
 @edge_group.command("run")
 @click.option("--server", required=True, help="The crowdloop server, e.g. http://10.0.0.5:8000.")
-@click.option("--token", required=True, help="A token of a device-role user.")
+@click.option(
+    "--token",
+    envvar="CROWDLOOP_EDGE_TOKEN",
+    required=True,
+    show_envvar=True,
+    help="A token of a device-role user (better from the environment: arguments are visible in ps).",
+)
 @click.option("--project", required=True, type=int, help="The project whose production model to serve.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Local HTTP port (POST /predict).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Local address to bind.")

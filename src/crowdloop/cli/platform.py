@@ -44,12 +44,19 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
             uvicorn.run(app, factory=True, host=host, port=port, log_level="warning",
                         timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
             return
-        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level="warning",
-                                        timeout_keep_alive=KEEP_ALIVE_SECONDS))  # fmt: skip
+        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers,
+                                        log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                                        timeout_worker_healthcheck=WORKER_START_SECONDS))  # fmt: skip
     finally:
         if temporary and metrics_dir is not None:
             remove_metrics_dir(metrics_dir)
 
+
+WORKER_START_SECONDS = 60
+"""How long the supervisor waits for an app process to answer its health check. A new process
+imports the whole CLI first (6-7 s on a busy 2-core host), and at uvicorn's default of 5 s the
+supervisor killed every one before it answered and restarted them for ever, serving nothing.
+The supervisor logs at INFO, so a process that dies and is replaced says so in the log."""
 
 KEEP_ALIVE_SECONDS = 30
 """How long the server keeps an idle connection open: longer than clients keep theirs (the SDK's

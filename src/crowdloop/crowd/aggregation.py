@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop.config import configure_logging
 from crowdloop.crowd import stop_rule
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.quality import BaseClassificationAggregator, get_aggregator
@@ -48,10 +49,20 @@ def aggregate_project(session: Session, actor: User, project_id: int) -> dict[st
     return run_aggregation(session, project)
 
 
-def run_aggregation(session: Session, project: Project, *, reset_counter: bool = True) -> dict[str, Any]:
+def run_aggregation(
+    session: Session, project: Project, *, reset_counter: bool = True, run_id: int | None = None
+) -> dict[str, Any]:
+    """Fit the project's aggregator and the stop rule's crowd model, and store labels and reliabilities.
+
+    ``run_id``: a run row already committed as running (:func:`aggregate_in_background`), so
+    the run shows as in progress while it works; without one the run's row is made here.
+    """
     answers = _answers_frame(session, project.id)
-    run = AggregationRun(project_id=project.id, method=project.aggregation_method, answers=len(answers))
-    session.add(run)
+    run = session.get(AggregationRun, run_id) if run_id is not None else None
+    if run is None:
+        run = AggregationRun(project_id=project.id, method=project.aggregation_method)
+        session.add(run)
+    run.answers = len(answers)
     session.flush()
     if answers.empty:
         run.status, run.finished_at = "done", utcnow()
@@ -193,16 +204,50 @@ def due(since: int, total: int) -> bool:
 
 
 def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> None:
-    """Run after the response is sent; skips when another process is already at it."""
+    """Run after the response is sent; skips when another process is already at it.
+
+    The run's row is committed first, as running, and marked failed if the run raises: inside
+    the run's own transaction neither could be seen, so the metrics showed no run in progress
+    and no failure ever (``crowdloop_aggregation_runs_total{status="failed"}``).
+    """
+    run_id = None
     try:
         if not _claim(factory, project_id):
+            return
+        run_id = _start_run(factory, project_id)
+        if run_id is None:
             return
         with unit_of_work(factory) as session:
             project = session.get(Project, project_id)
             if project is not None:
-                run_aggregation(session, project, reset_counter=False)
-    except Exception:  # a background job must log, never kill the worker thread
+                run_aggregation(session, project, reset_counter=False, run_id=run_id)
+    except Exception as error:  # a background job must log, never kill the worker thread
         log.exception("background aggregation of project %s failed", project_id)
+        if run_id is not None:
+            _mark_failed(factory, run_id, error)
+
+
+def _start_run(factory: sessionmaker[Session], project_id: int) -> int | None:
+    """A run row committed as running (None: the project is gone)."""
+    with unit_of_work(factory) as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return None
+        run = AggregationRun(project_id=project_id, method=project.aggregation_method)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def _mark_failed(factory: sessionmaker[Session], run_id: int, error: Exception) -> None:
+    try:
+        with unit_of_work(factory) as session:
+            run = session.get(AggregationRun, run_id)
+            if run is not None:
+                run.status, run.finished_at = "failed", utcnow()
+                run.error = f"{type(error).__name__}: {error}"[:2000]
+    except Exception:
+        log.exception("could not record the failed aggregation run %s", run_id)
 
 
 class AggregationProcess:
@@ -217,8 +262,9 @@ class AggregationProcess:
     number of serving processes and their children aggregate a project once at a time.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, log_level: str = "INFO") -> None:
         self.database_url = database_url
+        self.log_level = log_level  # the child logs as its server does (CROWDLOOP_LOG_LEVEL)
         self._executor: ProcessPoolExecutor | None = None
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -244,7 +290,10 @@ class AggregationProcess:
         for _ in range(2):
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
-                    1, multiprocessing.get_context("spawn"), initializer=_start_child, initargs=(self.database_url,)
+                    1,
+                    multiprocessing.get_context("spawn"),
+                    initializer=_start_child,
+                    initargs=(self.database_url, self.log_level),
                 )
             try:
                 return self._executor.submit(_aggregate_in_child, project_id)
@@ -274,8 +323,9 @@ class AggregationProcess:
 _CHILD_FACTORY: sessionmaker[Session] | None = None
 
 
-def _start_child(database_url: str) -> None:
+def _start_child(database_url: str, log_level: str) -> None:
     global _CHILD_FACTORY
+    configure_logging(log_level)  # a spawned child starts with no handler: its failures had no time or level
     _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))
 
 

@@ -433,6 +433,18 @@ def _due_query(session: Session, now: datetime, limit: int) -> Select[tuple[Webh
     return query.with_for_update(skip_locked=True, of=WebhookDelivery)
 
 
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a receiver's URL, for logs: its user, password, path and query
+    often carry the secret that lets anyone post to it (Slack's and Discord's hooks do)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid URL>"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{host}{port}"
+
+
 def send(client: httpx.Client, claim: Claim) -> Outcome:
     """POST one claim; call it with no transaction open. Network errors become the outcome's error."""
     try:
@@ -442,7 +454,8 @@ def send(client: httpx.Client, claim: Claim) -> Outcome:
         ) as answer:
             code = answer.status_code
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        logger.info("webhook delivery %s to %s failed: %r", claim.delivery_id, claim.url, exc)
+        logger.info("webhook delivery %s (%s) to %s failed: %s", claim.delivery_id, claim.event, origin(claim.url),
+                    type(exc).__name__)  # fmt: skip
         return Outcome(claim, None, f"{type(exc).__name__}: {exc}"[:_ERROR_LIMIT])
     return Outcome(claim, code, None if 200 <= code < 300 else f"HTTP {code}")
 

@@ -11,11 +11,14 @@ metric                                     type     labels
 ``crowdloop_projects``                     gauge    ``status``
 ``crowdloop_answers_total``                counter  ``project``
 ``crowdloop_items``                        gauge    ``project``, ``state``: ``queued`` (still needs
-                                                    answers: the queue depth), ``done``, ``gold``
+                                                    answers: the queue depth), ``done``, ``gold``,
+                                                    ``closed`` (open, in a finished project)
 ``crowdloop_labels``                       gauge    ``project``: items with an aggregated label
 ``crowdloop_open_leases``                  gauge    ``project``: assignments leased and not expired
-``crowdloop_aggregation_runs_total``       counter  ``project``, ``status`` (``done`` or ``failed``)
-``crowdloop_aggregation_runs_in_progress`` gauge    ``project``
+``crowdloop_aggregation_runs_total``       counter  ``project``, ``status`` (``done``, ``failed``, or
+                                                    ``superseded``: a newer run had stored its labels)
+``crowdloop_aggregation_runs_in_progress`` gauge    ``project``: automatic runs started in the last
+                                                    hour and not finished
 =========================================  =======  ==================================================
 
 ``crowdloop_answers_total`` is the project's running answer count; undoing an answer lowers it,
@@ -25,17 +28,21 @@ which Prometheus reads as a counter reset (a rare, one-scrape blip in ``rate()``
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from crowdloop import __version__
+from crowdloop.monitoring.labels import OTHER
 from crowdloop.monitoring.metrics import MetricSource, Scrape
 from crowdloop.storage.models import AggregationRun, Assignment, Item, ItemLabel, Project, utcnow
 
-FINISHED_RUN_STATUSES = ("done", "failed")
+FINISHED_RUN_STATUSES = ("done", "failed", "superseded")
+RUN_GIVEN_UP = timedelta(hours=1)
+"""A run still marked running after this long was cut off (its process killed) and is not counted."""
 
 
 def _per_project(family: GaugeMetricFamily | CounterMetricFamily, totals: dict[str, float]) -> Metric:
@@ -60,20 +67,28 @@ def projects(scrape: Scrape) -> Iterator[Metric]:
 def answers(scrape: Scrape) -> Iterator[Metric]:
     rows: Iterable[Any] = scrape.session.execute(select(Project.id, Project.answers_total))
     family = CounterMetricFamily("crowdloop_answers", "Answers submitted, per project.", labels=["project"])
-    yield _per_project(family, scrape.projects.sum_by_label(rows))
+    yield _per_project(family, scrape.projects.counters(rows))
 
 
-def _item_state(is_gold: bool, done: bool) -> str:
-    return "gold" if is_gold else "done" if done else "queued"
+def _item_state(is_gold: bool, done: bool, project_status: str) -> str:
+    """An open item of a finished project is ``closed``: nobody will be given it, so it is not
+    queue depth (a draft's or a paused project's will be)."""
+    if is_gold:
+        return "gold"
+    if done:
+        return "done"
+    return "closed" if project_status == "finished" else "queued"
 
 
 def items(scrape: Scrape) -> Iterator[Metric]:
-    query = select(Item.project_id, Item.is_gold, Item.done, func.count()).group_by(
-        Item.project_id, Item.is_gold, Item.done
+    query = (
+        select(Item.project_id, Project.status, Item.is_gold, Item.done, func.count())
+        .join(Project, Project.id == Item.project_id)
+        .group_by(Item.project_id, Project.status, Item.is_gold, Item.done)
     )
     totals: dict[tuple[str, str], float] = {}
-    for project_id, is_gold, done, count in scrape.session.execute(query):
-        key = (scrape.projects.label(project_id), _item_state(bool(is_gold), bool(done)))
+    for project_id, status, is_gold, done, count in scrape.session.execute(query):
+        key = (scrape.projects.label(project_id), _item_state(bool(is_gold), bool(done), status))
         totals[key] = totals.get(key, 0.0) + float(count)
     family = GaugeMetricFamily(
         "crowdloop_items", "Items per project by state; state=queued is the queue depth.", labels=["project", "state"]
@@ -103,17 +118,17 @@ def open_leases(scrape: Scrape) -> Iterator[Metric]:
 
 
 def aggregation_runs(scrape: Scrape) -> Iterator[Metric]:
-    query = select(AggregationRun.project_id, AggregationRun.status, func.count()).group_by(
+    recent = func.sum(case((AggregationRun.started_at > utcnow() - RUN_GIVEN_UP, 1), else_=0))
+    query = select(AggregationRun.project_id, AggregationRun.status, func.count(), recent).group_by(
         AggregationRun.project_id, AggregationRun.status
     )
     finished: dict[tuple[str, str], float] = {}
     running: list[tuple[int, float]] = []
-    for project_id, status, count in scrape.session.execute(query):
-        if status in FINISHED_RUN_STATUSES:
-            key = (scrape.projects.label(project_id), status)
-            finished[key] = finished.get(key, 0.0) + float(count)
+    for project_id, status, count, recent_count in scrape.session.execute(query):
+        if status in FINISHED_RUN_STATUSES and (label := scrape.projects.label(project_id)) != OTHER:
+            finished[(label, status)] = finished.get((label, status), 0.0) + float(count)  # counters: no "other"
         else:
-            running.append((project_id, float(count)))
+            running.append((project_id, float(recent_count or 0)))
     total = CounterMetricFamily(
         "crowdloop_aggregation_runs", "Finished truth-inference runs.", labels=["project", "status"]
     )

@@ -5,8 +5,10 @@ of thousands (each series costs memory in Prometheus for as long as it is retain
 ``limit`` projects get their own value, their id; the rest share ``project="other"``. Active and
 paused projects come first (they are what a dashboard watches), then the newest: a project
 leaves the named set only when it finishes and ``limit`` others rank above it, so series churn
-little. When it does move, its counts move into ``other`` and a ``rate()`` over the sum of both
-series stays right.
+little. Gauges of the projects beyond the limit are summed into ``other``; counters are not
+(:meth:`ProjectLabels.counters`): when a project moved from ``other`` to its own series, the
+``other`` counter went down, which ``rate()`` reads as a reset and counted the rest again as new
+answers nobody gave. A counter of a project beyond the limit is simply not exposed.
 """
 
 from __future__ import annotations
@@ -49,3 +51,10 @@ class ProjectLabels:
         for project_id, value in rows:
             totals[self.label(project_id)] += float(value)
         return dict(totals)
+
+    def counters(self, rows: Iterable[tuple[int, float]]) -> dict[str, float]:
+        """:meth:`sum_by_label` without ``other``: a counter summed over a changing set of projects
+        is not a counter (see the module's docstring)."""
+        totals = self.sum_by_label(rows)
+        totals.pop(OTHER, None)
+        return totals

@@ -7,9 +7,9 @@ Two kinds of metric, kept apart because they live in different places:
   ``crowdloop serve --workers N`` a scrape reaches one process of N, so each process writes its
   counts to memory-mapped files in ``CROWDLOOP_METRICS_DIR`` (prometheus_client's multiprocess
   mode) and any process sums every process's files when scraped. ``serve`` makes a fresh
-  directory for each start (or empties the one configured), because counts of an earlier run must
-  not be added in; a worker that dies and is restarted leaves its files, so the sums never go
-  down. One process without a directory keeps its counts in memory.
+  directory for each start (in the one configured, a sub-directory of its own), because counts of
+  an earlier run, or of another instance, must not be added in; a worker that dies and is
+  restarted leaves its files, so the sums never go down. One process without a directory keeps its counts in memory.
 * **State metrics** (answers, items by state, labels, leases, aggregation runs) are read from the
   database at scrape time by :data:`MetricSource` functions: every process answers the same, and
   nothing is kept between requests. A feature adds its own with one call,
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hmac
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -198,20 +199,48 @@ def is_metrics_token(configured: SecretStr | None, token: str | None) -> bool:
 
 
 def prepare_metrics_dir(configured: Path | None, workers: int) -> tuple[Path | None, bool]:
-    """The directory the ``serve`` processes share for request metrics, emptied; and whether to delete it after.
+    """The directory this ``serve``'s processes share for request metrics, new; and whether to delete it after.
 
-    A configured directory is emptied of earlier runs' files and kept; several workers without one
-    get a fresh temporary directory; one worker needs none (it counts in memory).
+    In a configured directory each ``serve`` gets a sub-directory of its own,
+    ``serve-<host>-<pid>``, deleted when it stops. Two instances given the same directory used
+    to share one set of files, and the second one's start-up cleaning deleted the first one's
+    counts while it ran. Sub-directories of instances on this host that are no longer running,
+    and loose files of earlier versions, are removed. Several workers without a configured
+    directory get a fresh temporary one; one worker needs none (it counts in memory).
     """
     if configured is not None:
         configured.mkdir(parents=True, exist_ok=True)
-        for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus_client's files only
-            for stale in configured.glob(f"{kind}_*.db"):
-                stale.unlink()
-        return configured, False
+        _remove_stale_metrics(configured)
+        own = configured / f"{_INSTANCE_PREFIX}{socket.gethostname()}-{os.getpid()}"
+        own.mkdir()
+        return own, True
     if workers <= 1:
         return None, False
     return Path(tempfile.mkdtemp(prefix="crowdloop-metrics-")), True
+
+
+_INSTANCE_PREFIX = "serve-"
+
+
+def _remove_stale_metrics(configured: Path) -> None:
+    for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus_client's files only
+        for stale in configured.glob(f"{kind}_*.db"):
+            stale.unlink()
+    host = socket.gethostname()
+    for directory in configured.glob(f"{_INSTANCE_PREFIX}{host}-*"):
+        pid = directory.name.rpartition("-")[2]
+        if directory.is_dir() and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def remove_metrics_dir(directory: Path) -> None:

@@ -61,8 +61,8 @@ def edge_predictions(scrape: Scrape) -> Iterator[Metric]:
     )
     totals: dict[tuple[str, str], float] = {}
     for project_id, version, count in scrape.session.execute(query):
-        key = (scrape.projects.label(project_id), str(version))
-        totals[key] = totals.get(key, 0.0) + float(count or 0)
+        if (label := scrape.projects.label(project_id)) != OTHER:  # a counter: no "other" (see labels.py)
+            totals[(label, str(version))] = totals.get((label, str(version)), 0.0) + float(count or 0)
     family = CounterMetricFamily(
         "crowdloop_edge_predictions", "Predictions reported by edge devices.", labels=["project", "version"]
     )
