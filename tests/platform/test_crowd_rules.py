@@ -169,3 +169,15 @@ def test_a_retried_wrong_gold_answer_brings_its_feedback_again(server):
     again = worker.submit(task["assignment_id"], "0")
     assert first["feedback"] is not None and again["duplicate"]
     assert again["feedback"] == first["feedback"]
+
+
+def test_a_tied_vote_goes_to_the_label_listed_first(server):
+    """The aggregators sort classes as text, so on a 1..10 scale a 2-against-10 tie went to "10";
+    the simulator, and the requester's label list, put 2 first."""
+    owner, project = _project(server, texts=1, labels=[str(n) for n in range(1, 11)], max_overlap=2, min_overlap=2,
+                              aggregation_method="majority_vote")  # fmt: skip
+    for name, label in (("rules-tie-a", "10"), ("rules-tie-b", "2")):
+        _, worker = server.user(name, "worker")
+        worker.submit(worker.next_task(project)["assignment_id"], label)
+    owner.aggregate(project)
+    assert [row["label"] for row in _labels(owner, project)] == ["2"]

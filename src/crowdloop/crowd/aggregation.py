@@ -143,13 +143,14 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     """Upsert one label per item, in item order: two runs at once (two processes, or an
     on-demand run beside a background one) both succeed and the later one wins. A requester's
     review decision (method ``review``) is final: no run overwrites it."""
-    probas = model.probas_
+    probas = _in_label_order(model.probas_, project.labels)
     confidence = probas.to_numpy().max(axis=1)
+    labels = probas.idxmax(axis=1)  # a tie goes to the label listed first
     now = utcnow()
     rows = [
         {"item_id": int(item), "project_id": project.id, "label": label, "confidence": float(conf),
          "method": project.aggregation_method, "aggregated_at": now}
-        for item, label, conf in zip(model.labels_.index, model.labels_.to_numpy(), confidence, strict=True)
+        for item, label, conf in zip(labels.index, labels.to_numpy(), confidence, strict=True)
     ]  # fmt: skip
     if not rows:
         return
@@ -160,6 +161,14 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
         index_elements=["item_id"], set_=changed, where=ItemLabel.__table__.c.method != "review"
     )
     session.execute(upsert, rows)
+
+
+def _in_label_order(probas: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """``probas`` with its columns in the project's label order. The aggregators sort classes as
+    text, so a tie went to "10" before "2" on a 1..10 scale, where the simulator (and a requester
+    reading the label list) put 2 first."""
+    listed = [label for label in labels if label in probas.columns]
+    return probas[listed + [label for label in probas.columns if label not in listed]]
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:
