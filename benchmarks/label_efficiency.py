@@ -19,6 +19,13 @@ the labels per item, and a target that fails is reported with the one that repla
 target just above the prior accuracy sits on a cliff (a lone answer closes an item or not
 depending on the first refits), which is why the cheapest match is not always the one that holds.
 Writes ``benchmarks/results/label_efficiency.md`` and ``.json``.
+
+``--qualification N --control-share S``: in each replay order a random share ``S`` of the items
+becomes control tasks with known labels, and dynamic overlap gives each worker up to ``N`` of
+them first (a qualification test, :class:`crowdloop.sim.DynamicOverlap`'s ``qualification``).
+Control items are left out of every accuracy, fixed overlap 5's included, and every answer to
+them is counted: labels per item are all labels bought over the items left. Writes
+``label_efficiency_qualified.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -45,12 +53,29 @@ ITEMS_REPLAYED = 8000
 CONFIRMATIONS = 5  # matching targets confirmed at most, each on its own fresh orders
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Control tasks and the qualification test (none by default)."""
+
+    control_share: float = 0.0
+    qualification: int = 0
+
+    def control(self, gold: pd.Series, seed: int) -> pd.Index:
+        """The control items of replay order ``seed``: drawn from the seed, so every policy shares them."""
+        count = round(self.control_share * len(gold))
+        return pd.Index(np.random.default_rng(10_000 + seed).choice(gold.index.to_numpy(), count, replace=False))
+
+
+SETUP = Setup()
+
+
 def fixed_five(data: Dataset, seeds: list[int]) -> dict[str, float]:
     mv, ds = [], []
     for seed in seeds:
         run = run_in_process(ReplayedCrowd(data.answers), FixedOverlap(5), random_state=seed)
-        mv.append(label_accuracy(MajorityVote().fit(run.answers).labels_, data.gold))
-        ds.append(label_accuracy(DawidSkene().fit(run.answers).labels_, data.gold))
+        scored = data.gold.index.difference(SETUP.control(data.gold, seed))
+        mv.append(label_accuracy(MajorityVote().fit(run.answers).labels_, data.gold, scored))
+        ds.append(label_accuracy(DawidSkene().fit(run.answers).labels_, data.gold, scored))
     return {"mv": float(np.mean(mv)), "ds": float(np.mean(ds))}
 
 
@@ -58,7 +83,9 @@ def dynamic_at(data: Dataset, target: float, seeds: list[int]) -> dict[str, floa
     accuracy, per_item, seconds = [], [], []
     for seed in seeds:
         started = time.perf_counter()
-        run = run_in_process(ReplayedCrowd(data.answers), DynamicOverlap(target), random_state=seed)
+        control = data.gold.loc[SETUP.control(data.gold, seed)]
+        policy = DynamicOverlap(target, qualification=SETUP.qualification)
+        run = run_in_process(ReplayedCrowd(data.answers), policy, gold=control, random_state=seed)
         summary = run.summary(data.gold)
         accuracy.append(summary["label_accuracy"])
         per_item.append(summary["labels_per_item"])
@@ -153,10 +180,18 @@ def render(results: list[dict[str, Any]], minimum: int, took: float) -> str:
                                         "fixed-5 DS acc", "labels/item to match DS", "confirmed on fresh orders ",
                                         f"<= {TARGET_DS}"])  # fmt: skip
     sweeps = "\n\n".join(f"**{r['dataset']}**\n\n" + markdown(pd.DataFrame(r["sweep"])) for r in results)
-    return (f"# Label efficiency of dynamic overlap on replayed crowds\n\nMachine: {machine()}\n\n"
-            f"`python benchmarks/label_efficiency.py --seeds {minimum}`: at least {minimum} replay orders per "
+    title, options = "", ""
+    if SETUP.qualification:
+        title = f", with a qualification test of {SETUP.qualification} control tasks"
+        options = f" --qualification {SETUP.qualification} --control-share {SETUP.control_share}"
+        note = (f"In each order a random {SETUP.control_share:.1%} of the items are control tasks: left out of "
+                "every accuracy (fixed overlap 5's too), and every answer to them counted in the labels per item "
+                "(labels bought over the items left). ")  # fmt: skip
+    return (f"# Label efficiency of dynamic overlap on replayed crowds{title}\n\nMachine: {machine()}\n\n"
+            f"`python benchmarks/label_efficiency.py --seeds {minimum}{options}`: {note if options else ''}"
+            f"At least {minimum} replay orders per "
             f"data set, more for small ones (column orders), {took:.0f} s in all. Accuracies are means over the "
-            "replay orders, against the full gold. *Confirmed on fresh orders*: the targets that match, "
+            "replay orders, against the gold. *Confirmed on fresh orders*: the targets that match, "
             f"cheapest first (at most {CONFIRMATIONS}), each run again with fixed overlap 5 on its own block of as "
             "many new orders (dynamic accuracy vs fixed-5 accuracy, at dynamic labels/item), until one holds; "
             "the labels per item are that target's on its fresh orders.\n\n"
@@ -167,15 +202,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="the least replay orders per data set")
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--qualification", type=int, default=0, help="control tasks in each worker's test")
+    parser.add_argument("--control-share", type=float, default=0.0, help="share of the items that are control tasks")
     args = parser.parse_args()
+    if args.qualification and not 0 < args.control_share < 1:
+        parser.error("--qualification needs --control-share between 0 and 1.")
+    global SETUP
+    SETUP = Setup(args.control_share, args.qualification)
     started = time.perf_counter()
     results = [one_dataset(name, args.seeds) for name in args.datasets.split(",")]
     took = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)
     text = render(results, args.seeds, took)
-    (RESULTS / "label_efficiency.md").write_text(text)
-    payload = {"machine": machine(), "minimum_seeds": args.seeds, "seconds": took, "results": results}
-    (RESULTS / "label_efficiency.json").write_text(json.dumps(payload, indent=2) + "\n")
+    stem = "label_efficiency_qualified" if SETUP.qualification else "label_efficiency"
+    (RESULTS / f"{stem}.md").write_text(text)
+    payload = {"machine": machine(), "minimum_seeds": args.seeds, "seconds": took, "setup": asdict(SETUP),
+               "results": results}  # fmt: skip
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(text)
 
 

@@ -171,6 +171,42 @@ def test_a_retried_wrong_gold_answer_brings_its_feedback_again(server):
     assert again["feedback"] == first["feedback"]
 
 
+def test_a_qualification_test_comes_first_and_can_fail_a_worker(server):
+    """With ``qualification_gold`` a worker's first tasks are gold (here with no gold share at all),
+    and the gold rule bans one who fails the test before they label a single real item."""
+    rules = {"qualification_gold": 4, "min_gold_accuracy": 0.5, "min_gold_answers": 4}
+    owner, project = _project(server, texts=20, gold=6, max_overlap=3, rules=rules)
+    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    _, passing = server.user("rules-test-pass", "worker")
+    order = []
+    for _ in range(8):
+        task = passing.next_task(project)
+        order.append(task["item_id"] in gold_ids)
+        passing.submit(task["assignment_id"], "1")  # right on every gold task
+    assert order == [True] * 4 + [False] * 4  # the test, then only real items: the gold share is 0
+    made, failing = server.user("rules-test-fail", "worker")
+    with pytest.raises(PermissionDeniedError, match="banned"):
+        for _ in range(5):
+            task = failing.next_task(project)
+            assert task["item_id"] in gold_ids  # never a real item before the test is over
+            failing.submit(task["assignment_id"], "0")
+    assert owner.bans(project)[-1]["reason"] == "gold accuracy 0.00 below 0.5 after 4 gold answers"
+    assert _standing(owner, project, int(made["id"]))["answers"] == 4
+
+
+def test_a_qualification_test_gives_way_when_gold_runs_out(server):
+    """A worker who has answered every gold task gets real items, not nothing."""
+    owner, project = _project(server, texts=5, gold=2, max_overlap=2, rules={"qualification_gold": 4})
+    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    _, worker = server.user("rules-test-short", "worker")
+    seen = []
+    for _ in range(5):
+        task = worker.next_task(project)
+        seen.append(task["item_id"] in gold_ids)
+        worker.submit(task["assignment_id"], "1")
+    assert seen == [True, True, False, False, False]
+
+
 def test_a_tied_vote_goes_to_the_label_listed_first(server):
     """The aggregators sort classes as text, so on a 1..10 scale a 2-against-10 tie went to "10";
     the simulator, and the requester's label list, put 2 first."""

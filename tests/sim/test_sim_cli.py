@@ -101,3 +101,15 @@ def test_simulate_refuses_a_crowd_with_one_label(tmp_path):
     pd.DataFrame({"task": [1, 2], "label": ["x", "x"]}).to_csv(tmp_path / "g.csv", index=False)
     done = _simulate("--answers", str(tmp_path / "a.csv"), "--gold", str(tmp_path / "g.csv"))
     assert done.returncode == 2 and "every answer is 'x'" in done.stderr
+
+
+def test_simulate_with_a_qualification_test_pays_for_it_and_scores_the_rest(tmp_path):
+    done = _simulate("--dataset", "temp", "--control-share", "0.05", "--qualification", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["control_items"] == 23 and summary["items"] == 462 - 23 == summary["items_labeled"]
+    assert summary["labels_per_item"] == summary["labels_bought"] / 439
+    refused = _simulate("--dataset", "temp", "--qualification", "3")
+    assert refused.returncode == 2 and "--qualification needs control tasks" in refused.stderr
+    fixed = _simulate("--dataset", "temp", "--policy", "fixed", "--control-share", "0.05", "--qualification", "3")
+    assert fixed.returncode == 2 and "--qualification is for --policy dynamic" in fixed.stderr

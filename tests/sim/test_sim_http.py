@@ -69,3 +69,15 @@ def test_a_visit_buys_one_answer_however_many_items_the_worker_never_saw(sqlite_
         assert not _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", by_name)  # nothing left
     finally:
         session.close()
+
+
+def test_a_qualification_test_over_http_gives_each_worker_gold_first(sqlite_server):
+    """The platform runs the simulator's qualification test as the project rule ``qualification_gold``."""
+    truth = pd.Series(["neg", "pos"] * 15, index=[f"item{i}" for i in range(30)])
+    crowd = SimulatedCrowd(truth, make_population(4, ["neg", "pos"], {"reliable": 1.0}, random_state=2), random_state=3)
+    control = truth.iloc[:6]
+    result = run_over_http(sqlite_server.url, sqlite_server.admin_token, crowd,
+                           DynamicOverlap(0.9, max_overlap=4, qualification=2), gold=control, random_state=0)  # fmt: skip
+    for _, answers in result.answers.groupby("worker", sort=False):
+        assert answers["task"].head(2).isin(control.index).all()  # the test came first
+    assert result.summary(truth)["items"] == 24

@@ -26,6 +26,11 @@ def rte():
     return load_dataset("rte")
 
 
+@pytest.fixture(scope="module")
+def temp():
+    return load_dataset("temp")
+
+
 def test_fixed_overlap_buys_exactly_overlap_recorded_answers(rte):
     result = run_in_process(ReplayedCrowd(rte.answers), FixedOverlap(3), random_state=1)
     assert (result.answers.groupby("task").size() == 3).all() and result.n_tasks == 800
@@ -73,9 +78,35 @@ def test_budget_caps_labels_and_control_tasks_are_not_scored(rte):
     assert run_all.labels.loc[control.index].equals(control.loc[control.index].astype(object))
 
 
+def test_a_qualification_test_comes_first_and_its_labels_are_paid_for(rte):
+    """Each worker given work answers control tasks first; the summary counts those answers but
+    not the control items, and they are left out of the accuracy."""
+    control = rte.gold.iloc[:40]
+    result = run_in_process(ReplayedCrowd(rte.answers), DynamicOverlap(0.9, qualification=3), gold=control)
+    firsts = result.answers.groupby("worker", sort=False).head(3)  # each worker's first three answers
+    seen = rte.answers.groupby("worker")["task"].apply(set)
+    for worker, tasks in firsts.groupby("worker")["task"]:
+        possible = min(len(tasks), len(seen[worker] & set(control.index)))
+        assert tasks.isin(control.index).sum() >= possible, worker  # the test before any real item
+    per_worker = result.answers[result.answers["task"].isin(control.index)].groupby("worker").size()
+    assert per_worker.max() <= 3  # control tasks are asked in the test only
+    summary = result.summary(rte.gold)
+    assert summary["items"] == 800 - 40 and summary["control_items"] == 40
+    assert summary["labels_per_item"] == len(result.answers) / 760
+
+
+def test_an_item_only_held_back_workers_can_still_take_is_given_to_them(temp):
+    """A trusted worker who had already answered an item still counted as one who could take it,
+    so it never became an orphan: 32 items of temp stopped at one answer under min_overlap 2."""
+    result = run_in_process(ReplayedCrowd(temp.answers), DynamicOverlap(0.95, min_overlap=2), random_state=0)
+    counts = result.answers.groupby("task").size().reindex(temp.answers["task"].unique(), fill_value=0)
+    recorded = temp.answers.groupby("task").size()
+    assert ((counts < 2) & (recorded >= 2)).sum() == 0
+
+
 @pytest.mark.parametrize("make", [lambda: FixedOverlap(0), lambda: DynamicOverlap(0.4),
                                   lambda: DynamicOverlap(min_overlap=3, max_overlap=2),
-                                  lambda: DynamicOverlap(pool=0)])  # fmt: skip
+                                  lambda: DynamicOverlap(pool=0), lambda: DynamicOverlap(qualification=-1)])  # fmt: skip
 def test_bad_policy_parameters_are_refused(make):
     with pytest.raises(InvalidParameterError):
         make()
@@ -90,6 +121,7 @@ def test_policy_maps_onto_project_settings():
     assert FixedOverlap(4).project_spec()["max_overlap"] == 4
     spec = DynamicOverlap(0.9, min_overlap=2, max_overlap=6).project_spec()
     assert spec == {"min_overlap": 2, "max_overlap": 6, "confidence_target": 0.9, "rules": {"hold_back_quantile": 0.5}}
+    assert DynamicOverlap(qualification=3).project_spec()["rules"]["qualification_gold"] == 3
 
 
 def _paired_confusion_answers(n_tasks: int = 400, n_workers: int = 20, seed: int = 0) -> pd.DataFrame:

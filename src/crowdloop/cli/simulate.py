@@ -33,10 +33,25 @@ ROWS = [
 ]
 
 
-def _policy(name: str, overlap: int, aggregator: str, target: float, min_overlap: int, max_overlap: int) -> Policy:
+def _policy(
+    name: str, overlap: int, aggregator: str, target: float, min_overlap: int, max_overlap: int, qualification: int
+) -> Policy:
     if name == "fixed":
+        if qualification:
+            raise click.UsageError("--qualification is for --policy dynamic.")
         return FixedOverlap(overlap=overlap, aggregator=aggregator)
-    return DynamicOverlap(confidence_target=target, min_overlap=min_overlap, max_overlap=max_overlap)
+    return DynamicOverlap(confidence_target=target, min_overlap=min_overlap, max_overlap=max_overlap,
+                          qualification=qualification)  # fmt: skip
+
+
+def _control(gold: pd.Series, share: float, qualification: int, seed: int) -> pd.Series | None:
+    """The gold tasks that become control tasks: a random ``share`` of them, drawn from the seed."""
+    if qualification and share == 0:
+        raise click.UsageError("--qualification needs control tasks: give --control-share (e.g. 0.025).")
+    if share == 0:
+        return None
+    count = max(1, round(share * len(gold)))
+    return gold.sample(n=count, random_state=seed)
 
 
 def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, options: dict[str, Any]) -> Policy:
@@ -75,6 +90,11 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               type=click.Choice(FAMILIES), help="active: model family (as crowdloop train's --family).")  # fmt: skip
 @click.option("--targets", type=click.Choice(["labels", "crowd"]), default=ActiveLearning.targets, show_default=True,
               help="active: the model learns from Dawid-Skene labels or from the answers (crowd model).")  # fmt: skip
+@click.option("--control-share", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.5),
+              help="fixed, dynamic: this share of the gold tasks are control tasks the policy knows (left out of "
+              "the items and the accuracy; their answers are paid for).")  # fmt: skip
+@click.option("--qualification", default=0, show_default=True, type=click.IntRange(min=0),
+              help="dynamic: each worker's first N tasks are control tasks (a qualification test).")  # fmt: skip
 @click.option("--budget", type=click.IntRange(min=1),
               help="Buy at most this many labels (an item left without any counts as wrong).")  # fmt: skip
 @click.option("--price", default=0.0, show_default=True, type=click.FloatRange(min=0.0),
@@ -98,6 +118,8 @@ def simulate_command(
     retrain_every: int,
     model: str,
     targets: str,
+    control_share: float,
+    qualification: int,
     budget: int | None,
     price: float,
     seed: int,
@@ -120,15 +142,19 @@ def simulate_command(
             "targets": targets,
             "url": url,
         }
+        if control_share or qualification:
+            raise click.UsageError("--control-share and --qualification are for --policy fixed or dynamic.")
         chosen = _active(crowd, gold, items, options)
     else:
-        chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap or 10)
+        chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap or 10, qualification)
+    control = _control(gold, control_share, qualification, seed)
     with _Bar(_title(policy)) as advance:
         if url:
-            result = run_over_http(url, _admin_token(token), crowd, chosen, budget=budget, price=price,
+            result = run_over_http(url, _admin_token(token), crowd, chosen, gold=control, budget=budget, price=price,
                                    random_state=seed, progress=advance)  # fmt: skip
         else:
-            result = run_in_process(crowd, chosen, items=items, budget=budget, random_state=seed, progress=advance)
+            result = run_in_process(crowd, chosen, gold=control, items=items, budget=budget, random_state=seed,
+                                    progress=advance)  # fmt: skip
     _print(result.summary(gold, price), as_json)
 
 

@@ -107,7 +107,7 @@ def next_task(session: Session, worker: User, project_id: int) -> TaskOut | None
     if not _budget_fits(session, project_id, context.budget_micros, context.spent_micros, context.price_micros):
         return None
     queue = Queue(project_id, context.max_overlap, context.lease_seconds)
-    gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0)
+    gold = _gold_due(context.gold_share, context.gold_answers or 0, context.answers or 0, _test_length(context.rules))
     cursor = None if context.cursor_item is None else (context.cursor_priority, context.cursor_item)
     lease = take(session, queue, worker.id, cursor, gold=gold, held_back=bool(context.held_back))
     return None if lease is None else task_out(context, lease)
@@ -196,15 +196,24 @@ GOLD_AHEAD = 1.0
 _DRAWS = random.SystemRandom()
 
 
-def _gold_due(gold_share: float, gold_tasks: int, tasks: int) -> bool:
+def _test_length(rules: dict[str, Any]) -> int:
+    """The project's qualification test: how many gold tasks each worker gets first (0: none)."""
+    return int(rules.get("qualification_gold") or 0)
+
+
+def _gold_due(gold_share: float, gold_tasks: int, tasks: int, test: int = 0) -> bool:
     """Whether a worker who has had ``tasks`` tasks, ``gold_tasks`` of them gold, gets gold next.
 
-    The first task is gold: a newcomer is checked at once. After that each task is gold with
+    A worker's first ``test`` tasks are gold (the qualification test); they count towards the
+    rate, so the regular checks resume once the rate has caught up with them. Without a test
+    the first task is gold: a newcomer is checked at once. After that each task is gold with
     probability ``gold_share``, kept within :data:`GOLD_BEHIND` and :data:`GOLD_AHEAD` of the
     rate. A fixed schedule (the tenth, twentieth ... task at a share of 0.1) told a worker who
     counts which answers are checked, so the checks measured their care on those alone. The
     draws come from the system's randomness, which a worker cannot predict from what they see.
     """
+    if max(tasks, gold_tasks) < test:  # a skipped gold task counts as gold, not as a task answered
+        return True
     if gold_share <= 0:
         return False
     if tasks == 0 and gold_tasks == 0:
@@ -222,7 +231,12 @@ def _wants_gold(session: Session, project: Project, worker: User, held: list[Ass
     standing = standing_row(session, project.id, worker.id)
     items = [lease.item_id for lease in held]
     gold_held = session.scalar(select(func.count()).where(Item.id.in_(items), Item.is_gold.is_(True))) if items else 0
-    return _gold_due(project.gold_share, standing.gold_answers + (gold_held or 0), standing.answers + len(held))
+    return _gold_due(
+        project.gold_share,
+        standing.gold_answers + (gold_held or 0),
+        standing.answers + len(held),
+        _test_length(project.rules),
+    )
 
 
 def _lease(session: Session, project: Project, worker: User, *, gold: bool) -> Assignment | None:

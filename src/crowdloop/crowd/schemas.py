@@ -28,6 +28,12 @@ class QualityRules(BaseModel):
     ban_after_fast_answers: int | None = Field(None, ge=1, description="ban after this many fast answers")
     max_skips_in_row: int | None = Field(None, ge=1, description="ban after this many skips in a row")
     max_answers_per_worker: int | None = Field(None, ge=1)
+    qualification_gold: int | None = Field(
+        None, ge=1, le=100,
+        description="a qualification test: each worker's first tasks are this many gold questions (while gold "
+        "they have not answered is left), so the gold rules and the stop rule judge them before any label rests "
+        "on their answers",
+    )  # fmt: skip
     training_feedback: bool = Field(True, description="show the right answer after a wrong gold answer")
     hold_back_quantile: float | None = Field(
         None, ge=0, lt=1,

@@ -45,11 +45,14 @@ class SimulationResult:
 
     def summary(self, gold: pd.Series | pd.DataFrame | None = None, price: float = 0.0) -> dict[str, Any]:
         """Labels bought, labels per item, label accuracy against ``gold`` (a Series task -> label, or a
-        ``task, label`` frame; control tasks left out) and cost."""
-        bought = len(self.answers)
-        out: dict[str, Any] = {"policy": self.policy, "items": self.n_tasks, "labels_bought": bought,
-                               "labels_per_item": bought / max(self.n_tasks, 1), "cost": bought * price}  # fmt: skip
-        out["items_labeled"] = int(self.labels.notna().sum())
+        ``task, label`` frame) and cost. Control tasks are not items to label: they are left out of the
+        items and the accuracy, while the answers to them count among the labels bought."""
+        bought, items = len(self.answers), self.n_tasks - len(self.control)
+        out: dict[str, Any] = {"policy": self.policy, "items": items, "labels_bought": bought,
+                               "labels_per_item": bought / max(items, 1), "cost": bought * price}  # fmt: skip
+        if len(self.control):
+            out["control_items"] = len(self.control)
+        out["items_labeled"] = int(self.labels.drop(self.control, errors="ignore").notna().sum())
         if gold is not None:
             out["label_accuracy"] = label_accuracy(self.labels, gold_series(gold), self.tasks.difference(self.control))
         return out | self.extra

@@ -124,13 +124,21 @@ class DynamicOverlap(Policy):
     confident. Final labels are the last refit's posteriors.
 
     Workers whose estimated accuracy falls below the crowd's ``exclude_quantile`` (weighted by
-    answers) are offered no more work, except items that no trusted worker can take and nobody
-    has answered yet. In a dense crowd, where each worker can do most items, work goes to a
+    answers) are offered no more work, except items that no trusted worker can take (see
+    :meth:`_orphans`). In a dense crowd, where each worker can do most items, work goes to a
     ``pool`` of trusted workers at a time (see :meth:`_admitted`); a sparse crowd is not held back.
     On ``bluebird`` (39 workers who each did all 108 items) the pool took the labels per item
     needed to match fixed-5 majority vote from 2.57 to 1.97, and Dawid-Skene from 3.37 to 2.40
     (``benchmarks/label_efficiency.py``, 75 replay orders, when the pool was added; the results
     file has today's numbers); the sparse crowds are unchanged.
+
+    With ``qualification`` set, each worker's first tasks are that many control tasks (the
+    ``gold`` given to :meth:`start`) they can do: a qualification test, as on the platform
+    (project rule ``qualification_gold``). Agreement alone rates workers badly where they share
+    mistakes (on ``dog`` the busiest workers were rated 0.90 against 0.78 true), so who is held
+    back is decided by answers that may all be wrong together; a few gold answers per worker,
+    before any label rests on them, are evidence that is not. Control tasks are asked in the
+    test only, and every answer to them counts in the labels bought.
 
     The platform runs the same crowd model, posteriors, refits and exclusion (the project rule
     ``hold_back_quantile``; see :mod:`crowdloop.crowd.stop_rule`), but neither the pool nor the
@@ -149,6 +157,7 @@ class DynamicOverlap(Policy):
     exclude_quantile: float | None = 0.5
     min_evidence: float = 4.0
     pool: int | None = 12
+    qualification: int = 0
     name: ClassVar[str] = "dynamic"
 
     def __post_init__(self) -> None:
@@ -162,6 +171,8 @@ class DynamicOverlap(Policy):
             raise InvalidParameterError(f"exclude_quantile must be in [0, 1); got {self.exclude_quantile}.")
         if self.pool is not None and self.pool < 1:
             raise InvalidParameterError(f"pool must be at least 1 (or None: no pool); got {self.pool}.")
+        if self.qualification < 0:
+            raise InvalidParameterError(f"qualification must be 0 or more control tasks; got {self.qualification}.")
 
     def start(self, n_tasks: int, n_classes: int, **kwargs: Any) -> None:
         super().start(n_tasks, n_classes, **kwargs)
@@ -169,12 +180,16 @@ class DynamicOverlap(Policy):
         self.scores = np.tile(self.model.log_prior_, (n_tasks, 1))
         self._fitted_at = 0
         self._offered: dict[int, np.ndarray] = {}
+        self._answered: dict[int, np.ndarray] = {}
         self._held_back = np.zeros(0, dtype=bool)
         self._members: set[int] = set()
         self._reach: dict[int, float] = {}
+        self._tested: dict[int, int] = {}  # control tasks each worker was given in their test
+        self._control = self.gold >= 0
 
     def record(self, task: int, worker: int, label: int) -> None:
         super().record(task, worker, label)
+        self._answered.setdefault(worker, np.zeros(self.n_tasks, dtype=bool))[task] = True  # see _orphans
         self.scores[task] += self.model.worker_log_confusion(worker)[:, label]
         if len(self._tasks) - self._fitted_at >= max(self.refit_every, self.refit_share * self._fitted_at):
             self.refit()
@@ -195,10 +210,23 @@ class DynamicOverlap(Policy):
         return np.where(self.gold >= 0, 1.0, best)
 
     def open_mask(self) -> np.ndarray:
+        if self.qualification:  # control tasks stay open for the tests of workers still to come
+            return self._wanting() | self._control
+        return self._wanting()
+
+    def _wanting(self) -> np.ndarray:
+        """The tasks that still want answers to settle their label."""
         wanting = (self.counts < self.min_overlap) | (self.confidence() < self.confidence_target)
         return np.asarray(wanting & (self.counts < self.max_overlap))
 
     def choose(self, worker: int, candidates: np.ndarray) -> int | None:
+        if self.qualification:
+            control = candidates[self._control[candidates]]
+            candidates = candidates[~self._control[candidates]]
+            tested = self._tested.get(worker, 0)
+            if control.size and tested < self.qualification and self._given_work(worker, candidates):
+                self._tested[worker] = tested + 1
+                return int(control[self.rng.integers(control.size)])
         if candidates.size == 0:
             return None
         if self.excluded(worker) or not self._admitted(worker, candidates):
@@ -211,6 +239,10 @@ class DynamicOverlap(Policy):
         counts = -self.counts[candidates] if self.order == "depth" else self.counts[candidates]
         order = np.lexsort((self.rng.random(candidates.size), confidence, counts))
         return int(candidates[order[0]])
+
+    def _given_work(self, worker: int, candidates: np.ndarray) -> bool:
+        """Whether ``worker`` would be given one of ``candidates``: a test is bought only for them."""
+        return bool(candidates.size) and not self.excluded(worker) and self._admitted(worker, candidates)
 
     def _admitted(self, worker: int, candidates: np.ndarray) -> bool:
         """Whether ``worker`` is (or now becomes) one of the pool of trusted workers given work.
@@ -225,7 +257,7 @@ class DynamicOverlap(Policy):
         if self.pool is None or worker in self._members:
             return True
         if worker not in self._reach:  # once: open_mask() scores every task
-            self._reach[worker] = candidates.size / max(int(self.open_mask().sum()), 1)
+            self._reach[worker] = candidates.size / max(int(self._wanting().sum()), 1)
         capacity = np.ceil(self.pool / max(float(np.mean(list(self._reach.values()))), 1e-3))
         if sum(not self.excluded(member) for member in self._members) < capacity:
             self._members.add(worker)
@@ -233,14 +265,22 @@ class DynamicOverlap(Policy):
         return False
 
     def _orphans(self, candidates: np.ndarray) -> np.ndarray:
-        """The candidates that no worker still trusted has been offered: an excluded worker's
-        answers are better than none, since such an item would otherwise stay on too few of them
-        (or none) and never reach the confidence target."""
-        reachable = np.zeros(self.n_tasks, dtype=bool)
+        """The candidates no trusted worker was ever offered, and those short of ``min_overlap``
+        answers that no trusted worker can still take (all who were offered it have answered it):
+        an excluded worker's answers are better than none, since such an item would otherwise
+        stay on too few answers, or below ``min_overlap``, for good. An item a trusted worker has
+        answered otherwise waits for trusted workers, as on the platform's live crowd, where any
+        trusted worker can take any item."""
+        offered_ever = np.zeros(self.n_tasks, dtype=bool)
+        takeable = np.zeros(self.n_tasks, dtype=bool)
         for other, offered in self._offered.items():
             if not self.excluded(other):
-                reachable |= offered
-        return np.asarray(candidates[~reachable[candidates]])
+                offered_ever |= offered
+                answered = self._answered.get(other)
+                takeable |= offered if answered is None else offered & ~answered
+        short = self.counts[candidates] < self.min_overlap
+        orphan = ~offered_ever[candidates] | (short & ~takeable[candidates])
+        return np.asarray(candidates[orphan])
 
     def excluded(self, worker: int) -> bool:
         """Whether to stop offering work to ``worker`` (as of the last refit): see
@@ -259,9 +299,11 @@ class DynamicOverlap(Policy):
         return np.asarray(posteriors)
 
     def project_spec(self) -> dict[str, Any]:
+        rules: dict[str, Any] = {"hold_back_quantile": self.exclude_quantile}
+        if self.qualification:
+            rules["qualification_gold"] = self.qualification
         return {"min_overlap": self.min_overlap, "max_overlap": self.max_overlap,
-                "confidence_target": self.confidence_target,
-                "rules": {"hold_back_quantile": self.exclude_quantile}}  # fmt: skip
+                "confidence_target": self.confidence_target, "rules": rules}  # fmt: skip
 
 
 def aggregate_posteriors(

@@ -27,6 +27,8 @@ const RULES = [
   { name: "ban_after_fast_answers", label: "Ban after this many fast answers", min: 1, step: 1, optional: true },
   { name: "max_skips_in_row", label: "Ban after this many skips in a row", min: 1, step: 1, optional: true },
   { name: "max_answers_per_worker", label: "Answers per worker at most", min: 1, step: 1, optional: true },
+  { name: "qualification_gold", label: "Qualification test: each worker's first gold tasks", min: 1, max: 100,
+    step: 1, optional: true },
   { name: "hold_back_quantile", label: "Hold back workers rated below this share of the crowd", min: 0,
     step: "any", optional: true },
 ];
