@@ -3,6 +3,7 @@ undo while the lease lasts, the dashboard's numbers and the review queue."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,6 +73,31 @@ def test_undo_reverses_everything_the_answer_did(server):
     second = worker.submit(task["assignment_id"], "no", seconds=2.0)
     assert second["duplicate"] is False
     assert owner.status(project)["answers"] == 1
+
+
+def _labels(owner: Any, project: int) -> dict[int, dict[str, Any]]:
+    """The project's labels export, by item id."""
+    rows = [json.loads(line) for line in owner.export(project, "labels", "jsonl").decode().splitlines() if line]
+    return {row["item_id"]: row for row in rows}
+
+
+def test_an_aggregation_drops_the_label_of_an_item_whose_answers_were_undone(server):
+    """The label stayed in exports, the status and training after its only answer was undone,
+    through any number of aggregations, also once no answer at all was left."""
+    owner, project = _project(server, texts=3, max_overlap=1, aggregation_method="majority_vote")
+    leases = []
+    for name in ("undo-label-0", "undo-label-1"):
+        _, worker = server.user(name, "worker")
+        task = worker.next_task(project)
+        worker.submit(task["assignment_id"], "yes")
+        leases.append((worker, task))
+    owner.aggregate(project)
+    assert set(_labels(owner, project)) == {task["item_id"] for _, task in leases}
+    for undone, (worker, task) in enumerate(leases, start=1):
+        worker.undo(task["assignment_id"])
+        owner.aggregate(project)  # the second one runs on no answers at all
+        assert set(_labels(owner, project)) == {kept["item_id"] for _, kept in leases[undone:]}
+        assert owner.status(project)["labels"] == len(leases) - undone
 
 
 def test_undo_is_refused_once_the_lease_expired(server):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.config import configure_logging
@@ -65,6 +65,7 @@ def run_aggregation(
     run.answers = len(answers)
     session.flush()
     if answers.empty:
+        _drop_unanswered_labels(session, project.id)
         run.status, run.finished_at = "done", utcnow()
         return _summary(run)
     model = get_aggregator(project.aggregation_method)
@@ -77,6 +78,7 @@ def run_aggregation(
         return _summary(run)
     fitted = stop_rule.refit(session, project, answers, gold)  # items first, then workers: see its docstring
     _store_labels(session, project, model)
+    _drop_unanswered_labels(session, project.id)
     _store_reliability(session, project.id, model)
     project.label_prior, project.crowd_model = fitted["label_prior"], fitted["crowd_model"]
     if reset_counter:
@@ -169,6 +171,21 @@ def _in_label_order(probas: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     reading the label list) put 2 first."""
     listed = [label for label in labels if label in probas.columns]
     return probas[listed + [label for label in probas.columns if label not in listed]]
+
+
+def _drop_unanswered_labels(session: Session, project_id: int) -> None:
+    """Delete the aggregated labels of items that no longer have an answer (all were undone).
+
+    The upsert only writes the items that have answers, so a label built from an answer that was
+    undone since stayed in exports, the status and training for ever. A review decision is the
+    requester's, not the crowd's: it stays.
+    """
+    answered = select(Answer.id).where(Answer.item_id == ItemLabel.item_id).exists()
+    session.execute(
+        delete(ItemLabel)
+        .where(ItemLabel.project_id == project_id, ItemLabel.method != "review", ~answered)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _store_reliability(session: Session, project_id: int, model: BaseClassificationAggregator) -> None:
