@@ -263,3 +263,24 @@ def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(se
     _, stranger = server.user("other", "requester")
     with pytest.raises(NotFoundError):
         stranger._call("POST", f"/projects/{project}/review/{contested}", json={"label": "no"})
+
+
+def test_the_review_queue_finds_a_disputed_item_however_sure_the_aggregator_is(server):
+    """The queue read five candidates a place by confidence, then ranked them by doubt; the default
+    aggregator is sure (1.0) of a 2-1 item, so a disputed item past the first candidates by id
+    never reached the page."""
+    owner, project = _project(server, texts=8, min_overlap=3, max_overlap=3, confidence_target=1.0)
+    _, everywhere = server.user("rank-all", "worker")
+    _answer_all(everywhere, project)
+    disputed = set()
+    for index in range(2):
+        _, worker = server.user(f"rank{index}", "worker")
+        task = worker.next_task(project)
+        worker.submit(task["assignment_id"], "yes")  # against the first worker's "no"
+        disputed.add(task["item_id"])
+    owner.aggregate(project)
+    top = owner.review_queue(project, limit=1)
+    assert [entry["item_id"] for entry in top] == [min(disputed)] and top[0]["doubt"] > 0
+    whole = owner.review_queue(project, limit=200)
+    assert [entry["doubt"] for entry in whole] == sorted((entry["doubt"] for entry in whole), reverse=True)
+    assert {entry["item_id"] for entry in whole if entry["disagreement"] > 0} == disputed

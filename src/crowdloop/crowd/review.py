@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, Subquery, Text, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.projects import get_owned_project
@@ -20,25 +20,46 @@ from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import Answer, Item, ItemLabel, User, utcnow
 
-CANDIDATES_PER_SLOT = 5
-"""Items read (lowest confidence first) per place in the queue, then ranked by doubt."""
-
 
 def review_queue(session: Session, actor: User, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """Up to ``limit`` answered regular items, most doubtful first, each with all its answers."""
+    """Up to ``limit`` answered regular items, most doubtful first, each with all its answers.
+
+    The doubt is ranked in SQL over every answered item: picking candidates by confidence first
+    missed the disputed ones, since an aggregator can be sure of a 2-1 item (the default gives it
+    1.0), so a page of 20 showed items nobody disagreed on.
+    """
     get_owned_project(session, actor, project_id)
+    tally = _tally(project_id)
     confidence = func.coalesce(ItemLabel.confidence, Item.confidence)
-    candidates = session.execute(
-        select(Item.id, Item.external_id, Item.data, confidence, ItemLabel.label)
+    disagreement = 1.0 - cast(tally.c.top, Float) / cast(tally.c.total, Float)
+    unsure = 1.0 - func.coalesce(confidence, 0.0)
+    doubt = case((unsure > disagreement, unsure), else_=disagreement)  # GREATEST is not SQLite's
+    rows = session.execute(
+        select(Item.id, Item.external_id, Item.data, confidence, ItemLabel.label, disagreement, doubt)
+        .join(tally, tally.c.item_id == Item.id)
         .outerjoin(ItemLabel, ItemLabel.item_id == Item.id)
-        .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.answer_count > 0)
-        .order_by(confidence.asc(), Item.id)
-        .limit(max(limit, 1) * CANDIDATES_PER_SLOT)
+        .where(Item.project_id == project_id, Item.is_gold.is_(False))
+        .order_by(doubt.desc(), Item.id)
+        .limit(max(limit, 1))
     ).all()
-    answers = _answers_of(session, [row[0] for row in candidates])
-    queue = [_entry(row, answers[row[0]]) for row in candidates]
-    queue.sort(key=lambda entry: (-entry["doubt"], entry["item_id"]))
-    return queue[: max(limit, 1)]
+    answers = _answers_of(session, [row[0] for row in rows])
+    return [_entry(row, answers[row[0]]) for row in rows]
+
+
+def _tally(project_id: int) -> Subquery:
+    """Per answered item of the project: its answers (``total``) and those of its most common label
+    (``top``). Labels are compared as JSON text: PostgreSQL's ``json`` has no equality."""
+    votes = (
+        select(Answer.item_id, func.count().label("votes"))
+        .where(Answer.project_id == project_id)
+        .group_by(Answer.item_id, cast(Answer.label, Text))
+        .subquery()
+    )
+    return (
+        select(votes.c.item_id, func.max(votes.c.votes).label("top"), func.sum(votes.c.votes).label("total"))
+        .group_by(votes.c.item_id)
+        .subquery()
+    )
 
 
 def _answers_of(session: Session, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -60,10 +81,8 @@ def _answers_of(session: Session, item_ids: list[int]) -> dict[int, list[dict[st
 
 
 def _entry(row: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
-    item_id, external_id, data, confidence, label = row
+    item_id, external_id, data, confidence, label, disagreement, doubt = row
     counts = Counter(answer["label"] for answer in answers)
-    disagreement = 1 - max(counts.values()) / len(answers) if answers else 0.0
-    doubt = max(1 - (confidence if confidence is not None else 0.0), disagreement)
     return {
         "item_id": item_id,
         "external_id": external_id,
