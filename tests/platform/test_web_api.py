@@ -130,6 +130,33 @@ def test_undo_after_training_feedback_is_refused_and_gold_is_otherwise_reversed(
     assert (standing["answers"], standing["gold_answers"]) == (0, 0)
 
 
+def test_undo_after_a_review_decision_treats_the_answer_as_the_regular_answer_it_was(server):
+    """A decision makes the item gold after its answers: undo judged them by the item's gold today,
+    so it took a gold answer off the record of a worker who never gave one on it, and refused a
+    wrong one as "already corrected by training feedback" though no feedback was shown."""
+    owner, project = _project(server, texts=2, min_overlap=2, gold_share=0.3, rules={"training_feedback": True})
+    owner.import_items(project, [{"data": {"text": "control"}, "gold_label": "yes"}])
+    _, agreeing = server.user("review-undo-yes", "worker")
+    control = agreeing.next_task(project)  # a newcomer's first task is the (only) gold item
+    agreeing.submit(control["assignment_id"], "yes")
+    agreed = agreeing.next_task(project)
+    agreeing.submit(agreed["assignment_id"], "yes")
+    item = agreed["item_id"]
+    _, dissenting = server.user("review-undo-no", "worker")
+    while (task := dissenting.next_task(project))["item_id"] != item:
+        dissenting.submit(task["assignment_id"], "yes")  # the control among them, answered right
+    dissenting.submit(task["assignment_id"], "no")
+    answered = {"yes": (agreeing, agreed), "no": (dissenting, task)}
+    owner.decide(project, item, "yes")
+    for label, (worker, task) in answered.items():
+        before = worker.standing(project)
+        assert before["gold_answers"] == 1, label  # the control only
+        undone = _post(worker, f"/assignments/{task['assignment_id']}/undo")
+        assert undone.status_code == 200, (label, undone.text)
+        after = worker.standing(project)
+        assert (after["gold_answers"], after["gold_accuracy"]) == (1, 1.0), label
+
+
 def test_the_dashboard_adds_up(server):
     owner, project = _project(server, texts=4, min_overlap=2, max_overlap=2, confidence_target=0.99)
     workers = [server.user(f"dash{i}", "worker") for i in range(3)]

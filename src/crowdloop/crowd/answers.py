@@ -27,11 +27,13 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
         raise NotFoundError(f"no assignment {assignment_id}.")
     if lease.status == "submitted":
         existing = session.execute(
-            select(Answer.id, Answer.reward_micros, Answer.label).where(Answer.assignment_id == assignment_id)
+            select(Answer.id, Answer.reward_micros, Answer.label, Answer.gold).where(
+                Answer.assignment_id == assignment_id
+            )
         ).first()
         if existing is not None:
             # the first response may have been lost: repeat its training feedback too
-            wrong_gold = lease.is_gold and existing.label != lease.gold_label
+            wrong_gold = existing.gold and existing.label != lease.gold_label
             return SubmitOut(
                 answer_id=existing.id,
                 reward=from_micros(existing.reward_micros) or 0.0,
@@ -87,7 +89,7 @@ _LOCKED_LEASE = (
 )
 _INSERT_ANSWER = insert(Answer).values(
     {name: param(name) for name in ("assignment_id", "project_id", "item_id", "worker_id", "label", "seconds",
-                                        "reward_micros", "flagged")}
+                                        "reward_micros", "flagged", "gold")}
 ).returning(Answer.id)  # fmt: skip
 _SUBMITTED = update(Assignment).where(Assignment.id == param("assignment_id")).values(status="submitted")
 
@@ -101,7 +103,7 @@ def _record(session: Session, lease: Row[Any], answer: SubmitIn) -> SubmitOut:
     answer_id = run(session, _INSERT_ANSWER, {
         "assignment_id": lease.id, "project_id": lease.project_id, "item_id": lease.item_id,
         "worker_id": lease.worker_id, "label": answer.label, "seconds": answer.seconds,
-        "reward_micros": lease.price_micros, "flagged": flagged,
+        "reward_micros": lease.price_micros, "flagged": flagged, "gold": lease.is_gold,
     }).scalar_one()  # fmt: skip
     run(session, _SUBMITTED, {"assignment_id": lease.id})
     correct = lease.is_gold and answer.label == lease.gold_label

@@ -50,7 +50,9 @@ def undo_answer(session: Session, worker: User, assignment_id: int) -> TaskOut:
 def _check_undoable(project: Project, item: Item, answer: Answer) -> None:
     if project.status == "finished":
         raise ConflictError("the project is finished: its answers are final.")
-    feedback_given = item.is_gold and answer.label != item.gold_label and project.rules.get("training_feedback", True)
+    # the answer's own gold flag, not the item's today: a review decision or a gold file makes an
+    # item gold after regular answers on it, which neither counted as gold nor got feedback
+    feedback_given = answer.gold and answer.label != item.gold_label and project.rules.get("training_feedback", True)
     if feedback_given:
         raise ConflictError("this answer was already corrected by training feedback; it cannot be undone.")
 
@@ -83,7 +85,7 @@ def _reverse_standing(standing: ProjectWorker, item: Item, answer: Answer) -> No
     standing.earned_micros -= answer.reward_micros
     if answer.flagged:
         standing.fast_answers = max(standing.fast_answers - 1, 0)
-    if item.is_gold and standing.gold_answers > 0:
+    if answer.gold and standing.gold_answers > 0:
         standing.gold_answers -= 1
         standing.gold_correct = max(standing.gold_correct - int(answer.label == item.gold_label), 0)
 

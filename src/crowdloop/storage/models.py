@@ -193,6 +193,9 @@ class Answer(Base):
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
     reward_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     flagged: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Whether the item was gold when the answer was given, so it counted in the worker's gold
+    # record: a review decision or a gold file makes an item gold after some answers on it.
+    gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
