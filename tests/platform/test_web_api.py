@@ -311,3 +311,27 @@ def test_the_review_queue_finds_a_disputed_item_however_sure_the_aggregator_is(s
     whole = owner.review_queue(project, limit=200)
     assert [entry["doubt"] for entry in whole] == sorted((entry["doubt"] for entry in whole), reverse=True)
     assert {entry["item_id"] for entry in whole if entry["disagreement"] > 0} == disputed
+
+
+def test_a_decision_is_announced_and_on_the_last_open_item_finishes_the_project(server):
+    """A decision sent no ``item.labeled``, so a consumer syncing labels from the webhook never
+    learnt it; deciding the last open item left the project active with nothing to hand out."""
+    owner, project = _project(server, texts=2, min_overlap=2, max_overlap=2, confidence_target=0.99)
+    owner.add_webhook(project, "http://127.0.0.1:9/review-hook", ["item.labeled", "project.finished"])
+    _, everywhere = server.user("finish-all", "worker")
+    _answer_all(everywhere, project)
+    _, other = server.user("finish-one", "worker")
+    task = other.next_task(project)
+    other.submit(task["assignment_id"], "yes")  # against "no": that item has its two answers
+    other.skip(other.next_task(project)["assignment_id"])
+    (open_item,) = [item["id"] for item in owner.items(project) if not item["done"]]
+    assert _events(owner, project) == ["item.labeled"]  # the item the crowd settled
+    owner.decide(project, open_item, "yes")
+    owner.decide(project, open_item, "yes")  # a retry announces nothing twice
+    assert owner.project(project)["status"] == "finished"
+    assert _events(owner, project) == ["item.labeled", "item.labeled", "project.finished"]
+
+
+def _events(owner: Any, project: int) -> list[str]:
+    """The events of the project's webhook deliveries, oldest first."""
+    return [delivery["event"] for delivery in sorted(owner.deliveries(project), key=lambda d: d["id"])]

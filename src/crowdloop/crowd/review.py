@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Float, Subquery, Text, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from crowdloop.crowd import stop_rule, webhooks
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.storage.db import dialect_insert
@@ -99,18 +100,38 @@ def _entry(row: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
 def decide(
     session: Session, actor: User, project_id: int, item_id: int, label: str, explanation: str | None = None
 ) -> dict[str, Any]:
-    """The requester's label for an item: it becomes the item's gold label and final label."""
+    """The requester's label for an item: it becomes the item's gold label and final label.
+
+    It is announced as the crowd's labels are (``item.labeled``), and a decision on the last open
+    item finishes the project (``project.finished``): it used to stay active with nothing to hand
+    out. A repeated decision (a retry) changes and announces nothing.
+    """
     project = get_owned_project(session, actor, project_id)
     item = session.get(Item, item_id, with_for_update={"key_share": True})
     if item is None or item.project_id != project.id:
         raise NotFoundError(f"no item {item_id} in project {project_id}.")
     if label not in project.labels:
         raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
-    item.is_gold, item.gold_label, item.done = True, label, False  # a control item from now on
     item.gold_explanation = explanation or item.gold_explanation
-    values = {"item_id": item.id, "project_id": project.id, "label": label, "confidence": 1.0, "method": "review",
+    if not _decided(session, item.id, label):
+        item.is_gold, item.gold_label, item.done = True, label, False  # a control item from now on
+        _store_decision(session, project.id, item.id, label)
+        payload = {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": 1.0}
+        webhooks.enqueue(session, project.id, "item.labeled", payload)
+        if project.status == "active":  # after the item, as a submit locks them
+            stop_rule.finish_if_complete(session, project.id)
+    return {"item_id": item.id, "label": label, "gold": True, "method": "review"}
+
+
+def _decided(session: Session, item_id: int, label: str) -> bool:
+    """Whether the item's final label is already this review decision."""
+    stored = session.get(ItemLabel, item_id)
+    return stored is not None and stored.method == "review" and stored.label == label
+
+
+def _store_decision(session: Session, project_id: int, item_id: int, label: str) -> None:
+    values = {"item_id": item_id, "project_id": project_id, "label": label, "confidence": 1.0, "method": "review",
               "aggregated_at": utcnow()}  # fmt: skip
     statement = dialect_insert(session, ItemLabel).values(values)
     changed = {name: statement.excluded[name] for name in ("label", "confidence", "method", "aggregated_at")}
     session.execute(statement.on_conflict_do_update(index_elements=["item_id"], set_=changed))
-    return {"item_id": item.id, "label": label, "gold": True, "method": "review"}
