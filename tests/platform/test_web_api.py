@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crowdloop.errors import NotFoundError, PermissionDeniedError, UnknownLabelError
+from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
 
 
 def _post(client: Any, path: str, **kwargs: Any) -> httpx.Response:
@@ -335,3 +335,17 @@ def test_a_decision_is_announced_and_on_the_last_open_item_finishes_the_project(
 def _events(owner: Any, project: int) -> list[str]:
     """The events of the project's webhook deliveries, oldest first."""
     return [delivery["event"] for delivery in sorted(owner.deliveries(project), key=lambda d: d["id"])]
+
+
+def test_a_decision_against_a_gold_label_is_refused(server):
+    """A decision silently rewrote an imported gold label, by which workers' gold answers had been
+    judged (their accuracy was not recomputed), while an import of the same contradiction was refused."""
+    owner, project = _project(server, texts=1, gold_share=0.5)
+    owner.import_items(project, [{"data": {"text": "control"}, "gold_label": "yes"}])
+    _, worker = server.user("gold-judged", "worker")
+    task = worker.next_task(project)  # the gold item, first
+    worker.submit(task["assignment_id"], "yes")
+    with pytest.raises(ConflictError, match="item .* is gold already, with label 'yes', not 'no'"):
+        owner.decide(project, task["item_id"], "no")
+    assert next(item for item in owner.items(project) if item["id"] == task["item_id"])["gold_label"] == "yes"
+    assert owner.decide(project, task["item_id"], "yes")["label"] == "yes"  # agreeing with it is fine

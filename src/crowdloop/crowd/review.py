@@ -4,7 +4,8 @@ An item's doubt is the larger of ``1 - confidence`` (the aggregated label's conf
 the running posterior) and its disagreement (the share of answers that differ from the most
 common label). A decision makes the item gold with the decided label (so it checks the
 workers who get it from now on, and truth inference is anchored to it) and makes it the
-item's final label (method ``review``, confidence 1).
+item's final label (method ``review``, confidence 1). An item that is gold already keeps its
+gold label: a decision against it is refused, as an import against it is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.crowd import stop_rule, webhooks
 from crowdloop.crowd.projects import get_owned_project
-from crowdloop.errors import NotFoundError, UnknownLabelError
+from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
 from crowdloop.storage.db import dialect_insert
 from crowdloop.storage.models import Answer, Item, ItemLabel, User, utcnow
 
@@ -112,6 +113,7 @@ def decide(
         raise NotFoundError(f"no item {item_id} in project {project_id}.")
     if label not in project.labels:
         raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    _check_gold_kept(item, label)
     item.gold_explanation = explanation or item.gold_explanation
     if not _decided(session, item.id, label):
         item.is_gold, item.gold_label, item.done = True, label, False  # a control item from now on
@@ -121,6 +123,17 @@ def decide(
         if project.status == "active":  # after the item, as a submit locks them
             stop_rule.finish_if_complete(session, project.id)
     return {"item_id": item.id, "label": label, "gold": True, "method": "review"}
+
+
+def _check_gold_kept(item: Item, label: str) -> None:
+    """A gold label, imported or decided, stays: workers' gold answers on the item were judged by it
+    (their gold accuracy, the bans it led to, the feedback they were shown), so rewriting it made
+    their records wrong. An import that contradicts a gold label is refused the same way."""
+    if item.is_gold and item.gold_label != label:
+        raise ConflictError(
+            f"item {item.id} is gold already, with label {item.gold_label!r}, not {label!r}: "
+            "workers' gold answers were judged by it."
+        )
 
 
 def _decided(session: Session, item_id: int, label: str) -> bool:
