@@ -349,3 +349,22 @@ def test_a_decision_against_a_gold_label_is_refused(server):
         owner.decide(project, task["item_id"], "no")
     assert next(item for item in owner.items(project) if item["id"] == task["item_id"])["gold_label"] == "yes"
     assert owner.decide(project, task["item_id"], "yes")["label"] == "yes"  # agreeing with it is fine
+
+
+def test_progress_counts_the_items_decided_in_review(server):
+    """A decision makes its item gold and not done, so deciding items took them out of "items_done"
+    and progress went backwards on the dashboard."""
+    owner, project = _project(server, texts=3, min_overlap=2, max_overlap=2, aggregation_method="majority_vote")
+    owner.import_items(project, [{"data": {"text": "control"}, "gold_label": "yes"}])
+    for label in ("no", "yes"):
+        _, worker = server.user(f"progress-{label}", "worker")
+        while (task := worker.next_task(project)) is not None:
+            worker.submit(task["assignment_id"], label)
+    owner.aggregate(project)
+    keys = ("items", "gold_items", "items_done", "items_reviewed")
+    assert {key: owner.status(project)[key] for key in keys} == dict(zip(keys, (4, 1, 3, 0), strict=True))
+    for entry in owner.review_queue(project):
+        owner.decide(project, entry["item_id"], "yes")
+    after = dict(zip(keys, (4, 1, 3, 3), strict=True))
+    assert {key: owner.status(project)[key] for key in keys} == after
+    assert {key: owner.dashboard(project)[key] for key in keys} == after

@@ -197,14 +197,24 @@ def project_out(project: Project, *, full: bool) -> ProjectOut:
 
 
 def project_status(session: Session, actor: User, project_id: int) -> dict[str, Any]:
-    """Progress, money and label counts of one project."""
+    """Progress, money and label counts of one project.
+
+    An item the requester decided in review is done work, not a control item, though the decision
+    made it gold: counted in ``items_done`` and ``items_reviewed``, not in ``gold_items``, so
+    progress (``items_done`` of ``items - gold_items``) never goes back when items are decided.
+    """
     project = get_owned_project(session, actor, project_id)
+    reviewed = ItemLabel.method == "review"
     items = session.execute(
         select(
             func.count(),
-            func.count().filter(Item.done),
+            func.count().filter(or_(Item.done, reviewed)),
             func.count().filter(Item.is_gold),
-        ).where(Item.project_id == project_id)
+            func.count().filter(reviewed),
+        )
+        .select_from(Item)
+        .outerjoin(ItemLabel, ItemLabel.item_id == Item.id)
+        .where(Item.project_id == project_id)
     ).one()
     answers = session.scalar(select(func.count()).where(Answer.project_id == project_id)) or 0
     labels = session.scalar(select(func.count()).where(ItemLabel.project_id == project_id)) or 0
@@ -213,8 +223,9 @@ def project_status(session: Session, actor: User, project_id: int) -> dict[str, 
         "project_id": project.id,
         "status": project.status,
         "items": items[0],
-        "gold_items": items[2],
+        "gold_items": items[2] - items[3],
         "items_done": items[1],
+        "items_reviewed": items[3],
         "answers": answers,
         "labels": labels,
         "spent": spent,
