@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
@@ -24,6 +25,9 @@ from crowdloop.errors import CrowdloopError
 RETRIES = 3
 """Times a call is repeated when the database was busy (503: nothing was saved) or, for a call
 that is safe to repeat, when the connection dropped before an answer came back."""
+
+ITEMS_PAGE = 1000
+"""The most items the API lists in one page."""
 
 _SAFE_METHODS = frozenset({"GET", "PATCH"})
 """Methods every route answers the same way twice (a PATCH sets values, it does not add to them)."""
@@ -131,8 +135,18 @@ class Client:
             return dict(self._call("POST", f"/projects/{project_id}/items/upload", files=files))
 
     def items(self, project_id: int, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """One page of the project's items in id order; ``limit`` at most :data:`ITEMS_PAGE` (a larger one
+        is refused). :meth:`iter_items` reads them all."""
         params = {"offset": offset, "limit": limit}
         return list(self._call("GET", f"/projects/{project_id}/items", params=params))
+
+    def iter_items(self, project_id: int, page_size: int = ITEMS_PAGE) -> Iterator[dict[str, Any]]:
+        """Every item of the project in id order, a page at a time; each page starts after the items
+        received so far, so a page shorter than asked for never makes it skip any."""
+        offset = 0
+        while page := self.items(project_id, offset=offset, limit=page_size):
+            yield from page
+            offset += len(page)
 
     # the worker's loop
     def next_task(self, project_id: int) -> dict[str, Any] | None:

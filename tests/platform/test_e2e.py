@@ -351,9 +351,22 @@ def test_item_pages_refuse_negative_offsets_and_limits(server):
     _, requester = server.user("req", "requester")
     project = _project(requester)
     headers = {"Authorization": f"Bearer {requester._http.headers['Authorization'].split()[-1]}"}
-    for query in ("offset=-1", "limit=-5", "limit=0"):
+    for query in ("offset=-1", "limit=-5", "limit=0", "limit=1001"):
         answer = httpx.get(f"{server.url}/api/v1/projects/{project['id']}/items?{query}", headers=headers)
         assert answer.status_code == 422, (query, answer.text)
+
+
+def test_a_page_over_the_limit_is_refused_and_the_sdk_reads_every_item(server):
+    """A limit over 1000 was cut to 1000 without a word, so paging with offset += limit skipped items."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    requester.import_items(project["id"], [{"data": {"text": f"item {i}"}} for i in range(1005)])
+    with pytest.raises(InvalidInputError, match="limit"):
+        requester.items(project["id"], limit=2000)
+    assert len(requester.items(project["id"], limit=1000)) == 1000
+    ids = [item["id"] for item in requester.iter_items(project["id"])]
+    assert len(ids) == 1005 and ids == sorted(set(ids))
+    assert [item["id"] for item in requester.iter_items(project["id"], page_size=400)] == ids
 
 
 def test_rows_the_database_cannot_store_are_rejected_one_by_one(server, tmp_path):

@@ -25,7 +25,6 @@ from crowdloop.client import Client
 from crowdloop.crowd.dedup import content_hash
 from crowdloop.errors import ConflictError, PermissionDeniedError
 
-PAGE = 1000
 REFRESH_EVERY = 100
 Progress = Callable[[int], None]
 
@@ -79,12 +78,9 @@ class ReplayDriver:
 
     def refresh(self) -> None:
         """Read every item's state from the API into the mirror."""
-        offset = 0
-        while page := self.requester.items(self.project_id, offset=offset, limit=PAGE):
-            for row in page:
-                if not row["is_gold"]:
-                    self.items[int(row["id"])] = self._item(row)
-            offset += len(page)
+        for row in self.requester.iter_items(self.project_id):
+            if not row["is_gold"]:
+                self.items[int(row["id"])] = self._item(row)
 
     def _item(self, row: dict[str, Any]) -> _Item:
         task = self.by_content.get(content_hash(row["data"]))

@@ -46,7 +46,14 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
 
 @router.get("/projects/{project_id}/items")
 def list_items(
-    project_id: int, api: ApiDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1)
+    project_id: int,
+    api: ApiDep,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000, description="items a page, at most 1000"),
 ) -> list[dict[str, Any]]:
-    """A page of the project's items, in id order (at most 1000 a page)."""
-    return api.run(lambda session, user: items.list_items(session, user, project_id, offset, min(limit, 1000)))
+    """A page of the project's items, in id order.
+
+    A larger limit is refused (422), not cut to 1000: a client paging with ``offset += limit``
+    skipped the items between.
+    """
+    return api.run(lambda session, user: items.list_items(session, user, project_id, offset, limit))
