@@ -61,3 +61,13 @@ def test_replay_gives_the_recorded_answer_and_nothing_else():
     assert list(crowd.arrival_weights()) == [2.0, 2.0]
     with pytest.raises(ConflictError, match="never answered"):
         crowd.answer("a", 3)
+
+
+def test_replay_of_answers_concatenated_from_two_files_keeps_each_answers_seconds():
+    """pd.concat repeats index labels: each answer picked the seconds of every row with its label,
+    and the replay failed with an obscure zip() error."""
+    first = pd.DataFrame({"task": [1, 2], "worker": ["x", "x"], "label": ["a", "b"], "seconds": [3.0, 4.0]})
+    second = pd.DataFrame({"task": [1, 2], "worker": ["y", "y"], "label": ["a", "a"], "seconds": [5.0, 6.0]})
+    crowd = ReplayedCrowd(pd.concat([first, second]))
+    assert [crowd.answer(worker, 2).seconds for worker in ("x", "y")] == [4.0, 6.0]
+    assert crowd.answer("y", 1).label == "a"

@@ -75,8 +75,11 @@ class ReplayedCrowd(Crowd):
     """
 
     def __init__(self, answers: pd.DataFrame) -> None:
-        frame = check_answers(answers).drop_duplicates(["task", "worker"], keep="last")
-        seconds = answers.loc[frame.index, "seconds"] if "seconds" in answers.columns else None
+        # answers concatenated from several files repeat index labels, which picked several seconds
+        # per answer below; row numbers are unique (and name the row in an error about it)
+        rows = answers.reset_index(drop=True) if isinstance(answers, pd.DataFrame) else answers
+        frame = check_answers(rows).drop_duplicates(["task", "worker"], keep="last")
+        seconds = rows.loc[frame.index, "seconds"] if "seconds" in rows.columns else None
         self._labels = _sorted(frame["label"].unique().tolist())
         self._tasks = frame["task"].unique().tolist()
         self._by_worker: dict[Hashable, dict[Hashable, CrowdAnswer]] = {}
