@@ -67,7 +67,7 @@ class Client:
                 if attempt < RETRIES and (sent_nothing or repeatable or method in _SAFE_METHODS):
                     time.sleep(0.05 * 2**attempt)
                     continue
-                raise CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}") from None
+                raise self._no_answer(error) from None
             if response.status_code != 503 or attempt == RETRIES:
                 break
             time.sleep(0.05 * 2**attempt)  # busy database: nothing was saved, the call is safe to repeat
@@ -75,6 +75,19 @@ class Client:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    def _no_answer(self, error: httpx.TransportError) -> CrowdloopError:
+        """The error for a call that got no answer. A timeout means the request reached the server,
+        which may well have done it (a long aggregation): "cannot reach" made callers repeat it."""
+        if isinstance(error, httpx.ReadTimeout | httpx.WriteTimeout):
+            timeout = self._http.timeout
+            seconds = timeout.read if isinstance(error, httpx.ReadTimeout) else timeout.write
+            within = f" within {seconds:g} s" if seconds is not None else ""
+            return CrowdloopError(
+                f"the server at {self._http.base_url} did not answer{within}; the request may have been"
+                " done, so check before repeating it (or give the client a longer timeout)."
+            )
+        return CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}")
 
     # system and users
     def health(self) -> dict[str, Any]:

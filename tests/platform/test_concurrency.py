@@ -89,6 +89,11 @@ class Recorder(httpx.BaseTransport):
         self._inner.close()
 
 
+def _no_answer(error: CrowdloopError) -> bool:
+    """Whether the SDK raised for a request that got no answer: unreachable, or not in time."""
+    return "cannot reach" in str(error) or "did not answer" in str(error)
+
+
 @dataclass
 class Submit:
     worker_id: int
@@ -122,7 +127,7 @@ class Crowd:
             body = client.submit(assignment_id, label, seconds=1.0)
         except CrowdloopError as error:
             # the SDK raises the bare CrowdloopError for a request that got no answer at all
-            status = NO_ANSWER if type(error) is CrowdloopError and "cannot reach" in str(error) else error.status_code
+            status = NO_ANSWER if type(error) is CrowdloopError and _no_answer(error) else error.status_code
             self.log.submits.append(Submit(worker_id, assignment_id, status))
             self.log.errors.append(f"answer {assignment_id} by {worker_id}: {type(error).__name__}: {error}")
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -27,12 +28,19 @@ class AnswerLosingRelay:
         self.answers_lost = 0
         self._lose = threading.Event()
         self._keep = 0  # bytes of the lost answer that still get through (0: none)
+        self._hold = threading.Event()
+        self._hold_seconds = 0.0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def lose_next_answer(self, keep: int = 0) -> None:
         """Drop the next answer, after its first ``keep`` bytes (headers and part of a body)."""
         self._keep = keep
         self._lose.set()
+
+    def hold_next_answer(self, seconds: float) -> None:
+        """Delay the next answer by ``seconds``, as a server still at work (or a slow network) does."""
+        self._hold_seconds = seconds
+        self._hold.set()
 
     def close(self) -> None:
         self.listener.close()
@@ -50,6 +58,9 @@ class AnswerLosingRelay:
     def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         with suppress(OSError):  # the other direction closed the connection
             while chunk := source.recv(65536):
+                if answers and self._hold.is_set():
+                    self._hold.clear()
+                    time.sleep(self._hold_seconds)
                 if answers and self._lose.is_set():
                     self._lose.clear()
                     self.answers_lost += 1
@@ -63,10 +74,10 @@ class AnswerLosingRelay:
 
 
 @contextmanager
-def relayed(server, token: str) -> Iterator[tuple[Client, AnswerLosingRelay]]:
+def relayed(server, token: str, timeout: float = 30.0) -> Iterator[tuple[Client, AnswerLosingRelay]]:
     host, port = server.url.removeprefix("http://").split(":")
     relay = AnswerLosingRelay((host, int(port)))
-    client = Client(relay.url, token)
+    client = Client(relay.url, token, timeout=timeout)
     try:
         yield client, relay
     finally:
@@ -121,6 +132,16 @@ def test_a_lost_answer_to_a_create_is_an_error_and_not_done_twice(server):
         assert relay.answers_lost == 1
         relay.lose_next_answer()
         assert [p["name"] for p in client.projects()] == ["once"]  # a GET is repeated; one project
+
+
+def test_a_timeout_says_the_server_did_not_answer_in_time_and_may_have_done_the_request(server):
+    """A timeout said "cannot reach the server" though the request had reached it and been done."""
+    created, _ = server.user("req", "requester")
+    with relayed(server, str(created["token"]), timeout=1.0) as (client, relay):
+        relay.hold_next_answer(3.0)
+        with pytest.raises(CrowdloopError, match=r"did not answer within 1 s; the request may have been done"):
+            client.create_project(name="slow", labels=["a", "b"])
+        assert [p["name"] for p in client.projects()] == ["slow"]
 
 
 def test_an_export_cut_off_leaves_no_file_that_looks_whole(server, project, tmp_path):
