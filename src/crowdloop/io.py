@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError
+from crowdloop.errors import DataFileError, InvalidInputError, MissingColumnsError, MissingValuesError
 from crowdloop.numbers import is_plain_number
 
 
@@ -134,4 +134,17 @@ def read_gold(path: Path | str) -> pd.Series:
     if len(repeated):
         shown = ", ".join(map(str, repeated[:5]))
         raise InvalidInputError(f"{path}: {len(repeated)} task(s) have more than one gold label ({shown}); one each.")
+    _check_labelled(frame, path)
     return frame.set_index("task")["label"]
+
+
+def _check_labelled(frame: pd.DataFrame, path: Path | str) -> None:
+    """Every gold row has a label. A blank one was read as NaN, which also turned the others into
+    floats, and the error blamed labels "1.0", "2.0" and "nan" missing from the answers."""
+    blank = frame["label"].isna() | (frame["label"].astype(str).str.strip() == "")
+    if blank.any():
+        shown = ", ".join(map(str, frame.loc[blank, "task"].head(5)))
+        count = int(blank.sum())
+        raise MissingValuesError(
+            f"{path}: {count} gold row(s) have no label (task(s) {shown}); give each a label or leave it out."
+        )

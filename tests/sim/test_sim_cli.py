@@ -55,7 +55,9 @@ def test_simulate_says_what_is_wrong_with_the_inputs_before_running(tmp_path):
         "no common task": (frame.assign(task="elsewhere-" + frame["task"]), "no gold task is among the answers'"),
         "a label nobody answered": (frame.assign(label="banana"), "gold label(s) ['banana'] are not among"),
         "header only": (frame.head(0), "no gold task is among the answers'"),
-    }
+        "a blank label": (frame.assign(label=frame["label"].mask(frame.index == 1)),
+                          f"1 gold row(s) have no label (task(s) {frame['task'][1]})"),
+    }  # fmt: skip
     for name, (table, message) in cases.items():
         table.to_csv(tmp_path / "bad.csv", index=False)
         done = _simulate("--answers", answers, "--gold", str(tmp_path / "bad.csv"), "--json")
