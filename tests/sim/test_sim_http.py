@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -61,12 +62,11 @@ def test_a_visit_buys_one_answer_however_many_items_the_worker_never_saw(sqlite_
     session = _open(sqlite_server.url, sqlite_server.admin_token, crowd, FixedOverlap(2), None, 0.0)
     try:
         narrow = crowd.workers.index("narrow")
-        by_name = {str(task): task for task in crowd.tasks}
-        assert _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", by_name)
+        assert _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", crowd.tasks)
         exported = session.requester.export(session.project_id, "answers", "jsonl").decode().splitlines()
         assert [json.loads(line)["external_id"] for line in exported] == ["t0"]
         assert session.workers[narrow].standing(session.project_id)["answers"] == 1
-        assert not _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", by_name)  # nothing left
+        assert not _one_visit(session.workers[narrow], session.project_id, crowd, "narrow", crowd.tasks)  # none left
     finally:
         session.close()
 
@@ -81,3 +81,17 @@ def test_a_qualification_test_over_http_gives_each_worker_gold_first(sqlite_serv
     for _, answers in result.answers.groupby("worker", sort=False):
         assert answers["task"].head(2).isin(control.index).all()  # the test came first
     assert result.summary(truth)["items"] == 24
+
+
+def test_tasks_whose_names_the_server_normalises_come_back_as_themselves(sqlite_server):
+    """The server stores item text normalised (NFC, single spaces): the driver looked the returned
+    name up and failed with a KeyError, and two names that normalise alike were merged into one item."""
+    names = ["q  1", "q 1", unicodedata.normalize("NFD", "café"), "plain"]
+    recording = pd.DataFrame({"task": [name for name in names for _ in range(2)], "worker": ["a", "b"] * 4,
+                              "label": ["x", "y", "x", "x", "y", "y", "x", "y"]})  # fmt: skip
+    result = run_over_http(sqlite_server.url, sqlite_server.admin_token, ReplayedCrowd(recording), FixedOverlap(2))
+    joined = result.answers.merge(recording, on=["task", "worker"], how="left", suffixes=("", "_recorded"))
+    assert len(result.answers) == 8 and (joined["label"] == joined["label_recorded"]).all()
+    assert sorted(result.labels.index) == sorted(names)
+    items = sqlite_server.admin.items(result.extra["server_project"])
+    assert sorted(item["external_id"] for item in items) == sorted(names)  # the names as they were

@@ -15,6 +15,7 @@ import io
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def _open(url: str, admin_token: str, crowd: Crowd, policy: Policy, gold: pd.Ser
     spec = policy.project_spec() | {"gold_share": round(min(len(control) / max(len(crowd.tasks), 1), 0.5), 3)}
     labels = [str(label) for label in crowd.labels]
     project = requester.create_project(name=f"simulation {policy.name} {tag}", labels=labels, price=price, **spec)
-    rows = [_item_row(task, gold if task in control else None) for task in crowd.tasks]
+    rows = [_item_row(position, task, gold if task in control else None) for position, task in enumerate(crowd.tasks)]
     for start in range(0, len(rows), IMPORT_CHUNK):
         requester.import_items(project["id"], rows[start : start + IMPORT_CHUNK])
     requester.start(project["id"])
@@ -88,8 +89,11 @@ def _open(url: str, admin_token: str, crowd: Crowd, policy: Policy, gold: pd.Ser
     return _Session(requester, int(project["id"]), workers, ids)
 
 
-def _item_row(task: Hashable, gold: pd.Series | None) -> dict[str, object]:
-    row: dict[str, object] = {"data": {"task": str(task)}, "external_id": str(task)}
+def _item_row(position: int, task: Hashable, gold: pd.Series | None) -> dict[str, object]:
+    """The item of the crowd's ``position``-th task. The server normalises text (NFC, whitespace), so
+    the task's name comes back changed, and two names that normalise alike would be merged as one
+    item: the item carries the task's position, which is how the driver finds its task again."""
+    row: dict[str, object] = {"data": {"task": str(task), "position": position}, "external_id": str(task)}
     if gold is not None:
         row["gold_label"] = str(gold.get(task))
     return row
@@ -107,7 +111,7 @@ def _work(
     rng = np.random.default_rng(random_state + 1)
     weights = crowd.arrival_weights().astype(float)
     active = weights > 0
-    by_name = {str(task): task for task in crowd.tasks}
+    tasks = crowd.tasks  # a copy per call: read once
     limit = budget if budget is not None else int(sum(len(crowd.tasks_of(w) or crowd.tasks) for w in crowd.workers))
     submitted = since_wake = 0
     while submitted < limit:
@@ -118,7 +122,7 @@ def _work(
             active, since_wake = weights > 0, 0
             continue
         index = int(rng.choice(np.flatnonzero(active), p=weights[active] / weights[active].sum()))
-        if not _one_visit(session.workers[index], session.project_id, crowd, crowd.workers[index], by_name):
+        if not _one_visit(session.workers[index], session.project_id, crowd, crowd.workers[index], tasks):
             active[index] = False
             continue
         submitted += 1
@@ -128,7 +132,7 @@ def _work(
     return submitted
 
 
-def _one_visit(client: Client, project_id: int, crowd: Crowd, worker: Hashable, by_name: dict[str, Hashable]) -> bool:
+def _one_visit(client: Client, project_id: int, crowd: Crowd, worker: Hashable, tasks: list[Hashable]) -> bool:
     """One visit of a worker: True if they answered an item, False if the platform has nothing more for them.
 
     An item the worker never saw in the recording is skipped (the platform won't offer it again)
@@ -144,7 +148,7 @@ def _one_visit(client: Client, project_id: int, crowd: Crowd, worker: Hashable, 
             return False
         if task is None:
             return False
-        name = by_name[str(task["data"]["task"])]
+        name = _task_of(tasks, task["data"])
         if can is None or name in can:
             break
         client.skip(task["assignment_id"])
@@ -158,17 +162,18 @@ def _collect(
 ) -> SimulationResult:
     requester, project_id = session.requester, session.project_id
     requester.aggregate(project_id)
-    by_name = {str(task): task for task in crowd.tasks}
+    listed = crowd.tasks
+    by_item = {int(item["id"]): _task_of(listed, item["data"]) for item in requester.iter_items(project_id)}
     by_label = {str(label): label for label in crowd.labels}
     raw = _read_jsonl(requester.export(project_id, "answers", "jsonl"))
     answers = pd.DataFrame({
-        "task": [by_name[str(e)] for e in raw.get("external_id", [])],
+        "task": [by_item[int(i)] for i in raw.get("item_id", [])],
         "worker": [session.user_ids.get(int(w)) for w in raw.get("worker_id", [])],
         "label": [by_label[str(v)] for v in raw.get("label", [])],
         "seconds": raw.get("seconds", pd.Series(dtype=float)).to_list() if len(raw) else [],
     })  # fmt: skip
     labels = _read_jsonl(requester.export(project_id, "labels", "jsonl"))
-    index = pd.Index([by_name[str(e)] for e in labels.get("external_id", [])], name="task")
+    index = pd.Index([by_item[int(i)] for i in labels.get("item_id", [])], name="task")
     values = pd.Series([by_label[str(v)] for v in labels.get("label", [])], index=index, name="label", dtype=object)
     confidence = pd.Series(labels.get("confidence", pd.Series(dtype=float)).to_numpy(), index=index)
     control = gold.index.intersection(pd.Index(crowd.tasks)) if gold is not None else pd.Index([])
@@ -176,6 +181,11 @@ def _collect(
     spent = float(requester.status(project_id).get("spent") or 0.0)
     extra = {"server_project": project_id, "server_answers": int(submitted), "spent": spent}
     return SimulationResult(policy.name, answers, values, confidence, tasks, control, extra)
+
+
+def _task_of(tasks: list[Hashable], data: dict[str, Any]) -> Hashable:
+    """The crowd's task an item stands for, by the position it carries (:func:`_item_row`)."""
+    return tasks[int(data["position"])]
 
 
 def _read_jsonl(data: bytes) -> pd.DataFrame:
