@@ -149,7 +149,7 @@ def _store_labels(session: Session, project: Project, model: BaseClassificationA
     confidence = probas.to_numpy().max(axis=1)
     labels = probas.idxmax(axis=1)  # a tie goes to the label listed first
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"item_id": int(item), "project_id": project.id, "label": label, "confidence": float(conf),
          "method": project.aggregation_method, "aggregated_at": now}
         for item, label, conf in zip(labels.index, labels.to_numpy(), confidence, strict=True)
