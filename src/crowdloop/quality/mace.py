@@ -92,9 +92,9 @@ class MACE(BaseClassificationAggregator):
         starts = [self._random_start(data, rng) for _ in range(self.n_restarts)]
         runs = [self._run(data, gold, start, self.restart_iter, 0.0, None) for start in starts]
         best = max(runs, key=lambda run: run[2])
-        params, posteriors, _, _ = self._run(data, gold, best[0], self.n_iter, self.tol, progress)
+        params, posteriors, _, done = self._run(data, gold, best[0], self.n_iter, self.tol, progress)
         know, spam, strategy, _ = params
-        self.n_iter_ = self.restart_iter + best[3]
+        self.n_iter_ = self.restart_iter + done  # the restarts' steps, then the final run's (as crowdloop.scale counts)
         self.skills_ = pd.Series(know / (know + spam), index=data.workers.rename("worker"), name="skill")
         self.spam_strategies_ = pd.DataFrame(
             strategy, index=data.workers.rename("worker"), columns=data.classes.rename("label")
