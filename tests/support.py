@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -45,3 +46,26 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.engine.dispose()
+
+
+def answers_with_a_nan(column: str) -> Any:
+    """Bundled ``wsd`` answers with ``column`` as floats (codes) and one NaN in it: not a null,
+    but how Spark, polars or numpy write a missing float."""
+    import numpy as np
+    import pandas as pd
+
+    from crowdloop.datasets import load_dataset
+
+    answers = load_dataset("wsd").answers
+    codes = pd.factorize(answers[column])[0].astype(float)
+    codes[7] = np.nan
+    return answers.assign(**{column: codes})
+
+
+def write_keeping_nan(frame: Any, path: Any) -> None:
+    """``frame`` to Parquet with NaN kept as NaN (pandas' ``to_parquet`` writes it as null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {name: pa.array(frame[name].to_numpy(), from_pandas=False) for name in frame.columns}
+    pq.write_table(pa.table(columns), path)

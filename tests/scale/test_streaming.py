@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdloop.errors import InvalidParameterError, MissingColumnsError
+from crowdloop.errors import InvalidParameterError, MissingColumnsError, MissingValuesError
 from crowdloop.quality import GLAD, get_aggregator
 from crowdloop.scale import ParquetShards, fit_sharded, memory_shards, probas_frames, stream_aggregate
 from crowdloop.sim.parquet import write_synthetic_parquet
+from support import answers_with_a_nan, write_keeping_nan
 
 SETS = ["bluebird", "cf", "dog", "face", "ms", "product", "relevance", "rte", "sp", "temp", "web", "wsd"]
 METHODS = ["majority_vote", "dawid_skene", "one_coin_dawid_skene", "default"]
@@ -68,3 +69,15 @@ def test_bad_input_is_named(tmp_path):
     answers = pd.DataFrame({"task": [1, 1], "worker": ["a", "b"], "label": [0, 1]})
     with pytest.raises(InvalidParameterError, match="GLAD does not run on partitions"):
         fit_sharded(GLAD(), memory_shards(answers))
+
+
+@pytest.mark.parametrize("column", ["task", "worker", "label"])
+def test_nan_is_a_missing_value_as_in_the_local_engine(tmp_path, column):
+    """A NaN was coded -1 (pandas' code for it): the answer went to the last worker or class,
+    or the run died on a negative bincount."""
+    answers = answers_with_a_nan(column)
+    with pytest.raises(MissingValuesError, match=f"1 answer\\(s\\) have no {column}"):
+        get_aggregator("majority_vote").fit(answers)
+    write_keeping_nan(answers, tmp_path / "a.parquet")
+    with pytest.raises(MissingValuesError, match=f"1 answer\\(s\\) have no {column}"):
+        ParquetShards.prepare(tmp_path / "a.parquet", tmp_path / "work")

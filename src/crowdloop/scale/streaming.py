@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crowdloop.errors import DataFileError, EmptyInputError, MissingColumnsError, MissingValuesError
@@ -172,9 +173,18 @@ def _open(path: Path, rename: Mapping[str, str]) -> pq.ParquetFile:
 
 def _column(batch: pa.RecordBatch, position: int, name: str) -> np.ndarray:
     column = batch.column(position)
-    if column.null_count:
-        raise MissingValuesError(f"{column.null_count} answer(s) have no {name}.")
+    missing = column.null_count + _nan_count(column)
+    if missing:
+        raise MissingValuesError(f"{missing} answer(s) have no {name} (null or NaN).")
     return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+def _nan_count(column: pa.Array) -> int:
+    """NaNs of a float column: the local engine refuses them as missing, but they are not Arrow
+    nulls, and coded as they stood they became code -1 (the last worker's or class's answer)."""
+    if not pa.types.is_floating(column.type):
+        return 0
+    return int(pc.sum(pc.is_nan(column).cast(pa.int64())).as_py() or 0)
 
 
 class _Buckets:
