@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crowdloop.datasets import load_dataset
+from crowdloop.errors import InvalidInputError, MissingValuesError
 from crowdloop.quality import get_aggregator
 from crowdloop.scale import fit_sharded
+from support import answers_with_a_nan, write_keeping_nan
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
 
@@ -48,3 +51,24 @@ def test_spark_reads_parquet_path(spark, shared_dataset, tmp_path):
     labels = engine.labels(fit).toPandas().set_index("task")["label"]
     local = get_aggregator("dawid_skene").fit(answers).labels_
     assert (labels == local.loc[labels.index]).all()
+
+
+@pytest.mark.parametrize("column", ["task", "worker", "label"])
+def test_nan_is_a_missing_value_as_in_the_local_engine(spark, tmp_path, column):
+    """A NaN label's answers were dropped by the label lookup's join (the output said nothing);
+    a NaN worker was a worker."""
+    from crowdloop.scale.spark import SparkShards
+
+    write_keeping_nan(answers_with_a_nan(column), tmp_path / "a.parquet")
+    with pytest.raises(MissingValuesError, match=f"1 answer\\(s\\) have no {column}"):
+        SparkShards.from_answers(spark, str(tmp_path / "a.parquet"))
+
+
+def test_answers_the_encoding_lost_are_an_error_not_a_smaller_fit(spark):
+    from crowdloop.scale.spark import SparkShards, _check_all_encoded
+
+    engine = SparkShards.from_answers(spark, spark.createDataFrame(load_dataset("wsd").answers))
+    _check_all_encoded(engine.shards, engine.n_answers)  # every answer counted is in a shard
+    with pytest.raises(InvalidInputError, match="1 of 1771 answer"):
+        _check_all_encoded(engine.shards, engine.n_answers + 1)
+    assert not engine.shards.is_cached  # and the partial cache is released

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
-from crowdloop.errors import EmptyInputError, MissingColumnsError, MissingValuesError
+from crowdloop.errors import EmptyInputError, InvalidInputError, MissingColumnsError, MissingValuesError
 from crowdloop.quality._data import _factorize
 from crowdloop.scale._em import ShardedFit
 from crowdloop.scale._shards import PosteriorFn, Shard, ShardFn, Stats, add_stats, build_shard
@@ -85,7 +85,7 @@ class SparkShards:
         grouped = encoded.repartition(n_partitions, "task")
         blobs = grouped.mapInArrow(partial(_shard_blobs, n_classes=len(classes)), "shard binary")
         shards = blobs.rdd.map(lambda row: pickle.loads(row[0])).persist(StorageLevel.MEMORY_AND_DISK)
-        shards.count()  # materialise the cache once
+        _check_all_encoded(shards, n_answers)  # also materialises the cache once
         task_type = frame.schema["task"].dataType.simpleString()
         return cls(shards, n_answers, workers, classes, n_partitions, task_type)
 
@@ -129,28 +129,44 @@ def _selected(frame: DataFrame) -> DataFrame:
 def _survey(frame: DataFrame) -> tuple[pd.Index, int]:
     """One pass: the workers in order of first appearance (smallest row id) and the answer count.
 
-    Missing tasks and labels are counted in the same pass; answers without a worker form
-    the group whose worker is null.
+    Missing tasks, workers and labels (null, or NaN in a float column, as the local engine
+    counts them) are counted in the same pass: a NaN was a value to Spark, kept as a worker
+    or a label of its own or dropped by the label lookup's join.
     """
     rows = frame.withColumn("_row", sf.monotonically_increasing_id())
     per_worker = rows.groupBy("worker").agg(
         sf.min("_row").alias("_first"),
         sf.count(sf.lit(1)).alias("_answers"),
-        sf.sum(sf.col("task").isNull().cast("long")).alias("_no_task"),
-        sf.sum(sf.col("label").isNull().cast("long")).alias("_no_label"),
+        *(sf.sum(_missing(frame, column).cast("long")).alias(f"_no_{column}") for column in COLUMNS),
     )
     stats = per_worker.orderBy("_first").collect()
-    missing = {
-        "task": sum(int(row["_no_task"]) for row in stats),
-        "worker": sum(int(row["_answers"]) for row in stats if row["worker"] is None),
-        "label": sum(int(row["_no_label"]) for row in stats),
-    }
-    for column, count in missing.items():
+    for column in COLUMNS:
+        count = sum(int(row[f"_no_{column}"]) for row in stats)
         if count:
-            raise MissingValuesError(f"{count} answer(s) have no {column}.")
+            raise MissingValuesError(f"{count} answer(s) have no {column} (null or NaN).")
     if not stats:
         raise EmptyInputError("answers are empty: there is nothing to aggregate.")
     return pd.Index([row["worker"] for row in stats]), sum(int(row["_answers"]) for row in stats)
+
+
+def _missing(frame: DataFrame, column: str) -> Column:
+    """True where ``column`` is null, or NaN in a float column."""
+    missing = sf.col(column).isNull()
+    if frame.schema[column].dataType.typeName() in ("float", "double"):
+        missing = missing | sf.isnan(column)
+    return missing
+
+
+def _check_all_encoded(shards: Any, n_answers: int) -> None:
+    """The answers in the cached shards must be the answers counted: the joins that give workers
+    and labels their codes drop a row whose value does not come back equal from the driver."""
+    encoded = int(shards.map(lambda shard: shard.n_answers).sum())
+    if encoded != n_answers:
+        shards.unpersist()
+        raise InvalidInputError(
+            f"{n_answers - encoded} of {n_answers} answer(s) lost their worker or label while being encoded "
+            "(a value that does not survive the round trip to the driver); nothing was fitted."
+        )
 
 
 def _label_codes(frame: DataFrame) -> tuple[pd.Index, list[Any], np.ndarray]:
