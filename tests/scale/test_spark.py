@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,29 @@ def test_answers_the_encoding_lost_are_an_error_not_a_smaller_fit(spark):
     with pytest.raises(InvalidInputError, match="1 of 1771 answer"):
         _check_all_encoded(engine.shards, engine.n_answers + 1)
     assert not engine.shards.is_cached  # and the partial cache is released
+
+
+def test_a_directory_of_part_files_gives_the_local_engine_s_worker_order(spark, tmp_path):
+    """Spark reads a directory's largest file first: the workers were numbered in that order,
+    so MACE's random start, drawn per worker, and its probabilities (off by 1e-2 on ms) depended
+    on how the answers were cut into files."""
+    import pandas as pd
+
+    from crowdloop.scale.spark import SparkShards
+
+    answers = load_dataset("ms").answers
+    folder = tmp_path / "answers.parquet"
+    folder.mkdir()
+    cuts = [0, len(answers) // 10, len(answers) // 3, len(answers)]  # part-0 the smallest
+    for part, (start, stop) in enumerate(itertools.pairwise(cuts)):
+        answers.iloc[start:stop].to_parquet(folder / f"part-{part}.parquet", index=False)
+    whole = pd.read_parquet(folder)  # what the local engine reads: the files in name order
+    engine = SparkShards.from_answers(spark, str(folder), partition_answers=1_000)
+    try:
+        assert engine.workers.tolist() == whole["worker"].unique().tolist()
+        local = get_aggregator("mace").fit(whole)
+        labels = engine.labels(fit_sharded(get_aggregator("mace"), engine)).toPandas().set_index("task")
+        probas = np.stack(labels["probas"].to_numpy())
+        assert np.abs(probas - local.probas_.loc[labels.index].to_numpy()).max() < 1e-6
+    finally:
+        engine.unpersist()

@@ -4,7 +4,7 @@ Needs ``pip install crowdloop[spark]`` (imported only here). The answers (a Spar
 DataFrame with ``task, worker, label`` or a Parquet path) are encoded once:
 
 1. one pass over the answers counts them, finds missing values and gives
-   workers global codes (in order of first appearance, as the local engine
+   workers global codes (in order of first appearance, files in name order, as the local engine
    numbers them); a pass over the label column alone gives labels sorted codes;
 2. answers are repartitioned by ``task`` (the one shuffle) and each partition is
    turned, in one Arrow batch call (no Python per row), into a compact
@@ -127,15 +127,20 @@ def _selected(frame: DataFrame) -> DataFrame:
 
 
 def _survey(frame: DataFrame) -> tuple[pd.Index, int]:
-    """One pass: the workers in order of first appearance (smallest row id) and the answer count.
+    """One pass: the workers in order of first appearance and the answer count.
+
+    First appearance is the smallest (file name, row id): Spark orders a directory's files by
+    size, so row ids alone made the worker order, and with it MACE's random start, depend on
+    how the answers were cut into files. Files in name order are what ``pd.read_parquet`` of
+    the directory, hence the local engine, reads; rows of one file keep their order in the ids.
 
     Missing tasks, workers and labels (null, or NaN in a float column, as the local engine
     counts them) are counted in the same pass: a NaN was a value to Spark, kept as a worker
     or a label of its own or dropped by the label lookup's join.
     """
-    rows = frame.withColumn("_row", sf.monotonically_increasing_id())
+    rows = frame.withColumn("_file", sf.input_file_name()).withColumn("_row", sf.monotonically_increasing_id())
     per_worker = rows.groupBy("worker").agg(
-        sf.min("_row").alias("_first"),
+        sf.min(sf.struct("_file", "_row")).alias("_first"),
         sf.count(sf.lit(1)).alias("_answers"),
         *(sf.sum(_missing(frame, column).cast("long")).alias(f"_no_{column}") for column in COLUMNS),
     )
