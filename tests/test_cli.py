@@ -126,6 +126,29 @@ def test_errors_are_one_clear_line(tmp_path, content, suffix, args, message, cod
     assert done.stderr.strip().count("\n") == 0, done.stderr
 
 
+@pytest.fixture
+def wsd_parquet(tmp_path) -> Path:
+    path = tmp_path / "answers.parquet"
+    load_dataset("wsd").answers.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--master", "local[2]"], "--master is for --engine spark; --engine local runs in this process"),
+        (["--engine", "stream", "--master", "local[2]"], "--master is for --engine spark; --engine stream runs"),
+        (["--engine", "stream", "--dataset", "rte"], "--engine stream reads an ANSWERS.parquet file, not --dataset"),
+        (["--engine", "spark", "--dataset", "rte"], "--engine spark reads an ANSWERS.parquet file, not --dataset"),
+    ],
+)
+def test_options_an_engine_would_ignore_are_refused(wsd_parquet, tmp_path, args, message):
+    """--dataset with stream/Spark and --master without Spark did nothing, and said nothing."""
+    done = crowdloop("aggregate", str(wsd_parquet), *args, "--out", str(tmp_path / "labels.parquet"))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "labels.parquet").exists()
+
+
 def test_missing_file_and_gold_outside_label_set(tmp_path):
     done = crowdloop("aggregate", str(tmp_path / "nope.csv"))
     assert done.returncode == 2 and "no such file" in done.stderr

@@ -33,7 +33,12 @@ def _column_options(func: Any) -> Any:
 @click.option("-m", "--method", default="default", show_default=True, help="Aggregation method.")
 @click.option("--gold", type=click.Path(dir_okay=False, path_type=Path), help="Known labels: task,label.")
 @click.option("--fit-gold", is_flag=True, help="Also use the gold labels in the fit (clamped).")
-@click.option("-o", "--out", help="Write task,label,confidence here (.csv/.jsonl/.parquet; - = stdout).")
+@click.option(
+    "-o",
+    "--out",
+    help="Write task,label,confidence here (.csv/.jsonl/.parquet; - = stdout). "
+    "--engine spark writes a directory of part files at this path.",
+)
 @click.option("--workers-out", help="Write the per-worker table here.")
 @click.option(
     "--engine",
@@ -42,7 +47,7 @@ def _column_options(func: Any) -> Any:
     show_default=True,
     help="local: in memory; stream: a Parquet file larger than memory; spark: on a Spark cluster.",
 )
-@click.option("--master", default="local[*]", show_default=True, help="Spark master URL (with --engine spark).")
+@click.option("--master", help="Spark master URL (with --engine spark only)  [default: local[*]]")
 @_column_options
 def aggregate_command(
     answers: Path | None,
@@ -53,18 +58,16 @@ def aggregate_command(
     out: str | None,
     workers_out: str | None,
     engine: str,
-    master: str,
+    master: str | None,
     task_col: str,
     worker_col: str,
     label_col: str,
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
+    _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
     if engine != "local":
-        if gold is not None or fit_gold or workers_out is not None:
-            raise InvalidInputError(f"--engine {engine} takes no --gold, --fit-gold or --workers-out (local only).")
-        _aggregate_scaled(
-            answers, method, out, engine, master, {task_col: "task", worker_col: "worker", label_col: "label"}
-        )
+        rename = {task_col: "task", worker_col: "worker", label_col: "label"}
+        _aggregate_scaled(answers, method, out, engine, master or "local[*]", rename)
         return
     frame, gold_labels = _load_inputs(
         answers, dataset, gold, {task_col: "task", worker_col: "worker", label_col: "label"}
@@ -77,6 +80,21 @@ def aggregate_command(
     if workers_out:
         write_table(result.workers, workers_out)
     _print_summary(result, show_preview=not out)
+
+
+def _refuse_ignored_options(
+    engine: str, dataset: str | None, gold: Path | None, fit_gold: bool, workers_out: str | None, master: str | None
+) -> None:
+    """An option the chosen engine would not use is an error, not a silent no-op: ``--dataset``
+    with stream or Spark read no data set, ``--master`` without Spark started no cluster."""
+    if master is not None and engine != "spark":
+        raise InvalidInputError(f"--master is for --engine spark; --engine {engine} runs in this process.")
+    if engine == "local":
+        return
+    if gold is not None or fit_gold or workers_out is not None:
+        raise InvalidInputError(f"--engine {engine} takes no --gold, --fit-gold or --workers-out (local only).")
+    if dataset is not None:
+        raise InvalidInputError(f"--engine {engine} reads an ANSWERS.parquet file, not --dataset (local only).")
 
 
 def _aggregate_scaled(
