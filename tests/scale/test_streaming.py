@@ -6,9 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdloop.errors import InvalidParameterError, MissingColumnsError, MissingValuesError
+from crowdloop.datasets import load_dataset
+from crowdloop.errors import (
+    DataFileError,
+    InvalidParameterError,
+    MissingColumnsError,
+    MissingValuesError,
+)
 from crowdloop.quality import GLAD, get_aggregator
-from crowdloop.scale import ParquetShards, fit_sharded, memory_shards, probas_frames, stream_aggregate
+from crowdloop.scale import (
+    ParquetShards,
+    aggregate_parquet,
+    fit_sharded,
+    memory_shards,
+    probas_frames,
+    stream_aggregate,
+)
 from crowdloop.sim.parquet import write_synthetic_parquet
 from support import answers_with_a_nan, write_keeping_nan
 
@@ -81,3 +94,16 @@ def test_nan_is_a_missing_value_as_in_the_local_engine(tmp_path, column):
     write_keeping_nan(answers, tmp_path / "a.parquet")
     with pytest.raises(MissingValuesError, match=f"1 answer\\(s\\) have no {column}"):
         ParquetShards.prepare(tmp_path / "a.parquet", tmp_path / "work")
+
+
+def test_spark_s_output_directory_is_a_clear_error_for_the_stream_engine(tmp_path):
+    """Spark writes ``--out X.parquet`` as a directory; the stream engine then died with an
+    IsADirectoryError after the whole fit (as --out) or called it "no such file" (as input)."""
+    answers, parts = tmp_path / "answers.parquet", tmp_path / "spark-labels.parquet"
+    load_dataset("wsd").answers.to_parquet(answers)
+    parts.mkdir()
+    load_dataset("wsd").answers.to_parquet(parts / "part-00000.parquet")
+    with pytest.raises(DataFileError, match="is a directory .*writes one file"):
+        aggregate_parquet(answers, get_aggregator("majority_vote"), parts, engine="stream")
+    with pytest.raises(DataFileError, match="is a directory .*reads one Parquet file"):
+        aggregate_parquet(parts, get_aggregator("majority_vote"), tmp_path / "labels.parquet", engine="stream")

@@ -140,6 +140,7 @@ def stream_aggregate(
     progress: Progress | None = None,
 ) -> ShardedFit:
     """Fit on the shards and write ``task, label, confidence`` to the Parquet file ``out``, shard by shard."""
+    check_out_file(out)
     fit = fit_sharded(estimator, shards, progress)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     writer: pq.ParquetWriter | None = None
@@ -154,7 +155,22 @@ def stream_aggregate(
     return fit
 
 
+def check_out_file(out: Path | str) -> None:
+    """The labels go to one file: a directory there (Spark's output of an earlier run) was an
+    ``IsADirectoryError`` traceback after the whole fit."""
+    if Path(out).is_dir():
+        raise DataFileError(
+            f"{out}: is a directory (Spark writes its labels as a directory of part files); "
+            "the stream engine writes one file: give --out another path, or remove the directory."
+        )
+
+
 def _open(path: Path, rename: Mapping[str, str]) -> pq.ParquetFile:
+    if path.is_dir():
+        raise DataFileError(
+            f"{path}: is a directory (of part files, as Spark writes); the stream engine reads one Parquet file: "
+            "use --engine spark, or join the parts into one file."
+        )
     if not path.is_file():
         raise DataFileError(f"{path}: no such file.")
     try:
