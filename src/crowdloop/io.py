@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -76,19 +77,27 @@ def _first_line(error: Exception) -> str:
 
 
 def _renamed(frame: pd.DataFrame, rename: Mapping[str, str], path: Path) -> pd.DataFrame:
+    return frame.set_axis(renamed_columns(list(frame.columns), rename, path), axis=1)
+
+
+def renamed_columns(columns: list[Any], rename: Mapping[str, str], path: Path | str) -> list[Any]:
+    """``columns`` after ``rename`` (the file's name -> ours), or an error naming the file.
+
+    One rule for every engine: a renamed column must exist, and a new name must not be one the
+    file already has (``--task-col item`` on a file that also has ``task``): which of the two
+    is meant is not ours to guess.
+    """
     wanted = {source: target for source, target in rename.items() if source != target}
-    missing = [source for source in wanted if source not in frame.columns]
+    missing = [source for source in wanted if source not in columns]
     if missing:
-        raise MissingColumnsError(
-            f"{path}: no column(s) {', '.join(missing)}; found {', '.join(map(str, frame.columns))}."
-        )
-    renamed = frame.rename(columns=wanted)
-    twice = sorted({str(c) for c in renamed.columns[renamed.columns.duplicated()]})
+        raise MissingColumnsError(f"{path}: no column(s) {', '.join(missing)}; found {', '.join(map(str, columns))}.")
+    renamed = pd.Index([wanted.get(column, column) for column in columns])
+    twice = sorted({str(c) for c in renamed[renamed.duplicated()]})
     if twice:
         raise InvalidInputError(
             f"{path}: column(s) {', '.join(twice)} twice after renaming; the file already has a column of that name."
         )
-    return renamed
+    return list(renamed)
 
 
 def write_table(frame: pd.DataFrame, path: Path | str) -> None:

@@ -9,6 +9,7 @@ import pytest
 from crowdloop.datasets import load_dataset
 from crowdloop.errors import (
     DataFileError,
+    InvalidInputError,
     InvalidParameterError,
     MissingColumnsError,
     MissingValuesError,
@@ -107,3 +108,14 @@ def test_spark_s_output_directory_is_a_clear_error_for_the_stream_engine(tmp_pat
         aggregate_parquet(answers, get_aggregator("majority_vote"), parts, engine="stream")
     with pytest.raises(DataFileError, match="is a directory .*reads one Parquet file"):
         aggregate_parquet(parts, get_aggregator("majority_vote"), tmp_path / "labels.parquet", engine="stream")
+
+
+def test_a_renamed_column_the_file_already_has_is_refused_as_locally(tmp_path):
+    """``--task-col task_id`` on a file that also has ``task``: the local engine refuses to guess
+    which is meant; the stream engine silently took one (and Spark failed with a traceback)."""
+    answers = load_dataset("wsd").answers
+    answers.assign(task_id=answers["task"].str.upper()).to_parquet(tmp_path / "a.parquet")
+    with pytest.raises(InvalidInputError, match="column\\(s\\) task twice after renaming"):
+        aggregate_parquet(
+            tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "l.parquet", rename={"task_id": "task"}
+        )

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crowdloop.errors import DataFileError, EmptyInputError, MissingColumnsError, MissingValuesError
+from crowdloop.io import renamed_columns
 from crowdloop.quality._data import _factorize
 from crowdloop.quality._kernels import Progress
 from crowdloop.quality.base import BaseClassificationAggregator
@@ -177,6 +178,7 @@ def _open(path: Path, rename: Mapping[str, str]) -> pq.ParquetFile:
         source = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as error:
         raise DataFileError(f"{path}: cannot be read as parquet: {error}") from None
+    renamed_columns(source.schema_arrow.names, {theirs: ours for ours, theirs in rename.items()}, path)
     missing = [rename.get(c, c) for c in COLUMNS if rename.get(c, c) not in source.schema_arrow.names]
     if missing:
         raise MissingColumnsError(
