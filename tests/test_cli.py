@@ -149,6 +149,29 @@ def test_options_an_engine_would_ignore_are_refused(wsd_parquet, tmp_path, args,
     assert not (tmp_path / "labels.parquet").exists()
 
 
+def test_spark_input_problems_are_one_line_before_spark_starts(wsd_parquet, tmp_path):
+    """A missing file was a page of Java stack after Spark's start, with exit code 1; --out on
+    the answers themselves made Spark delete them (overwrite) before reading them."""
+    out = str(tmp_path / "labels.parquet")
+    missing = crowdloop("aggregate", str(tmp_path / "nope.parquet"), "--engine", "spark", "--out", out)
+    assert missing.returncode == 2 and "nope.parquet: no such file or directory" in missing.stderr
+    assert missing.stderr.strip().count("\n") == 0, missing.stderr
+    same = crowdloop("aggregate", str(wsd_parquet), "--engine", "spark", "--out", str(wsd_parquet))
+    assert same.returncode == 2 and "is the answers" in same.stderr, same.stderr
+    assert pd.read_parquet(wsd_parquet).shape == (1770, 3)
+
+
+def test_spark_without_pyspark_says_how_to_install_it(wsd_parquet, tmp_path):
+    """Run where pyspark cannot be imported (as on an install without the spark extra)."""
+    script = (
+        "import sys; sys.modules['pyspark'] = None; from crowdloop.cli import main; "
+        f"main(['aggregate', {str(wsd_parquet)!r}, '--engine', 'spark', '--out', {str(tmp_path / 'x.parquet')!r}])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "pip install 'crowdloop[spark]'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_missing_file_and_gold_outside_label_set(tmp_path):
     done = crowdloop("aggregate", str(tmp_path / "nope.csv"))
     assert done.returncode == 2 and "no such file" in done.stderr

@@ -100,3 +100,76 @@ def test_a_directory_of_part_files_gives_the_local_engine_s_worker_order(spark, 
         assert np.abs(probas - local.probas_.loc[labels.index].to_numpy()).max() < 1e-6
     finally:
         engine.unpersist()
+
+
+def _cached_rdds(spark) -> int:
+    return int(spark.sparkContext._jsc.getPersistentRDDs().size())
+
+
+def test_aggregate_parquet_renames_as_the_local_engine(spark, tmp_path):
+    """Columns renamed by selecting them all under their new names: ``--task-col task_id`` on a
+    file that also has ``task`` was an ambiguous-reference traceback; now the local engine's error."""
+    import pandas as pd
+
+    from crowdloop.scale import aggregate_parquet
+
+    answers = load_dataset("wsd").answers
+    renamed = answers.rename(columns={"task": "item", "worker": "annotator", "label": "answer"})
+    renamed.assign(note="x").to_parquet(tmp_path / "a.parquet")  # and a column not used
+    rename = {"item": "task", "annotator": "worker", "answer": "label"}
+    aggregate_parquet(tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "l.parquet",
+                      engine="spark", rename=rename)  # fmt: skip
+    labels = pd.read_parquet(tmp_path / "l.parquet").set_index("task")["label"]
+    assert labels.sort_index().equals(get_aggregator("majority_vote").fit(answers).labels_.sort_index())
+    answers.assign(task_id=answers["task"]).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(InvalidInputError, match="column\\(s\\) task twice after renaming"):
+        aggregate_parquet(tmp_path / "b.parquet", get_aggregator("majority_vote"), tmp_path / "m.parquet",
+                          engine="spark", rename={"task_id": "task"})  # fmt: skip
+
+
+def test_spark_errors_are_crowdloop_errors_and_leave_no_cache(spark, tmp_path):
+    """A file that is not Parquet, or labels that cannot be written, were Java tracebacks (exit
+    code 1 in the CLI), and a failed run left its shards cached."""
+    from crowdloop.errors import DataFileError
+    from crowdloop.scale import aggregate_parquet
+
+    (tmp_path / "text.parquet").write_text("task,worker,label\n1,a,x\n")
+    with pytest.raises(DataFileError, match="text.parquet: cannot be read as parquet: .*"):
+        aggregate_parquet(tmp_path / "text.parquet", get_aggregator("majority_vote"), tmp_path / "l.parquet",
+                          engine="spark")  # fmt: skip
+    load_dataset("wsd").answers.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "file").write_text("not a directory")
+    before = _cached_rdds(spark)
+    with pytest.raises(DataFileError, match="cannot write the labels"):
+        aggregate_parquet(tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "file" / "l.parquet",
+                          engine="spark")  # fmt: skip
+    assert _cached_rdds(spark) == before
+
+
+def test_a_session_aggregate_parquet_starts_is_stopped_and_a_bad_master_is_one_line(tmp_path):
+    """In a fresh process (this one has the tests' session): the run's own session was left
+    running; a master Spark cannot parse was a Java traceback."""
+    import subprocess
+    import sys
+
+    load_dataset("wsd").answers.to_parquet(tmp_path / "a.parquet")
+    script = f"""
+from pyspark.sql import SparkSession
+from crowdloop.errors import InvalidInputError
+from crowdloop.quality import MajorityVote
+from crowdloop.scale import aggregate_parquet
+aggregate_parquet({str(tmp_path / "a.parquet")!r}, MajorityVote(), {str(tmp_path / "l.parquet")!r},
+                  engine="spark", master="local[1]")
+print("active after the run:", SparkSession.getActiveSession())
+try:
+    aggregate_parquet({str(tmp_path / "a.parquet")!r}, MajorityVote(), {str(tmp_path / "m.parquet")!r},
+                      engine="spark", master="no-such-master")
+except InvalidInputError as error:
+    print("error:", error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "active after the run: None" in lines
+    error = next(line for line in lines if line.startswith("error:"))
+    assert "Spark does not start with --master no-such-master: " in error and "no-such-master'" in error

@@ -97,6 +97,14 @@ def test_nan_is_a_missing_value_as_in_the_local_engine(tmp_path, column):
         ParquetShards.prepare(tmp_path / "a.parquet", tmp_path / "work")
 
 
+@pytest.mark.parametrize("engine", ["stream", "spark"])
+def test_a_method_that_cannot_run_on_partitions_is_refused_before_reading(tmp_path, engine):
+    """``-m glad`` failed only after the whole file was partitioned (and, on Spark, cached): here
+    the file does not even exist, and the method is what the error names."""
+    with pytest.raises(InvalidParameterError, match="GLAD does not run on partitions"):
+        aggregate_parquet(tmp_path / "nothing.parquet", GLAD(), tmp_path / "labels.parquet", engine=engine)
+
+
 def test_spark_s_output_directory_is_a_clear_error_for_the_stream_engine(tmp_path):
     """Spark writes ``--out X.parquet`` as a directory; the stream engine then died with an
     IsADirectoryError after the whole fit (as --out) or called it "no such file" (as input)."""

@@ -28,10 +28,7 @@ def fit_sharded(
     estimator: BaseClassificationAggregator, engine: ShardEngine, progress: Progress | None = None
 ) -> ShardedFit:
     """Fit ``estimator`` (its hyper-parameters, validated as in ``fit``) on ``engine``'s partitions."""
-    if type(estimator) not in SCALABLE:
-        names = ", ".join(cls.__name__ for cls in SCALABLE)
-        raise InvalidParameterError(f"{type(estimator).__name__} does not run on partitions; use one of {names}.")
-    estimator._validate_params()
+    check_scalable(estimator)
     if isinstance(estimator, MajorityVote):
         return fit_majority_vote(estimator, engine)
     if isinstance(estimator, OneCoinDawidSkene):
@@ -41,6 +38,18 @@ def fit_sharded(
     if isinstance(estimator, MACE):
         return fit_mace(estimator, engine, progress)
     return fit_default(cast(DefaultAggregator, estimator), engine, progress)  # the last of SCALABLE
+
+
+def check_scalable(estimator: BaseClassificationAggregator) -> None:
+    """Refuse an aggregator the partitioned engines cannot fit, or bad hyper-parameters.
+
+    Cheap, so callers run it before they read or partition any answer: a method that does
+    not run on partitions used to fail only after the whole file had been encoded.
+    """
+    if type(estimator) not in SCALABLE:
+        names = ", ".join(cls.__name__ for cls in SCALABLE)
+        raise InvalidParameterError(f"{type(estimator).__name__} does not run on partitions; use one of {names}.")
+    estimator._validate_params()
 
 
 def label_table(tasks: np.ndarray, posteriors: np.ndarray, classes: pd.Index) -> pd.DataFrame:

@@ -85,7 +85,11 @@ class SparkShards:
         grouped = encoded.repartition(n_partitions, "task")
         blobs = grouped.mapInArrow(partial(_shard_blobs, n_classes=len(classes)), "shard binary")
         shards = blobs.rdd.map(lambda row: pickle.loads(row[0])).persist(StorageLevel.MEMORY_AND_DISK)
-        _check_all_encoded(shards, n_answers)  # also materialises the cache once
+        try:
+            _check_all_encoded(shards, n_answers)  # also materialises the cache once
+        except Exception:
+            shards.unpersist()  # a failed job leaves no cache behind
+            raise
         task_type = frame.schema["task"].dataType.simpleString()
         return cls(shards, n_answers, workers, classes, n_partitions, task_type)
 
