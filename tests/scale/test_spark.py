@@ -173,3 +173,19 @@ except InvalidInputError as error:
     assert "active after the run: None" in lines
     error = next(line for line in lines if line.startswith("error:"))
     assert "Spark does not start with --master no-such-master: " in error and "no-such-master'" in error
+
+
+def test_the_cli_shows_a_spark_failure_as_one_error_line_without_java_stacks(tmp_path):
+    """A file that is not Parquet: Spark's log printed the Java stack of each failed task (a
+    hundred lines) and the CLI a Python traceback, with exit code 1."""
+    import subprocess
+    import sys
+
+    (tmp_path / "text.parquet").write_text("task,worker,label\n1,a,x\n")
+    command = ["aggregate", str(tmp_path / "text.parquet"), "--engine", "spark", "--master", "local[1]"]
+    done = subprocess.run([sys.executable, "-m", "crowdloop", *command, "--out", str(tmp_path / "l.parquet")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "text.parquet: cannot be read as parquet" in done.stderr
+    assert "Traceback" not in done.stderr and "\tat org.apache" not in done.stderr

@@ -143,7 +143,7 @@ def _session(master: str) -> tuple[SparkSession, bool]:
     if active is not None:
         return active, False
     with _spark_errors(InvalidInputError, f"Spark does not start with --master {master}"):
-        return spark_session(master), True
+        return spark_session(master, log_level="OFF"), True  # failures come back as one crowdloop error
 
 
 def _read(spark: SparkSession, answers: Path | str, rename: Mapping[str, str]) -> DataFrame:

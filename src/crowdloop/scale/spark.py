@@ -49,16 +49,22 @@ from crowdloop.scale._shards import PosteriorFn, Shard, ShardFn, Stats, add_stat
 COLUMNS = ("task", "worker", "label")
 
 
-def spark_session(master: str = "local[2]", driver_memory: str = "4g") -> SparkSession:
-    """A session for truth inference (Arrow on; memory for the cached shards in local mode)."""
-    return (
+def spark_session(master: str = "local[2]", driver_memory: str = "4g", log_level: str | None = None) -> SparkSession:
+    """A session for truth inference (Arrow on; memory for the cached shards in local mode).
+
+    ``log_level`` (``"OFF"``, ``"ERROR"``...) from the start: the CLI turns Spark's log off,
+    since each failure reaches the user as one crowdloop error, not as log4j's Java stacks.
+    """
+    builder = (
         SparkSession.builder.master(master)
         .appName("crowdloop")
         .config("spark.driver.memory", driver_memory)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
     )
+    if log_level is not None:
+        builder = builder.config("spark.log.level", log_level)
+    return builder.getOrCreate()
 
 
 @dataclass
