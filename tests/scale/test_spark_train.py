@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crowdloop.errors import InvalidInputError
 from crowdloop.learning import FeatureSpec, evaluate, train_model
 from crowdloop.learning.hashing import HashedFeaturizer, load_featurizer
 from crowdloop.learning.train import expand_soft
@@ -40,6 +41,10 @@ def training(spark, product):
     run = fit_on_spark(spark, items, posteriors, spec, C=C, n_buckets=BUCKETS, max_iter=MAX_ITER, partitions=2)
     yield run
     run.unpersist()
+
+
+QUICK = {"n_buckets": 2**10, "max_iter": 5, "partitions": 2}
+"""Options for the runs that must be refused: they never reach MLlib's iterations."""
 
 
 def _spark_probabilities(spark, training, items, spec):
@@ -157,3 +162,21 @@ def _check_onnx(model, folder, items):
     pytest.importorskip("onnxruntime")
     onnx.export_onnx(model, folder)
     assert onnx.verify_export(model, folder, items) < 1e-5
+
+
+@pytest.mark.parametrize("problem", ["duplicate", "missing"])
+def test_item_ids_are_each_present_and_once_as_locally(spark, product, problem):
+    """Items listed twice were trained on twice (labels joined to both rows); a null id silently
+    matched no label."""
+    from crowdloop.scale.spark_train import fit_on_spark
+
+    items, posteriors, _, spec = product
+    if problem == "duplicate":
+        bad, message = pd.concat([items, items.head(3)], ignore_index=True), "names more than one item; one each"
+    else:
+        bad, message = items.astype({"task": object}), "1 item\\(s\\) have no 'task'"
+        bad.loc[5, "task"] = None
+    with pytest.raises(InvalidInputError, match=message):
+        train_model(bad, posteriors, spec)
+    with pytest.raises(InvalidInputError, match=message):
+        fit_on_spark(spark, bad, posteriors, spec, **QUICK)

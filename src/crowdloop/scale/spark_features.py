@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from pyspark.ml.linalg import SparseVector, VectorUDT
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as sf
 from pyspark.sql.types import StructField, StructType
 
-from crowdloop.errors import MissingColumnsError
-from crowdloop.learning.features import FeatureSpec
+from crowdloop.errors import InvalidInputError, MissingColumnsError
+from crowdloop.learning.features import FeatureSpec, shown
 from crowdloop.learning.hashing import DEFAULT_BUCKETS, Frequencies, HashedFeaturizer, add_frequencies
 from crowdloop.learning.text import Analyzer
 
@@ -41,7 +42,8 @@ ItemsSource = DataFrame | str | Path | pd.DataFrame
 
 
 def items_frame(spark: SparkSession, items: ItemsSource, spec: FeatureSpec) -> DataFrame:
-    """``items`` as a Spark DataFrame of the id column and the spec's fields."""
+    """``items`` as a Spark DataFrame of the id column and the spec's fields, each item with an id
+    and each id once (as :func:`~crowdloop.learning.features.item_ids` wants them locally)."""
     if isinstance(items, str | Path):
         frame = spark.read.parquet(str(items))
     elif isinstance(items, pd.DataFrame):
@@ -52,7 +54,32 @@ def items_frame(spark: SparkSession, items: ItemsSource, spec: FeatureSpec) -> D
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise MissingColumnsError(f"items lack column(s) {missing}; they have {frame.columns}.")
-    return frame.select(*wanted)
+    selected = frame.select(*wanted)
+    check_item_ids(selected, spec.id_column)
+    return selected
+
+
+def check_item_ids(frame: DataFrame, id_column: str) -> None:
+    """One pass: every item has an id (not null, not NaN) and no id names two items.
+
+    An item listed twice was trained on twice (its labels joined to both rows, twice the
+    weight), and a null id matched no label: the local trainer refuses both.
+    """
+    column = sf.col(id_column)
+    missing = column.isNull()
+    if frame.schema[id_column].dataType.typeName() in ("float", "double"):
+        missing = missing | sf.isnan(column)
+    counts = frame.agg(
+        sf.sum(missing.cast("long")).alias("absent"),
+        sf.count(column).alias("present"),
+        sf.countDistinct(column).alias("distinct"),
+    ).collect()[0]
+    absent = int(counts["absent"] or 0)  # null when there are no items
+    if absent:
+        raise InvalidInputError(f"{absent} item(s) have no {id_column!r}.")
+    if counts["distinct"] < counts["present"]:
+        twice = frame.groupBy(column).count().where(sf.col("count") > 1).limit(1).collect()[0]
+        raise InvalidInputError(f"{id_column} {shown(twice[0])} names more than one item; one each.")
 
 
 def _chunks(rows: Iterator[Row]) -> Iterator[list[dict[str, Any]]]:
