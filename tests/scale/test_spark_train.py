@@ -164,6 +164,20 @@ def _check_onnx(model, folder, items):
     assert onnx.verify_export(model, folder, items) < 1e-5
 
 
+def test_labeled_items_of_one_class_are_refused_as_locally(spark, product):
+    """The second class only on a task with no item: the label set had two classes, the joined
+    rows one, and MLlib fitted a one-class model whose every prediction raised."""
+    from crowdloop.scale.spark_train import fit_on_spark
+
+    items, _, _, spec = product
+    labels = pd.Series("0", index=items["task"])
+    labels.loc["not-an-item"] = "1"
+    with pytest.raises(InvalidInputError, match="training needs at least two classes with some weight"):
+        train_model(items, labels, spec)
+    with pytest.raises(InvalidInputError, match="training needs at least two classes with some weight"):
+        fit_on_spark(spark, items, labels, spec, **QUICK)
+
+
 @pytest.mark.parametrize("problem", ["duplicate", "missing"])
 def test_item_ids_are_each_present_and_once_as_locally(spark, product, problem):
     """Items listed twice were trained on twice (labels joined to both rows); a null id silently

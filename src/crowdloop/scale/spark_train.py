@@ -159,10 +159,27 @@ def _training_rows(frame: DataFrame, labels: DataFrame, featurizer: HashedFeatur
     joined = frame.join(labels, id_column).repartition(partitions)
     rows = featurize(joined, featurizer, keep=(id_column, "_class", "_weight"))
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    if rows.count() == 0:
+    try:
+        _check_classes(rows, id_column)
+    except Exception:
         rows.unpersist()
-        raise InvalidInputError(f"no labeled task matches an item's {id_column!r}.")
+        raise
     return rows
+
+
+def _check_classes(rows: DataFrame, id_column: str) -> None:
+    """Two classes must carry weight among the labeled *items* (the count also fills the cache).
+
+    Checked on the labels alone, a class whose tasks have no item passed, and MLlib fitted one
+    class: a model whose every prediction failed.
+    """
+    counts = rows.agg(sf.count(sf.lit(1)).alias("rows"), sf.countDistinct("_class").alias("classes")).collect()[0]
+    if counts["rows"] == 0:
+        raise InvalidInputError(f"no labeled task matches an item's {id_column!r}.")
+    if counts["classes"] < 2:
+        raise InvalidInputError(
+            f"training needs at least two classes with some weight; the labeled items carry {counts['classes']}."
+        )
 
 
 def fit_on_spark(
