@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -108,39 +109,76 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000000,100000000")
     parser.add_argument("--engines", default="memory,stream,spark")
-    parser.add_argument("--workdir", default="/tmp/crowdloop-scale")
+    parser.add_argument("--workdir", default="/tmp/crowdloop-scale", help="where inputs are generated and runs write "
+                        "(only what this run creates there is removed)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the generated Parquet files for the next run")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_run(*args.one)))
         return
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
     rows = []
-    try:
+    with Scratch(Path(args.workdir), keep=args.keep) as work:
         for size in [int(s) for s in args.sizes.split(",")]:
-            path, gold = work / f"answers-{size}.parquet", work / f"gold-{size}.parquet"
+            path, gold = work.input(f"answers-{size}.parquet"), work.input(f"gold-{size}.parquet")
             if not path.exists():
                 write_synthetic_parquet(path, size, gold_path=gold)
+                work.made(path, gold)
             for engine in args.engines.split(","):
                 if engine == "memory" and size > 20_000_000:
                     print(f"skip memory at {size:,}: about 16 GB at 100M (1.6 GB at 10M), over the 8 GB budget")
                     continue
-                out = work / f"labels-{engine}-{size}.parquet"
+                out = work.output(f"labels-{engine}-{size}.parquet")
                 child = [sys.executable, __file__, "--one", engine, str(path), str(out)]
                 done = subprocess.run(child, capture_output=True, text=True, check=True)
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append({"answers": size, "engine": engine, **result, "accuracy": accuracy(out, gold)})
                 print(rows[-1], flush=True)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     rows = merged_with_recorded(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     (RESULTS / "scale.md").write_text(render(rows))
     print(render(rows))
+
+
+class Scratch:
+    """``--workdir`` without harm to what was there: the inputs this run generates (kept for the
+    next run with ``--keep``) and a ``run-*`` directory of its outputs, removed at the end; the
+    directory itself only if this run made it and it is empty. It used to ``rm -rf`` the whole
+    ``--workdir``, whatever else it held."""
+
+    def __init__(self, root: Path, keep: bool = False) -> None:
+        self.root, self.keep = root, keep
+        self.created_root = not root.exists()
+        self.generated: list[Path] = []
+        self.run: Path | None = None
+
+    def __enter__(self) -> Scratch:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.run = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
+        return self
+
+    def input(self, name: str) -> Path:
+        """A generated input's place: shared between runs, so ``--keep`` can save regenerating it."""
+        return self.root / name
+
+    def output(self, name: str) -> Path:
+        assert self.run is not None, "use Scratch in a with block"
+        return self.run / name
+
+    def made(self, *paths: Path) -> None:
+        """Record inputs this run wrote (only those are removed)."""
+        self.generated.extend(paths)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.keep:
+            return
+        if self.run is not None:
+            shutil.rmtree(self.run, ignore_errors=True)
+        for path in self.generated:
+            path.unlink(missing_ok=True)
+        if self.created_root and not any(self.root.iterdir()):
+            self.root.rmdir()
 
 
 def merged_with_recorded(rows: list[dict]) -> list[dict]:
