@@ -23,6 +23,7 @@ from crowdloop.scale import (
     probas_frames,
     stream_aggregate,
 )
+from crowdloop.scale._shards import build_shard
 from crowdloop.sim.parquet import write_synthetic_parquet
 from support import answers_with_a_nan, write_keeping_nan
 
@@ -127,3 +128,14 @@ def test_a_renamed_column_the_file_already_has_is_refused_as_locally(tmp_path):
         aggregate_parquet(
             tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "l.parquet", rename={"task_id": "task"}
         )
+
+
+def test_worker_class_codes_past_int32_decode_to_the_same_answers():
+    """50,000 workers x 50,000 classes: ``worker * K + label`` passes 2^31; as int32 it wrapped
+    and the answers came back as other workers' and other classes'."""
+    worker, label = np.array([0, 49_999, 45_000, 7]), np.array([3, 49_998, 7, 49_999])
+    shard = build_shard(np.array(["t1", "t1", "t2", "t2"]), worker, label, 50_000)
+    data = shard.encoded(50_000, 50_000)
+    assert data.worker.tolist() == worker.tolist() and data.label.tolist() == label.tolist()
+    small = build_shard(np.array(["t1", "t2"]), np.array([0, 9]), np.array([1, 2]), 3)
+    assert small.columns.dtype == np.int32  # still 4 bytes an answer where the codes fit

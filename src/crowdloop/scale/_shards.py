@@ -31,8 +31,8 @@ PosteriorFn = Callable[[EncodedAnswers, Any], np.ndarray]
 class Shard:
     """One partition: its tasks' names and their answers as CSR rows of ``worker * K + label``.
 
-    Four bytes an answer (``columns``, int32) plus one offset per task: this is
-    what the engines cache, on disk or in Spark's block manager.
+    Four bytes an answer (``columns``, int32; int64 past 2^31 worker-class pairs) plus one
+    offset per task: this is what the engines cache, on disk or in Spark's block manager.
     """
 
     tasks: np.ndarray
@@ -55,8 +55,19 @@ def build_shard(tasks: Any, worker: np.ndarray, label: np.ndarray, n_classes: in
     counts = np.bincount(local, minlength=len(uniques))
     indptr = np.zeros(len(uniques) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    columns = (worker[order].astype(np.int64) * n_classes + label[order]).astype(np.int32)
+    columns = _compact(worker[order].astype(np.int64) * n_classes + label[order])
     return Shard(np.asarray(uniques), indptr, columns)
+
+
+def _compact(codes: np.ndarray) -> np.ndarray:
+    """``worker * K + label`` codes as int32 (4 bytes an answer) while they fit, else int64.
+
+    Past 2^31 worker-class pairs (50,000 workers x 50,000 classes) int32 wrapped around and
+    the answers were decoded as other workers' and other labels.
+    """
+    if len(codes) and int(codes.max()) > np.iinfo(np.int32).max:
+        return codes
+    return codes.astype(np.int32)
 
 
 def add_stats(left: Stats, right: Stats) -> Stats:
