@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crowdloop.datasets import load_dataset
@@ -139,3 +141,28 @@ def test_worker_class_codes_past_int32_decode_to_the_same_answers():
     assert data.worker.tolist() == worker.tolist() and data.label.tolist() == label.tolist()
     small = build_shard(np.array(["t1", "t2"]), np.array([0, 9]), np.array([1, 2]), 3)
     assert small.columns.dtype == np.int32  # still 4 bytes an answer where the codes fit
+
+
+@pytest.mark.parametrize(
+    "task_type", [pa.date32(), pa.timestamp("us", tz="Europe/Paris"), pa.decimal128(12, 0)], ids=str
+)
+def test_labels_keep_the_type_of_the_task_ids(tmp_path, task_type):
+    """Date ids came back as timestamps, a time zone and a decimal's precision were dropped: the
+    labels no longer joined to the answers they came from (the local engine keeps the type)."""
+    import datetime as dt
+    import decimal
+
+    answers = load_dataset("wsd").answers
+    number = pd.factorize(answers["task"])[0]
+    if task_type == pa.date32():
+        ids = [dt.date(2020, 1, 1) + dt.timedelta(days=int(n)) for n in number]
+    elif pa.types.is_timestamp(task_type):
+        ids = [dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=int(n)) for n in number]
+    else:
+        ids = [decimal.Decimal(int(n)) for n in number]
+    table = pa.table({"task": pa.array(ids, task_type), "worker": answers["worker"], "label": answers["label"]})
+    pq.write_table(table, tmp_path / "a.parquet")
+    aggregate_parquet(tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "l.parquet")
+    labels = pq.read_table(tmp_path / "l.parquet")
+    assert labels.schema.field("task").type == task_type
+    assert set(labels.column("task").to_pylist()) == set(ids)

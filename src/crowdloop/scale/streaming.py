@@ -86,6 +86,8 @@ class ParquetShards:
     n_answers: int
     workers: pd.Index
     classes: pd.Index
+    task_type: pa.DataType | None = None
+    """The file's type of task ids, given back to them in the labels (numpy turned dates into timestamps)."""
 
     @classmethod
     def prepare(
@@ -111,7 +113,8 @@ class ParquetShards:
                 buckets.write(bucket, task, workers.encode(worker), labels.encode(label))
         remap, classes = _factorize(pd.Series(labels.values), sort=True)
         n_answers = sum(_finish_shard(directory, i, remap, len(classes)) for i in range(n_shards))
-        return cls(directory, n_shards, n_answers, workers.values, classes)
+        task_type = source.schema_arrow.field(names[0]).type
+        return cls(directory, n_shards, n_answers, workers.values, classes, task_type)
 
     def shard(self, number: int) -> Shard:
         """Read shard ``number`` back (a few reads of ``.npy`` files)."""
@@ -148,12 +151,22 @@ def stream_aggregate(
     for tasks, probas in shards.posteriors(fit.posterior_fn, fit.params):
         if not len(tasks):
             continue
-        table = pa.Table.from_pandas(label_table(tasks, probas, shards.classes), preserve_index=False)
+        frame = label_table(tasks, probas, shards.classes)
+        table = _typed_tasks(pa.Table.from_pandas(frame, preserve_index=False), shards.task_type)
         writer = writer or pq.ParquetWriter(str(out), table.schema)
         writer.write_table(table)
     if writer is not None:
         writer.close()
     return fit
+
+
+def _typed_tasks(table: pa.Table, task_type: pa.DataType | None) -> pa.Table:
+    """``table`` with its task ids in the input's type: dates came out as timestamps, time zones
+    and decimal precisions were lost on the way through numpy (the local engine keeps them)."""
+    if task_type is None or table.schema.field("task").type == task_type:
+        return table
+    position = table.schema.get_field_index("task")
+    return table.set_column(position, "task", table.column("task").cast(task_type))
 
 
 def check_out_file(out: Path | str) -> None:
