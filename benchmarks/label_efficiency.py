@@ -45,6 +45,7 @@ from _common import RESULTS, SHARED_DATASETS, machine, markdown
 from crowdloop.datasets import Dataset, load_dataset
 from crowdloop.quality import DawidSkene, MajorityVote
 from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, label_accuracy, run_in_process
+from crowdloop.sim.driver import control_sample
 
 DATASETS = ["rte", "temp", "dog", "face", "wsd", "bluebird"]
 TARGETS = [0.6, 0.7, 0.72, 0.75, 0.78, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995]
@@ -61,9 +62,8 @@ class Setup:
     qualification: int = 0
 
     def control(self, gold: pd.Series, seed: int) -> pd.Index:
-        """The control items of replay order ``seed``: drawn from the seed, so every policy shares them."""
-        count = round(self.control_share * len(gold))
-        return pd.Index(np.random.default_rng(10_000 + seed).choice(gold.index.to_numpy(), count, replace=False))
+        """The control items of replay order ``seed`` (none without a share), as ``crowdloop simulate`` draws them."""
+        return control_sample(gold, self.control_share, seed).index if self.control_share else pd.Index([])
 
 
 SETUP = Setup()

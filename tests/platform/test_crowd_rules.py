@@ -27,6 +27,20 @@ def _project(server: Any, texts: int = 10, gold: int = 0, **settings: Any) -> tu
     return owner, project
 
 
+def _gold_ids(owner: Any, project: int) -> set[int]:
+    return {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+
+
+def _answer_in_turn(worker: Any, project: int, gold_ids: set[int], tasks: int) -> list[bool]:
+    """``tasks`` tasks answered "1" one after the other: whether each was gold."""
+    gold = []
+    for _ in range(tasks):
+        task = worker.next_task(project)
+        gold.append(task["item_id"] in gold_ids)
+        worker.submit(task["assignment_id"], "1")
+    return gold
+
+
 def _standing(owner: Any, project: int, worker_id: int) -> dict[str, Any]:
     return next(w for w in owner.workers(project) if w["worker_id"] == worker_id)
 
@@ -34,7 +48,7 @@ def _standing(owner: Any, project: int, worker_id: int) -> dict[str, Any]:
 def test_a_skipped_gold_task_counts_as_missed(server):
     """Skipping gold until the gold ran out let a worker answer everything else unchecked."""
     owner, project = _project(server, texts=10, gold=10, gold_share=0.5)
-    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    gold_ids = _gold_ids(owner, project)
     made, skipper = server.user("rules-skipper", "worker")
     skipped_gold = 0
     for _ in range(2):
@@ -119,17 +133,12 @@ def test_gold_comes_at_places_a_worker_cannot_count(server):
     """At a share of 0.2 the fixed schedule gave every worker gold at tasks 1, 6, 11, ...; a worker
     who counted knew which answers were checked. Now only the first is fixed, and the rate holds."""
     owner, project = _project(server, texts=40, gold=20, gold_share=0.2, min_overlap=6, max_overlap=6)
-    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    gold_ids = _gold_ids(owner, project)
     schedules = []
     for w in range(6):
         _, worker = server.user(f"rules-gold-{w}", "worker")
-        places = []
-        for place in range(25):
-            task = worker.next_task(project)
-            if task["item_id"] in gold_ids:
-                places.append(place)
-            worker.submit(task["assignment_id"], "1")
-        schedules.append(places)
+        gold = _answer_in_turn(worker, project, gold_ids, 25)
+        schedules.append([place for place, is_gold in enumerate(gold) if is_gold])
     assert all(places[0] == 0 for places in schedules)  # a newcomer is checked at once
     assert all(5 - 2 <= len(places) <= 5 + 2 for places in schedules)  # 0.2 of 25, within the band
     assert len({tuple(places) for places in schedules}) > 1, schedules
@@ -140,7 +149,7 @@ def test_tasks_leased_ahead_are_not_all_gold(server):
     """The web page leases three tasks ahead; each used to be chosen as if it were the first, so a
     newcomer got three gold tasks in a row."""
     owner, project = _project(server, texts=10, gold=10, gold_share=0.1)
-    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    gold_ids = _gold_ids(owner, project)
     _, worker = server.user("rules-ahead", "worker")
     tasks = worker.next_tasks(project, count=3)
     gold = [task["item_id"] in gold_ids for task in tasks]
@@ -176,13 +185,9 @@ def test_a_qualification_test_comes_first_and_can_fail_a_worker(server):
     and the gold rule bans one who fails the test before they label a single real item."""
     rules = {"qualification_gold": 4, "min_gold_accuracy": 0.5, "min_gold_answers": 4}
     owner, project = _project(server, texts=20, gold=6, max_overlap=3, rules=rules)
-    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    gold_ids = _gold_ids(owner, project)
     _, passing = server.user("rules-test-pass", "worker")
-    order = []
-    for _ in range(8):
-        task = passing.next_task(project)
-        order.append(task["item_id"] in gold_ids)
-        passing.submit(task["assignment_id"], "1")  # right on every gold task
+    order = _answer_in_turn(passing, project, gold_ids, 8)  # right on every gold task
     assert order == [True] * 4 + [False] * 4  # the test, then only real items: the gold share is 0
     made, failing = server.user("rules-test-fail", "worker")
     with pytest.raises(PermissionDeniedError, match="banned"):
@@ -197,14 +202,9 @@ def test_a_qualification_test_comes_first_and_can_fail_a_worker(server):
 def test_a_qualification_test_gives_way_when_gold_runs_out(server):
     """A worker who has answered every gold task gets real items, not nothing."""
     owner, project = _project(server, texts=5, gold=2, max_overlap=2, rules={"qualification_gold": 4})
-    gold_ids = {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
+    gold_ids = _gold_ids(owner, project)
     _, worker = server.user("rules-test-short", "worker")
-    seen = []
-    for _ in range(5):
-        task = worker.next_task(project)
-        seen.append(task["item_id"] in gold_ids)
-        worker.submit(task["assignment_id"], "1")
-    assert seen == [True, True, False, False, False]
+    assert _answer_in_turn(worker, project, gold_ids, 5) == [True, True, False, False, False]
 
 
 def test_a_tied_vote_goes_to_the_label_listed_first(server):

@@ -21,6 +21,7 @@ from crowdloop.learning.models import MAX_SEED
 from crowdloop.quality import CATEGORICAL_METHODS
 from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
 from crowdloop.sim.active import ActiveLearning
+from crowdloop.sim.driver import control_sample
 
 ROWS = [
     ("labels_bought", "labels bought"),
@@ -48,10 +49,7 @@ def _control(gold: pd.Series, share: float, qualification: int, seed: int) -> pd
     """The gold tasks that become control tasks: a random ``share`` of them, drawn from the seed."""
     if qualification and share == 0:
         raise click.UsageError("--qualification needs control tasks: give --control-share (e.g. 0.025).")
-    if share == 0:
-        return None
-    count = max(1, round(share * len(gold)))
-    return gold.sample(n=count, random_state=seed)
+    return None if share == 0 else control_sample(gold, share, seed)
 
 
 def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, options: dict[str, Any]) -> Policy:

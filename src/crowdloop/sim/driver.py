@@ -58,6 +58,14 @@ class SimulationResult:
         return out | self.extra
 
 
+def control_sample(gold: pd.Series, share: float, seed: int) -> pd.Series:
+    """A random ``share`` of the gold tasks (at least one) as control tasks, drawn from ``seed``: the
+    same ones for every policy run on that seed, so their accuracies compare on the same items."""
+    count = max(1, round(share * len(gold)))
+    picked = np.random.default_rng(10_000 + seed).choice(len(gold), count, replace=False)
+    return gold.iloc[np.sort(picked)]
+
+
 def label_accuracy(labels: pd.Series, gold: pd.Series, tasks: pd.Index | None = None) -> float:
     """Share of the gold items (among ``tasks``) whose label is right; one left without a label is wrong.
 
