@@ -76,7 +76,7 @@ class World:
     project: int
     gold_item: int
     target: int
-    """A worker who is banned, unbanned and given bonuses by the ban and bonus routes."""
+    """A worker granted access, whom the ban and bonus routes ban, unban and pay."""
     spare: int
     """A user who is issued new tokens by the token route."""
     hook: int
@@ -139,6 +139,7 @@ def world(server: Any) -> Iterator[World]:
             hook=int(hook["id"]), other_lease=0, make_user=make_user,
         )  # fmt: skip
         state.other_lease = state.lease("worker2")
+        owner.grant_access(project["id"], state.target)  # bans and bonuses are for the project's workers
         yield state
 
 
@@ -574,6 +575,35 @@ def test_a_second_requester_sees_nothing_of_the_first(world):
     for (method, path), rule in ROUTES.items():
         if "{project_id}" in path:
             assert "stranger" in rule.hidden, f"{method} {path}: another requester must get 404, not 403"
+
+
+def test_bans_and_bonuses_reach_only_the_projects_own_workers(world):
+    """Any worker id used to do: the stranger banned the owner's worker, paid them a bonus out of
+    the stranger's budget, and then read their name in the stranger's worker table and payouts.
+    Nobody, a requester and another project's worker all get the same 404, which says nothing
+    of who they are; once granted access, the worker may be banned."""
+    created = world.as_actor("stranger", "POST", f"{API}/projects", json={"name": "other", "labels": ["x", "y"],
+                                                                          "budget": 10.0})  # fmt: skip
+    assert created.status_code == 201, created.text
+    project = created.json()["id"]
+    calls = [("workers/{}/ban", {"reason": "not mine"}), ("workers/{}/unban", {"reason": "not mine"}),
+             ("bonuses", {"amount": 1.0, "reason": "not mine"})]  # fmt: skip
+    for target in (world.ids["worker"], world.ids["owner"], 10**9):
+        for path, body in calls:
+            response = world.as_actor("stranger", "POST", f"{API}/projects/{project}/{path.format(target)}",
+                                      json={"worker_id": target, **body})  # fmt: skip
+            assert response.status_code == 404, response.text
+            assert response.json()["detail"] == f"worker {target} has not worked on project {project}."
+    for path in ("workers", "payouts"):
+        assert world.as_actor("stranger", "GET", f"{API}/projects/{project}/{path}").json() == []
+    assert world.as_actor("stranger", "GET", f"{API}/projects/{project}").json()["spent"] == 0
+    granted = world.as_actor(
+        "stranger", "POST", f"{API}/projects/{project}/access", json={"worker_id": world.ids["worker"]}
+    )
+    assert granted.status_code == 204, granted.text
+    banned = world.as_actor("stranger", "POST", f"{API}/projects/{project}/workers/{world.ids['worker']}/ban",
+                            json={"reason": "granted, then banned"})  # fmt: skip
+    assert banned.status_code == 200 and banned.json()["banned"] is True, banned.text
 
 
 # --- gold stays hidden from workers ------------------------------------------------------------------

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import assignment, webhooks
-from crowdloop.crowd.projects import get_owned_project, open_leases
+from crowdloop.crowd.projects import access_granted, get_owned_project, open_leases
 from crowdloop.crowd.schemas import from_micros, to_micros
 from crowdloop.crowd.standing import ban_history, set_ban, standing_row
 from crowdloop.errors import InvalidInputError, NotFoundError
-from crowdloop.storage.models import Answer, BanEvent, Bonus, ProjectWorker, User
+from crowdloop.storage.models import Answer, Assignment, BanEvent, Bonus, ProjectWorker, User
 
 
 def worker_table(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def ban_worker(
     get_owned_project(session, actor, project_id)
     if not reason.strip():
         raise InvalidInputError("a ban or unban needs a reason.")
-    _worker(session, worker_id)
+    _check_works_here(session, project_id, worker_id)
     if banned:
         row = impose_ban(session, project_id, worker_id, reason, by_user_id=actor.id)
     else:
@@ -100,16 +100,23 @@ def bans(session: Session, actor: User, project_id: int) -> list[BanEvent]:
     return ban_history(session, project_id)
 
 
-def _worker(session: Session, worker_id: int) -> User:
-    worker = session.get(User, worker_id)
-    if worker is None or worker.role != "worker":
-        raise NotFoundError(f"no worker {worker_id}.")
-    return worker
+def _check_works_here(session: Session, project_id: int, worker_id: int) -> None:
+    """Refuse a ban, unban or bonus for anyone but a worker of the project: one who took a task on
+    it (every answer has its assignment) or was granted access to it. Any worker id used to do: a
+    requester could pay another project's worker out of their budget, or ban them, and then read
+    their name in the worker table. Whoever the id is (nobody, a requester, another project's
+    worker), the answer is the same 404, so it tells nothing about users elsewhere."""
+    worked = exists().where(Assignment.project_id == project_id, Assignment.worker_id == worker_id)
+    member = select(User.id).where(
+        User.id == worker_id, User.role == "worker", or_(worked, access_granted(project_id, worker_id))
+    )
+    if session.scalar(member) is None:
+        raise NotFoundError(f"worker {worker_id} has not worked on project {project_id}.")
 
 
 def add_bonus(session: Session, actor: User, project_id: int, worker_id: int, amount: float, reason: str) -> Bonus:
     project = get_owned_project(session, actor, project_id, lock=True)
-    _worker(session, worker_id)
+    _check_works_here(session, project_id, worker_id)
     micros = to_micros(amount) or 0
     if micros <= 0:
         raise InvalidInputError("a bonus must be a positive amount.")
