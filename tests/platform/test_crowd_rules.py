@@ -96,6 +96,21 @@ def test_no_answer_after_the_lease_ran_out_or_once_the_project_is_finished(serve
     assert owner.status(project)["answers"] == 0
 
 
+def test_a_skip_after_the_lease_ran_out_is_refused_and_counts_nothing(server):
+    """A late skip was accepted where a late answer is not: it counted in the skips in a row (here
+    a ban) and, on a gold task, as a missed gold answer, for an item already back in the pool."""
+    owner, project = _project(server, texts=3, gold=3, gold_share=0.5, lease_seconds=5,
+                              rules={"max_skips_in_row": 1})  # fmt: skip
+    made, worker = server.user("rules-late-skip", "worker")
+    late = worker.next_task(project)  # the first task is gold
+    time.sleep(5.5)  # nobody asked for a task meanwhile, so the lease's row still says "leased"
+    with pytest.raises(ConflictError, match=f"the lease of assignment {late['assignment_id']} has expired"):
+        worker.skip(late["assignment_id"])
+    standing = _standing(owner, project, int(made["id"]))
+    assert standing["gold_answers"] == 0 and standing["banned"] is False and owner.bans(project) == []
+    worker.submit(worker.next_task(project)["assignment_id"], "1")  # still free to work
+
+
 def test_a_price_the_open_leases_would_push_over_budget_is_refused(server):
     owner, project = _project(server, texts=6, price=0.1, budget=0.5)
     _, worker = server.user("rules-money", "worker")

@@ -51,7 +51,7 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
     if lease.project_status == "finished":
         raise ConflictError(f"project {lease.project_id} is finished; the answer was not recorded.")
     if lease.expires_at <= utcnow():  # expiry is settled lazily: the clock decides, not the row
-        raise ConflictError(f"the lease of assignment {assignment_id} has expired; ask for a new task.")
+        raise assignment.lease_expired(assignment_id)
     if answer.label not in lease.labels:
         raise UnknownLabelError(f"label {answer.label!r} is not one of {lease.labels}.")
     return _record(session, lease, answer)

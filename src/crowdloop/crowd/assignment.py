@@ -497,12 +497,17 @@ def _expire(session: Session, *which: ColumnElement[bool]) -> int:
 def skip_task(session: Session, worker: User, assignment_id: int) -> ProjectWorker | None:
     """Give a leased item back; counts towards the skips-in-a-row rule. Skipping again is a no-op
     (None), so a client may repeat a skip whose answer it never got. Returns the worker's standing
-    for :func:`crowdloop.crowd.answers.skip_task` to apply the project's rules to."""
+    for :func:`crowdloop.crowd.answers.skip_task` to apply the project's rules to.
+
+    A lease past its time is refused as an answer to it is (409): the item went back to the pool
+    when it ran out, and a late skip counted in the skips in a row, and as a missed gold answer."""
     assignment = own_assignment(session, worker, assignment_id)
     if assignment.status == "skipped":
         return None
     if assignment.status != "leased":
         raise ConflictError(f"assignment {assignment_id} is {assignment.status}, not leased.")
+    if assignment.expires_at <= utcnow():  # expiry is settled lazily: the clock decides, not the row
+        raise lease_expired(assignment_id)
     assignment.status = "skipped"
     _release(session, assignment.item_id)
     standing = standing_row(session, assignment.project_id, worker.id)
@@ -510,6 +515,11 @@ def skip_task(session: Session, worker: User, assignment_id: int) -> ProjectWork
     if session.scalar(select(Item.is_gold).where(Item.id == assignment.item_id)):
         standing.gold_answers += 1  # a skipped gold task is a missed one: skipping must not dodge the check
     return standing
+
+
+def lease_expired(assignment_id: int) -> ConflictError:
+    """What an answer or a skip after the lease ran out is told."""
+    return ConflictError(f"the lease of assignment {assignment_id} has expired; ask for a new task.")
 
 
 def own_assignment(session: Session, worker: User, assignment_id: int) -> Assignment:
