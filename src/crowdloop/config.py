@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_upload_text(self) -> str:
+        """:attr:`max_upload_mb` as a message says it: ``100 MB``, ``0.05 MB`` (floored, it said ``0 MB``)."""
+        return f"{self.max_upload_mb:g} MB"
+
+    @property
     def webhook_networks(self) -> tuple[Network, ...]:
         """:attr:`webhook_allowed_networks`, parsed."""
         return parse_networks(self.webhook_allowed_networks)

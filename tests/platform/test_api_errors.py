@@ -177,6 +177,38 @@ def test_a_chunked_body_over_the_limit_is_a_413_too(server, owned):
     assert answer.json()["error"] == "PayloadTooLargeError"
 
 
+def test_only_a_multipart_upload_gets_room_beyond_the_limit(tmp_path):
+    """The 1 MiB a multipart upload needs around its file was added to every request: with a limit
+    of 0.05 MB a JSON import of 0.06 MB was stored (and the 413 said "over the 0 MB limit")."""
+    import warnings
+
+    from crowdloop.api import create_app
+    from crowdloop.config import Settings
+
+    with warnings.catch_warnings():  # starlette's note that its test client will move off httpx
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'limit.db'}", webhook_dispatcher=False,
+                        admin_token="cl_limit_admin_token", max_upload_mb=0.05)  # fmt: skip
+    limit = int(0.05 * 2**20)
+    rows = [f"item {i} {uuid.uuid4().hex * 8}" for i in range(200)]
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = "Bearer cl_limit_admin_token"
+        project = http.post(f"{API}/projects", json={"name": "limit", "labels": ["a", "b"]}).json()["id"]
+        body = [{"data": {"text": text}} for text in rows]
+        json_import = http.post(f"{API}/projects/{project}/items", json=body)
+        assert len(json_import.request.content) > limit and json_import.status_code == 413, json_import.text
+        assert json_import.json()["detail"] == "the request is over the 0.05 MB limit; nothing was stored."
+        csv = "text\n" + "\n".join(rows[: limit // 300]) + "\n"
+        csv += "x" * (limit - len(csv) - 1) + "\n"  # the file is just under the limit, the request over it
+        upload = http.post(f"{API}/projects/{project}/items/upload", files={"file": ("items.csv", csv.encode())})
+        assert len(upload.request.content) > limit and upload.status_code == 200, upload.text
+        over = http.post(f"{API}/projects/{project}/items/upload", files={"file": ("items.csv", csv.encode() + b"y\n")})
+        assert over.status_code == 413 and "over the 0.05 MB limit" in over.json()["detail"], over.text
+        assert len(http.get(f"{API}/projects/{project}/items", params={"limit": 1000}).json()) == limit // 300 + 1
+
+
 def test_trainings_past_the_limit_are_refused_at_once_and_the_place_comes_back():
     from crowdloop.api.deps import Api
     from crowdloop.config import Settings

@@ -137,7 +137,7 @@ def _error_handlers(app: FastAPI, settings: Settings) -> None:
         detail = f"no route {request.method} {request.url.path}" if error.status_code in (404, 405) else error.detail
         return JSONResponse({"error": name, "detail": detail}, status_code=error.status_code, headers=error.headers)
 
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 2**20) + MULTIPART_SLACK)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, limit_text=settings.max_upload_text)
     app.add_middleware(InternalErrors)  # added last, so outermost: it sees what BodyLimit lets through
 
 
@@ -179,7 +179,8 @@ log = logging.getLogger(__name__)
 
 
 MULTIPART_SLACK = 2**20
-"""Bytes a multipart upload adds around its file: the upload route itself checks the file's size."""
+"""Bytes a multipart upload adds around its file: the upload route itself checks the file's size.
+Only multipart requests get them; a JSON body of the limit and up to 1 MiB more was accepted."""
 
 
 class _TooLargeError(Exception):
@@ -187,19 +188,25 @@ class _TooLargeError(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` (``CROWDLOOP_MAX_UPLOAD_MB``) is refused
-    with a 413 before it is read whole, by its Content-Length or, when it is sent in chunks, as
-    soon as it passes the limit. Without it a JSON body of any size was read into memory first."""
+    """ASGI middleware: a request body over ``max_bytes`` (``CROWDLOOP_MAX_UPLOAD_MB``, described
+    as ``limit_text``; a multipart upload may add :data:`MULTIPART_SLACK`) is refused with a 413
+    before it is read whole, by its Content-Length or, when it is sent in chunks, as soon as it
+    passes the limit. Without it a JSON body of any size was read into memory first."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int, limit_text: str) -> None:
+        self.app, self.max_bytes, self.limit_text = app, max_bytes, limit_text
+
+    def _limit(self, headers: dict[bytes, bytes]) -> int:
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        return self.max_bytes + (MULTIPART_SLACK if multipart else 0)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        headers = dict(scope.get("headers") or [])
+        limit, declared = self._limit(headers), headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, receive, send)
             return
         seen, too_large, answered = 0, False, False
@@ -208,7 +215,7 @@ class BodyLimit:
             nonlocal seen, too_large
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 too_large = True
                 raise _TooLargeError
             return message
@@ -227,8 +234,7 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
-        limit = (self.max_bytes - MULTIPART_SLACK) // 2**20
-        detail = f"the request is over the {limit} MB limit; nothing was stored."
+        detail = f"the request is over the {self.limit_text} limit; nothing was stored."
         body = {"error": "PayloadTooLargeError", "detail": detail}
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 

@@ -26,7 +26,7 @@ def import_items(project_id: int, rows: list[dict[str, Any]], api: ApiDep) -> Im
 async def upload_items(project_id: int, file: UploadFile, api: ApiDep) -> ImportReport:
     """CSV, TSV, JSON Lines or Label Studio JSON; refused whole when over the size limit."""
     await run_in_threadpool(api.run, lambda session, user: get_owned_project(session, user, project_id))
-    content = await _read_limited(file, int(api.settings.max_upload_mb * CHUNK))
+    content = await _read_limited(file, api.settings.max_upload_bytes, api.settings.max_upload_text)
     rows = await run_in_threadpool(items.parse_upload, content, file.filename or "upload.csv")
     result: ImportReport = await run_in_threadpool(
         api.run, lambda session, user: items.import_items(session, user, project_id, rows)
@@ -34,12 +34,12 @@ async def upload_items(project_id: int, file: UploadFile, api: ApiDep) -> Import
     return result
 
 
-async def _read_limited(file: UploadFile, limit: int) -> bytes:
+async def _read_limited(file: UploadFile, limit: int, limit_text: str) -> bytes:
     parts, size = [], 0
     while chunk := await file.read(CHUNK):
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"upload is over the {limit // CHUNK} MB limit; nothing was imported.")
+            raise PayloadTooLargeError(f"upload is over the {limit_text} limit; nothing was imported.")
         parts.append(chunk)
     return b"".join(parts)
 
