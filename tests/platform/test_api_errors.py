@@ -9,6 +9,7 @@ kept-alive connection usable.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from crowdloop.api.app import InternalErrors
 from crowdloop.errors import InvalidInputError, InvalidParameterError, NotFoundError
 
 API = "/api/v1"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +209,40 @@ def test_only_a_multipart_upload_gets_room_beyond_the_limit(tmp_path):
         over = http.post(f"{API}/projects/{project}/items/upload", files={"file": ("items.csv", csv.encode() + b"y\n")})
         assert over.status_code == 413 and "over the 0.05 MB limit" in over.json()["detail"], over.text
         assert len(http.get(f"{API}/projects/{project}/items", params={"limit": 1000}).json()) == limit // 300 + 1
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_text_no_database_can_store_is_a_422_naming_the_field(server, owned, bad):
+    """A NUL was a 500 on PostgreSQL (which refuses it in text) and stored on SQLite, where a label
+    with one was accepted; a lone surrogate (JSON's "\\ud800") was a 500 on both. Nothing is stored."""
+    worker, _ = server.user("text-worker", "worker")
+    owned["client"].grant_access(owned["id"], int(worker["id"]))
+    project, item = f"/projects/{owned['id']}", owned["client"].items(owned["id"])[0]["id"]
+    owner, ban = owned["token"], f"/projects/{owned['id']}/workers/{worker['id']}"
+    cases = [
+        (server.admin_token, "POST", "/users", {"name": f"a{bad}b", "role": "worker"}, "name"),
+        (owner, "POST", "/projects", {"name": f"p{bad}", "labels": ["a", "b"]}, "name"),
+        (owner, "POST", "/projects", {"name": "p", "labels": ["a", "b"], "instructions": f"i{bad}"}, "instructions"),
+        (owner, "POST", "/projects", {"name": "p", "labels": ["a", f"b{bad}"]}, "labels.1"),
+        (owner, "PATCH", project, {"name": f"p{bad}"}, "name"),
+        (owner, "PATCH", project, {"instructions": f"i{bad}"}, "instructions"),
+        (owner, "POST", f"{ban}/ban", {"reason": f"r{bad}"}, "reason"),
+        (owner, "POST", f"{ban}/unban", {"reason": f"r{bad}"}, "reason"),
+        (owner, "POST", f"{project}/bonuses", {"worker_id": worker["id"], "amount": 0.5, "reason": f"r{bad}"}, "reason"),
+        (owner, "POST", f"{project}/review/{item}", {"label": "a", "explanation": f"e{bad}"}, "explanation"),
+    ]  # fmt: skip
+    for token, method, path, body, field in cases:
+        response = _call(server, token, method, path, content=json.dumps(body), headers=JSON)
+        assert response.status_code == 422 and response.json()["error"] == "InvalidInputError", (path, response.text)
+        detail = response.json()["detail"]
+        if bad == "\x00":
+            assert detail == f"{field}: holds a NUL character, which cannot be stored", (path, detail)
+        else:  # pydantic's own words where the field has a length (it checks the text first)
+            assert detail.startswith(f"{field}: ") and "nicode" in detail, (path, detail)
+    assert [p["name"] for p in owned["client"].projects()] == ["errors"]
+    assert owned["client"].project(owned["id"])["instructions"] == ""
+    assert owned["client"].bans(owned["id"]) == [] and owned["client"].payouts(owned["id"]) == []
+    assert owned["client"].items(owned["id"])[0]["is_gold"] is False  # no review decision
 
 
 def test_trainings_past_the_limit_are_refused_at_once_and_the_place_comes_back():

@@ -416,19 +416,27 @@ def has_content(data: Any) -> bool:
     return isinstance(data, dict) and any(str(v).strip() for v in data.values() if v is not None)
 
 
+def text_problem(text: str) -> str | None:
+    """Why a database cannot store ``text`` (None: it can): PostgreSQL refuses a NUL character in
+    text, and neither database takes text that is not valid Unicode (a lone surrogate, which JSON's
+    ``\\ud800`` escape can carry). No pydantic here: the edge runtime imports this module."""
+    if "\x00" in text:
+        return "holds a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds text that is not valid Unicode (a lone surrogate)"
+    return None
+
+
 def unstorable_reason(value: Any, where: str = "") -> str | None:
     """Why a value cannot be stored as it is (None: it can): NaN or infinity (PostgreSQL's JSON
     refuses them, and the whole import failed with a 500), a NUL character or text that is not
     valid Unicode (a lone surrogate). Each is now one rejected row, named."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where or 'a field'} is {value}, which JSON cannot store"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{where or 'a field'} holds a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{where or 'a field'} holds text that is not valid Unicode (a lone surrogate)"
+    if isinstance(value, str) and (problem := text_problem(value)) is not None:
+        return f"{where or 'a field'} {problem}"
     if isinstance(value, dict):
         for key, inner in value.items():
             problem = unstorable_reason(str(key), "a field name") or unstorable_reason(inner, f"field {str(key)!r}")

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from crowdloop.crowd.dedup import text_problem
 
 MICROS = 1_000_000
+
+
+def _storable(text: str) -> str:
+    problem = text_problem(text)
+    if problem is not None:
+        raise PydanticCustomError("unstorable_text", "{problem}, which cannot be stored", {"problem": problem})
+    return text
+
+
+StorableStr = Annotated[str, AfterValidator(_storable)]
+"""The type of every free-text field of the API: a NUL or a lone surrogate is a 422 that names the
+field, where it was a 500 from PostgreSQL (or, on SQLite, a NUL stored)."""
 
 
 def to_micros(amount: float | None) -> int | None:
@@ -45,19 +60,19 @@ class QualityRules(BaseModel):
 
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
-    name: str = Field(min_length=1, max_length=200)
+    name: StorableStr = Field(min_length=1, max_length=200)
     task_type: Literal["single_choice", "rating"] = Field(
         "single_choice", description="rating: the labels are the points of a numeric scale, e.g. 1..5"
     )
-    labels: list[str] = Field(min_length=2, description="the label set, in display order")
-    instructions: str = ""
+    labels: list[StorableStr] = Field(min_length=2, description="the label set, in display order")
+    instructions: StorableStr = ""
     min_overlap: int = Field(1, ge=1, le=100)
     max_overlap: int = Field(3, ge=1, le=100)
     confidence_target: float = Field(0.95, gt=0.5, le=1.0)
     gold_share: float = Field(0.0, ge=0, lt=1)
     price: float = Field(0.0, ge=0, description="paid per accepted answer")
     budget: float | None = Field(None, ge=0)
-    aggregation_method: str = "default"
+    aggregation_method: StorableStr = "default"
     lease_seconds: int = Field(600, ge=5, le=86_400)
     open_to_all: bool = True
     rules: QualityRules = Field(default_factory=QualityRules)
@@ -83,8 +98,8 @@ def _is_number(text: str) -> bool:
 
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
-    name: str | None = None
-    instructions: str | None = None
+    name: StorableStr | None = None
+    instructions: StorableStr | None = None
     status: Literal["draft", "active", "paused", "finished"] | None = None
     min_overlap: int | None = Field(None, ge=1, le=100)
     max_overlap: int | None = Field(None, ge=1, le=100)
@@ -92,7 +107,7 @@ class ProjectUpdate(BaseModel):
     gold_share: float | None = Field(None, ge=0, lt=1)
     price: float | None = Field(None, ge=0)
     budget: float | None = Field(None, ge=0)
-    aggregation_method: str | None = None
+    aggregation_method: StorableStr | None = None
     rules: QualityRules | None = None
     lease_seconds: int | None = Field(None, ge=5, le=86_400, description="for leases taken from now on")
     open_to_all: bool | None = Field(None, description="false: only the workers granted access see the project")
@@ -132,9 +147,9 @@ class ItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     data: dict[str, Any]
-    external_id: str | None = Field(None, max_length=200)
-    gold_label: str | None = None
-    gold_explanation: str | None = None
+    external_id: StorableStr | None = Field(None, max_length=200)
+    gold_label: StorableStr | None = None
+    gold_explanation: StorableStr | None = None
     priority: float = 0.0
 
     @field_validator("external_id", mode="before")
@@ -174,7 +189,7 @@ class TaskOut(BaseModel):
 
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
-    label: str
+    label: StorableStr
     seconds: float | None = Field(None, ge=0)
 
 

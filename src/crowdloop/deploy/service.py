@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from crowdloop.crowd.auth import require_role
 from crowdloop.crowd.dedup import content_hash, has_content, normalize_fields, unstorable_reason
 from crowdloop.crowd.projects import get_project
+from crowdloop.crowd.schemas import StorableStr
 from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
 from crowdloop.monitoring.drift_service import check_due
 from crowdloop.storage.db import dialect_insert
@@ -62,7 +63,7 @@ class InputStatIn(BaseModel):
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-    client_id: str = Field(min_length=8, max_length=64)
+    client_id: StorableStr = Field(min_length=8, max_length=64)
     data: dict[str, Any]
     model_version: int = Field(ge=1)
     reason: Literal["unsure", "audit"]
@@ -86,17 +87,17 @@ class FeedbackIn(BaseModel):
 
 class TelemetryIn(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-    client_id: str = Field(min_length=8, max_length=64, description="the batch id")
+    client_id: StorableStr = Field(min_length=8, max_length=64, description="the batch id")
     model_version: int = Field(ge=1)
     started_at: float = Field(ge=0.0, le=MAX_SECONDS)
     ended_at: float = Field(ge=0.0, le=MAX_SECONDS)
     predictions: int = Field(ge=1, le=2**31 - 1)
     confidence_mean: float = Field(ge=0.0, le=1.0)
-    class_counts: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=1000)
+    class_counts: dict[StorableStr, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=1000)
     confidence_histogram: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=1000)
     confidence_sample: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list, max_length=10_000)
     latency_mean_s: float | None = Field(None, ge=0.0)
-    input_stats: dict[str, InputStatIn] = Field(default_factory=dict, max_length=1000)
+    input_stats: dict[StorableStr, InputStatIn] = Field(default_factory=dict, max_length=1000)
 
 
 def _device_project(session: Session, actor: User, project_id: int, batch: int) -> None:

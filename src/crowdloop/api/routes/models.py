@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdloop.api.deps import ApiDep
+from crowdloop.crowd.schemas import StorableStr
 from crowdloop.learning import priorities, registry, service
 from crowdloop.learning.models import MAX_SEED
 
@@ -23,7 +24,7 @@ router = APIRouter(tags=["models"])
 
 class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    family: str | None = Field(
+    family: StorableStr | None = Field(
         None,
         description="logreg (the default), linear_svm, gboost, naive_bayes, torch_mlp (PyTorch installed), or auto "
         "(a search over the scikit-learn families); trials or timeout without a family search those families too",
@@ -31,17 +32,19 @@ class TrainIn(BaseModel):
     trials: int = Field(0, ge=0, le=1000, description="Optuna trials (0: no search unless family is auto)")
     timeout: float | None = Field(None, gt=0, le=24 * 3600, description="search time budget in seconds")
     random_state: int = Field(0, ge=0, le=MAX_SEED, description="seed of the folds, the search and the model")
-    targets: str = Field("labels", description="labels (the aggregated labels) or crowd (learn from the raw answers)")
+    targets: StorableStr = Field(
+        "labels", description="labels (the aggregated labels) or crowd (learn from the raw answers)"
+    )
 
 
 class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: StorableStr = Field(min_length=1, max_length=500)
 
 
 class PrioritiesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    strategy: str = Field("activelab", description="random, least_confidence, margin, entropy or activelab")
+    strategy: StorableStr = Field("activelab", description="random, least_confidence, margin, entropy or activelab")
     batch_size: int = Field(50, ge=1, le=100_000)
     random_state: int = Field(0, ge=0, le=MAX_SEED, description="seed of the random strategy and of ties")
 

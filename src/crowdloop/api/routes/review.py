@@ -9,13 +9,14 @@ from pydantic import BaseModel, Field
 
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import dashboard, review
+from crowdloop.crowd.schemas import StorableStr
 
 router = APIRouter(tags=["review"])
 
 
 class DecisionIn(BaseModel):
-    label: str = Field(min_length=1)
-    explanation: str | None = None
+    label: StorableStr = Field(min_length=1)
+    explanation: StorableStr | None = None
 
 
 @router.get("/projects/{project_id}/dashboard")

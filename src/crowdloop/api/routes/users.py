@@ -9,13 +9,14 @@ from pydantic import BaseModel
 
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import auth
+from crowdloop.crowd.schemas import StorableStr
 
 router = APIRouter(tags=["users"])
 
 
 class UserCreate(BaseModel):
-    name: str
-    role: str
+    name: StorableStr
+    role: StorableStr
 
 
 def _user(user: Any) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def create_user(body: UserCreate, api: ApiDep) -> dict[str, Any]:
 
 
 @router.get("/users")
-def list_users(api: ApiDep, role: str | None = None) -> list[dict[str, Any]]:
+def list_users(api: ApiDep, role: StorableStr | None = None) -> list[dict[str, Any]]:
     return api.run(lambda session, user: [_user(u) for u in auth.list_users(session, user, role)])
 
 

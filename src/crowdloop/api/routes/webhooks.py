@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.projects import get_owned_project
+from crowdloop.crowd.schemas import StorableStr
 from crowdloop.storage.models import User
 
 router = APIRouter(tags=["webhooks"])
 
 
 class WebhookIn(BaseModel):
-    url: str
-    events: list[str] | None = None
+    url: StorableStr
+    events: list[StorableStr] | None = None
 
 
 def _out(hook: Any) -> dict[str, Any]:

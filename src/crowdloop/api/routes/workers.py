@@ -11,18 +11,19 @@ from pydantic import BaseModel, Field
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import workers
 from crowdloop.crowd.formats import stream_csv
+from crowdloop.crowd.schemas import StorableStr
 
 router = APIRouter(tags=["workers"])
 
 
 class ReasonIn(BaseModel):
-    reason: str = Field(min_length=1)
+    reason: StorableStr = Field(min_length=1)
 
 
 class BonusIn(BaseModel):
     worker_id: int
     amount: float = Field(gt=0)
-    reason: str = ""
+    reason: StorableStr = ""
 
 
 @router.get("/projects/{project_id}/workers")
