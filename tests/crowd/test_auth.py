@@ -3,15 +3,21 @@ variable, and never given to a user who is not an admin."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.auth import authenticate, create_user, ensure_admin_token
 from crowdloop.errors import AuthenticationError, ConflictError
+from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
+from crowdloop.storage.models import ApiToken
+from support import postgres_database
 
 
 @pytest.fixture
@@ -70,3 +76,57 @@ def test_a_revoked_token_stays_revoked_and_an_old_one_rotates(factory):
         session.execute(update(ApiToken).values(revoked_at=utcnow()))
     with pytest.raises(ConflictError, match="was revoked"):
         _start(factory, "cl_newer_token")
+
+
+def _prefixes(factory: sessionmaker[Session]) -> list[str]:
+    with unit_of_work(factory) as session:
+        return sorted(session.scalars(select(ApiToken.prefix)))
+
+
+def test_no_part_of_the_admin_token_is_stored_in_clear(factory):
+    """The prefix was "env:" and the token's first 6 characters: a start on a token a person chose."""
+    _start(factory, "cl_first_admin_token")
+    assert _prefixes(factory) == ["env:"]
+    _start(factory, "cl_second_admin_token")  # the marker alone still finds the old one to rotate
+    assert _prefixes(factory) == ["env:", "env:"]
+    with pytest.raises(AuthenticationError):
+        _who(factory, "cl_first_admin_token")
+
+
+def test_a_short_admin_token_is_warned_about_at_start(factory, caplog):
+    with caplog.at_level(logging.WARNING, logger="crowdloop.crowd.auth"):
+        _start(factory, "change-me")
+        _start(factory, "cl_a_sixteen_chr")
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 1 and "CROWDLOOP_ADMIN_TOKEN is 9 characters long" in warned[0], warned
+    assert _who(factory, "cl_a_sixteen_chr") == "admin"  # a warning, not a refusal
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+def test_migration_0010_drops_the_admin_tokens_characters(empty_url):
+    engine = make_engine(empty_url)
+    config = migrate.alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+            connection.execute(
+                text("INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', CURRENT_TIMESTAMP)")
+            )
+            connection.execute(
+                text("INSERT INTO api_tokens (user_id, token_hash, prefix, created_at) SELECT id, :hash, :prefix, "
+                     "CURRENT_TIMESTAMP FROM users"),
+                [{"hash": "a" * 64, "prefix": "env:change"}, {"hash": "b" * 64, "prefix": "cl_issued0"}],
+            )  # fmt: skip
+        upgrade(engine)
+        assert _prefixes(session_factory(engine)) == ["cl_issued0", "env:"]  # an issued token's is random
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from crowdloop.storage.db import param, run
 from crowdloop.storage.models import ROLES, ApiToken, User, utcnow
 
 TOKEN_PREFIX = "cl_"
+
+log = logging.getLogger(__name__)
 
 
 def hash_token(token: str) -> str:
@@ -83,7 +86,12 @@ _CALLER = (
 
 
 ENV_TOKEN_PREFIX = "env:"
-"""Marks the stored prefix of a token that came from CROWDLOOP_ADMIN_TOKEN."""
+"""The stored prefix of a token that came from CROWDLOOP_ADMIN_TOKEN: the marker alone. It held the
+token's first 6 characters too, in clear, a good start on a token a person chose (migration 0010)."""
+
+SHORT_ADMIN_TOKEN = 16
+"""CROWDLOOP_ADMIN_TOKEN shorter than this is warned about at start: tokens are stored as unsalted
+SHA-256, which takes a short, human-chosen token back offline in no time."""
 
 
 def ensure_admin_token(session: Session, token: str) -> User:
@@ -93,6 +101,7 @@ def ensure_admin_token(session: Session, token: str) -> User:
     used to work). The token must be an admin's: a user named ``admin`` who is a worker used to get
     it silently, with a worker's rights.
     """
+    _warn_if_short(token)
     existing = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     owner = None if existing is None else session.get(User, existing.user_id)
     admin = owner or session.scalar(select(User).where(User.name == "admin")) or create_user(session, "admin", "admin")
@@ -105,13 +114,22 @@ def ensure_admin_token(session: Session, token: str) -> User:
                 ApiToken.token_hash != hash_token(token), ApiToken.revoked_at.is_(None))  # fmt: skip
     session.execute(update(ApiToken).where(*previous).values(revoked_at=utcnow()))
     if existing is None:
-        session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=ENV_TOKEN_PREFIX + token[:6]))
+        session.add(ApiToken(user_id=admin.id, token_hash=hash_token(token), prefix=ENV_TOKEN_PREFIX))
     elif existing.revoked_at is not None:  # a restart must not undo a revocation
         raise ConflictError("CROWDLOOP_ADMIN_TOKEN holds a token that was revoked; choose another.")
     else:
-        existing.prefix = ENV_TOKEN_PREFIX + token[:6]  # stored before the marker existed: rotates from now on
+        existing.prefix = ENV_TOKEN_PREFIX  # stored before the marker existed: rotates from now on
     session.flush()
     return admin
+
+
+def _warn_if_short(token: str) -> None:
+    if len(token) < SHORT_ADMIN_TOKEN:
+        log.warning(
+            "CROWDLOOP_ADMIN_TOKEN is %d characters long; use at least %d random ones (say `python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'`): a database copy gives away a short one.",
+            len(token), SHORT_ADMIN_TOKEN,
+        )  # fmt: skip
 
 
 def issue_token_for(session: Session, actor: User, user_id: int) -> NewToken:
