@@ -110,16 +110,19 @@ def test_the_other_bundled_set_and_an_unknown_one() -> None:
 
 
 @pytest.mark.slow
-def test_one_round_on_rte_through_the_cli(tmp_path: Path) -> None:
+def test_rte_through_the_cli_holds_its_chance_level_workers_back(tmp_path: Path) -> None:
+    """rte's busiest workers answer at chance; replayed busy-first they gave most answers and the
+    labels were right about half the time (0.57 and 0.46 here at seeds 0 and 1) until the demo's
+    rte project held back the workers its stop rule rates in the worse half."""
     done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "demo", "--dataset", "rte", "--rounds", "1", "--budget", "6", "--trials",
-         "0", "--dir", str(tmp_path / "rte"), "--json"],
+        [sys.executable, "-m", "crowdloop", "demo", "--dataset", "rte", "--rounds", "2", "--items", "500", "--budget",
+         "10", "--trials", "0", "--dir", str(tmp_path / "rte"), "--json"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
-    [only] = summary["rounds"]
-    assert only["labels_bought"] == 300 and only["streamed"] == 100 and only["model_version"] == 1
+    first, second = json.loads(done.stdout)["rounds"]
+    assert first["labels_bought"] == 125 and first["streamed"] == 100 and first["model_version"] == 1
+    assert second["label_accuracy"] > 0.75, second
     assert "rte (PASCAL RTE-1" in (tmp_path / "rte" / "report.html").read_text()
 
 

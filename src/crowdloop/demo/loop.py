@@ -33,7 +33,7 @@ from crowdloop.demo.rounds import (
 )
 from crowdloop.demo.server import LocalServer
 from crowdloop.deploy.edge import EdgeRuntime
-from crowdloop.errors import CrowdloopError, InvalidParameterError
+from crowdloop.errors import CrowdloopError, EmptyInputError, InvalidParameterError
 
 IMPORT_CHUNK = 1000
 EDGE_WAIT_S = 120.0
@@ -186,6 +186,7 @@ def _project(requester: Client, data: DemoData, config: DemoConfig, progress: Pr
         name=f"{config.dataset} (demo)", labels=data.labels, min_overlap=2, max_overlap=3,
         confidence_target=config.confidence_target, gold_share=0.0, price=config.price, budget=config.budget,
         instructions=DEMO_SETS[config.dataset].instructions,
+        rules=DEMO_SETS[config.dataset].rules,
     )  # fmt: skip
     project_id = int(project["id"])
     rows = import_rows(data.pool) + import_rows(data.gold, data.truth)
@@ -210,15 +211,24 @@ def _round(world: _World, config: DemoConfig, number: int, progress: Progress) -
     )
     production = world.requester.model(world.project_id, "production")
     status = world.requester.status(world.project_id)
-    if status["items_done"] < status["items"] - status["gold_items"]:  # every open item is what it reorders
+    if status["items_done"] < status["items"] - status["gold_items"]:
         progress.stage(f"round {number}: active learning sets the crowd's next items")
-        world.requester.set_priorities(world.project_id, config.strategy, config.batch_size, config.seed)
+        _reorder(world, config)
     edge = _edge(world, config, int(production["version"]))
     chunk = world.data.stream[number - 1]
     progress.stage(f"round {number}: the edge serves {len(chunk)} unseen items", len(chunk))
     predictions = [_predict(edge, row, progress) for row in chunk.to_dict("records")]
     fed_back = _deliver(world, edge)
     return _measure(world, number, work, trained, production, chunk, predictions, fed_back, started)
+
+
+def _reorder(world: _World, config: DemoConfig) -> None:
+    """Let the model set the crowd's next items. The items still open may all be the edge's
+    feedback, which keeps the edge's priority: then there is nothing to reorder this round."""
+    try:
+        world.requester.set_priorities(world.project_id, config.strategy, config.batch_size, config.seed)
+    except EmptyInputError:
+        return
 
 
 def _edge(world: _World, config: DemoConfig, version: int) -> EdgeRuntime:
