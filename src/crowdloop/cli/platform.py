@@ -155,7 +155,7 @@ def projects_group() -> None:
 @click.option("--gold-share", default=0.0, show_default=True, type=float)
 @click.option("--price", default=0.0, show_default=True, type=float)
 @click.option("--budget", type=float)
-@click.option("--method", default="default", show_default=True)
+@click.option("--method", help="Aggregation method.  [default: the server's CROWDLOOP_DEFAULT_METHOD]")
 @_api_options
 def create_project_command(url: str | None, token: str | None, **spec: Any) -> None:
     """Create a project (draft)."""

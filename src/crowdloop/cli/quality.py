@@ -13,6 +13,7 @@ import pandas as pd
 from rich.table import Table
 
 from crowdloop.cli.base import cli, console, spinner, stdout_console
+from crowdloop.config import Settings
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
 from crowdloop.io import read_gold, read_table, same_task_ids, write_table
@@ -30,7 +31,7 @@ def _column_options(func: Any) -> Any:
 @cli.command("aggregate")
 @click.argument("answers", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", help="Use a bundled data set (answers and gold) instead of a file.")
-@click.option("-m", "--method", default="default", show_default=True, help="Aggregation method.")
+@click.option("-m", "--method", help="Aggregation method.  [default: CROWDLOOP_DEFAULT_METHOD, else default]")
 @click.option("--gold", type=click.Path(dir_okay=False, path_type=Path), help="Known labels: task,label.")
 @click.option("--fit-gold", is_flag=True, help="Also use the gold labels in the fit (clamped).")
 @click.option(
@@ -52,7 +53,7 @@ def _column_options(func: Any) -> Any:
 def aggregate_command(
     answers: Path | None,
     dataset: str | None,
-    method: str,
+    method: str | None,
     gold: Path | None,
     fit_gold: bool,
     out: str | None,
@@ -65,6 +66,7 @@ def aggregate_command(
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
     _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
+    method = method or Settings().default_method
     if engine != "local":
         rename = {task_col: "task", worker_col: "worker", label_col: "label"}
         _aggregate_scaled(answers, method, out, engine, master or "local[*]", rename)

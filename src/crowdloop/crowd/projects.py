@@ -32,10 +32,12 @@ TRANSITIONS = {
 }
 
 
-def create_project(session: Session, actor: User, spec: ProjectCreate) -> Project:
+def create_project(session: Session, actor: User, spec: ProjectCreate, default_method: str = "default") -> Project:
+    """A draft project of ``actor``'s; one that names no aggregation method gets ``default_method``
+    (the server's ``CROWDLOOP_DEFAULT_METHOD``)."""
     require_role(actor, "admin", "requester")
     values = spec.model_dump(exclude={"price", "budget", "rules"})
-    values["aggregation_method"] = registry_method(spec.aggregation_method)
+    values["aggregation_method"] = registry_method(spec.aggregation_method or default_method)
     project = Project(
         owner_id=actor.id,
         price_micros=to_micros(spec.price),

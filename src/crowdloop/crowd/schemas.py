@@ -72,7 +72,7 @@ class ProjectCreate(BaseModel):
     gold_share: float = Field(0.0, ge=0, lt=1)
     price: float = Field(0.0, ge=0, description="paid per accepted answer")
     budget: float | None = Field(None, ge=0)
-    aggregation_method: StorableStr = "default"
+    aggregation_method: StorableStr | None = Field(None, description="none: CROWDLOOP_DEFAULT_METHOD")
     lease_seconds: int = Field(600, ge=5, le=86_400)
     open_to_all: bool = True
     rules: QualityRules = Field(default_factory=QualityRules)

@@ -24,7 +24,8 @@ def _out(project: Any, user: Any) -> ProjectOut:
 
 @router.post("/projects", status_code=201)
 def create_project(body: ProjectCreate, api: ApiDep) -> ProjectOut:
-    return api.run(lambda session, user: _out(projects.create_project(session, user, body), user))
+    method = api.settings.default_method
+    return api.run(lambda session, user: _out(projects.create_project(session, user, body, method), user))
 
 
 @router.get("/projects")

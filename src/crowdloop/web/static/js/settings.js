@@ -52,14 +52,16 @@ function numberInput(field, value) {
 // or, for a new project, from the defaults.
 export function settingsFields(project = null) {
   const rules = (project && project.rules) || {};
-  const method = (project && project.aggregation_method) || "default";
-  const methods = METHODS.includes(method) ? METHODS : [...METHODS, method]; // a name stored before names were normalised
+  // A new project may leave the method to the server (CROWDLOOP_DEFAULT_METHOD): the "" option.
+  const method = project ? project.aggregation_method : "";
+  const known = project ? METHODS : ["", ...METHODS];
+  const methods = known.includes(method) ? known : [...known, method]; // a name stored before names were normalised
   return [
     h("div", { class: "grid" },
       SETTINGS.map((field) => numberInput(field, project ? project[field.name] : field.value)),
       h("label", {}, "Aggregation method",
         h("select", { name: "aggregation_method" },
-          methods.map((name) => h("option", { value: name, selected: name === method }, name.replaceAll("_", " ")))))),
+          methods.map((name) => h("option", { value: name, selected: name === method }, name ? name.replaceAll("_", " ") : "the server's default"))))),
     h("label", { class: "inline" },
       h("input", { name: "open_to_all", type: "checkbox", checked: !project || project.open_to_all !== false }),
       "Open to all workers (unticked: only the workers you grant access)"),
@@ -86,6 +88,6 @@ export function readSettings(form) {
   const settings = Object.fromEntries(SETTINGS.map((field) => [field.name, valueOf(data, field)]));
   const rules = Object.fromEntries(RULES.map((field) => [field.name, valueOf(data, field)]));
   rules.training_feedback = data.get("training_feedback") === "on";
-  return { ...settings, aggregation_method: data.get("aggregation_method"), open_to_all: data.get("open_to_all") === "on",
+  return { ...settings, aggregation_method: data.get("aggregation_method") || null, open_to_all: data.get("open_to_all") === "on",
     rules };
 }
