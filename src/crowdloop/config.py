@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         default=2, ge=1, le=64, description="Models one process trains at once; a training past that is refused (503)."
     )
     auto_migrate: bool = Field(default=True, description="Upgrade the database schema at start.")
+    api_docs: bool = Field(
+        default=False,
+        description="Serve Swagger UI at /docs and ReDoc at /redoc. Off unless set: their pages load scripts "
+        "from a CDN onto the origin where the web UI keeps its token (/openapi.json is always served).",
+    )
     webhook_dispatcher: bool = Field(default=True, description="Deliver webhooks from this process.")
     webhook_allowed_networks: str = Field(
         default="",

@@ -17,10 +17,11 @@ token, every route answers 401 ``{"error": "AuthenticationError", ...}``.
 Decisions, read from the code and checked here:
 
 * Public: ``GET /api/v1/health`` (for load balancers; answers only status and version, and
-  does not read the token at all), and what FastAPI serves itself: ``/openapi.json``,
-  ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc``. They describe the API, which the
-  published SDK describes anyway, and hold no data: the schema is static and carries no id,
-  no token and no item text.
+  does not read the token at all), and what FastAPI serves itself: ``/openapi.json``, and with
+  ``CROWDLOOP_API_DOCS`` ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc``. They describe the
+  API, which the published SDK describes anyway, and hold no data: the schema is static and
+  carries no id, no token and no item text. The pages are off by default: they load Swagger's
+  and ReDoc's scripts from a CDN onto the origin where the web UI keeps its token.
 * ``GET /metrics`` (Prometheus text, at the root) is for admins, or for the scrape-only
   ``CROWDLOOP_METRICS_TOKEN``: project ids and volumes are business data, never public.
 * Admins manage every project, and may take tasks (``assignment.next_task`` lets ``worker``
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -414,7 +416,12 @@ def _spec_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
 def test_every_route_is_in_the_table(server, tmp_path):
     """The table covers every route of the app (walked and in its schema) and of the running server."""
     app = create_app(
-        Settings(database_url=f"sqlite:///{tmp_path / 'routes.db'}", webhook_dispatcher=False, admin_token=None)
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'routes.db'}",
+            webhook_dispatcher=False,
+            admin_token=None,
+            api_docs=True,
+        )
     )
     walked = set(_walk(app.routes))
     in_schema = _spec_routes(app.openapi())
@@ -484,12 +491,26 @@ def test_the_web_ui_is_public_and_holds_no_data(world):
             assert secret not in response.text
 
 
-@pytest.mark.parametrize("path", sorted(path for _, path in FASTAPI_DOCS))
-def test_fastapi_docs_are_public_and_hold_no_data(world, path):
-    response = world.request(None, "GET", path)
+def test_the_schema_is_public_and_holds_no_data_and_the_docs_pages_are_off_by_default(world):
+    response = world.request(None, "GET", "/openapi.json")
     assert response.status_code == 200
     for secret in [MARKER, "regular sentence number", *world.tokens.values()]:
         assert secret not in response.text
+    for path in ("/docs", "/docs/oauth2-redirect", "/redoc"):
+        assert world.request(None, "GET", path).status_code == 404, path
+
+
+def test_the_docs_pages_when_the_operator_turns_them_on(tmp_path):
+    with warnings.catch_warnings():  # starlette's note that its test client will move off httpx
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'docs.db'}", webhook_dispatcher=False, api_docs=True)
+    with TestClient(create_app(settings)) as http:
+        for path in sorted(path for _, path in FASTAPI_DOCS):
+            response = http.get(path)  # no token: public
+            assert response.status_code == 200, path
+        assert "/openapi.json" in http.get("/docs").text and "/openapi.json" in http.get("/redoc").text
 
 
 # --- each role on each route -----------------------------------------------------------------------

@@ -64,8 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
         sys.setswitchinterval(switch_interval)
 
+    docs = settings.api_docs  # CDN scripts on the web UI's origin: only when the operator asks
     app = FastAPI(title="crowdloop", version=__version__, openapi_url="/openapi.json", lifespan=lifespan,
-                  responses=ERROR_RESPONSES)  # fmt: skip
+                  responses=ERROR_RESPONSES, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None)  # fmt: skip
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
