@@ -74,13 +74,18 @@ class ReplayDriver:
             self.recorded.setdefault(task, {})[worker] = str(label)
         self.given: dict[int, set[Hashable]] = {}
         self.items: dict[int, _Item] = {}
+        self.user_ids: dict[Hashable, int] = {}
+        self.held_back: set[Hashable] = set()
         self.rng = np.random.default_rng(random_state)
 
     def refresh(self) -> None:
-        """Read every item's state from the API into the mirror."""
+        """Read every item's state, and who the project holds back or bans, from the API into the mirror."""
         for row in self.requester.iter_items(self.project_id):
             if not row["is_gold"]:
                 self.items[int(row["id"])] = self._item(row)
+        kept_off = {int(row["worker_id"]) for row in self.requester.workers(self.project_id)
+                    if row["held_back"] or row["banned"]}  # fmt: skip
+        self.held_back = {worker for worker, user in self.user_ids.items() if user in kept_off}
 
     def _item(self, row: dict[str, Any]) -> _Item:
         task = self.by_content.get(content_hash(row["data"]))
@@ -114,10 +119,17 @@ class ReplayDriver:
         return sorted(found, key=_Item.key)
 
     def _choose(self, exhausted: set[Hashable]) -> tuple[_Item, Hashable] | None:
-        """The first open item some recorded worker can still be sent to, and one such worker."""
+        """The first open item some recorded worker can still be sent to, and one such worker.
+
+        A worker the project holds back (or banned) is not sent: the server gives them only items
+        no other worker can still take, which a replayed worker has almost never answered, so each
+        visit was a skip, and on ``product`` the busiest held-back workers skipped through
+        thousands of items for every answer bought.
+        """
+        kept_off = exhausted | self.held_back
         for item in self._open():
             given = self.given.get(item.id, set())
-            able = [w for w in self.recorded.get(item.task, {}) if w not in given and w not in exhausted]
+            able = [w for w in self.recorded.get(item.task, {}) if w not in given and w not in kept_off]
             if able:
                 weights = np.array([self.activity[w] for w in able], dtype=float)
                 return item, able[int(self.rng.choice(len(able), p=weights / weights.sum()))]
@@ -140,6 +152,7 @@ class ReplayDriver:
         """The worker's logged-in client; their account is made when they first turn up."""
         if worker not in self.workers:
             self.workers[worker] = self.sign_up(worker)
+            self.user_ids[worker] = int(self.workers[worker].me()["id"])
         return self.workers[worker]
 
     def close(self) -> None:
