@@ -232,6 +232,46 @@ def test_migration_0002_downgrades_and_upgrades_again(engine: Engine) -> None:
     assert _band_rows(engine) == _expected_rows(project, _ids_by_text(engine, project))
 
 
+def test_migration_0002_downgrade_keeps_the_answers_and_labels_on_the_items(engine: Engine) -> None:
+    """On SQLite the downgrade recreated ``items`` (a batch copy) and the drop cascaded: every
+    answer, assignment and label of the database was gone, the items themselves kept."""
+    from crowdloop.crowd.aggregation import aggregate_project
+    from crowdloop.crowd.answers import submit_answer
+    from crowdloop.crowd.assignment import next_task
+    from crowdloop.crowd.schemas import SubmitIn
+
+    _upgrade(engine, "head")
+    owner, project = _requester_and_project(engine)
+    _import(engine, owner, project, [SENTENCE, *UNRELATED])
+    factory = session_factory(engine)
+    with unit_of_work(factory) as session:
+        session.get_one(Project, project).status = "active"
+        worker = User(name="worker-0002", role="worker")
+        session.add(worker)
+    for _ in range(2):
+        with unit_of_work(factory) as session:
+            task = next_task(session, session.get_one(User, worker.id), project)
+            assert task is not None
+            submit_answer(session, session.get_one(User, worker.id), task.assignment_id, SubmitIn(label="a"))
+    with unit_of_work(factory) as session:
+        aggregate_project(session, session.get_one(User, owner), project)
+    tables = ("answers", "assignments", "item_labels", "items")
+    before = _row_counts(engine, tables)
+    assert before["answers"] == 2 and before["item_labels"] == 2
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert _row_counts(engine, tables) == before
+    _upgrade(engine, "head")
+    assert _row_counts(engine, tables) == before
+
+
+def _row_counts(engine: Engine, tables: tuple[str, ...]) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() for name in tables}
+
+
 # ---------------------------------------------------------------- pure helpers
 
 

@@ -52,8 +52,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.drop_column("minhash")
+    # Plain ALTER TABLE (SQLite >= 3.35), as 0005 and 0007: a batch copy drops ``items`` on SQLite,
+    # and the ON DELETE CASCADE of answers, assignments and labels emptied them with it.
+    op.drop_column("items", "minhash")
     op.drop_table("item_lsh_bands")
 
 
