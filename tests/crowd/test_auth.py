@@ -11,7 +11,7 @@ from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from crowdloop.crowd.auth import authenticate, create_user, ensure_admin_token
+from crowdloop.crowd.auth import authenticate, create_user, ensure_admin_token, hash_token
 from crowdloop.errors import AuthenticationError, ConflictError
 from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
@@ -128,5 +128,34 @@ def test_migration_0010_drops_the_admin_tokens_characters(empty_url):
             )  # fmt: skip
         upgrade(engine)
         assert _prefixes(session_factory(engine)) == ["cl_issued0", "env:"]  # an issued token's is random
+    finally:
+        engine.dispose()
+
+
+def test_an_admin_token_stored_before_the_marker_rotates_and_leaves_nothing_in_clear(empty_url):
+    """Before the "env:" marker the variable's token was stored with its first 10 characters as its
+    prefix: "change-me" stayed whole in the database after 0010, and changing the variable as one
+    upgraded left it working beside the new token."""
+    engine = make_engine(empty_url)
+    config = migrate.alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.execute(
+                text("INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', CURRENT_TIMESTAMP)")
+            )
+            connection.execute(
+                text("INSERT INTO api_tokens (user_id, token_hash, prefix, created_at) SELECT id, :hash, :prefix, "
+                     "CURRENT_TIMESTAMP FROM users"),
+                [{"hash": hash_token("change-me"), "prefix": "change-me"}, {"hash": "b" * 64, "prefix": "cl_issued0"}],
+            )  # fmt: skip
+        upgrade(engine)
+        factory = session_factory(engine)
+        assert _prefixes(factory) == ["cl_issued0", "env:"]
+        _start(factory, "cl_the_new_admin_token")
+        with pytest.raises(AuthenticationError):
+            _who(factory, "change-me")
+        assert _who(factory, "cl_the_new_admin_token") == "admin"
     finally:
         engine.dispose()
