@@ -48,6 +48,18 @@ def postgres_database() -> Iterator[str]:
         admin.engine.dispose()
 
 
+def upgrade_to(engine: Any, revision: str) -> None:
+    """Migrate ``engine``'s database to ``revision`` (an older one, to fill it as old code did)."""
+    from alembic import command
+
+    from crowdloop.storage import migrate
+
+    config = migrate.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
 def answers_with_a_nan(column: str) -> Any:
     """Bundled ``wsd`` answers with ``column`` as floats (codes) and one NaN in it: not a null,
     but how Spark, polars or numpy write a missing float."""

@@ -7,17 +7,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.crowd.auth import authenticate, create_user, ensure_admin_token, hash_token
 from crowdloop.errors import AuthenticationError, ConflictError
-from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
 from crowdloop.storage.models import ApiToken
-from support import postgres_database
+from support import upgrade_to
 
 
 @pytest.fixture
@@ -102,60 +100,37 @@ def test_a_short_admin_token_is_warned_about_at_start(factory, caplog):
     assert _who(factory, "cl_a_sixteen_chr") == "admin"  # a warning, not a refusal
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    with postgres_database() as url:
-        yield url
+def _admin_with_tokens(engine: Engine, revision: str, tokens: list[dict[str, str]]) -> None:
+    """A database at ``revision`` holding an admin with ``tokens`` (hash, prefix) as older code stored them."""
+    upgrade_to(engine, revision)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', CURRENT_TIMESTAMP)")
+        )
+        connection.execute(
+            text("INSERT INTO api_tokens (user_id, token_hash, prefix, created_at) SELECT id, :hash, :prefix, "
+                 "CURRENT_TIMESTAMP FROM users"),
+            tokens,
+        )  # fmt: skip
 
 
-def test_migration_0010_drops_the_admin_tokens_characters(empty_url):
-    engine = make_engine(empty_url)
-    config = migrate.alembic_config()
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0009")
-            connection.execute(
-                text("INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', CURRENT_TIMESTAMP)")
-            )
-            connection.execute(
-                text("INSERT INTO api_tokens (user_id, token_hash, prefix, created_at) SELECT id, :hash, :prefix, "
-                     "CURRENT_TIMESTAMP FROM users"),
-                [{"hash": "a" * 64, "prefix": "env:change"}, {"hash": "b" * 64, "prefix": "cl_issued0"}],
-            )  # fmt: skip
-        upgrade(engine)
-        assert _prefixes(session_factory(engine)) == ["cl_issued0", "env:"]  # an issued token's is random
-    finally:
-        engine.dispose()
+def test_migration_0010_drops_the_admin_tokens_characters(engine):
+    tokens = [{"hash": "a" * 64, "prefix": "env:change"}, {"hash": "b" * 64, "prefix": "cl_issued0"}]
+    _admin_with_tokens(engine, "0009", tokens)
+    upgrade(engine)
+    assert _prefixes(session_factory(engine)) == ["cl_issued0", "env:"]  # an issued token's is random
 
 
-def test_an_admin_token_stored_before_the_marker_rotates_and_leaves_nothing_in_clear(empty_url):
+def test_an_admin_token_stored_before_the_marker_rotates_and_leaves_nothing_in_clear(engine):
     """Before the "env:" marker the variable's token was stored with its first 10 characters as its
     prefix: "change-me" stayed whole in the database after 0010, and changing the variable as one
     upgraded left it working beside the new token."""
-    engine = make_engine(empty_url)
-    config = migrate.alembic_config()
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0001")
-            connection.execute(
-                text("INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', CURRENT_TIMESTAMP)")
-            )
-            connection.execute(
-                text("INSERT INTO api_tokens (user_id, token_hash, prefix, created_at) SELECT id, :hash, :prefix, "
-                     "CURRENT_TIMESTAMP FROM users"),
-                [{"hash": hash_token("change-me"), "prefix": "change-me"}, {"hash": "b" * 64, "prefix": "cl_issued0"}],
-            )  # fmt: skip
-        upgrade(engine)
-        factory = session_factory(engine)
-        assert _prefixes(factory) == ["cl_issued0", "env:"]
-        _start(factory, "cl_the_new_admin_token")
-        with pytest.raises(AuthenticationError):
-            _who(factory, "change-me")
-        assert _who(factory, "cl_the_new_admin_token") == "admin"
-    finally:
-        engine.dispose()
+    tokens = [{"hash": hash_token("change-me"), "prefix": "change-me"}, {"hash": "b" * 64, "prefix": "cl_issued0"}]
+    _admin_with_tokens(engine, "0001", tokens)
+    upgrade(engine)
+    factory = session_factory(engine)
+    assert _prefixes(factory) == ["cl_issued0", "env:"]
+    _start(factory, "cl_the_new_admin_token")
+    with pytest.raises(AuthenticationError):
+        _who(factory, "change-me")
+    assert _who(factory, "cl_the_new_admin_token") == "admin"

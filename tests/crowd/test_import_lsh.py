@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +26,9 @@ from crowdloop.crowd.dedup import (
 from crowdloop.crowd.items import import_items
 from crowdloop.errors import InvalidInputError
 from crowdloop.storage import migrate
-from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.db import session_factory, unit_of_work
 from crowdloop.storage.models import Item, ItemLshBand, Project, User
-from support import postgres_database
+from support import upgrade_to
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the old river bank on a windy autumn day"
 NEAR_COPY = "The quick brown fox jumps over the lazy dogs near the old river bank on a windy autumn day"
@@ -40,26 +37,6 @@ UNRELATED = [
     "A recipe for bread: flour, water, salt and some patience",
     "Weather report: rain in the morning, sun in the afternoon",
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database (no schema yet) on each backend."""
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        created = make_engine(url)
-        stack.callback(created.dispose)
-        yield created
-
-
-def _upgrade(engine: Engine, revision: str) -> None:
-    config = migrate.alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
 
 
 def _requester_and_project(engine: Engine) -> tuple[int, int]:
@@ -199,12 +176,12 @@ def _insert_raw_items(engine: Engine, project_id: int, texts: list[str]) -> None
 
 
 def test_migration_0002_backfills_signatures_and_band_keys_of_existing_items(engine: Engine) -> None:
-    _upgrade(engine, "0001")
+    upgrade_to(engine, "0001")
     owner, project = _raw_requester_and_project(engine)
     _, other = _raw_requester_and_project(engine)
     _insert_raw_items(engine, project, [SENTENCE, *UNRELATED])
     _insert_raw_items(engine, other, ["the other project's only item, long enough to shingle"])
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     ids, other_ids = _ids_by_text(engine, project), _ids_by_text(engine, other)
     assert _band_rows(engine) == _expected_rows(project, ids) | _expected_rows(other, other_ids)
     with Session(engine) as session:
@@ -219,7 +196,7 @@ def test_migration_0002_backfills_signatures_and_band_keys_of_existing_items(eng
 
 
 def test_migration_0002_downgrades_and_upgrades_again(engine: Engine) -> None:
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     owner, project = _requester_and_project(engine)
     _import(engine, owner, project, [SENTENCE])
     config = migrate.alembic_config()
@@ -228,7 +205,7 @@ def test_migration_0002_downgrades_and_upgrades_again(engine: Engine) -> None:
         command.downgrade(config, "0001")
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(Item)).scalar_one() == 1
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     assert _band_rows(engine) == _expected_rows(project, _ids_by_text(engine, project))
 
 
@@ -240,7 +217,7 @@ def test_migration_0002_downgrade_keeps_the_answers_and_labels_on_the_items(engi
     from crowdloop.crowd.assignment import next_task
     from crowdloop.crowd.schemas import SubmitIn
 
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     owner, project = _requester_and_project(engine)
     _import(engine, owner, project, [SENTENCE, *UNRELATED])
     factory = session_factory(engine)
@@ -263,7 +240,7 @@ def test_migration_0002_downgrade_keeps_the_answers_and_labels_on_the_items(engi
         config.attributes["connection"] = connection
         command.downgrade(config, "0001")
     assert _row_counts(engine, tables) == before
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     assert _row_counts(engine, tables) == before
 
 
@@ -294,7 +271,7 @@ def test_overlapping_imports_into_one_project_wait_for_each_other(engine: Engine
     one died of a deadlock, as a 500 (the raw COPY cursor's error was never wrapped for the 503)."""
     import threading
 
-    _upgrade(engine, "head")
+    upgrade_to(engine, "head")
     owner_id, project_id = _requester_and_project(engine)
     texts = [f"sentence number {n} of a shared file, words {n * 7} and {n * 13}" for n in range(3000)]
     orders = [texts, texts[::-1], texts, texts[::-1]]

@@ -3,37 +3,10 @@ PostgreSQL database: the rows they already hold keep their meaning."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
-
-import pytest
-from alembic import command
 from sqlalchemy import Engine, text
 
 from crowdloop.storage import migrate
-from crowdloop.storage.db import make_engine
-from support import postgres_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database (no schema yet) on each backend."""
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        created = make_engine(url)
-        stack.callback(created.dispose)
-        yield created
-
-
-def _upgrade(engine: Engine, revision: str) -> None:
-    config = migrate.alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+from support import upgrade_to
 
 
 def _project(engine: Engine, status: str, items: list[bool]) -> int:
@@ -68,7 +41,7 @@ def test_projects_that_finished_before_0008_say_why(engine: Engine) -> None:
     """0008 left finished_by empty, and edge feedback reopens only a project finished by the rule:
     one whose last item had got its label before the upgrade stayed finished, and the items an edge
     device sent back were never handed out."""
-    _upgrade(engine, "0007")
+    upgrade_to(engine, "0007")
     by_rule = _project(engine, "finished", [True, True])
     by_owner = _project(engine, "finished", [True, False])
     active = _project(engine, "active", [True, True])
