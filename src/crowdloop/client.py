@@ -199,6 +199,16 @@ class Client:
         body = {"label": label, "explanation": explanation}
         return dict(self._call("POST", f"/projects/{project_id}/review/{item_id}", json=body, repeatable=True))
 
+    def gold_report(self, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The answered gold items the crowd misses most, with their votes (where a gold label may be wrong)."""
+        return list(self._call("GET", f"/projects/{project_id}/gold", params={"limit": limit}))
+
+    def correct_gold(self, project_id: int, item_id: int, label: str, explanation: str | None = None) -> dict[str, Any]:
+        """Correct a gold item's label; ``workers``: the tallies of those whose gold answers were judged again."""
+        body = {"label": label, "explanation": explanation}
+        path = f"/projects/{project_id}/items/{item_id}/gold"
+        return dict(self._call("PUT", path, json=body, repeatable=True))
+
     # edge devices (device tokens of the projects granted to them)
     def send_feedback(self, project_id: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """Inputs the edge model was unsure about (or audited) as crowd items; idempotent on ``client_id``."""

@@ -331,6 +331,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/projects/{{project_id}}/review/{{item_id}}"): manage(
         lambda w, a, c: Call(f"/projects/{w.project}/review/{w.gold_item}", json={"label": GOLD_LABEL})
     ),
+    ("GET", f"{API}/projects/{{project_id}}/gold"): manage(project_path("/gold")),
+    # correcting the gold item to its own label keeps the world as it was, like the decision above
+    ("PUT", f"{API}/projects/{{project_id}}/items/{{item_id}}/gold"): manage(
+        lambda w, a, c: Call(f"/projects/{w.project}/items/{w.gold_item}/gold", json={"label": GOLD_LABEL})
+    ),
     # exports
     ("GET", f"{API}/projects/{{project_id}}/export/labels"): manage(
         lambda w, a, c: Call(f"/projects/{w.project}/export/labels", params={"format": "jsonl"})

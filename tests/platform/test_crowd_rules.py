@@ -8,12 +8,13 @@ aggregation overwrote.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 
-from crowdloop.errors import ConflictError, PermissionDeniedError
+from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 
 
 def _project(server: Any, texts: int = 10, gold: int = 0, **settings: Any) -> tuple[Any, int]:
@@ -232,3 +233,60 @@ def test_a_tied_vote_goes_to_the_label_listed_first(server):
         worker.submit(worker.next_task(project)["assignment_id"], label)
     owner.aggregate(project)
     assert [row["label"] for row in _labels(owner, project)] == ["2"]
+
+
+def test_correcting_a_gold_label_judges_again_the_answers_it_judged(server):
+    """A wrong gold label could not be put right: an honest worker kept the wrong gold answers it
+    gave them (and a ban that rested on them), and an import or a decision against it was refused."""
+    owner, project = _project(server, texts=2, gold=2, max_overlap=3, rules={"qualification_gold": 2})
+    wrong = min(_gold_ids(owner, project))  # both say "1"; this one is "0". Each worker answers both first
+    made = {}
+    for name, label in (("honest", "0"), ("echo", "1"), ("restarted", "0")):
+        user, worker = server.user(f"gold-fix-{name}", "worker")
+        made[name] = int(user["id"])
+        while (task := worker.next_task(project)) is not None:
+            worker.submit(task["assignment_id"], label)
+    owner.ban(project, made["restarted"], "checking")
+    owner.unban(project, made["restarted"], "an unban starts the counters afresh")
+    owner.aggregate(project)
+    assert _label_of(owner, project, wrong) == "1"
+    first = owner.gold_report(project)[0]  # where the wrong label shows: the crowd misses it
+    assert (first["item_id"], first["missed"], first["answers"], first["votes"]) == (wrong, 2, 3, {"0": 2, "1": 1})
+
+    result = owner.correct_gold(project, wrong, "0", explanation="it is a zero")
+    assert (result["label"], result["previous_label"], result["explanation"]) == ("0", "1", "it is a zero")
+    tallies = {row["worker_id"]: (row["gold_answers"], row["gold_correct"]) for row in result["workers"]}
+    assert tallies == {made["honest"]: (2, 1), made["echo"]: (2, 1)}  # the restarted worker's answer no longer counts
+    for name, expected in (("honest", (2, 0.5)), ("echo", (2, 0.5)), ("restarted", (0, None))):
+        standing = _standing(owner, project, made[name])
+        assert (standing["gold_answers"], standing["gold_accuracy"]) == expected
+    item = next(item for item in owner.items(project) if item["id"] == wrong)
+    assert item["gold_label"] == "0" and _label_of(owner, project, wrong) == "0"
+    assert owner.correct_gold(project, wrong, "0")["workers"] == []  # a retry judges nothing twice
+    assert [row["item_id"] for row in owner.gold_report(project)][-1] == wrong  # missed once now, by "echo"
+    assert _standing(owner, project, made["honest"])["gold_answers"] == 2
+
+
+def test_a_gold_correction_is_refused_where_it_does_not_apply(server):
+    owner, project = _project(server, texts=1, gold=1, gold_share=0.5)
+    gold = min(_gold_ids(owner, project))
+    regular = next(item["id"] for item in owner.items(project) if not item["is_gold"])
+    with pytest.raises(InvalidInputError, match=r"label 'maybe' is not one of \['0', '1'\]"):
+        owner.correct_gold(project, gold, "maybe")
+    with pytest.raises(ConflictError, match=f"item {regular} is not gold"):
+        owner.correct_gold(project, regular, "0")
+    with pytest.raises(NotFoundError, match=f"no item 999999 in project {project}"):
+        owner.correct_gold(project, 999999, "0")
+    _, worker = server.user("gold-fix-worker", "worker")
+    with pytest.raises(PermissionDeniedError):
+        worker.correct_gold(project, gold, "0")
+    _, stranger = server.user("gold-fix-stranger", "requester")
+    with pytest.raises(NotFoundError):
+        stranger.correct_gold(project, gold, "0")
+    assert next(item for item in owner.items(project) if item["id"] == gold)["gold_label"] == "1"
+
+
+def _label_of(owner: Any, project: int, item_id: int) -> str | None:
+    rows = owner.export(project, "labels", "jsonl").decode().splitlines()
+    labels = {record["item_id"]: record["label"] for record in map(json.loads, rows)}
+    return labels.get(item_id)

@@ -233,6 +233,16 @@ def _review(page: Any, server: Any, owner: Any, project: int) -> None:
     page.wait_for_selector(f"article.review[data-item='{item_id}']:has-text('now gold')")
     item = next(row for row in owner.items(project) if row["id"] == item_id)
     assert item["is_gold"] and item["gold_label"] == "positive"
+    # the decided item is gold now, and the crowd disagreed on it: it shows among the missed gold
+    page.reload()
+    missed = page.locator(f"article.gold[data-item='{item_id}']")
+    missed.wait_for()
+    assert "gold label positive" in missed.inner_text()
+    missed.locator("button", has_text="Correct to negative").click()
+    page.wait_for_selector(
+        f"article.gold[data-item='{item_id}']:has-text('gold is now \"negative\" (was \"positive\")')"
+    )
+    assert next(row for row in owner.items(project) if row["id"] == item_id)["gold_label"] == "negative"
 
 
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'

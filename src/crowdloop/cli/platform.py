@@ -224,7 +224,7 @@ def aggregate_project_command(project_id: int, url: str | None, token: str | Non
 
 @cli.group("items")
 def items_group() -> None:
-    """Import items and gold (over the API)."""
+    """Import items and gold, and correct gold labels (over the API)."""
 
 
 @items_group.command("import")
@@ -241,6 +241,42 @@ def import_command(project_id: int, file: Path, url: str | None, token: str | No
     _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
     for row in rejected[:20]:
         console.print(f"  row {row['row']}: {row['reason']}", highlight=False, soft_wrap=True)
+
+
+@items_group.command("gold")
+@click.argument("project_id", type=int)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+@_api_options
+def gold_report_command(project_id: int, limit: int, url: str | None, token: str | None) -> None:
+    """The answered gold items the crowd misses most, with their votes: where a gold label may be wrong."""
+    with _client(url, token) as client:
+        rows = client.gold_report(project_id, limit)
+    if not rows:
+        console.print("no gold item has an answer yet.")
+        return
+    for row in rows:
+        row["miss_rate"] = f"{row['miss_rate']:.0%}"
+    _print_rows(rows, ["item_id", "external_id", "gold_label", "answers", "missed", "miss_rate", "votes"])
+
+
+@items_group.command("correct-gold")
+@click.argument("project_id", type=int)
+@click.argument("item_id", type=int)
+@click.argument("label")
+@click.option("--explanation", help="What workers who miss it are shown (default: keep the one it has).")
+@_api_options
+def correct_gold_command(
+    project_id: int, item_id: int, label: str, explanation: str | None, url: str | None, token: str | None
+) -> None:
+    """Give gold item ITEM_ID the right LABEL: the gold answers the wrong one judged are judged again."""
+    with _client(url, token) as client:
+        result = client.correct_gold(project_id, item_id, label, explanation)
+    workers = result.pop("workers")
+    _print_record(result)
+    if workers:
+        _print_rows(workers, ["worker_id", "gold_answers", "gold_correct", "gold_accuracy", "banned"])
+    else:
+        console.print("no worker's gold answers changed.")
 
 
 @cli.command("export")

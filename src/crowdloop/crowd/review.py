@@ -5,22 +5,28 @@ the running posterior) and its disagreement (the share of answers that differ fr
 common label). A decision makes the item gold with the decided label (so it checks the
 workers who get it from now on, and truth inference is anchored to it) and makes it the
 item's final label (method ``review``, confidence 1). An item that is gold already keeps its
-gold label: a decision against it is refused, as an import against it is.
+gold label: a decision against it is refused, as an import against it is. A wrong gold label is
+put right by a correction, which also judges again the workers' answers the wrong one judged.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter, defaultdict
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Subquery, Text, case, cast, func, select
+from sqlalchemy import Float, Subquery, Text, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import stop_rule, webhooks
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
 from crowdloop.storage.db import dialect_insert
-from crowdloop.storage.models import Answer, Item, ItemLabel, User, utcnow
+from crowdloop.storage.models import Answer, BanEvent, Item, ItemLabel, ProjectWorker, User, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def review_queue(session: Session, actor: User, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
@@ -46,6 +52,40 @@ def review_queue(session: Session, actor: User, project_id: int, limit: int = 20
     ).all()
     answers = _answers_of(session, [row[0] for row in rows])
     return [_entry(row, answers[row[0]]) for row in rows]
+
+
+def gold_report(session: Session, actor: User, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """Up to ``limit`` answered gold items, the most missed first: where a gold label is wrong, the
+    crowd misses it (Toloka's control-task statistics show the same). Each comes with its votes, so
+    the requester can see what the crowd said and correct the label (:func:`correct_gold`)."""
+    get_owned_project(session, actor, project_id)
+    votes: dict[int, Counter[str]] = defaultdict(Counter)
+    label_text = cast(Answer.label, Text)  # PostgreSQL's json has no equality to group by
+    rows = session.execute(
+        select(Answer.item_id, label_text, func.count())
+        .join(Item, Item.id == Answer.item_id)
+        .where(Answer.project_id == project_id, Item.is_gold)
+        .group_by(Answer.item_id, label_text)
+    ).all()
+    for item_id, label, count in rows:
+        votes[item_id][json.loads(label)] += count
+    gold: dict[int, str] = {
+        item_id: label
+        for item_id, label in session.execute(select(Item.id, Item.gold_label).where(Item.id.in_(list(votes))))
+    }
+
+    totals = {item_id: sum(counts.values()) for item_id, counts in votes.items()}
+    missed = {item_id: totals[item_id] - votes[item_id][gold[item_id]] for item_id in votes}
+    chosen = sorted(votes, key=lambda item_id: (-missed[item_id] / totals[item_id], -missed[item_id], item_id))
+    chosen = chosen[: max(limit, 1)]
+    items = {item.id: item for item in session.scalars(select(Item).where(Item.id.in_(chosen)))}
+    return [
+        {"item_id": item_id, "external_id": items[item_id].external_id, "data": items[item_id].data,
+         "gold_label": gold[item_id], "explanation": items[item_id].gold_explanation, "answers": totals[item_id],
+         "missed": missed[item_id], "miss_rate": missed[item_id] / totals[item_id],
+         "votes": dict(votes[item_id].most_common())}
+        for item_id in chosen
+    ]  # fmt: skip
 
 
 def _tally(project_id: int) -> Subquery:
@@ -126,14 +166,100 @@ def decide(
 
 
 def _check_gold_kept(item: Item, label: str) -> None:
-    """A gold label, imported or decided, stays: workers' gold answers on the item were judged by it
-    (their gold accuracy, the bans it led to, the feedback they were shown), so rewriting it made
-    their records wrong. An import that contradicts a gold label is refused the same way."""
+    """A gold label, imported or decided, is not rewritten on the way: workers' gold answers on the
+    item were judged by it (their gold accuracy, the bans it led to), so rewriting it left their
+    records wrong. An import that contradicts a gold label is refused the same way; a correction
+    (:func:`correct_gold`) changes it and judges those answers again."""
     if item.is_gold and item.gold_label != label:
         raise ConflictError(
             f"item {item.id} is gold already, with label {item.gold_label!r}, not {label!r}: "
-            "workers' gold answers were judged by it."
+            f"workers' gold answers were judged by it. To correct it, PUT "
+            f"/projects/{item.project_id}/items/{item.id}/gold (crowdloop items correct-gold), which "
+            "judges them again."
         )
+
+
+def correct_gold(
+    session: Session, actor: User, project_id: int, item_id: int, label: str, explanation: str | None = None
+) -> dict[str, Any]:
+    """Give a gold item its right label and judge again the gold answers the wrong one judged.
+
+    Each gold answer on the item that the quality rules still count (given since the worker's last
+    unban, which starts their counters afresh) is judged by the new label: a worker who gave it
+    gains a correct gold answer, one who gave the old label loses one. Bans stand, since a ban by
+    hand may have had other reasons: the result lists each re-judged worker's tally and ban, so a
+    ban that rested on the wrong label can be lifted. The gold rule next judges a worker at their
+    next answer. The item's stored final label follows the new gold label (``item.labeled``).
+
+    The item row is locked as a submit locks it, so an answer in flight is either judged by the
+    old label and then re-judged here, or waits and is judged by the new one.
+    """
+    project = get_owned_project(session, actor, project_id)
+    item = session.get(Item, item_id, with_for_update={"key_share": True})
+    if item is None or item.project_id != project.id:
+        raise NotFoundError(f"no item {item_id} in project {project_id}.")
+    if label not in project.labels:
+        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    if not item.is_gold:
+        raise ConflictError(
+            f"item {item.id} is not gold: make it gold with a review decision (POST "
+            f"/projects/{project.id}/review/{item.id}) or an import row with a gold_label."
+        )
+    previous, rejudged = item.gold_label, []
+    item.gold_explanation = explanation or item.gold_explanation
+    if label != previous:
+        item.gold_label = label
+        rejudged = _rejudge(session, project.id, item.id, previous, label)
+        if _relabel(session, item.id, label):
+            payload = {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": 1.0}
+            webhooks.enqueue(session, project.id, "item.labeled", payload)
+        log.info("project %s: item %s gold %r -> %r by user %s; %d worker(s) judged again",
+                 project.id, item.id, previous, label, actor.id, len(rejudged))  # fmt: skip
+    return {"item_id": item.id, "label": label, "previous_label": previous,
+            "explanation": item.gold_explanation, "workers": rejudged}  # fmt: skip
+
+
+def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str) -> list[dict[str, Any]]:
+    """Move each worker's correct-gold count by what the new label changes; their tallies after."""
+    given = session.execute(
+        select(Answer.worker_id, Answer.label, Answer.created_at).where(Answer.item_id == item_id, Answer.gold)
+    ).all()
+    last_unbans = session.execute(
+        select(BanEvent.worker_id, func.max(BanEvent.created_at))
+        .where(BanEvent.project_id == project_id, BanEvent.action == "unban")
+        .group_by(BanEvent.worker_id)
+    )
+    unbanned: dict[int, datetime] = {worker_id: at for worker_id, at in last_unbans}
+    change: Counter[int] = Counter()
+    for worker_id, label, created_at in given:
+        if worker_id in unbanned and created_at <= unbanned[worker_id]:
+            continue  # counted before an unban started the worker's counters afresh
+        change[worker_id] += int(label == new) - int(label == old)
+    moved = sorted(worker for worker, delta in change.items() if delta)
+    for worker_id in moved:
+        session.execute(
+            update(ProjectWorker)
+            .where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id == worker_id)
+            .values(gold_correct=ProjectWorker.gold_correct + change[worker_id])
+        )
+    rows = session.scalars(
+        select(ProjectWorker).where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id.in_(moved))
+    )
+    return [
+        {"worker_id": row.worker_id, "gold_answers": row.gold_answers, "gold_correct": row.gold_correct,
+         "gold_accuracy": row.gold_correct / row.gold_answers if row.gold_answers else None, "banned": row.banned}
+        for row in sorted(rows, key=lambda row: row.worker_id)
+    ]  # fmt: skip
+
+
+def _relabel(session: Session, item_id: int, label: str) -> bool:
+    """The item's stored final label (a decision, or the aggregation clamped to gold) becomes the
+    new gold label; whether it changed. An item with no stored label gets one at its aggregation."""
+    stored = session.get(ItemLabel, item_id)
+    if stored is None or stored.label == label:
+        return False
+    stored.label, stored.confidence, stored.aggregated_at = label, 1.0, utcnow()
+    return True
 
 
 def _decided(session: Session, item_id: int, label: str) -> bool:

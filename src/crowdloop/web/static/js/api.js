@@ -63,6 +63,7 @@ export async function api(method, path, body, options = {}) {
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
 export const patch = (path, body) => api("PATCH", path, body);
+export const put = (path, body) => api("PUT", path, body);
 
 // The ?project= of the page's URL, as a positive integer (or null).
 export function projectParam() {

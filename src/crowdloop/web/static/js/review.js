@@ -1,5 +1,6 @@
 // The review queue: doubtful items with all their answers; a click decides the label.
-import { get, post, projectParam, requireToken } from "./api.js";
+// Below it, the gold items the crowd misses most; a click corrects a wrong gold label.
+import { get, post, projectParam, put, requireToken } from "./api.js";
 import { $, fill, h, notice, number, percent } from "./dom.js";
 import { renderItem } from "./item.js";
 
@@ -9,9 +10,11 @@ async function start() {
   if (!requireToken()) return;
   $("#dashboard-link").setAttribute("href", `project.html?project=${projectId}`);
   try {
-    const [project, queue] = await Promise.all([get(`/projects/${projectId}`), get(`/projects/${projectId}/review`)]);
-    if (!queue.length) return fill($("#queue"), h("p", { class: "muted" }, "Nothing to review yet."));
-    fill($("#queue"), queue.map((entry) => card(entry, project.labels)));
+    const [project, queue, gold] = await Promise.all([
+      get(`/projects/${projectId}`), get(`/projects/${projectId}/review`), get(`/projects/${projectId}/gold`)]);
+    fill($("#queue"), queue.length ? queue.map((entry) => card(entry, project.labels)) : h("p", { class: "muted" }, "Nothing to review yet."));
+    const missed = gold.filter((entry) => entry.missed > 0);
+    fill($("#gold"), missed.length ? missed.map((entry) => goldCard(entry, project.labels)) : h("p", { class: "muted" }, "No gold item has been missed."));
   } catch (error) {
     notice($("#message"), error.status === 404 ? "No such project." : error.message, "error");
   }
@@ -37,6 +40,29 @@ async function decide(entry, label, explanation, box) {
   try {
     await post(`/projects/${projectId}/review/${entry.item_id}`, { label, explanation: explanation.value.trim() || null });
     fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id}: decided "${label}" (now gold).`));
+  } catch (error) {
+    notice($("#message"), error.message, "error");
+  }
+}
+
+function goldCard(entry, labels) {
+  const explanation = h("input", { type: "text", placeholder: "explanation shown to workers who miss it (optional)" });
+  const buttons = labels.filter((label) => label !== entry.gold_label).map((label) =>
+    h("button", { type: "button", class: "secondary", onclick: () => correct(entry, label, explanation, box) }, `Correct to ${label}`));
+  const votes = Object.entries(entry.votes).map(([label, count]) => `${label}: ${count}`).join(", ");
+  const box = h("article", { class: "card gold", dataset: { item: String(entry.item_id) } },
+    h("h2", {}, `Item ${entry.external_id || entry.item_id}`),
+    h("p", { class: "muted" }, `gold label ${entry.gold_label}, missed by ${entry.missed} of ${entry.answers} (${percent(entry.miss_rate)}); votes ${votes}`),
+    renderItem(entry.data),
+    h("div", { class: "labels" }, buttons), explanation);
+  return box;
+}
+
+async function correct(entry, label, explanation, box) {
+  try {
+    const result = await put(`/projects/${projectId}/items/${entry.item_id}/gold`, { label, explanation: explanation.value.trim() || null });
+    const judged = result.workers.length === 1 ? "1 worker's gold answers" : `${result.workers.length} workers' gold answers`;
+    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id}: gold is now "${label}" (was "${result.previous_label}"); ${judged} judged again.`));
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
