@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crowdloop.datasets import load_dataset
 from crowdloop.errors import InvalidParameterError, NotFittedError
 from crowdloop.quality import CATEGORICAL_METHODS, NUMERIC_METHODS, get_aggregator
 from crowdloop.sim import synthetic_answers
@@ -55,6 +56,18 @@ def test_deterministic(name, crowd):
     first = get_aggregator(name).fit(crowd.answers).probas_
     second = get_aggregator(name).fit(crowd.answers).probas_
     pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("dataset", ["cf", "ms"])
+def test_row_order_does_not_matter(name, dataset):
+    """The same answers in another order give the same posteriors: a re-exported file must
+    not move a label (MACE's random start once followed the order workers first appear in)."""
+    answers = load_dataset(dataset).answers
+    first = get_aggregator(name).fit(answers).probas_
+    for seed in range(3):
+        shuffled = get_aggregator(name).fit(answers.sample(frac=1.0, random_state=seed)).probas_
+        pd.testing.assert_frame_equal(shuffled.loc[first.index], first, check_exact=False, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", CATEGORICAL)

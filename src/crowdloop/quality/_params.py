@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from crowdloop.errors import InvalidParameterError
 
@@ -98,3 +99,30 @@ def make_rng(random_state: int | np.random.Generator | None) -> np.random.Genera
     if isinstance(random_state, np.random.Generator):
         return random_state
     return np.random.default_rng(random_state)
+
+
+def start_seed(random_state: int | np.random.Generator | None) -> int:
+    """One 64-bit seed for :func:`keyed_uniforms`: an int seed's own draw, a generator's next draw."""
+    return int(make_rng(random_state).integers(0, 2**63))
+
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def keyed_uniforms(keys: pd.Index, seed: int, stream: int, size: int) -> np.ndarray:
+    """``size`` uniforms in [0, 1) for each of ``keys``, a function of the key itself (its text).
+
+    Why not one generator's draws: those follow the order the keys come in, so a fit would
+    depend on the row order of its input (MACE did, as Crowd-Kit's does: on ``product`` its
+    labels moved with a shuffle of the rows). Here each key's draws come from a stable 64-bit
+    hash of ``str(key)`` mixed with ``seed`` and ``stream`` through SplitMix64, so any engine
+    that numbers the keys its own way (stream, Spark) draws the same values for the same key.
+    """
+    hashed = pd.util.hash_array(np.asarray(keys.map(str), dtype=object), categorize=False)
+    base = hashed ^ np.uint64(seed % 2**64)
+    steps = (np.uint64(stream) * np.uint64(size) + np.arange(1, size + 1, dtype=np.uint64)) * _GOLDEN_GAMMA
+    mixed = base[:, None] + steps[None, :]
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed ^= mixed >> np.uint64(31)
+    return np.asarray((mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53)

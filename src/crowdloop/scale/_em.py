@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.quality._data import EncodedAnswers, encoded_from_csr
+from crowdloop.quality._data import EncodedAnswers
 from crowdloop.quality._kernels import (
     Progress,
     confusion_counts,
@@ -59,11 +59,6 @@ def names_only(engine: ShardEngine) -> EncodedAnswers:
     """No answers, the engine's worker and class names: enough for the estimators' worker tables."""
     empty = np.empty(0, dtype=np.int64)
     return EncodedAnswers(empty, empty, empty, pd.Index([]), engine.workers, engine.classes)
-
-
-def codes_only(engine: ShardEngine) -> EncodedAnswers:
-    """No answers, only the sizes (what MACE's random start draws from)."""
-    return encoded_from_csr(np.zeros(1, np.int64), np.empty(0, np.int32), len(engine.workers), len(engine.classes))
 
 
 def run_em(

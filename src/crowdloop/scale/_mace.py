@@ -17,11 +17,11 @@ import pandas as pd
 
 from crowdloop.quality._data import EncodedAnswers
 from crowdloop.quality._kernels import Progress, iterate
-from crowdloop.quality._params import make_rng
+from crowdloop.quality._params import start_seed
 from crowdloop.quality.default import DefaultAggregator
 from crowdloop.quality.mace import MACE, Params, mace_counts, mace_posteriors
 from crowdloop.quality.shrunk_dawid_skene import ShrunkDawidSkene
-from crowdloop.scale._em import ShardedFit, codes_only, ds_posteriors, fit_dawid_skene
+from crowdloop.scale._em import ShardedFit, ds_posteriors, fit_dawid_skene
 from crowdloop.scale._shards import ShardEngine, Stats
 
 
@@ -58,9 +58,8 @@ def _updates(estimator: MACE, stats: Stats, batch: list[Params]) -> list[Params]
 
 def _restarts(estimator: MACE, engine: ShardEngine) -> Params:
     """Run every random start ``restart_iter`` passes together; keep the most likely."""
-    rng = make_rng(estimator.random_state)
-    shape = codes_only(engine)
-    batch = [MACE._random_start(shape, rng) for _ in range(estimator.n_restarts)]
+    seed, n_classes = start_seed(estimator.random_state), len(engine.classes)
+    batch = [MACE._random_start(engine.workers, n_classes, seed, r) for r in range(estimator.n_restarts)]
     for _ in range(estimator.restart_iter):
         batch = _updates(estimator, engine.map_sum(mace_pass, batch), batch)
     logliks = engine.map_sum(mace_pass, batch)[4]

@@ -140,8 +140,9 @@ def _survey(frame: DataFrame) -> tuple[pd.Index, int]:
     """One pass: the workers in order of first appearance and the answer count.
 
     First appearance is the smallest (file name, row id): Spark orders a directory's files by
-    size, so row ids alone made the worker order, and with it MACE's random start, depend on
-    how the answers were cut into files. Files in name order are what ``pd.read_parquet`` of
+    size, so row ids alone made the worker order, and with it the order of ``skills_``, depend
+    on how the answers were cut into files (MACE's start comes from each worker's id, so the
+    labels do not). Files in name order are what ``pd.read_parquet`` of
     the directory, hence the local engine, reads; rows of one file keep their order in the ids.
 
     Missing tasks, workers and labels (null, or NaN in a float column, as the local engine
