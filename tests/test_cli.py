@@ -205,6 +205,23 @@ def test_numeric_method(tmp_path):
     assert done.stdout.splitlines() == ["task,label", "1,2.0", "2,5.0"]
 
 
+def test_numeric_method_reads_scores_written_with_leading_zeros(tmp_path):
+    """The emotion data's ``00`` and ``-0`` scores kept its label column text, and ``-m mean`` refused
+    it ("column label has dtype object"); categorical methods still read ``007`` as written."""
+    path = tmp_path / "scores.csv"
+    path.write_text("task,worker,label\n1,a,00\n1,b,-0\n2,a,007\n2,b,5\n")
+    done = crowdloop("aggregate", str(path), "-m", "mean", "-o", "-")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["task,label", "1,0.0", "2,6.0"]
+    voted = crowdloop("aggregate", str(path), "-m", "mv", "-o", "-")
+    assert voted.stdout.splitlines()[2] == "2,007,0.5", voted.stdout  # a tie, to the first label as written
+    path.write_text("task,worker,label\n1,a,00\n1,b,high\n2,a,low\n2,b,high\n")
+    refused = crowdloop("aggregate", str(path), "-m", "mean")
+    assert refused.returncode == 2 and "3 answer(s) have a label that is not a number, such as 'high', 'low'" in (
+        refused.stderr
+    )
+
+
 def test_methods_datasets_agreement_and_version(rte_files):
     methods = crowdloop("methods")
     assert methods.returncode == 0

@@ -96,6 +96,16 @@ def test_numeric_needs_numbers():
         Mean().fit(GOOD.assign(label=[1.0, np.inf, 2.0]))
 
 
+def test_numeric_reads_numbers_written_as_text_and_names_what_is_not():
+    """A score column with ``00`` or ``-0`` in it is read as text (the reader's rule for ids), and
+    numeric methods refused it: "column label has dtype object", naming no value."""
+    scores = pd.DataFrame({"task": [1, 1, 2, 2], "worker": list("abab"), "label": ["00", "-0", "007", "+1.5"]})
+    assert Mean().fit(scores).labels_.tolist() == [0.0, 4.25]
+    assert scores["label"].tolist() == ["00", "-0", "007", "+1.5"]  # the caller's frame is left as it was
+    with pytest.raises(InvalidInputError, match=r"3 answer\(s\) have a label that is not a number, such as 'x', 'NA'"):
+        Mean().fit(scores.assign(label=["x", "5", "NA", "x"]))
+
+
 def test_input_frame_is_not_modified():
     answers = GOOD.copy()
     DawidSkene().fit(answers, gold=pd.Series({1: "x"}))

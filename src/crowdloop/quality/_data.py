@@ -21,6 +21,7 @@ from crowdloop.errors import (
     MissingValuesError,
     UnknownLabelError,
 )
+from crowdloop.numbers import is_number
 
 ANSWER_COLUMNS = ("task", "worker", "label")
 
@@ -42,7 +43,7 @@ def check_answers(answers: Any, *, numeric: bool = False) -> pd.DataFrame:
     frame = answers.loc[:, list(ANSWER_COLUMNS)]
     _check_no_missing(frame)
     if numeric:
-        _check_numeric(frame["label"])
+        frame["label"] = _numeric_labels(frame["label"])
     return frame
 
 
@@ -54,11 +55,33 @@ def _check_no_missing(frame: pd.DataFrame) -> None:
             raise MissingValuesError(f"{int(missing.sum())} answer(s) have no {column} (first at row {first!r}).")
 
 
-def _check_numeric(labels: pd.Series) -> None:
-    if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
-        raise InvalidInputError(f"numeric aggregation needs numeric labels; column label has dtype {labels.dtype}.")
+def _numeric_labels(labels: pd.Series) -> pd.Series:
+    """The labels as numbers, or an error naming some that are not.
+
+    A file reader keeps a column as text unless every value is written the way its number
+    prints (so an id ``007`` stays an id); a score column with ``00`` or ``-0`` in it so came as
+    text, and it is still scores, so text that is a number counts as that number here.
+    """
+    if pd.api.types.is_bool_dtype(labels):
+        raise InvalidInputError("numeric aggregation needs numeric labels; column label holds True/False.")
+    if not pd.api.types.is_numeric_dtype(labels):
+        labels = _parsed_numbers(labels)
     if not np.isfinite(labels.to_numpy(dtype=float)).all():
         raise InvalidInputError("numeric labels must be finite numbers (found inf).")
+    return labels
+
+
+def _parsed_numbers(labels: pd.Series) -> pd.Series:
+    """Text labels as numbers (``"007"`` -> 7); the error shows a few that are not, and how many."""
+    text = labels.astype(str).str.strip()
+    wrong = ~text.map(is_number).to_numpy(dtype=bool)
+    if wrong.any():
+        shown = ", ".join(repr(value) for value in labels[wrong].unique()[:3])
+        raise InvalidInputError(
+            f"numeric aggregation needs numeric labels; {int(wrong.sum())} answer(s) have a label "
+            f"that is not a number, such as {shown}."
+        )
+    return pd.to_numeric(text)
 
 
 def _factorize(values: pd.Series, *, sort: bool) -> tuple[np.ndarray, pd.Index]:

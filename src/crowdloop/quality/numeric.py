@@ -37,7 +37,8 @@ class NumericAnswers:
 class BaseNumericAggregator(BaseAggregator):
     """Aggregators of numeric answers: ``labels_`` is a float Series indexed by task.
 
-    ``fit`` takes the same long frame (task, worker, label) with numeric labels;
+    ``fit`` takes the same long frame (task, worker, label) with numeric labels (numbers, or text
+    that is a number however written: ``00``, ``-0``, ``007``);
     ``gold`` (task -> value) fixes those tasks' values and sharpens the workers'
     estimates. Repeated answers all count.
     """
