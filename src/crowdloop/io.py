@@ -39,11 +39,21 @@ def numbers_if_plain(column: pd.Series) -> pd.Series:
     return pd.to_numeric(column)
 
 
+def read_json_lines(path: Path) -> pd.DataFrame:
+    """A JSON Lines table whose values keep their JSON types: strings stay strings, numbers numbers.
+
+    pandas guesses each column's type by default: it read the id ``"007"`` as 7 and the label
+    ``"1e5"`` as 100000, so two tasks (or two labels) silently became one. JSON says which is
+    text, so nothing is guessed here, nor are strings in date-like columns turned into dates.
+    """
+    return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+
+
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".csv": read_delimited,
     ".tsv": lambda path: read_delimited(path, sep="\t"),
-    ".jsonl": lambda path: pd.read_json(path, lines=True),
-    ".ndjson": lambda path: pd.read_json(path, lines=True),
+    ".jsonl": read_json_lines,
+    ".ndjson": read_json_lines,
     ".parquet": lambda path: pd.read_parquet(path),
 }
 """File suffix -> reader; the suffix decides the format."""

@@ -76,3 +76,29 @@ def test_ids_and_labels_keep_what_the_file_says(tmp_path):
     _, known, indexed = same_task_ids(frame, read_gold(gold), items)  # as `crowdloop simulate` reads them
     assert known is not None and indexed is not None
     assert known.index.tolist() == ["12", "7"] and indexed.loc["7", "text"] == "a"
+
+
+def test_json_lines_keep_strings_as_strings_and_numbers_as_numbers(tmp_path):
+    """pandas guessed JSON types: the id ``"007"`` became 7 and the label ``"1e5"`` 100000, so tasks
+    ``"007"`` and ``"7"`` (and the two labels) silently merged; gold files were read the same way."""
+    answers = tmp_path / "answers.jsonl"
+    rows = [("007", "a", "1e5"), ("007", "b", "1e5"), ("7", "a", "100000"), ("7", "b", "100000")]
+    answers.write_text("".join(f'{{"task": "{t}", "worker": "{w}", "label": "{label}"}}\n' for t, w, label in rows))
+    frame = read_table(answers)
+    assert frame["task"].tolist() == ["007", "007", "7", "7"] and frame["label"].tolist()[::2] == ["1e5", "100000"]
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"task": "007", "label": "1e5"}\n{"task": "7", "label": "100000"}\n')
+    assert read_gold(gold).to_dict() == {"007": "1e5", "7": "100000"}
+    labels = MajorityVote().fit(frame).labels_
+    assert labels.to_dict() == {"007": "1e5", "7": "100000"}
+
+
+def test_json_lines_with_number_ids_still_aggregate(tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(f'{{"task": {t}, "worker": "{w}", "label": {t % 2}}}\n' for t in (1, 2) for w in "ab"))
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"task": 1, "label": 1}\n{"task": 2, "label": 0}\n')
+    assert read_table(answers)["task"].dtype == "int64" and read_gold(gold).index.dtype == "int64"
+    done = _crowdloop("aggregate", str(answers), "-m", "mv", "--gold", str(gold), "-o", "-")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["task,label,confidence", "1,1,1.0", "2,0,1.0"] and "1.0000" in done.stderr
