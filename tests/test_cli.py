@@ -234,6 +234,15 @@ def test_methods_datasets_agreement_and_version(rte_files):
     assert crowdloop("--version").stdout.startswith("crowdloop, version")
 
 
+def test_agreement_refuses_when_no_two_workers_share_a_task(tmp_path):
+    """It printed alpha 1.0 and kappa 1.0 for one worker's repeats on each task."""
+    path = tmp_path / "answers.csv"
+    path.write_text("task,worker,label\n1,a,x\n1,a,x\n1,a,x\n2,b,y\n2,b,y\n")
+    done = crowdloop("agreement", str(path))
+    assert done.returncode == 2 and "two or more distinct workers" in done.stderr, done.stderr
+    assert "1.0000" not in done.stderr
+
+
 def test_every_command_is_in_the_readme():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     from crowdloop.cli import cli

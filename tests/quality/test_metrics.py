@@ -59,7 +59,7 @@ def test_fleiss_kappa_matches_the_wikipedia_example():
 
 def test_agreement_needs_pairs():
     single = pd.DataFrame({"task": [1, 2], "worker": ["a", "b"], "label": [0, 1]})
-    with pytest.raises(EmptyInputError, match="two or more answers"):
+    with pytest.raises(EmptyInputError, match="two or more distinct workers"):
         fleiss_kappa(single)
 
 
@@ -77,3 +77,17 @@ def test_accuracy_and_worker_tables():
     assert agreement.to_dict() == {"a": pytest.approx(2 / 3), "b": 0.0}
     with pytest.raises(EmptyInputError):
         accuracy_on_gold(labels, pd.Series({9: "x"}))
+
+
+def test_agreement_counts_each_worker_once_per_task():
+    """Repeats made one worker look like several annotators: a answering task 1 three times and b
+    task 2 twice gave alpha 1.0 and kappa 1.0, though no two workers labelled the same task."""
+    alone = pd.DataFrame({"task": [1, 1, 1, 2, 2], "worker": list("aaabb"), "label": list("xxxyy")})
+    for metric in (krippendorff_alpha, fleiss_kappa):
+        with pytest.raises(EmptyInputError, match="two or more distinct workers"):
+            metric(alone)
+    # a changes their mind on task 1 (last answer y); b and c agree with it, so agreement is perfect
+    changed = pd.DataFrame({"task": [1, 1, 1, 2, 2], "worker": list("abacb"), "label": list("xyyxx")})
+    assert krippendorff_alpha(changed) == pytest.approx(1.0) and fleiss_kappa(changed) == pytest.approx(1.0)
+    once = changed.drop_duplicates(["task", "worker"], keep="last")
+    assert krippendorff_alpha(changed) == krippendorff_alpha(once)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError
-from crowdloop.quality._data import check_answers, encode_answers, gold_series
+from crowdloop.quality._data import EncodedAnswers, check_answers, encode_answers, gold_series
 
 
 def accuracy_on_gold(labels: pd.Series, gold: Any) -> float:
@@ -62,7 +62,8 @@ def fleiss_kappa(answers: pd.DataFrame) -> float:
     .. math:: \kappa = \frac{\bar P - P_e}{1 - P_e}, \quad
         P_t = \frac{\sum_k n_{tk}^2 - n_t}{n_t (n_t - 1)}, \quad P_e = \sum_k p_k^2
 
-    Tasks with fewer than two answers are left out. Reference: J. L. Fleiss,
+    Each worker counts once per task (their last answer); tasks with fewer than two workers are
+    left out. Reference: J. L. Fleiss,
     "Measuring nominal scale agreement among many raters", 1971.
     """
     counts = _paired_counts(answers)
@@ -82,8 +83,9 @@ def krippendorff_alpha(answers: pd.DataFrame, level: Literal["nominal", "interva
         \frac{\sum_{c,k} o_{ck}\, \delta^2_{ck}}{\sum_{c,k} n_c n_k\, \delta^2_{ck}}
 
     with :math:`\delta^2_{ck} = [c \ne k]` (``nominal``) or :math:`(c - k)^2`
-    (``interval``, numeric labels). Tasks with fewer than two answers are left
-    out. Reference: K. Krippendorff, "Computing Krippendorff's alpha-reliability", 2011.
+    (``interval``, numeric labels). Each worker counts once per task (their last
+    answer); tasks with fewer than two workers are left out. Reference:
+    K. Krippendorff, "Computing Krippendorff's alpha-reliability", 2011.
     """
     if level not in ("nominal", "interval"):
         raise InvalidParameterError(f"level must be 'nominal' or 'interval'; got {level!r}.")
@@ -110,10 +112,27 @@ def _distance(classes: pd.Index, level: str) -> np.ndarray:
 
 
 def _paired_counts(answers: pd.DataFrame, with_classes: bool = False) -> Any:
-    """Task x label counts of tasks with at least two answers."""
+    """Task x label counts of tasks that two or more distinct workers answered.
+
+    Agreement is between annotators, so each worker counts once per task, with their last answer
+    in the frame's order: counting repeats made one worker who answered a task three times look
+    like three annotators in full agreement (alpha 1.0 where no two workers shared a task).
+    """
     data = encode_answers(answers)
-    counts = data.task_label_counts
-    counts = counts[counts.sum(axis=1) >= 2]
+    kept = _last_per_worker_and_task(data)
+    flat = data.task[kept] * data.n_classes + data.label[kept]
+    counts = np.bincount(flat, minlength=data.n_tasks * data.n_classes).reshape(data.n_tasks, data.n_classes)
+    counts = counts[counts.sum(axis=1) >= 2].astype(float)
     if len(counts) == 0:
-        raise EmptyInputError("agreement needs at least one task with two or more answers.")
+        raise EmptyInputError(
+            "agreement needs at least one task answered by two or more distinct workers "
+            "(a worker's repeated answers on a task count once)."
+        )
     return (counts, data.classes) if with_classes else counts
+
+
+def _last_per_worker_and_task(data: EncodedAnswers) -> np.ndarray:
+    """Positions of each worker's last answer on each task, in the answers' order."""
+    pair = data.task.astype(np.int64) * data.n_workers + data.worker
+    _, from_end = np.unique(pair[::-1], return_index=True)
+    return np.sort(len(pair) - 1 - from_end)
