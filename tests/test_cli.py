@@ -114,6 +114,10 @@ def test_column_mapping_and_stdout(tmp_path):
         ("task,worker,label\n1,a,x\n", ".xlsx", [], "unknown format .xlsx", 2),
         ("task,worker,label\n1,a,x\n", ".csv", ["--method", "magic"], "unknown aggregation method 'magic'", 2),
         ("task,worker,label\n1,a,x\n", ".csv", ["--task-col", "item"], "no column(s) item", 2),
+        # no task column was a KeyError traceback (the ids were aligned with gold before the check)
+        ("item,worker,label\n1,a,x\n", ".csv", [], "lack column(s) task; found item, worker, label", 2),
+        ("task\tworker\tlabel\n1\ta\tx\n", ".csv", [], "lack column(s) task, worker, label; found task", 2),
+        ("", ".jsonl", [], "lack column(s) task, worker, label; found no columns", 2),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, content, suffix, args, message, code):

@@ -133,7 +133,12 @@ def same_task_ids(
 
     A file's column is numbers only when every id in it is a plain number, so the answers (with
     an id ``007``) can hold ``"7"`` where the gold file holds 7; then every id becomes text, as written.
+    Answers without a ``task`` column (another header, a TSV named .csv, an empty file) are left
+    as they are: the aggregator's column check then names what is missing and what was found,
+    as ``crowdloop agreement`` does, where reading the column here was a bare ``KeyError``.
     """
+    if "task" not in answers.columns:
+        return answers, gold, items
     dtypes = [answers["task"].dtype] + [table.index.dtype for table in (gold, items) if table is not None]
     kinds = {pd.api.types.is_numeric_dtype(dtype) for dtype in dtypes}
     if len(kinds) < 2:
