@@ -226,6 +226,21 @@ def test_numeric_method_reads_scores_written_with_leading_zeros(tmp_path):
     )
 
 
+def test_numeric_gold_is_measured_and_fit_gold_needs_gold(tmp_path):
+    """--gold with a numeric method printed nothing about gold; --fit-gold without --gold was ignored."""
+    path, gold = tmp_path / "scores.csv", tmp_path / "gold.csv"
+    pd.DataFrame({"task": [1, 1, 2, 2], "worker": list("abab"), "label": [1, 3, 5, 5]}).to_csv(path, index=False)
+    gold.write_text("task,label\n1,3\n2,5\n")
+    done = crowdloop("aggregate", str(path), "-m", "mean", "--gold", str(gold))
+    assert done.returncode == 0, done.stderr
+    assert "gold_mae" in done.stderr and "0.5000" in done.stderr and "0.7071" in done.stderr, done.stderr
+    crossed = crowdloop("aggregate", str(path), "-m", "mean", "--gold", str(gold), "--fit-gold")
+    assert crossed.returncode == 0 and "0.5000" in crossed.stderr, crossed.stderr  # held out: not the trivial 0
+    alone = crowdloop("aggregate", str(path), "-m", "mean", "--fit-gold", "-o", str(tmp_path / "labels.csv"))
+    assert alone.returncode == 2 and "--fit-gold) needs gold (--gold GOLD)" in alone.stderr, alone.stderr
+    assert not (tmp_path / "labels.csv").exists()
+
+
 def test_methods_datasets_agreement_and_version(rte_files):
     methods = crowdloop("methods")
     assert methods.returncode == 0

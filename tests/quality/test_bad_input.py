@@ -106,6 +106,18 @@ def test_numeric_reads_numbers_written_as_text_and_names_what_is_not():
         Mean().fit(scores.assign(label=["x", "5", "NA", "x"]))
 
 
+def test_numeric_gold_is_measured_and_fit_gold_without_gold_is_refused():
+    """Numeric gold was read and ignored (no measure, no error); fit_gold without gold did nothing."""
+    from crowdloop.errors import InvalidParameterError
+    from crowdloop.quality.run import aggregate
+
+    scores = pd.DataFrame({"task": [1, 1, 2, 2], "worker": list("abab"), "label": [1.0, 3.0, 5.0, 5.0]})
+    stats = aggregate(scores, Mean(), pd.Series({1: 4, 2: 5, 99: 0})).stats
+    assert stats["gold_mae"] == pytest.approx(1.0) and stats["gold_rmse"] == pytest.approx(2**0.5)
+    with pytest.raises(InvalidParameterError, match="needs gold"):
+        aggregate(scores, Mean(), fit_gold=True)
+
+
 def test_input_frame_is_not_modified():
     answers = GOOD.copy()
     DawidSkene().fit(answers, gold=pd.Series({1: "x"}))

@@ -142,7 +142,7 @@ def _iteration_progress(name: str) -> Iterator[Any]:
 def _print_summary(result: AggregationResult, show_preview: bool) -> None:
     stats = result.stats
     table = Table(title="crowdloop aggregate", show_header=False)
-    for key in ("method", "tasks", "workers", "answers", "iterations", "seconds", "accuracy"):
+    for key in ("method", "tasks", "workers", "answers", "iterations", "seconds", "accuracy", "gold_mae", "gold_rmse"):
         if stats.get(key) is not None:
             table.add_row(key, _fmt(stats[key]))
     console.print(table)

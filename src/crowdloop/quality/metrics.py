@@ -28,6 +28,27 @@ def accuracy_on_gold(labels: pd.Series, gold: Any) -> float:
     return float(_same(labels.loc[common], truth.loc[common]).mean())
 
 
+def errors_on_gold(values: pd.Series, gold: Any) -> dict[str, float]:
+    """Mean absolute and root mean squared error of numeric labels against gold values.
+
+    Only tasks present in both count, as for :func:`accuracy_on_gold`.
+
+    Example:
+        >>> import pandas as pd
+        >>> errors_on_gold(pd.Series({"t1": 1.0, "t2": 5.0}), pd.Series({"t1": 2, "t2": 2}))
+        {'gold_mae': 2.0, 'gold_rmse': 2.23606797749979}
+    """
+    truth = gold_series(gold)
+    common = truth.index.intersection(values.index)
+    if common.empty:
+        raise EmptyInputError("no task has both a label and a gold value.")
+    try:
+        error = values.loc[common].to_numpy(dtype=float) - truth.loc[common].to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"numeric gold values must be numbers: {exc}") from None
+    return {"gold_mae": float(np.abs(error).mean()), "gold_rmse": float(np.sqrt((error**2).mean()))}
+
+
 def _same(left: pd.Series, right: pd.Series) -> np.ndarray:
     """Element-wise equality that treats 1 and "1" alike (CSV gold vs. int labels)."""
     equal = left.to_numpy() == right.to_numpy()

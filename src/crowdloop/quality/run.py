@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import EmptyInputError
+from crowdloop.errors import EmptyInputError, InvalidParameterError
 from crowdloop.quality._data import encode_answers, encode_gold, gold_series
 from crowdloop.quality._kernels import Progress
 from crowdloop.quality.base import BaseAggregator, BaseClassificationAggregator
-from crowdloop.quality.metrics import accuracy_on_gold, worker_accuracy_on_gold
+from crowdloop.quality.metrics import accuracy_on_gold, errors_on_gold, worker_accuracy_on_gold
 
 
 @dataclass
@@ -35,12 +35,18 @@ def aggregate(
 ) -> AggregationResult:
     """Fit ``aggregator`` on ``answers`` and tabulate labels, workers and statistics.
 
-    ``gold`` alone is used to measure: ``stats["accuracy"]`` on the gold tasks and
-    each worker's accuracy on gold. With ``fit_gold`` the fit also clamps the gold
-    tasks (better worker estimates, and the gold labels in the output); the
-    accuracy is then measured by 5-fold cross-fitting, each fold of gold held out
-    while the rest is clamped, so it is never the trivial 100%.
+    ``gold`` alone is used to measure: for categorical methods ``stats["accuracy"]`` on the gold
+    tasks and each worker's accuracy on gold, for numeric ones the labels' mean absolute and
+    root mean squared error against the gold values (``gold_mae``, ``gold_rmse``). With
+    ``fit_gold`` the fit also clamps the gold tasks (better worker estimates, and the gold
+    labels in the output); the measures are then taken by 5-fold cross-fitting, each fold of
+    gold held out while the rest is clamped, so they are never the trivial perfect score.
+    ``fit_gold`` without ``gold`` is an error: it used to be silently ignored.
     """
+    if fit_gold and gold is None:
+        raise InvalidParameterError(
+            "fit_gold (--fit-gold) needs gold (--gold GOLD): there are no known labels to clamp."
+        )
     started = time.perf_counter()
     aggregator.fit(answers, gold if fit_gold else None, progress=progress)
     seconds = time.perf_counter() - started
@@ -53,30 +59,48 @@ def aggregate(
         "iterations": getattr(aggregator, "n_iter_", None),
         "seconds": seconds,
     }
-    if gold is not None and isinstance(aggregator, BaseClassificationAggregator):
-        if not fit_gold:  # the same check --fit-gold makes: a gold label nobody can give scores nonsense
-            encode_gold(gold, encode_answers(answers))
-        stats["accuracy"] = (
-            cross_fitted_accuracy(answers, aggregator, gold) if fit_gold else accuracy_on_gold(aggregator.labels_, gold)
-        )
+    if gold is not None:
+        stats.update(_gold_measures(answers, aggregator, gold, fit_gold))
     return AggregationResult(labels, _worker_table(answers, aggregator, gold), stats)
+
+
+def _gold_measures(answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, fit_gold: bool) -> dict[str, float]:
+    """Accuracy (categorical) or errors (numeric) of the labels on gold; cross-fitted with ``fit_gold``.
+
+    Numeric gold used to be read and then ignored: no measure, no error.
+    """
+    categorical = isinstance(aggregator, BaseClassificationAggregator)
+    if categorical and not fit_gold:  # the same check --fit-gold makes: a gold label nobody can give scores nonsense
+        encode_gold(gold, encode_answers(answers))
+    labels = cross_fitted_labels(answers, aggregator, gold) if fit_gold else aggregator.labels_
+    if categorical:
+        return {"accuracy": accuracy_on_gold(labels, gold)}
+    return errors_on_gold(labels, gold)
+
+
+def cross_fitted_labels(
+    answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, folds: int = 5, seed: int = 0
+) -> pd.Series:
+    """Each answered gold task's label from a fit that clamps the other folds' gold, not its own."""
+    truth = gold_series(gold)
+    truth = truth[truth.index.isin(answers["task"])]
+    if truth.empty:
+        raise EmptyInputError("no gold task has answers: nothing can be measured on gold.")
+    fold_of = np.random.default_rng(seed).permutation(len(truth)) % min(folds, len(truth))
+    parts: list[pd.Series] = []
+    for fold in np.unique(fold_of):
+        held_out = truth.index[fold_of == fold]
+        labels: pd.Series = aggregator.clone().fit(answers, truth[fold_of != fold]).labels_
+        parts.append(labels[labels.index.isin(held_out)])
+    cross_fitted: pd.Series = pd.concat(parts)
+    return cross_fitted
 
 
 def cross_fitted_accuracy(
     answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, folds: int = 5, seed: int = 0
 ) -> float:
     """Accuracy on gold when each gold task's own label is hidden from the fit."""
-    truth = gold_series(gold)
-    truth = truth[truth.index.isin(answers["task"])]
-    if truth.empty:
-        raise EmptyInputError("no gold task has answers: accuracy cannot be measured.")
-    fold_of = np.random.default_rng(seed).permutation(len(truth)) % min(folds, len(truth))
-    right = 0.0
-    for fold in np.unique(fold_of):
-        held_out = truth[fold_of == fold]
-        fitted = aggregator.clone().fit(answers, truth[fold_of != fold])
-        right += accuracy_on_gold(fitted.labels_, held_out) * len(held_out)
-    return right / len(truth)
+    return accuracy_on_gold(cross_fitted_labels(answers, aggregator, gold, folds, seed), gold)
 
 
 def _label_table(aggregator: BaseAggregator) -> pd.DataFrame:
