@@ -241,6 +241,18 @@ def test_numeric_gold_is_measured_and_fit_gold_needs_gold(tmp_path):
     assert not (tmp_path / "labels.csv").exists()
 
 
+def test_summary_says_how_many_gold_tasks_were_scored(tmp_path):
+    """Gold rows matching no task (ids zero-padded in one file only) were dropped without a word,
+    and the accuracy on one task of four read like the accuracy on all."""
+    answers, gold = tmp_path / "answers.csv", tmp_path / "gold.csv"
+    answers.write_text("task,worker,label\n1,a,x\n1,b,x\n2,a,y\n2,b,x\n")
+    gold.write_text("task,label\n1,x\n0002,y\n0003,y\n0004,x\n")
+    done = crowdloop("aggregate", str(answers), "--gold", str(gold), "-m", "mv", "-o", str(tmp_path / "labels.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "on 1 of 4 gold tasks" in done.stderr, done.stderr
+    assert "warning: 3 gold task(s) have no answers and were not scored (0002, 0003, ...)" in done.stderr
+
+
 def test_methods_datasets_agreement_and_version(rte_files):
     methods = crowdloop("methods")
     assert methods.returncode == 0

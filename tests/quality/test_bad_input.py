@@ -114,6 +114,7 @@ def test_numeric_gold_is_measured_and_fit_gold_without_gold_is_refused():
     scores = pd.DataFrame({"task": [1, 1, 2, 2], "worker": list("abab"), "label": [1.0, 3.0, 5.0, 5.0]})
     stats = aggregate(scores, Mean(), pd.Series({1: 4, 2: 5, 99: 0})).stats
     assert stats["gold_mae"] == pytest.approx(1.0) and stats["gold_rmse"] == pytest.approx(2**0.5)
+    assert (stats["gold_scored"], stats["gold_tasks"], stats["gold_unanswered"]) == (2, 3, [99])
     with pytest.raises(InvalidParameterError, match="needs gold"):
         aggregate(scores, Mean(), fit_gold=True)
 

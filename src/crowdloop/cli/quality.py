@@ -145,7 +145,10 @@ def _print_summary(result: AggregationResult, show_preview: bool) -> None:
     for key in ("method", "tasks", "workers", "answers", "iterations", "seconds", "accuracy", "gold_mae", "gold_rmse"):
         if stats.get(key) is not None:
             table.add_row(key, _fmt(stats[key]))
+    if "gold_tasks" in stats:
+        table.add_row("scored", f"on {stats['gold_scored']} of {stats['gold_tasks']} gold tasks")
     console.print(table)
+    _warn_unanswered_gold(stats.get("gold_unanswered", []))
     if show_preview:
         preview = Table(title="first labels (use --out to save all)")
         for column in result.labels.columns:
@@ -153,6 +156,20 @@ def _print_summary(result: AggregationResult, show_preview: bool) -> None:
         for row in result.labels.head(10).itertuples(index=False):
             preview.add_row(*(_fmt(value) for value in row))
         console.print(preview)
+
+
+def _warn_unanswered_gold(unanswered: list[Any]) -> None:
+    """Say that gold tasks went unscored, with examples: a gold file whose ids are written unlike
+    the answers' (``0012`` against ``12``) matched a few tasks and the accuracy looked complete."""
+    if not unanswered:
+        return
+    shown = ", ".join(map(str, unanswered[:2])) + (", ..." if len(unanswered) > 2 else "")
+    console.print(
+        f"warning: {len(unanswered)} gold task(s) have no answers and were not scored ({shown}); "
+        "are the task ids written alike in both files?",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -60,8 +60,18 @@ def aggregate(
         "seconds": seconds,
     }
     if gold is not None:
+        stats.update(_gold_coverage(gold, aggregator.labels_.index))
         stats.update(_gold_measures(answers, aggregator, gold, fit_gold))
     return AggregationResult(labels, _worker_table(answers, aggregator, gold), stats)
+
+
+def _gold_coverage(gold: Any, tasks: pd.Index) -> dict[str, Any]:
+    """How many gold tasks the measures rest on (``gold_scored`` of ``gold_tasks``) and the ids of
+    those without answers (``gold_unanswered``): they used to be dropped without a word, so ids
+    zero-padded in one file and not the other scored a handful of tasks as if they were all."""
+    truth = gold_series(gold)
+    unanswered = truth.index[~truth.index.isin(tasks)]
+    return {"gold_tasks": len(truth), "gold_scored": len(truth) - len(unanswered), "gold_unanswered": list(unanswered)}
 
 
 def _gold_measures(answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, fit_gold: bool) -> dict[str, float]:
