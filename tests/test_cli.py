@@ -253,6 +253,41 @@ def test_summary_says_how_many_gold_tasks_were_scored(tmp_path):
     assert "warning: 3 gold task(s) have no answers and were not scored (0002, 0003, ...)" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "{answers}"], "is an input file; writing the output there would replace it"),
+        (["--gold", "{gold}", "--workers-out", "{gold}"], "is an input file; writing the output there"),
+        (["-o", "lab.xlsx"], "unknown format .xlsx"),
+        (["-o", "lab.csv", "--workers-out", "workers.xlsx"], "unknown format .xlsx"),
+        (["-o", "lab.csv", "--workers-out", "lab.csv"], "--out and --workers-out are both"),
+        (["-o", "adir.csv"], "adir.csv: is a directory"),
+        (["-o", "afile/x.csv"], "afile is a file, not a directory"),
+    ],
+)
+def test_outputs_are_checked_before_anything_is_read(tmp_path, args, message):
+    """-o on the answers or gold replaced them; a bad suffix failed after the whole fit (a bad
+    --workers-out after lab.csv was written); a directory in the way was a traceback."""
+    answers, gold = tmp_path / "answers.csv", tmp_path / "gold.csv"
+    answers.write_text("task,worker,label\n1,a,x\n1,b,x\n")
+    gold.write_text("task,label\n1,x\n")
+    (tmp_path / "adir.csv").mkdir()
+    (tmp_path / "afile").write_text("")
+    args = [arg.format(answers=answers, gold=gold) for arg in args]
+    done = crowdloop("aggregate", str(answers), "-m", "mv", *args, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr, done.stderr
+    assert answers.read_text() == "task,worker,label\n1,a,x\n1,b,x\n" and gold.read_text() == "task,label\n1,x\n"
+    assert not (tmp_path / "lab.csv").exists()
+
+
+def test_stream_output_on_the_answers_is_refused(wsd_parquet):
+    """--engine stream -o on its answers replaced them with the labels."""
+    done = crowdloop("aggregate", str(wsd_parquet), "--engine", "stream", "--out", str(wsd_parquet))
+    assert done.returncode == 2 and "is an input file" in done.stderr, done.stderr
+    assert pd.read_parquet(wsd_parquet).shape == (1770, 3)
+
+
 def test_methods_datasets_agreement_and_version(rte_files):
     methods = crowdloop("methods")
     assert methods.returncode == 0

@@ -7,7 +7,7 @@ what is wrong with it, so front-ends can show one clear line.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +117,43 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         return
     path = Path(path)
     suffix = table_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        elif suffix in (".jsonl", ".ndjson"):
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    except OSError as error:  # a directory in the way, no permission: one line, not a traceback
+        raise DataFileError(f"{path}: cannot be written: {error.strerror or _first_line(error)}.") from None
+
+
+def check_output(path: Path | str, inputs: Iterable[Path | str] = ()) -> None:
+    """Refuse an output path that could not be written, before any work is done.
+
+    Checked only when writing, a wrong suffix was an error after the whole fit (and after an
+    earlier output was already written), a directory in the way a traceback, and an output
+    that is one of the ``inputs`` silently replaced it.
+    """
+    if str(path) == "-":
+        return
+    path = Path(path)
+    table_format(path)
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory; give a file name.")
+    blocker = next((parent for parent in path.parents if parent.exists()), Path("."))
+    if not blocker.is_dir():
+        raise DataFileError(f"{path}: {blocker} is a file, not a directory.")
+    check_not_an_input(path, inputs)
+
+
+def check_not_an_input(path: Path | str, inputs: Iterable[Path | str]) -> None:
+    """Refuse to write over an input: the output replaced the answers or gold it was made from."""
+    path = Path(path)
+    for source in map(Path, inputs):
+        if path.exists() and source.exists() and path.samefile(source):  # symlinks and hard links too
+            raise InvalidInputError(f"{path}: is an input file; writing the output there would replace it.")
 
 
 def same_task_ids(

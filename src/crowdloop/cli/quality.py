@@ -16,7 +16,7 @@ from crowdloop.cli.base import cli, console, spinner, stdout_console
 from crowdloop.config import Settings
 from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
-from crowdloop.io import read_gold, read_table, same_task_ids, write_table
+from crowdloop.io import check_not_an_input, check_output, read_gold, read_table, same_task_ids, write_table
 from crowdloop.quality import CATEGORICAL_METHODS, METHODS, BaseClassificationAggregator, get_aggregator
 from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
 from crowdloop.quality.run import AggregationResult, aggregate
@@ -66,6 +66,7 @@ def aggregate_command(
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
     _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
+    _check_outputs(engine, [path for path in (answers, gold) if path is not None], out, workers_out)
     method = method or Settings().default_method
     if engine != "local":
         rename = {task_col: "task", worker_col: "worker", label_col: "label"}
@@ -97,6 +98,27 @@ def _refuse_ignored_options(
         raise InvalidInputError(f"--engine {engine} takes no --gold, --fit-gold or --workers-out (local only).")
     if dataset is not None:
         raise InvalidInputError(f"--engine {engine} reads an ANSWERS.parquet file, not --dataset (local only).")
+
+
+def _check_outputs(engine: str, inputs: list[Path], out: str | None, workers_out: str | None) -> None:
+    """Every output checked before any input is read: a bad second output failed after the first
+    was written, a bad suffix after the whole fit, and an output on an input replaced it. Spark
+    checks its own (its output is a directory, maybe not a local one)."""
+    outputs = [path for path in (out, workers_out) if path is not None]
+    if engine == "stream":
+        for path in outputs:
+            check_not_an_input(path, inputs)
+    if engine != "local":
+        return
+    for path in outputs:
+        check_output(path, inputs)
+    if (
+        out is not None
+        and workers_out is not None
+        and out != "-"
+        and Path(out).resolve() == Path(workers_out).resolve()
+    ):
+        raise InvalidInputError(f"--out and --workers-out are both {out}: the worker table would replace the labels.")
 
 
 def _aggregate_scaled(
