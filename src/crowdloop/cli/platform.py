@@ -16,19 +16,22 @@ from crowdloop.client import Client
 from crowdloop.config import Settings
 from crowdloop.crowd import auth
 from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
+from crowdloop.ports import ensure_port_free
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
 
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--database-url", help="SQLAlchemy URL (default: CROWDLOOP_DATABASE_URL, else sqlite:///crowdloop.db).")
-@click.option("--workers", default=1, show_default=True, type=int, help="App processes sharing the database.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="App processes sharing the database.")  # fmt: skip
 def serve_command(host: str, port: int, database_url: str | None, workers: int) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json)."""
     import uvicorn
 
+    ensure_port_free(host, port)  # before saying "serving": uvicorn's own bind error came after it, as exit 3
     if database_url:
         os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
     settings = Settings()

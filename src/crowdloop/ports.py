@@ -1,0 +1,41 @@
+"""Whether a server can listen on a port, checked before it starts.
+
+A server that finds its port taken only after it started failed late and unclearly: ``crowdloop
+serve`` printed that it was serving, then uvicorn's bind error ended it with exit 3 ("not fitted");
+``crowdloop demo`` took the other server's health answer for its own child's and failed later on
+an "invalid or revoked token". Binding a socket first (then closing it) finds the clash at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from crowdloop.errors import InvalidParameterError
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`InvalidParameterError` (exit 2) unless every address of ``host`` can bind ``port``.
+
+    Binds as the servers do (``SO_REUSEADDR`` off Windows, IPv6 sockets v6-only), so a port left
+    in ``TIME_WAIT`` by a stopped server counts as free and only a listener counts as in use.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise InvalidParameterError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as sock:
+            if os.name != "nt":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise InvalidParameterError(
+                        f"port {port} is in use on {host}: stop what listens there or choose another --port."
+                    ) from None
+                raise InvalidParameterError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
