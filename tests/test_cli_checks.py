@@ -7,7 +7,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +48,30 @@ def test_serve_refuses_a_port_or_worker_count_out_of_range(option, value):
     """--port 99999 listened nowhere for ever; --workers 0 printed "0 process(es)"."""
     done = crowdloop("serve", option, value, timeout=60)
     assert done.returncode == 2 and f"Invalid value for '{option}'" in done.stderr, done.stderr
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    """Answers every GET with 200, as another crowdloop server's /api/v1/health does."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_demo_on_a_port_another_server_answers_on_says_it_is_in_use(tmp_path: Path) -> None:
+    """The demo took the other server's health answer for its child's and failed on its token, exit 4."""
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        done = crowdloop("demo", "--port", str(port), "--dir", str(tmp_path / "demo"), "--rounds", "1",
+                         "--dataset", "rte", "--trials", "0")  # fmt: skip
+    finally:
+        other.shutdown()
+        other.server_close()
+    one_line(done, 2, f"port {port} is in use")

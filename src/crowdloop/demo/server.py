@@ -15,6 +15,7 @@ from typing import IO, Self
 import httpx
 
 from crowdloop.errors import CrowdloopError
+from crowdloop.ports import ensure_port_free
 
 START_TIMEOUT_S = 120.0
 
@@ -42,7 +43,12 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        """Start the process and wait until it answers its health check."""
+        """Start the process and wait until it answers its health check.
+
+        The port is checked first: another server on it answered the health check in the child's
+        place, and the demo failed later on an "invalid or revoked token".
+        """
+        ensure_port_free("127.0.0.1", self.port)
         env = {**os.environ, "CROWDLOOP_ADMIN_TOKEN": self.admin_token, "CROWDLOOP_DATA_DIR": str(self.root / "data")}
         command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(self.port), "--database-url",
                    self.database_url]  # fmt: skip
