@@ -75,3 +75,27 @@ def test_demo_on_a_port_another_server_answers_on_says_it_is_in_use(tmp_path: Pa
         other.shutdown()
         other.server_close()
     one_line(done, 2, f"port {port} is in use")
+
+
+EDGE = ("edge", "run", "--server", "http://127.0.0.1:1", "--token", "t", "--project", "1")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--poll-interval", "0"), ("--threshold", "5"), ("--audit-rate", "-3"), ("--port", "99999")],
+)
+def test_edge_refuses_options_out_of_range(option, value, tmp_path):
+    """--poll-interval 0 checked for models in a busy loop (67k log lines in 22 s); the others were taken."""
+    done = crowdloop(*EDGE, "--state-dir", str(tmp_path / "edge"), option, value, timeout=60)
+    assert done.returncode == 2 and f"Invalid value for '{option}'" in done.stderr, done.stderr
+
+
+def test_edge_on_a_port_in_use_or_a_state_dir_that_is_a_file(taken_port, tmp_path):
+    """Both were tracebacks (OSError from the HTTP server, FileExistsError from mkdir)."""
+    done = crowdloop(*EDGE, "--state-dir", str(tmp_path / "edge"), "--port", str(taken_port), timeout=60)
+    one_line(done, 2, f"port {taken_port} is in use")
+    (tmp_path / "file").write_text("")
+    done = crowdloop(*EDGE, "--state-dir", str(tmp_path / "file"), timeout=60)
+    one_line(done, 2, "is a file")
+    done = crowdloop(*EDGE, "--state-dir", str(tmp_path / "file" / "edge"), timeout=60)
+    one_line(done, 2, "is not a folder")

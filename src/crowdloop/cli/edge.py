@@ -10,7 +10,9 @@ from types import FrameType
 import click
 
 from crowdloop.cli.base import cli, console
+from crowdloop.cli.checks import writable_folder
 from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES
+from crowdloop.ports import ensure_port_free
 
 
 @cli.group("edge")
@@ -28,13 +30,18 @@ def edge_group() -> None:
     help="A token of a device-role user (better from the environment: arguments are visible in ps).",
 )
 @click.option("--project", required=True, type=int, help="The project whose production model to serve.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Local HTTP port (POST /predict).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535),
+              help="Local HTTP port (POST /predict).")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Local address to bind.")
-@click.option("--state-dir", default="crowdloop-edge", show_default=True, type=click.Path(path_type=Path),
+@click.option("--state-dir", default="crowdloop-edge", show_default=True, callback=writable_folder,
+              type=click.Path(file_okay=False, path_type=Path),
               help="Models on disk and the outbox (SQLite) live here.")  # fmt: skip
-@click.option("--threshold", default=0.6, show_default=True, type=float, help="Send back inputs below this confidence.")
-@click.option("--audit-rate", default=0.01, show_default=True, type=float, help="Share of the others sent back too.")
-@click.option("--poll-interval", default=10.0, show_default=True, type=float, help="Seconds between model checks.")
+@click.option("--threshold", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+              help="Send back inputs below this confidence.")  # fmt: skip
+@click.option("--audit-rate", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of the others sent back too.")  # fmt: skip
+@click.option("--poll-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between model checks.")  # fmt: skip
 @click.option("--outbox-limit", default=DEFAULT_MAX_ENTRIES, show_default=True, type=click.IntRange(min=1),
               help="Entries of each kind kept while the server is away; past it the oldest go.")  # fmt: skip
 def edge_run(
@@ -47,6 +54,7 @@ def edge_run(
     from crowdloop.deploy.edge_http import EdgeServer
 
     configure_logging(Settings().log_level)
+    ensure_port_free(host, port)  # before the runtime starts, not as a traceback after it
     runtime = EdgeRuntime(
         server,
         token,
