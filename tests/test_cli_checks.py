@@ -99,3 +99,44 @@ def test_edge_on_a_port_in_use_or_a_state_dir_that_is_a_file(taken_port, tmp_pat
     one_line(done, 2, "is a file")
     done = crowdloop(*EDGE, "--state-dir", str(tmp_path / "file" / "edge"), timeout=60)
     one_line(done, 2, "is not a folder")
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("notaurl", 2, "notaurl is not a database URL"),
+        ("bogus://x", 2, "bogus://x is not a database URL"),
+        ("sqlite:////nonexistent/folder/x.db", 1, "cannot open the database sqlite:////nonexistent/folder/x.db"),
+        ("postgresql://u:secret@127.0.0.1:1/db", 1, "cannot open the database postgresql://u:***@127.0.0.1:1/db"),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_one_line(url, code, message):
+    """Each was a SQLAlchemy traceback (ArgumentError, NoSuchModuleError, OperationalError)."""
+    for command in (["admin", "token", "bob"], ["admin", "create-user", "bob", "--role", "worker"], ["serve"]):
+        done = crowdloop(*command, "--database-url", url, timeout=60)
+        one_line(done, code, message)
+        assert "secret" not in done.stderr
+
+
+def test_overlap_that_is_not_min_max_names_the_option():
+    """--overlap abc was a ValueError traceback."""
+    done = crowdloop("projects", "create", "--name", "x", "--labels", "a,b", "--overlap", "abc", "--token", "t")
+    assert done.returncode == 2, done.stderr
+    assert "Invalid value for '--overlap': expected min-max" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_file_or_database_failure_no_command_checked_for_is_one_line():
+    """The backstop in main(): an OSError or a SQLAlchemy error raised by any command."""
+    script = (
+        "import sys, click, sqlalchemy.exc; from crowdloop.cli import cli, main\n"
+        "@cli.command('fail')\n@click.argument('kind')\n"
+        "def fail(kind):\n"
+        "    if kind == 'os': open('/nonexistent/folder/f.txt', 'w')\n"
+        "    raise sqlalchemy.exc.OperationalError('SELECT 1', {}, Exception('server closed the connection'))\n"
+        "main(sys.argv[1:])"
+    )
+    for kind, message in (("os", "/nonexistent/folder/f.txt: No such file or directory"),
+                          ("db", "the database: (builtins.Exception) server closed the connection")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", script, "fail", kind], capture_output=True, text=True, timeout=60)
+        one_line(done, 1, message)
+        assert done.stderr.strip().count("\n") == 0, done.stderr

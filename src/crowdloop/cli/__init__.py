@@ -2,7 +2,8 @@
 
 Each command parses its options, calls one library or SDK function and renders the
 result. Every :class:`CrowdloopError` becomes one line on stderr and the error's
-exit code; there are no tracebacks for a user's mistake.
+exit code, and so, as a backstop, does a file, network or database failure (exit 1); there are
+no tracebacks for a user's mistake.
 """
 
 from __future__ import annotations
@@ -34,12 +35,36 @@ def main(argv: list[str] | None = None) -> None:
         if error.title != "Settings":
             raise
         _fail(f"the configuration: {_settings_problems(error)}", 2)
+    except OSError as error:
+        _fail(_os_problem(error), 1)
+    except Exception as error:
+        if not _is_database_error(error):
+            raise
+        _fail(f"the database: {str(error).strip().splitlines()[0]}", 1)
     sys.exit(0)
 
 
 def _fail(detail: str, code: int) -> None:
     console.print(Text.assemble(("error: ", "bold red"), detail), highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _os_problem(error: OSError) -> str:
+    """A file or network failure no command checked for, as the path and the system's reason.
+
+    The backstop: commands check their paths and ports first, but a disk can fill or a folder
+    go away while they run, and that is the machine's state, not a bug to show a traceback for.
+    """
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
+def _is_database_error(error: Exception) -> bool:
+    """A SQLAlchemy error (the database went away mid-command): the backstop behind the commands'
+    own checks. Found through ``sys.modules``, as a command that never touched the database did
+    not import SQLAlchemy, and the CLI should not import it just to catch nothing."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(error, exc.SQLAlchemyError)
 
 
 def _settings_problems(error: pydantic.ValidationError) -> str:

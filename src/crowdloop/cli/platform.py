@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -15,10 +16,14 @@ from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.client import Client
 from crowdloop.config import Settings
 from crowdloop.crowd import auth
+from crowdloop.errors import CrowdloopError, InvalidParameterError
 from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 from crowdloop.ports import ensure_port_free
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @cli.command("serve")
@@ -35,7 +40,7 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     if database_url:
         os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
     settings = Settings()
-    upgrade(make_engine(settings.database_url))  # once, before any worker process starts
+    _migrated_engine(settings.database_url)  # once, before any worker process starts
     os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"
     metrics_dir, temporary = prepare_metrics_dir(settings.metrics_dir, workers)
     if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
@@ -91,10 +96,38 @@ def _serve_processes(config: Any) -> None:
 
 
 def _safe(url: str) -> str:
-    """The database URL without its password, for logs."""
+    """The database URL without its password, for logs (one SQLAlchemy cannot parse: anything
+    between ``:`` and ``@`` hidden)."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r":[^:/@]*@", ":***@", url)
+
+
+def _migrated_engine(url: str) -> Engine:
+    """An engine on ``url``, migrated to the latest schema.
+
+    A URL SQLAlchemy cannot use (``notaurl``, ``bogus://x``) is exit 2 and a database it cannot
+    open (a server down, an SQLite file in a missing folder) exit 1, each one line naming the URL
+    with its password hidden: both were SQLAlchemy tracebacks.
+    """
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except ArgumentError as error:  # NoSuchModuleError (an unknown dialect) is one
+        raise InvalidParameterError(
+            f"{_safe(url)} is not a database URL crowdloop can use ({error}); "
+            "e.g. sqlite:///crowdloop.db or postgresql://user@host/db."
+        ) from None
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise CrowdloopError(f"cannot open the database {_safe(url)}: {reason}.") from None
+    return engine
 
 
 @cli.group("admin")
@@ -109,8 +142,7 @@ def admin_group() -> None:
 def create_user_command(name: str, role: str, database_url: str | None) -> None:
     """Create a user and print their token (shown once; only its hash is stored)."""
     settings = Settings(database_url=database_url) if database_url else Settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
         created = auth.create_user_with_token(session, name, role)
         user_id = created.user.id
@@ -124,8 +156,7 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
 def token_command(name: str, database_url: str | None) -> None:
     """Issue another token for an existing user (e.g. after revoking a lost one)."""
     settings = Settings(database_url=database_url) if database_url else Settings()
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
         issued = auth.issue_token_by_name(session, name)
     click.echo(issued.token)
@@ -149,11 +180,22 @@ def projects_group() -> None:
     """Create, list, start, pause and follow projects (over the API)."""
 
 
+def _overlap(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """``min-max`` (or one number, both) as two ints: ``abc`` was a ValueError traceback."""
+    low, _, high = value.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected min-max answers per item, e.g. 1-3 (or one number); got {value!r}."
+        ) from None
+
+
 @projects_group.command("create")
 @click.option("--name", required=True)
 @click.option("--labels", required=True, help="Comma-separated label set.")
 @click.option("--instructions", default="")
-@click.option("--overlap", default="1-3", show_default=True, help="min-max answers per item.")
+@click.option("--overlap", default="1-3", show_default=True, callback=_overlap, help="min-max answers per item.")
 @click.option("--confidence-target", default=0.95, show_default=True, type=float)
 @click.option("--gold-share", default=0.0, show_default=True, type=float)
 @click.option("--price", default=0.0, show_default=True, type=float)
@@ -162,10 +204,10 @@ def projects_group() -> None:
 @_api_options
 def create_project_command(url: str | None, token: str | None, **spec: Any) -> None:
     """Create a project (draft)."""
-    low, _, high = str(spec.pop("overlap")).partition("-")
+    low, high = spec.pop("overlap")
     method = spec.pop("method")
     body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": method}
-    body |= {"min_overlap": int(low), "max_overlap": int(high or low)}
+    body |= {"min_overlap": low, "max_overlap": high}
     with _client(url, token) as client:
         _print_record(client.create_project(**{k: v for k, v in body.items() if v is not None}))
 
