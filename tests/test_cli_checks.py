@@ -140,3 +140,47 @@ def test_a_file_or_database_failure_no_command_checked_for_is_one_line():
         done = subprocess.run([sys.executable, "-c", script, "fail", kind], capture_output=True, text=True, timeout=60)
         one_line(done, 1, message)
         assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+API = ("--url", "http://127.0.0.1:1", "--token", "t")
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    """export -o and models download -o failed (a traceback) only after the download, demo --report after the
+    whole run (~50 s); each now fails at once, naming the path."""
+    (tmp_path / "file").write_text("")
+    missing = tmp_path / "missing" / "out.csv"
+    one_line(crowdloop("export", "1", "-o", str(missing), *API, timeout=60), 2, f"cannot write {missing}")
+    assert not missing.parent.exists()
+    done = crowdloop("models", "download", "1", "-o", str(tmp_path / "file" / "dl"), *API, timeout=60)
+    one_line(done, 2, f"{tmp_path / 'file'} is not a folder")
+    report = tmp_path / "file" / "report.html"
+    done = crowdloop("demo", "--report", str(report), "--dir", str(tmp_path / "d"))
+    one_line(done, 2, f"cannot write {report}: Not a directory")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys")
+def test_a_folder_root_may_not_write_in_is_refused(tmp_path):
+    """os.access says root may write in /sys; making a folder there says otherwise."""
+    try:
+        (Path("/sys") / "crowdloop-probe").mkdir()
+    except OSError:
+        pass
+    else:
+        pytest.skip("/sys is writable here")
+    done = crowdloop("models", "download", "1", "-o", "/sys/dl", *API, timeout=60)
+    one_line(done, 2, "cannot write in /sys")
+
+
+def test_the_path_checks_leave_nothing_behind_and_accept_folders_the_command_makes(tmp_path):
+    from crowdloop.cli.checks import writable_file, writable_file_or_folders, writable_folder
+
+    report = tmp_path / "new" / "deeper" / "report.html"
+    assert writable_file_or_folders(None, None, report) == report  # type: ignore[arg-type]
+    assert writable_folder(None, None, tmp_path / "a" / "b") == tmp_path / "a" / "b"  # type: ignore[arg-type]
+    assert writable_file(None, None, tmp_path / "out.csv") == tmp_path / "out.csv"  # type: ignore[arg-type]
+    (tmp_path / "kept.csv").write_text("data")
+    writable_file(None, None, tmp_path / "kept.csv")  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv"]
+    assert (tmp_path / "kept.csv").read_text() == "data"

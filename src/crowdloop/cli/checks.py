@@ -47,3 +47,12 @@ def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | No
     except OSError as error:
         raise click.BadParameter(f"cannot write in {base}: {error.strerror}.") from None
     return value
+
+
+def writable_file_or_folders(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """:func:`writable_file`, for a command that makes the missing folders above the file
+    (``demo --report new/report.html``): then the folders must be possible to make."""
+    if value is not None and not value.parent.exists():
+        writable_folder(ctx, param, value.parent)
+        return value
+    return writable_file(ctx, param, value)

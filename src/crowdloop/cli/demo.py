@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from crowdloop.cli.base import cli, console
+from crowdloop.cli.checks import writable_file_or_folders
 from crowdloop.demo import DemoConfig, DemoResult, run_demo
 from crowdloop.demo.data import DEMO_SETS
 from crowdloop.demo.report import COLUMNS, table_row, write_report
@@ -95,6 +96,7 @@ def _table(result: DemoResult) -> Table:
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file_or_folders,
     help="HTML report (default: DIR/report.html).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rounds as JSON on stdout instead of a table.")
@@ -105,11 +107,12 @@ def demo(root: Path | None, rounds: int, port: int | None, seed: int, dataset: s
                                     budget=budget, price=price, trials=trials)  # fmt: skip
     with _Bars() as bars:
         result = run_demo(config, bars)
-    path = write_report(result, report_path or result.root / "report.html")
+    path = report_path or result.root / "report.html"
     rounds_out = [{k: v for k, v in r.to_dict().items() if k != "confidences"} for r in result.rounds]
     summary = {"root": str(result.root), "report": str(path), "seconds": round(result.seconds, 1),
                "drift_source": result.drift_source, "rounds": rounds_out}  # fmt: skip
-    (result.root / "rounds.json").write_text(json.dumps(summary, indent=2))
+    (result.root / "rounds.json").write_text(json.dumps(summary, indent=2))  # first: a failing report loses no rounds
+    path = write_report(result, path)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from crowdloop.cli.base import cli, console, spinner, stdout_console
+from crowdloop.cli.checks import writable_folder
 from crowdloop.cli.platform import _api_options, _client, _print_record
 from crowdloop.learning.models import MAX_SEED
 
@@ -137,7 +138,9 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
 @models_group.command("download")
 @click.argument("project_id", type=int)
 @click.argument("ref", default="production")
-@click.option("-o", "--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-o", "--out", "folder", required=True, type=click.Path(file_okay=False, path_type=Path), callback=writable_folder
+)
 @_api_options
 def download_command(project_id: int, ref: str, folder: Path, url: str | None, token: str | None) -> None:
     """Download a version's artifact (model, features, ONNX) into a new folder and check its digest."""

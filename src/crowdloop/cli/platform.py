@@ -13,6 +13,7 @@ import click
 from rich.table import Table
 
 from crowdloop.cli.base import cli, console, stdout_console
+from crowdloop.cli.checks import writable_file
 from crowdloop.client import Client
 from crowdloop.config import Settings
 from crowdloop.crowd import auth
@@ -330,7 +331,7 @@ def correct_gold_command(
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), help="Of labels and answers.  [default: csv]"
 )
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, callback=writable_file)
 @_api_options
 def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: str | None, token: str | None) -> None:
     """Download labels, answers or Label Studio JSON of a project (streamed to OUT)."""
