@@ -107,6 +107,8 @@ def test_the_other_bundled_set_and_an_unknown_one() -> None:
     with pytest.raises(InvalidParameterError, match="the demo runs on product, rte"):
         DemoConfig.for_dataset("wsd")
     assert DemoConfig.for_dataset("rte", rounds=2, items=None).items == 800
+    with pytest.raises(InvalidParameterError, match=r"^the rte set has 800 items; 2000 asked for\.$"):
+        split_dataset("rte", 2000, 150, 4, 100, seed=0)  # said "2000 items leave 1450 for the pool ... needs 50"
 
 
 @pytest.mark.slow

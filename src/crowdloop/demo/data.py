@@ -80,11 +80,13 @@ def split_dataset(name: str, n_items: int, n_gold: int, rounds: int, stream_per_
     data = load_dataset(name)
     if data.items is None:
         raise NotFoundError(f"the bundled {name} data set has no items.csv; reinstall crowdloop.")
+    if n_items > len(data.items):  # said first: "2000 items leave 1450 for the pool ... needs 50" hid it
+        raise InvalidParameterError(f"the {name} set has {len(data.items)} items; {n_items} asked for.")
     n_pool = n_items - n_gold - rounds * stream_per_round
-    if n_pool < 50 or n_items > len(data.items):
+    if n_pool < 50:
         raise InvalidParameterError(
             f"{n_items} items leave {n_pool} for the pool after {n_gold} gold and {rounds} x {stream_per_round}"
-            f" stream items; the pool needs at least 50 (and the {name} set has {len(data.items)} items)."
+            " stream items; the pool needs at least 50."
         )
     items = data.items.assign(**{f: data.items[f].fillna("").astype(str) for f in FIELDS})
     sample = items.sample(n_items, random_state=seed).reset_index(drop=True)
