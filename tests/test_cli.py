@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -315,3 +316,49 @@ def test_every_command_is_in_the_readme():
 
     for name in cli.commands:
         assert f"crowdloop {name}" in readme, f"`crowdloop {name}` is not documented in README.md"
+
+
+HEAVY = ("scipy", "pandas", "sqlalchemy", "sklearn", "numpy", "alembic", "fastapi", "uvicorn")
+
+
+def test_help_imports_no_heavy_library():
+    """`crowdloop --help` took 3.6-4.6 s on a 2-core host: the demo's import brought scipy, the admin's
+    pandas and SQLAlchemy. Help and every group's help now import none of them."""
+    groups = ["admin", "edge", "items", "models", "projects"]
+    script = (
+        "import sys\nfrom crowdloop.cli import cli\n"
+        f"for args in [['--help']] + [[g, '--help'] for g in {groups!r}] + [['simulate', '--help']]:\n"
+        "    cli.main(args=args, prog_name='crowdloop', standalone_mode=False)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_option_choices_written_out_match_the_library():
+    """The CLI writes out the names its options offer so as not to import the library for --help."""
+    from crowdloop.cli import cli
+    from crowdloop.demo.data import DEMO_SETS
+    from crowdloop.learning import FAMILIES, STRATEGIES
+    from crowdloop.learning.models import MAX_SEED
+    from crowdloop.quality import CATEGORICAL_METHODS
+    from crowdloop.sim.active import ActiveLearning
+
+    def option(command: str, name: str) -> Any:
+        *groups, leaf = command.split()
+        found: Any = cli
+        for part in [*groups, leaf]:
+            found = found.commands[part]
+        return next(param for param in found.params if param.name == name)
+
+    assert list(option("simulate", "aggregator").type.choices) == list(CATEGORICAL_METHODS)
+    assert list(option("simulate", "strategy").type.choices) == list(STRATEGIES)
+    assert list(option("models prioritize", "strategy").type.choices) == list(STRATEGIES)
+    assert list(option("simulate", "model").type.choices) == list(FAMILIES)
+    assert list(option("demo", "dataset").type.choices) == sorted(DEMO_SETS)
+    for name, attribute in (("strategy", "strategy"), ("retrain_every", "retrain_every"), ("model", "family"),
+                            ("targets", "targets")):  # fmt: skip
+        assert option("simulate", name).default == getattr(ActiveLearning, attribute)
+    for command in ("simulate", "train", "models prioritize", "demo"):
+        assert option(command, "seed").type.max == MAX_SEED

@@ -11,6 +11,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from crowdloop import __version__
 
+MAX_SEED = 2**32 - 1
+"""The largest seed (:data:`crowdloop.learning.models.MAX_SEED`), written out: importing that
+module brings numpy, and every option is built when ``crowdloop --help`` runs."""
+
 console = Console(stderr=True, soft_wrap=True)
 """Messages on stderr; long lines (URLs, paths) are not folded at 80 columns when it is a pipe."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import click
 from rich.console import Console
@@ -14,9 +14,9 @@ from rich.table import Table
 
 from crowdloop.cli.base import cli, console
 from crowdloop.cli.checks import writable_file_or_folders
-from crowdloop.demo import DemoConfig, DemoResult, run_demo
-from crowdloop.demo.data import DEMO_SETS
-from crowdloop.demo.report import COLUMNS, table_row, write_report
+
+if TYPE_CHECKING:  # the demo imports the whole platform when it runs, not when `crowdloop --help` does
+    from crowdloop.demo import DemoResult
 
 TABLE_WIDTH = 150
 
@@ -55,6 +55,8 @@ class _Bars:
 
 
 def _table(result: DemoResult) -> Table:
+    from crowdloop.demo.report import COLUMNS, table_row
+
     table = Table(title=f"crowdloop demo: {len(result.rounds)} rounds in {result.seconds:.0f} s")
     for name in COLUMNS:
         table.add_column(name, justify="right")
@@ -81,7 +83,7 @@ def _table(result: DemoResult) -> Table:
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the sample of items, the replay order and the model.")  # fmt: skip
 @click.option(
-    "--dataset", type=click.Choice(sorted(DEMO_SETS)), default="product", show_default=True,
+    "--dataset", type=click.Choice(["product", "rte"]), default="product", show_default=True,
     help="Bundled crowd to run on: product (Abt-Buy pairs) or rte (sentence pairs).",
 )  # fmt: skip
 @click.option(
@@ -103,6 +105,9 @@ def _table(result: DemoResult) -> Table:
 def demo(root: Path | None, rounds: int, port: int | None, seed: int, dataset: str, items: int | None,
          budget: float, price: float, trials: int, report_path: Path | None, as_json: bool) -> None:  # fmt: skip
     """Run the whole loop on a bundled real crowd: crowd, labels, model, edge, feedback."""
+    from crowdloop.demo import DemoConfig, run_demo
+    from crowdloop.demo.report import write_report
+
     config = DemoConfig.for_dataset(dataset, root=root, rounds=rounds, port=port, seed=seed, items=items,
                                     budget=budget, price=price, trials=trials)  # fmt: skip
     with _Bars() as bars:

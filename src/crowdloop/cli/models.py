@@ -14,10 +14,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console, spinner, stdout_console
+from crowdloop.cli.base import MAX_SEED, cli, console, spinner, stdout_console
 from crowdloop.cli.checks import writable_folder
 from crowdloop.cli.platform import _api_options, _client, _print_record
-from crowdloop.learning.models import MAX_SEED
 
 
 @cli.command("train")

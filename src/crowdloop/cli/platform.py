@@ -14,14 +14,11 @@ from rich.table import Table
 
 from crowdloop.cli.base import cli, console, stdout_console
 from crowdloop.cli.checks import writable_file
-from crowdloop.client import Client
-from crowdloop.config import Settings
-from crowdloop.crowd import auth
 from crowdloop.errors import CrowdloopError, InvalidParameterError
-from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 from crowdloop.ports import ensure_port_free
-from crowdloop.storage.db import make_engine, session_factory, unit_of_work
-from crowdloop.storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from crowdloop.client import Client
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -36,6 +33,9 @@ if TYPE_CHECKING:
 def serve_command(host: str, port: int, database_url: str | None, workers: int) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json)."""
     import uvicorn
+
+    from crowdloop.config import Settings
+    from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 
     ensure_port_free(host, port)  # before saying "serving": uvicorn's own bind error came after it, as exit 3
     if database_url:
@@ -117,6 +117,9 @@ def _migrated_engine(url: str) -> Engine:
     """
     from sqlalchemy.exc import ArgumentError, OperationalError
 
+    from crowdloop.storage.db import make_engine
+    from crowdloop.storage.migrate import upgrade
+
     try:
         engine = make_engine(url)
         upgrade(engine)
@@ -142,6 +145,10 @@ def admin_group() -> None:
 @click.option("--database-url")
 def create_user_command(name: str, role: str, database_url: str | None) -> None:
     """Create a user and print their token (shown once; only its hash is stored)."""
+    from crowdloop.config import Settings
+    from crowdloop.crowd import auth
+    from crowdloop.storage.db import session_factory, unit_of_work
+
     settings = Settings(database_url=database_url) if database_url else Settings()
     engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
@@ -156,6 +163,10 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
 @click.option("--database-url")
 def token_command(name: str, database_url: str | None) -> None:
     """Issue another token for an existing user (e.g. after revoking a lost one)."""
+    from crowdloop.config import Settings
+    from crowdloop.crowd import auth
+    from crowdloop.storage.db import session_factory, unit_of_work
+
     settings = Settings(database_url=database_url) if database_url else Settings()
     engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
@@ -164,6 +175,9 @@ def token_command(name: str, database_url: str | None) -> None:
 
 
 def _client(url: str | None, token: str | None) -> Client:
+    from crowdloop.client import Client
+    from crowdloop.config import Settings
+
     settings = Settings()
     secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
     if not secret:

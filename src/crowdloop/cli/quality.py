@@ -6,20 +6,18 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 from rich.table import Table
 
 from crowdloop.cli.base import cli, console, spinner, stdout_console
-from crowdloop.config import Settings
-from crowdloop.datasets import bundled_datasets, load_dataset
 from crowdloop.errors import InvalidInputError
-from crowdloop.io import check_not_an_input, check_output, read_gold, read_table, same_task_ids, write_table
-from crowdloop.quality import CATEGORICAL_METHODS, METHODS, BaseClassificationAggregator, get_aggregator
-from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
-from crowdloop.quality.run import AggregationResult, aggregate
+
+if TYPE_CHECKING:  # the commands import pandas and the library when they run: `crowdloop --help` stays quick
+    import pandas as pd
+
+    from crowdloop.quality.run import AggregationResult
 
 
 def _column_options(func: Any) -> Any:
@@ -65,6 +63,11 @@ def aggregate_command(
     label_col: str,
 ) -> None:
     """Infer true labels from crowd ANSWERS (CSV, TSV, JSON Lines or Parquet: task, worker, label)."""
+    from crowdloop.config import Settings
+    from crowdloop.io import write_table
+    from crowdloop.quality import get_aggregator
+    from crowdloop.quality.run import aggregate
+
     _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
     _check_outputs(engine, [path for path in (answers, gold) if path is not None], out, workers_out)
     method = method or Settings().default_method
@@ -104,6 +107,8 @@ def _check_outputs(engine: str, inputs: list[Path], out: str | None, workers_out
     """Every output checked before any input is read: a bad second output failed after the first
     was written, a bad suffix after the whole fit, and an output on an input replaced it. Spark
     checks its own (its output is a directory, maybe not a local one)."""
+    from crowdloop.io import check_not_an_input, check_output
+
     outputs = [path for path in (out, workers_out) if path is not None]
     if engine == "stream":
         for path in outputs:
@@ -125,6 +130,7 @@ def _aggregate_scaled(
     answers: Path | None, method: str, out: str | None, engine: str, master: str, rename: dict[str, str]
 ) -> None:
     """``--engine stream|spark``: Parquet in, Parquet out, the fit in partitions."""
+    from crowdloop.quality import BaseClassificationAggregator, get_aggregator
     from crowdloop.scale.run import aggregate_parquet
 
     if answers is None or out is None:
@@ -145,6 +151,9 @@ def _aggregate_scaled(
 def _load_inputs(
     answers: Path | None, dataset: str | None, gold: Path | None, rename: dict[str, str]
 ) -> tuple[pd.DataFrame, pd.Series | None]:
+    from crowdloop.datasets import load_dataset
+    from crowdloop.io import read_gold, read_table, same_task_ids
+
     if (answers is None) == (dataset is None):
         raise InvalidInputError("give either an ANSWERS file or --dataset NAME (see `crowdloop datasets`).")
     if answers is not None:
@@ -206,6 +215,9 @@ def _fmt(value: Any) -> str:
 @_column_options
 def agreement_command(answers: Path, level: str, task_col: str, worker_col: str, label_col: str) -> None:
     """Inter-annotator agreement of ANSWERS: Krippendorff's alpha and Fleiss' kappa."""
+    from crowdloop.io import read_table
+    from crowdloop.quality.metrics import fleiss_kappa, krippendorff_alpha
+
     frame = read_table(answers, {task_col: "task", worker_col: "worker", label_col: "label"})
     table = Table(title="agreement", show_header=False)
     table.add_row("krippendorff_alpha", f"{krippendorff_alpha(frame, level):.4f}")  # type: ignore[arg-type]
@@ -217,6 +229,8 @@ def agreement_command(answers: Path, level: str, task_col: str, worker_col: str,
 @cli.command("methods")
 def methods_command() -> None:
     """List the aggregation methods."""
+    from crowdloop.quality import CATEGORICAL_METHODS, METHODS
+
     table = Table(title="aggregation methods")
     table.add_column("name")
     table.add_column("answers")
@@ -235,6 +249,8 @@ def _plain(text: str) -> str:
 @cli.command("datasets")
 def datasets_command() -> None:
     """List the bundled data sets."""
+    from crowdloop.datasets import bundled_datasets, load_dataset
+
     table = Table(title="bundled data sets")
     for column in ("name", "tasks", "workers", "answers", "gold"):
         table.add_column(column)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdloop.cli.base import cli, console, stdout_console
-from crowdloop.config import Settings
-from crowdloop.datasets import load_dataset
+from crowdloop.cli.base import MAX_SEED, cli, console, stdout_console
 from crowdloop.errors import InvalidInputError, MissingColumnsError
-from crowdloop.io import read_gold, read_table, same_task_ids
-from crowdloop.learning import FAMILIES, STRATEGIES
-from crowdloop.learning.models import MAX_SEED
-from crowdloop.quality import CATEGORICAL_METHODS
-from crowdloop.sim import DynamicOverlap, FixedOverlap, Policy, ReplayedCrowd, run_in_process, run_over_http
-from crowdloop.sim.active import ActiveLearning
-from crowdloop.sim.driver import control_sample
+
+if TYPE_CHECKING:  # imported when the command runs: `crowdloop --help` needs no pandas or scikit-learn
+    import pandas as pd
+
+    from crowdloop.sim import Policy, ReplayedCrowd
+
+# The option's choices and defaults, written out for the same reason; tests/test_cli.py checks them
+# against crowdloop.quality.CATEGORICAL_METHODS, crowdloop.learning's STRATEGIES and FAMILIES, and ActiveLearning.
+AGGREGATORS = ["default", "majority_vote", "wawa", "zero_based_skill", "dawid_skene", "one_coin_dawid_skene",
+               "shrunk_dawid_skene", "glad", "mace", "ibcc"]  # fmt: skip
+STRATEGIES = ["random", "least_confidence", "margin", "entropy", "activelab"]
+FAMILIES = ["logreg", "linear_svm", "gboost", "naive_bayes", "torch_mlp"]
 
 ROWS = [
     ("labels_bought", "labels bought"),
@@ -37,6 +39,8 @@ ROWS = [
 def _policy(
     name: str, overlap: int, aggregator: str, target: float, min_overlap: int, max_overlap: int, qualification: int
 ) -> Policy:
+    from crowdloop.sim import DynamicOverlap, FixedOverlap
+
     if name == "fixed":
         if qualification:
             raise click.UsageError("--qualification is for --policy dynamic.")
@@ -47,12 +51,16 @@ def _policy(
 
 def _control(gold: pd.Series, share: float, qualification: int, seed: int) -> pd.Series | None:
     """The gold tasks that become control tasks: a random ``share`` of them, drawn from the seed."""
+    from crowdloop.sim.driver import control_sample
+
     if qualification and share == 0:
         raise click.UsageError("--qualification needs control tasks: give --control-share (e.g. 0.025).")
     return None if share == 0 else control_sample(gold, share, seed)
 
 
 def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, options: dict[str, Any]) -> Policy:
+    from crowdloop.sim.active import ActiveLearning
+
     if items is None:
         raise click.UsageError("--policy active needs --items: the model learns from the items' fields.")
     if options["url"]:  # the server's assignment engine would choose the items, not the model
@@ -72,7 +80,7 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="Item table (column task or id), for policies that read the items.")  # fmt: skip
 @click.option("--policy", type=click.Choice(["fixed", "dynamic", "active"]), default="dynamic", show_default=True)
 @click.option("--overlap", default=5, show_default=True, type=click.IntRange(min=1), help="fixed: answers per item.")
-@click.option("--aggregator", default="majority_vote", show_default=True, type=click.Choice(list(CATEGORICAL_METHODS)),
+@click.option("--aggregator", default="majority_vote", show_default=True, type=click.Choice(AGGREGATORS),
               help="fixed: how labels are inferred.")  # fmt: skip
 @click.option("--confidence-target", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0, min_open=True),
               help="dynamic: stop at this posterior.")  # fmt: skip
@@ -80,13 +88,13 @@ def _active(crowd: ReplayedCrowd, gold: pd.Series, items: pd.DataFrame | None, o
               help="dynamic: answers before the rule may stop.")  # fmt: skip
 @click.option("--max-overlap", type=click.IntRange(min=1),
               help="dynamic, active: answers at most (default: dynamic 10, active 3).")  # fmt: skip
-@click.option("--strategy", type=click.Choice(STRATEGIES), default=ActiveLearning.strategy, show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="activelab", show_default=True,
               help="active: how the next items are chosen.")  # fmt: skip
-@click.option("--retrain-every", default=ActiveLearning.retrain_every, show_default=True, type=click.IntRange(min=1),
+@click.option("--retrain-every", default=200, show_default=True, type=click.IntRange(min=1),
               help="active: retrain the model after this many labels.")  # fmt: skip
-@click.option("--family", "--model", "model", default=ActiveLearning.family, show_default=True,
+@click.option("--family", "--model", "model", default="logreg", show_default=True,
               type=click.Choice(FAMILIES), help="active: model family (as crowdloop train's --family).")  # fmt: skip
-@click.option("--targets", type=click.Choice(["labels", "crowd"]), default=ActiveLearning.targets, show_default=True,
+@click.option("--targets", type=click.Choice(["labels", "crowd"]), default="labels", show_default=True,
               help="active: the model learns from Dawid-Skene labels or from the answers (crowd model).")  # fmt: skip
 @click.option("--control-share", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.5),
               help="fixed, dynamic: this share of the gold tasks are control tasks the policy knows (left out of "
@@ -126,6 +134,9 @@ def simulate_command(
     as_json: bool,
 ) -> None:
     """Replay a recorded crowd under one policy: labels bought, labels per item, accuracy, cost."""
+    from crowdloop.sim import ReplayedCrowd, run_in_process, run_over_http
+    from crowdloop.sim.active import ActiveLearning
+
     answers, gold, items, source = _inputs(answers_path, gold_path, dataset, items_path)
     crowd = ReplayedCrowd(answers)
     if len(crowd.labels) < 2:
@@ -160,6 +171,9 @@ def _inputs(
     answers: Path | None, gold: Path | None, dataset: str | None, items: Path | None
 ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame | None, str]:
     """Answers, gold, items (or None) and where they came from: the files, or a bundled data set."""
+    from crowdloop.datasets import load_dataset
+    from crowdloop.io import read_gold, read_table, same_task_ids
+
     if dataset is not None:
         if answers is not None or gold is not None:
             raise click.UsageError("give --dataset or --answers and --gold, not both.")
@@ -176,6 +190,8 @@ def _inputs(
 def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path | str) -> pd.Series:
     """The gold labels as the answers write them; an error if they share no task with the answers or
     name a label nobody answered (the accuracy would then be nonsense, not a number to read)."""
+    import pandas as pd
+
     names = {str(label): label for label in crowd.labels}
     common = gold.index.intersection(pd.Index(crowd.tasks))
     if common.empty:
@@ -189,6 +205,8 @@ def _checked_gold(gold: pd.Series, crowd: ReplayedCrowd, path: Path | str) -> pd
 
 
 def _admin_token(token: str | None) -> str:
+    from crowdloop.config import Settings
+
     settings = Settings()
     secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
     if not secret:
@@ -197,6 +215,8 @@ def _admin_token(token: str | None) -> str:
 
 
 def _read_items(path: Path | None) -> pd.DataFrame | None:
+    from crowdloop.io import read_table
+
     return None if path is None else _indexed(read_table(path), path)
 
 
