@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +192,24 @@ def test_export_refuses_a_format_label_studio_ignores(tmp_path):
     done = crowdloop("export", "1", "--what", "label-studio", "--format", "parquet", "-o", str(tmp_path / "x.parquet"))
     assert done.returncode == 2 and "label-studio is always JSON" in done.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_refuses_parquet_to_a_terminal(tmp_path):
+    """-o - is stdout, as aggregate's: it wrote a file named "-". Parquet (binary) goes only into a pipe or file."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "crowdloop", "export", "1", "--format", "parquet", "-o", "-",
+             "--url", "http://127.0.0.1:9", "--token", "cl_x"],
+            stdout=follower, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 2 and "Parquet is binary" in done.stderr
+    assert not (tmp_path / "-").exists()
 
 
 def test_needs_exactly_one_input():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 from urllib.parse import quote
 
 import httpx
@@ -239,16 +239,20 @@ class Client:
         return list(self._call("GET", f"/projects/{project_id}/payouts"))
 
     # export
-    def export(self, project_id: int, what: str = "labels", fmt: str = "csv", path: str | Path | None = None) -> bytes:
+    def export(
+        self, project_id: int, what: str = "labels", fmt: str = "csv", path: str | Path | BinaryIO | None = None
+    ) -> bytes:
         """Labels or answers (csv, jsonl, parquet) or ``label-studio``; streamed to ``path`` if given.
 
         A file is written as ``path`` + ``.part`` and renamed only when whole: a download cut off
         (the server restarted) left a truncated file, and a CSV cut at a row looks valid. A path
-        that is not a regular file (``/dev/stdout``, a pipe) is written to directly.
+        that is not a regular file (``/dev/stdout``, a pipe) is written to directly, and so is an
+        open binary stream (``sys.stdout.buffer``).
         """
         route = f"/projects/{project_id}/export/{what}"
         params = None if what == "label-studio" else {"format": fmt}
-        target = None if path is None else Path(path)
+        stream = None if path is None or isinstance(path, str | Path) else path
+        target = Path(path) if isinstance(path, str | Path) else None
         partial = None
         if target is not None and (not target.exists() or target.is_file()):
             partial = target.with_name(target.name + ".part")
@@ -257,6 +261,10 @@ class Client:
                 if response.is_error:
                     response.read()
                     _raise_for(response)
+                if stream is not None:
+                    for chunk in response.iter_bytes():
+                        stream.write(chunk)
+                    return b""
                 if target is None:
                     return response.read()
                 with (partial or target).open("wb") as handle:
@@ -265,9 +273,8 @@ class Client:
         except httpx.TransportError as error:
             if partial is not None:
                 partial.unlink(missing_ok=True)
-            raise CrowdloopError(
-                f"the export from {self._http.base_url} was cut off: {error}; nothing was written."
-            ) from None
+            written = "what was written is incomplete" if stream is not None else "nothing was written"
+            raise CrowdloopError(f"the export from {self._http.base_url} was cut off: {error}; {written}.") from None
         if partial is not None and target is not None:
             partial.replace(target)
         return b""

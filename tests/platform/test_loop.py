@@ -178,7 +178,8 @@ def test_requester_cli_over_the_api(server, tmp_path):
     env_args = ["--url", server.url, "--token", str(created["token"])]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "crowdloop", *args], capture_output=True, text=True, timeout=60)
+        command = [sys.executable, "-m", "crowdloop", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
     made = run("projects", "create", "--name", "cli project", "--labels", "a,b", "--overlap", "1-1", *env_args)
     assert made.returncode == 0, made.stderr
@@ -192,9 +193,13 @@ def test_requester_cli_over_the_api(server, tmp_path):
     status = run("projects", "status", project_id, *env_args)
     assert status.returncode == 0 and "items" in status.stdout
     out = tmp_path / "labels.csv"
+    out.write_text("an older file\n")  # replaced, as aggregate --out replaces its file
     exported = run("export", project_id, "--what", "answers", "-o", str(out), *env_args)
     assert exported.returncode == 0, exported.stderr
     assert out.read_text().startswith("answer_id,item_id")
+    piped = run("export", project_id, "--what", "label-studio", "-o", "-", *env_args)  # stdout, as aggregate -o -
+    assert piped.returncode == 0 and not (tmp_path / "-").exists(), piped.stderr
+    assert {task["data"]["text"] for task in json.loads(piped.stdout)} == {"one", "two"}
     denied = run("projects", "status", project_id, "--url", server.url, "--token", "cl_wrong")
     assert denied.returncode == 4 and "invalid or revoked token" in denied.stderr
 

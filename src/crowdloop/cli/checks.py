@@ -18,8 +18,8 @@ import click
 def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """``value`` can be created (it is, then removed) or, if it is a file, opened for appending
     (nothing is written). A pipe or a device (``/dev/stdout``) is left for the command to open:
-    opening a pipe would wait for its reader."""
-    if value is None:
+    opening a pipe would wait for its reader. ``-`` is standard output."""
+    if value is None or str(value) == "-":
         return value
     try:
         if not value.exists():

@@ -345,13 +345,24 @@ def correct_gold_command(
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), help="Of labels and answers.  [default: csv]"
 )
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, callback=writable_file)
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), required=True,
+    callback=writable_file, help="The file (replaced if it exists, once the download is whole); - = stdout.",
+)  # fmt: skip
 @_api_options
 def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: str | None, token: str | None) -> None:
     """Download labels, answers or Label Studio JSON of a project (streamed to OUT)."""
     if what == "label-studio" and fmt is not None:
         raise click.UsageError("--what label-studio is always JSON; --format is for labels and answers.")
     fmt = fmt or "csv"
+    if str(out) == "-":  # as `aggregate -o -`; a file named "-" is -o ./-
+        stdout = click.get_binary_stream("stdout")
+        if fmt == "parquet" and stdout.isatty():
+            raise click.UsageError("Parquet is binary: send -o - into a pipe or a file, or give -o FILE.")
+        with _client(url, token) as client:
+            client.export(project_id, what, fmt, stdout)
+        stdout.flush()
+        return
     with _client(url, token) as client:
         client.export(project_id, what, fmt, out)
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
