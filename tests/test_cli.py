@@ -212,6 +212,18 @@ def test_export_refuses_parquet_to_a_terminal(tmp_path):
     assert not (tmp_path / "-").exists()
 
 
+@pytest.mark.parametrize("args", [["token", "me"], ["create-user", "me", "--role", "admin"]])
+def test_admin_refuses_a_sqlite_file_that_does_not_exist(tmp_path, args):
+    """A mistyped path answered "no user named 'me'" (or created the user) and left a new database behind."""
+    typo = tmp_path / "crowdlop.db"
+    done = crowdloop("admin", *args, "--database-url", f"sqlite:///{typo}")
+    assert done.returncode == 6 and f"no SQLite database at {typo}" in done.stderr
+    assert "crowdloop serve" in done.stderr and done.stdout == ""
+    assert not typo.exists()
+    memory = crowdloop("admin", *args, "--database-url", "sqlite://")
+    assert memory.returncode == 2 and "in-memory database" in memory.stderr
+
+
 def test_needs_exactly_one_input():
     done = crowdloop("aggregate")
     assert done.returncode == 2 and "either an ANSWERS file or --dataset" in done.stderr

@@ -150,6 +150,7 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
     from crowdloop.storage.db import session_factory, unit_of_work
 
     settings = Settings(database_url=database_url) if database_url else Settings()
+    _refuse_missing_sqlite_file(settings.database_url)
     engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
         created = auth.create_user_with_token(session, name, role)
@@ -168,10 +169,34 @@ def token_command(name: str, database_url: str | None) -> None:
     from crowdloop.storage.db import session_factory, unit_of_work
 
     settings = Settings(database_url=database_url) if database_url else Settings()
+    _refuse_missing_sqlite_file(settings.database_url)
     engine = _migrated_engine(settings.database_url)
     with unit_of_work(session_factory(engine)) as session:
         issued = auth.issue_token_by_name(session, name)
     click.echo(issued.token)
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    """Admin commands work on a database that exists: on a mistyped SQLite path they made and
+    migrated a new file, then answered "no user named ..." or created the user in it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from crowdloop.errors import InvalidInputError, NotFoundError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # not a URL: make_engine says so
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or "uri" in parsed.query:
+        return
+    if not path or path == ":memory:":
+        raise InvalidInputError(f"{url} is an empty in-memory database; give the SQLite file the server uses.")
+    if not Path(path).is_file():
+        raise NotFoundError(
+            f"no SQLite database at {Path(path).absolute()}; `crowdloop serve` with this database URL creates it."
+        )
 
 
 def _client(url: str | None, token: str | None) -> Client:
