@@ -184,14 +184,27 @@ def test_requester_cli_over_the_api(server, tmp_path):
     made = run("projects", "create", "--name", "cli project", "--labels", "a,b", "--overlap", "1-1", *env_args)
     assert made.returncode == 0, made.stderr
     project_id = next(line for line in made.stdout.splitlines() if "│ id " in line).split("│")[2].strip()
+    scripted = run("projects", "create", "--name", "scripted", "--labels", "a,b", "--json", *env_args)
+    assert scripted.returncode == 0, scripted.stderr
+    second = str(json.loads(scripted.stdout)["id"])  # stdout holds the JSON object and nothing else
+    listed = json.loads(run("projects", "list", "--json", *env_args).stdout)
+    assert sorted((str(p["id"]), p["name"]) for p in listed) == sorted(
+        [(project_id, "cli project"), (second, "scripted")]
+    )
     items = tmp_path / "items.csv"
     pd.DataFrame({"text": ["one", "two", "two", ""]}).to_csv(items, index=False)
     imported = run("items", "import", project_id, str(items), *env_args)
     assert imported.returncode == 0, imported.stderr
     assert "created" in imported.stdout and "row 4: empty item" in imported.stderr
+    again = run("items", "import", second, str(items), "--json", *env_args)
+    assert again.returncode == 0 and json.loads(again.stdout)["rejected"][0]["reason"].startswith("empty item"), (
+        again.stderr
+    )
     assert run("projects", "start", project_id, *env_args).returncode == 0
     status = run("projects", "status", project_id, *env_args)
     assert status.returncode == 0 and "items" in status.stdout
+    as_json = json.loads(run("projects", "status", project_id, "--json", *env_args).stdout)
+    assert as_json["status"] == "active" and as_json["items"] == json.loads(again.stdout)["created"]
     out = tmp_path / "labels.csv"
     out.write_text("an older file\n")  # replaced, as aggregate --out replaces its file
     exported = run("export", project_id, "--what", "answers", "-o", str(out), *env_args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +216,11 @@ def _api_options(func: Any) -> Any:
     return click.option("--url", help="Server URL (default: CROWDLOOP_API_URL).")(func)
 
 
+def _json_option(what: str) -> Callable[[Any], Any]:
+    """``--json``, as ``models list`` has it: the API's answer on stdout instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} on stdout.")
+
+
 @cli.group("projects")
 def projects_group() -> None:
     """Create, list, start, pause and follow projects (over the API)."""
@@ -241,32 +247,38 @@ def _overlap(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 @click.option("--price", default=0.0, show_default=True, type=float)
 @click.option("--budget", type=float)
 @click.option("--method", help="Aggregation method.  [default: the server's CROWDLOOP_DEFAULT_METHOD]")
+@_json_option("the project as one JSON object (its id: `... --json | jq .id`)")
 @_api_options
-def create_project_command(url: str | None, token: str | None, **spec: Any) -> None:
+def create_project_command(url: str | None, token: str | None, as_json: bool, **spec: Any) -> None:
     """Create a project (draft)."""
     low, high = spec.pop("overlap")
     method = spec.pop("method")
     body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": method}
     body |= {"min_overlap": low, "max_overlap": high}
     with _client(url, token) as client:
-        _print_record(client.create_project(**{k: v for k, v in body.items() if v is not None}))
+        project = client.create_project(**{k: v for k, v in body.items() if v is not None})
+    _print_record(project, as_json)
 
 
 @projects_group.command("list")
+@_json_option("the projects, whole, as a JSON list")
 @_api_options
-def list_projects_command(url: str | None, token: str | None) -> None:
+def list_projects_command(as_json: bool, url: str | None, token: str | None) -> None:
     """The projects the token may see (a requester: their own), with status and labels."""
     with _client(url, token) as client:
-        _print_rows(client.projects(), ["id", "name", "status", "labels", "price"])
+        projects = client.projects()
+    _print_rows(projects, ["id", "name", "status", "labels", "price"], as_json)
 
 
 @projects_group.command("status")
 @click.argument("project_id", type=int)
+@_json_option("the status as one JSON object")
 @_api_options
-def status_command(project_id: int, url: str | None, token: str | None) -> None:
+def status_command(project_id: int, as_json: bool, url: str | None, token: str | None) -> None:
     """Progress, answers, labels and money of a project."""
     with _client(url, token) as client:
-        _print_record(client.status(project_id))
+        status = client.status(project_id)
+    _print_record(status, as_json)
 
 
 @projects_group.command("start")
@@ -315,12 +327,16 @@ def items_group() -> None:
 @items_group.command("import")
 @click.argument("project_id", type=int)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_json_option("the whole report (every rejected row and near duplicate) as one JSON object")
 @_api_options
-def import_command(project_id: int, file: Path, url: str | None, token: str | None) -> None:
+def import_command(project_id: int, file: Path, as_json: bool, url: str | None, token: str | None) -> None:
     """Import FILE (CSV/TSV: columns are item fields, plus optional id (or task), gold_label,
     gold_explanation, priority; JSON Lines: {"data": {...}, ...}; Label Studio .json) and print the report."""
     with _client(url, token) as client, spinner(f"importing {file.name} into project {project_id}"):
         report = client.upload_items(project_id, file)  # 50,000 rows: some 16 s of silence without the spinner
+    if as_json:
+        click.echo(json.dumps(report))
+        return
     rejected = report.pop("rejected")
     near = report.pop("near_duplicates")
     _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
@@ -393,7 +409,10 @@ def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: 
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
 
 
-def _print_record(record: dict[str, Any]) -> None:
+def _print_record(record: dict[str, Any], as_json: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps(record))
+        return
     table = Table(show_header=False)
     for key, value in record.items():
         table.add_row(str(key), _cell(value))
@@ -405,7 +424,10 @@ def _cell(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def _print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool = False) -> None:
+    if as_json:  # whole rows, not only the columns the table shows
+        click.echo(json.dumps(rows))
+        return
     table = Table()
     for column in columns:
         table.add_column(column)
