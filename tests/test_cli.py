@@ -439,3 +439,16 @@ def test_items_import_shows_a_spinner_while_it_uploads(monkeypatch, tmp_path):
     done = CliRunner().invoke(cli, ["items", "import", "3", str(tmp_path / "items.csv")])
     assert done.exit_code == 0, done.output
     assert shown == ["importing items.csv into project 3"] and spinning == [True, False]
+
+
+def test_help_summaries_are_whole_and_serve_says_how_the_first_admin_signs_in():
+    """admin --help cut the token command's summary at "(e.g."; serve --help never named CROWDLOOP_ADMIN_TOKEN."""
+    from click.testing import CliRunner
+
+    from crowdloop.cli import cli
+
+    admin = CliRunner().invoke(cli, ["admin", "--help"], terminal_width=80).output
+    assert "token        Issue another token for an existing user who lost theirs." in admin
+    assert "(e.g." not in admin
+    serve = " ".join(CliRunner().invoke(cli, ["serve", "--help"], terminal_width=80).output.split())
+    assert "The first admin signs in with the token set in CROWDLOOP_ADMIN_TOKEN" in serve

@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="App processes sharing the database.")  # fmt: skip
 def serve_command(host: str, port: int, database_url: str | None, workers: int) -> None:
-    """Run the HTTP API (OpenAPI at /openapi.json)."""
+    """Run the HTTP API (OpenAPI at /openapi.json).
+
+    The first admin signs in with the token set in CROWDLOOP_ADMIN_TOKEN (user "admin"), or
+    with one from `crowdloop admin create-user NAME --role admin`.
+    """
     import uvicorn
 
     from crowdloop.config import Settings
@@ -164,7 +168,11 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
 @click.argument("name")
 @click.option("--database-url")
 def token_command(name: str, database_url: str | None) -> None:
-    """Issue another token for an existing user (e.g. after revoking a lost one)."""
+    """Issue another token for an existing user who lost theirs.
+
+    Revoke the lost one first (DELETE /api/v1/users/{id}/tokens, Client.revoke_tokens): it revokes
+    every token the user holds, so this prints the one that then works.
+    """
     from crowdloop.config import Settings
     from crowdloop.crowd import auth
     from crowdloop.storage.db import session_factory, unit_of_work
