@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -405,7 +406,7 @@ def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: 
         raise click.UsageError("--what label-studio is always JSON; --format is for labels and answers.")
     fmt = fmt or "csv"
     if str(out) == "-":  # as `aggregate -o -`; a file named "-" is -o ./-
-        stdout = click.get_binary_stream("stdout")
+        stdout = sys.stdout.buffer  # click 8.5 deprecates get_binary_stream
         if fmt == "parquet" and stdout.isatty():
             raise click.UsageError("Parquet is binary: send -o - into a pipe or a file, or give -o FILE.")
         with _client(url, token) as client:
