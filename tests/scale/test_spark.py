@@ -102,8 +102,10 @@ def test_a_directory_of_part_files_gives_the_local_engine_s_worker_order(spark, 
         engine.unpersist()
 
 
-def _cached_rdds(spark) -> int:
-    return int(spark.sparkContext._jsc.getPersistentRDDs().size())
+def _cached_rdds(spark) -> set[int]:
+    """The ids of the RDDs cached now. Compared as sets: an earlier test's cache that Spark's
+    cleaner drops meanwhile (its Python side was collected) is not this run's doing."""
+    return {int(rdd_id) for rdd_id in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
 
 
 def test_aggregate_parquet_renames_as_the_local_engine(spark, tmp_path):
@@ -143,7 +145,7 @@ def test_spark_errors_are_crowdloop_errors_and_leave_no_cache(spark, tmp_path):
     with pytest.raises(DataFileError, match="cannot write the labels"):
         aggregate_parquet(tmp_path / "a.parquet", get_aggregator("majority_vote"), tmp_path / "file" / "l.parquet",
                           engine="spark")  # fmt: skip
-    assert _cached_rdds(spark) == before
+    assert _cached_rdds(spark) <= before  # nothing the failed run cached is left (CI once saw 1 -> 0)
 
 
 def test_a_session_aggregate_parquet_starts_is_stopped_and_a_bad_master_is_one_line(tmp_path):
