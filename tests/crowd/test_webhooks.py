@@ -15,11 +15,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,9 +50,8 @@ from crowdloop.crowd.webhooks import (
 )
 from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage import migrate
-from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+from crowdloop.storage.db import session_factory, unit_of_work
 from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
-from support import postgres_database
 
 # --- fixtures: databases --------------------------------------------------------------------------
 
@@ -69,17 +66,11 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
-        else:
-            url = stack.enter_context(postgres_database())
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        migrate.upgrade(engine)
-        yield Database(engine, session_factory(engine))
+@pytest.fixture
+def db(engine: Engine) -> Database:
+    """The empty database of each backend (``engine``, tests/crowd/conftest.py), migrated."""
+    migrate.upgrade(engine)
+    return Database(engine, session_factory(engine))
 
 
 def _make_project(db: Database, name: str) -> int:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from crowdloop.cli.base import MAX_SEED, cli, console, spinner, stdout_console
 from crowdloop.cli.checks import writable_folder
-from crowdloop.cli.platform import _api_options, _client, _print_record
+from crowdloop.cli.platform import _api_options, _client, _json_option, _print_record
 
 
 @cli.command("train")
@@ -75,7 +75,7 @@ def models_group() -> None:
 
 @models_group.command("list")
 @click.argument("project_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON list on stdout.")
+@_json_option("the versions as a JSON list")
 @_api_options
 def list_models_command(project_id: int, as_json: bool, url: str | None, token: str | None) -> None:
     """Every version of the project's model with its scores on gold (n: how many gold items) and aliases."""
@@ -102,7 +102,7 @@ _METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
 @models_group.command("show")
 @click.argument("project_id", type=int)
 @click.argument("ref", default="production")
-@click.option("--json", "as_json", is_flag=True, help="Print the version as one JSON object on stdout.")
+@_json_option("the version as one JSON object")
 @_api_options
 def show_model_command(project_id: int, ref: str, as_json: bool, url: str | None, token: str | None) -> None:
     """One version, REF a number, production (the default) or candidate: metrics, per class, lineage, digest."""
@@ -152,7 +152,7 @@ def download_command(project_id: int, ref: str, folder: Path, url: str | None, t
 @click.argument("project_id", type=int)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="The latest this many.")
 @click.option("--before", type=click.IntRange(min=1), help="Only events before this event id (the page before).")
-@click.option("--json", "as_json", is_flag=True, help="Every event whole, as a JSON list on stdout.")
+@_json_option("every event whole, as a JSON list")
 @_api_options
 def events_command(
     project_id: int, limit: int, before: int | None, as_json: bool, url: str | None, token: str | None

@@ -24,7 +24,7 @@ from crowdloop.crowd import stop_rule, webhooks
 from crowdloop.crowd.projects import get_owned_project
 from crowdloop.errors import ConflictError, NotFoundError, UnknownLabelError
 from crowdloop.storage.db import dialect_insert
-from crowdloop.storage.models import Answer, BanEvent, Item, ItemLabel, ProjectWorker, User, utcnow
+from crowdloop.storage.models import Answer, BanEvent, Item, ItemLabel, Project, ProjectWorker, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,7 @@ def decide(
     item finishes the project (``project.finished``): it used to stay active with nothing to hand
     out. A repeated decision (a retry) changes and announces nothing.
     """
-    project = get_owned_project(session, actor, project_id)
-    item = session.get(Item, item_id, with_for_update={"key_share": True})
-    if item is None or item.project_id != project.id:
-        raise NotFoundError(f"no item {item_id} in project {project_id}.")
-    if label not in project.labels:
-        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    project, item = _labeled_item(session, actor, project_id, item_id, label)
     _check_gold_kept(item, label)
     item.gold_explanation = explanation or item.gold_explanation
     if not _decided(session, item.id, label):
@@ -163,6 +158,18 @@ def decide(
         if project.status == "active":  # after the item, as a submit locks them
             stop_rule.finish_if_complete(session, project.id)
     return {"item_id": item.id, "label": label, "gold": True, "method": "review"}
+
+
+def _labeled_item(session: Session, actor: User, project_id: int, item_id: int, label: str) -> tuple[Project, Item]:
+    """The requester's project and its item, locked as a submit locks it, for giving the item
+    ``label`` (one of the project's labels): what a decision and a gold correction both check."""
+    project = get_owned_project(session, actor, project_id)
+    item = session.get(Item, item_id, with_for_update={"key_share": True})
+    if item is None or item.project_id != project.id:
+        raise NotFoundError(f"no item {item_id} in project {project_id}.")
+    if label not in project.labels:
+        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    return project, item
 
 
 def _check_gold_kept(item: Item, label: str) -> None:
@@ -194,12 +201,7 @@ def correct_gold(
     The item row is locked as a submit locks it, so an answer in flight is either judged by the
     old label and then re-judged here, or waits and is judged by the new one.
     """
-    project = get_owned_project(session, actor, project_id)
-    item = session.get(Item, item_id, with_for_update={"key_share": True})
-    if item is None or item.project_id != project.id:
-        raise NotFoundError(f"no item {item_id} in project {project_id}.")
-    if label not in project.labels:
-        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    project, item = _labeled_item(session, actor, project_id, item_id, label)
     if not item.is_gold:
         raise ConflictError(
             f"item {item.id} is not gold: make it gold with a review decision (POST "
