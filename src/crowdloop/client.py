@@ -209,6 +209,10 @@ class Client:
         path = f"/projects/{project_id}/items/{item_id}/gold"
         return dict(self._call("PUT", path, json=body, repeatable=True))
 
+    def remove_gold(self, project_id: int, item_id: int) -> dict[str, Any]:
+        """Make a gold item regular again; ``workers``: the tallies of those whose gold answers it took out."""
+        return dict(self._call("DELETE", f"/projects/{project_id}/items/{item_id}/gold"))
+
     # edge devices (device tokens of the projects granted to them)
     def send_feedback(self, project_id: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """Inputs the edge model was unsure about (or audited) as crowd items; idempotent on ``client_id``."""

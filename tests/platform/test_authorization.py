@@ -216,6 +216,26 @@ def _hook_survived(w: World, ctx: dict[str, Any]) -> None:
     assert set(ctx["hooks"].values()) <= {hook["id"] for hook in listed}
 
 
+def _gold_to_remove(w: World) -> dict[str, Any]:
+    spec = {"name": "authz-gold", "labels": [OTHER_LABEL, GOLD_LABEL]}
+    project = w.as_actor("owner", "POST", f"{API}/projects", json=spec).json()["id"]
+    rows = [{"external_id": actor, "data": {"text": f"an ambiguous control for {actor}"}, "gold_label": GOLD_LABEL}
+            for actor in ("shared", "admin", "owner")]  # fmt: skip
+    response = w.as_actor("owner", "POST", f"{API}/projects/{project}/items", json=rows)
+    assert response.status_code == 200, response.text
+    items = w.as_actor("owner", "GET", f"{API}/projects/{project}/items").json()
+    return {"project": project, "gold": {item["external_id"]: item["id"] for item in items}}
+
+
+def _gold_stayed(w: World, ctx: dict[str, Any]) -> None:
+    items = w.as_actor("owner", "GET", f"{API}/projects/{ctx['project']}/items").json()
+    assert all(item["is_gold"] for item in items)
+
+
+def _no_longer_gold(w: World, actor: str, response: httpx.Response) -> None:
+    assert response.json()["previous_label"] == GOLD_LABEL and response.json()["workers"] == []
+
+
 def _user_with_token(w: World) -> dict[str, Any]:
     user = w.make_user("revokee", "worker")
     return {"user": user["id"], "token": user["token"]}
@@ -335,6 +355,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # correcting the gold item to its own label keeps the world as it was, like the decision above
     ("PUT", f"{API}/projects/{{project_id}}/items/{{item_id}}/gold"): manage(
         lambda w, a, c: Call(f"/projects/{w.project}/items/{w.gold_item}/gold", json={"label": GOLD_LABEL})
+    ),
+    # taking a gold item out of gold: each allowed caller takes out a gold item of their own, in a
+    # project of the owner's own, so that the world's gold stays as the other tests expect it
+    ("DELETE", f"{API}/projects/{{project_id}}/items/{{item_id}}/gold"): manage(
+        lambda w, a, c: Call(f"/projects/{c.get('project', w.project)}/items/{c['gold'].get(a, c['gold']['shared'])}/gold"),
+        prepare=_gold_to_remove, intact=_gold_stayed, check=_no_longer_gold,
     ),
     # exports
     ("GET", f"{API}/projects/{{project_id}}/export/labels"): manage(
@@ -457,7 +483,8 @@ def _send(world: World, route: tuple[str, str], call: Call, headers: dict[str, s
 
 @pytest.mark.parametrize("route", sorted(ROUTES), ids=" ".join)
 def test_without_a_valid_token_every_route_is_401(world, revoked_token, route):
-    ctx = {"assignment": world.other_lease, "hooks": {"shared": world.hook}, "user": world.spare, "token": ""}
+    ctx = {"assignment": world.other_lease, "hooks": {"shared": world.hook}, "user": world.spare, "token": "",
+           "gold": {"shared": world.gold_item}}  # fmt: skip
     call = ROUTES[route].build(world, "admin", ctx)  # a request that would succeed for the right caller
     attempts = {
         "no token": {},

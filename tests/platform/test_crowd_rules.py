@@ -286,6 +286,80 @@ def test_a_gold_correction_is_refused_where_it_does_not_apply(server):
     assert next(item for item in owner.items(project) if item["id"] == gold)["gold_label"] == "1"
 
 
+def test_an_ambiguous_gold_item_can_be_taken_out_of_gold(server):
+    """An item no label is fair to judge workers by (ambiguous, not wrong) could only be given
+    another label, which judged them again just as unfairly. Now it becomes a regular item: its
+    gold answers leave every tally, and the crowd labels it."""
+    owner, project = _project(server, texts=2, gold=2, max_overlap=3, rules={"qualification_gold": 2})
+    ambiguous = min(_gold_ids(owner, project))
+    made = {}
+    for name, label in (("zero", "0"), ("one", "1"), ("restarted", "0")):
+        user, worker = server.user(f"gold-out-{name}", "worker")
+        made[name] = int(user["id"])
+        while (task := worker.next_task(project)) is not None:
+            worker.submit(task["assignment_id"], label)
+    owner.ban(project, made["restarted"], "checking")
+    owner.unban(project, made["restarted"], "an unban starts the counters afresh")
+
+    result = owner.remove_gold(project, ambiguous)
+    assert (result["item_id"], result["previous_label"], result["done"]) == (ambiguous, "1", True)
+    tallies = {row["worker_id"]: (row["gold_answers"], row["gold_correct"]) for row in result["workers"]}
+    assert tallies == {made["zero"]: (1, 0), made["one"]: (1, 1)}  # the restarted worker's answer was not counted
+    assert _standing(owner, project, made["restarted"])["gold_answers"] == 0
+    item = next(item for item in owner.items(project) if item["id"] == ambiguous)
+    assert (item["is_gold"], item["gold_label"]) == (False, None)
+    assert ambiguous not in {row["item_id"] for row in owner.gold_report(project)}
+    owner.aggregate(project)
+    labels = {row["item_id"]: (row["label"], row["confidence"]) for row in _labels(owner, project)}
+    regular = [item["id"] for item in owner.items(project) if item["id"] < ambiguous]
+    assert labels[ambiguous][1] < 1.0  # no longer clamped to a gold label
+    assert {labels[item_id] for item_id in regular} == {labels[ambiguous]}  # labeled as items with the same answers
+    answers = [json.loads(line) for line in owner.export(project, "answers", "jsonl").decode().splitlines()]
+    assert sum(answer["item_id"] == ambiguous for answer in answers) == 3  # the answers stay, as regular ones
+    with pytest.raises(ConflictError, match=f"item {ambiguous} is not gold"):
+        owner.remove_gold(project, ambiguous)  # and a repeat changes nothing
+    assert _standing(owner, project, made["zero"])["gold_answers"] == 1
+
+
+def test_an_item_taken_out_of_gold_gets_the_answers_it_still_needs(server):
+    owner, project = _project(server, texts=0, gold=1, gold_share=0.5, min_overlap=2, max_overlap=3)
+    control = min(_gold_ids(owner, project))
+    _, first = server.user("gold-out-first", "worker")
+    first.submit(first.next_task(project)["assignment_id"], "1")
+    assert owner.remove_gold(project, control)["done"] is False  # one answer; the project wants two
+    _, second = server.user("gold-out-second", "worker")
+    task = second.next_task(project)
+    assert task is not None and task["item_id"] == control
+    second.submit(task["assignment_id"], "1")
+    item = next(item for item in owner.items(project) if item["id"] == control)
+    assert (item["answers"], item["is_gold"]) == (2, False)
+
+
+def test_a_gold_explanation_is_kept_unless_cleared(server):
+    owner, project = _project(server, texts=0, gold=1, gold_share=0.5)
+    control = min(_gold_ids(owner, project))
+    assert owner.correct_gold(project, control, "0", explanation="a zero")["explanation"] == "a zero"
+    assert owner.correct_gold(project, control, "1")["explanation"] == "a zero"  # not given: kept
+    assert owner.correct_gold(project, control, "1", explanation="")["explanation"] is None  # "": cleared
+
+
+def test_taking_an_item_out_of_gold_is_refused_where_it_does_not_apply(server):
+    owner, project = _project(server, texts=1, gold=1, gold_share=0.5)
+    gold = min(_gold_ids(owner, project))
+    regular = next(item["id"] for item in owner.items(project) if not item["is_gold"])
+    with pytest.raises(ConflictError, match=f"item {regular} is not gold"):
+        owner.remove_gold(project, regular)
+    with pytest.raises(NotFoundError, match=f"no item 999999 in project {project}"):
+        owner.remove_gold(project, 999999)
+    _, worker = server.user("gold-out-worker", "worker")
+    with pytest.raises(PermissionDeniedError):
+        worker.remove_gold(project, gold)
+    _, stranger = server.user("gold-out-stranger", "requester")
+    with pytest.raises(NotFoundError):
+        stranger.remove_gold(project, gold)
+    assert next(item for item in owner.items(project) if item["id"] == gold)["is_gold"] is True
+
+
 def _label_of(owner: Any, project: int, item_id: int) -> str | None:
     rows = owner.export(project, "labels", "jsonl").decode().splitlines()
     labels = {record["item_id"]: record["label"] for record in map(json.loads, rows)}

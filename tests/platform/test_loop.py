@@ -217,6 +217,37 @@ def test_requester_cli_over_the_api(server, tmp_path):
     assert denied.returncode == 4 and "invalid or revoked token" in denied.stderr
 
 
+def test_gold_cli_over_the_api(server):
+    """The requester's gold commands: the report, a correction (``--explanation ""`` clears the
+    explanation), and taking an item out of gold, refused the second time with one clear line."""
+    created, owner = server.user("cli-gold", "requester")
+    env_args = ["--url", server.url, "--token", str(created["token"])]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "crowdloop", "items", *args, *env_args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    project = owner.create_project(name="cli gold", labels=["a", "b"], gold_share=0.5)["id"]
+    owner.import_items(project, [{"data": {"text": "one"}}, {"data": {"text": "gold"}, "gold_label": "a",
+                                                              "gold_explanation": "it says a"}])  # fmt: skip
+    owner.start(project)
+    _, worker = server.user("cli-gold-worker", "worker")
+    task = worker.next_task(project)  # a newcomer's first task is gold
+    worker.submit(task["assignment_id"], "b")
+    gold = str(task["item_id"])
+    report = run("gold", str(project))
+    assert report.returncode == 0 and gold in report.stdout and '{"b": 1}' in report.stdout, report
+    corrected = run("correct-gold", str(project), gold, "b", "--explanation", "")
+    assert corrected.returncode == 0, corrected.stderr
+    stored = next(item for item in owner.items(project) if item["id"] == int(gold))
+    assert stored["gold_label"] == "b" and "gold_accuracy" in corrected.stdout
+    removed = run("remove-gold", str(project), gold)
+    assert removed.returncode == 0 and "previous_label" in removed.stdout, removed.stderr
+    assert not next(item for item in owner.items(project) if item["id"] == int(gold))["is_gold"]
+    again = run("remove-gold", str(project), gold)
+    assert again.returncode == 7 and f"item {gold} is not gold" in again.stderr, again
+
+
 def test_admin_cli_creates_users_and_tokens_on_the_database(server):
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "crowdloop", "admin", *args, "--database-url", server.database_url]

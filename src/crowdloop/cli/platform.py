@@ -373,7 +373,7 @@ def gold_report_command(project_id: int, limit: int, url: str | None, token: str
 @click.argument("project_id", type=int)
 @click.argument("item_id", type=int)
 @click.argument("label")
-@click.option("--explanation", help="What workers who miss it are shown (default: keep the one it has).")
+@click.option("--explanation", help='What workers who miss it are shown (default: keep the one it has; "" clears it).')
 @_api_options
 def correct_gold_command(
     project_id: int, item_id: int, label: str, explanation: str | None, url: str | None, token: str | None
@@ -381,12 +381,29 @@ def correct_gold_command(
     """Give gold item ITEM_ID the right LABEL: the gold answers the wrong one judged are judged again."""
     with _client(url, token) as client:
         result = client.correct_gold(project_id, item_id, label, explanation)
+    _print_rejudged(result, "no worker's gold answers changed.")
+
+
+@items_group.command("remove-gold")
+@click.argument("project_id", type=int)
+@click.argument("item_id", type=int)
+@_api_options
+def remove_gold_command(project_id: int, item_id: int, url: str | None, token: str | None) -> None:
+    """Make gold item ITEM_ID a regular item again (one too ambiguous to judge workers by): its
+    gold answers leave the workers' gold tallies, and the crowd labels it from now on."""
+    with _client(url, token) as client:
+        result = client.remove_gold(project_id, item_id)
+    _print_rejudged(result, "no worker's gold answers were counted on it.")
+
+
+def _print_rejudged(result: dict[str, Any], when_none: str) -> None:
+    """A gold change's result, then the gold tallies of the workers it moved."""
     workers = result.pop("workers")
     _print_record(result)
     if workers:
         _print_rows(workers, ["worker_id", "gold_answers", "gold_correct", "gold_accuracy", "banned"])
     else:
-        console.print("no worker's gold answers changed.")
+        console.print(when_none)
 
 
 @cli.command("export")

@@ -256,8 +256,3 @@ def _apply_rules(session: Session, project_id: int, rules: dict[str, Any], stand
     if accuracy < threshold:
         reason = f"gold accuracy {accuracy:.2f} below {threshold} after {standing.gold_answers} gold answers"
         impose_ban(session, project_id, standing.worker_id, reason, by_user_id=None)
-
-
-def item_posterior(session: Session, project: Project, item: Item) -> tuple[float, str]:
-    """:func:`~crowdloop.crowd.stop_rule.posterior` of a loaded item (undoing an answer recomputes it)."""
-    return posterior(session, list(project.labels), item.id, project.label_prior, project.crowd_model)

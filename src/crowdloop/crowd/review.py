@@ -6,7 +6,8 @@ common label). A decision makes the item gold with the decided label (so it chec
 workers who get it from now on, and truth inference is anchored to it) and makes it the
 item's final label (method ``review``, confidence 1). An item that is gold already keeps its
 gold label: a decision against it is refused, as an import against it is. A wrong gold label is
-put right by a correction, which also judges again the workers' answers the wrong one judged.
+put right by a correction, which also judges again the workers' answers the wrong one judged,
+and an ambiguous one is taken back (the item is a regular one again, out of every gold tally).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def decide(
     """
     project, item = _labeled_item(session, actor, project_id, item_id, label)
     _check_gold_kept(item, label)
-    item.gold_explanation = explanation or item.gold_explanation
+    _explain(item, explanation)
     if not _decided(session, item.id, label):
         item.is_gold, item.gold_label, item.done = True, label, False  # a control item from now on
         _store_decision(session, project.id, item.id, label)
@@ -161,14 +162,21 @@ def decide(
 
 
 def _labeled_item(session: Session, actor: User, project_id: int, item_id: int, label: str) -> tuple[Project, Item]:
-    """The requester's project and its item, locked as a submit locks it, for giving the item
+    """The requester's project and its locked item (:func:`_owned_item`), for giving the item
     ``label`` (one of the project's labels): what a decision and a gold correction both check."""
+    project, item = _owned_item(session, actor, project_id, item_id)
+    if label not in project.labels:
+        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
+    return project, item
+
+
+def _owned_item(session: Session, actor: User, project_id: int, item_id: int) -> tuple[Project, Item]:
+    """The requester's project and its item, locked as a submit locks it: an answer in flight is
+    judged before the change or after it, never half-way."""
     project = get_owned_project(session, actor, project_id)
     item = session.get(Item, item_id, with_for_update={"key_share": True})
     if item is None or item.project_id != project.id:
         raise NotFoundError(f"no item {item_id} in project {project_id}.")
-    if label not in project.labels:
-        raise UnknownLabelError(f"label {label!r} is not one of {project.labels}.")
     return project, item
 
 
@@ -208,7 +216,7 @@ def correct_gold(
             f"/projects/{project.id}/review/{item.id}) or an import row with a gold_label."
         )
     previous, rejudged = item.gold_label, []
-    item.gold_explanation = explanation or item.gold_explanation
+    _explain(item, explanation)
     if label != previous:
         item.gold_label = label
         rejudged = _rejudge(session, project.id, item.id, previous, label)
@@ -221,8 +229,67 @@ def correct_gold(
             "explanation": item.gold_explanation, "workers": rejudged}  # fmt: skip
 
 
-def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str) -> list[dict[str, Any]]:
-    """Move each worker's correct-gold count by what the new label changes; their tallies after."""
+def remove_gold(session: Session, actor: User, project_id: int, item_id: int) -> dict[str, Any]:
+    """Make a gold item a regular one again: for an item that is ambiguous rather than wrongly
+    labeled, where no label is fair to judge workers by.
+
+    Each gold answer on it that the quality rules still count (as in :func:`correct_gold`) is
+    taken out of its worker's gold tally, right or wrong; bans stand, as after a correction. The
+    answers stay, as regular answers: the item is labeled by the crowd from now on, settled by the
+    dynamic-overlap rule like any other item (announced as ``item.reopened`` when it wants more
+    answers, as ``item.labeled`` when its answers settle it on another label). A review decision
+    on it is withdrawn with its gold label. In a finished project the item stays settled.
+    """
+    project, item = _owned_item(session, actor, project_id, item_id)
+    if not item.is_gold:
+        raise ConflictError(f"item {item.id} is not gold.")
+    previous = item.gold_label
+    taken: Counter[int] = Counter()
+    wrong: Counter[int] = Counter()
+    for worker_id, label in _counted_gold_answers(session, project.id, item.id):
+        taken[worker_id] += 1
+        wrong[worker_id] += int(label != previous)
+    session.execute(update(Answer).where(Answer.item_id == item.id, Answer.gold).values(gold=False))
+    for worker_id in sorted(taken):
+        session.execute(
+            update(ProjectWorker)
+            .where(ProjectWorker.project_id == project.id, ProjectWorker.worker_id == worker_id)
+            .values(gold_answers=ProjectWorker.gold_answers - taken[worker_id],
+                    gold_correct=ProjectWorker.gold_correct - (taken[worker_id] - wrong[worker_id]))
+        )  # fmt: skip
+    item.is_gold, item.gold_label, item.gold_explanation = False, None, None
+    stored = session.get(ItemLabel, item.id)
+    announced = stored.label if stored is not None else None
+    if stored is not None:
+        session.delete(stored)  # the gold label, or a decision: the crowd's aggregation gives the next
+    session.flush()
+    _settle_as_regular(session, project, item, announced)
+    log.info("project %s: item %s is no longer gold (was %r), by user %s; %d worker(s) re-tallied",
+             project.id, item.id, previous, actor.id, len(taken))  # fmt: skip
+    return {"item_id": item.id, "previous_label": previous, "done": item.done,
+            "workers": _tallies(session, project.id, sorted(taken))}  # fmt: skip
+
+
+def _settle_as_regular(session: Session, project: Project, item: Item, announced: str | None) -> None:
+    """Done state and confidence of an item that was gold, from its answers; ``announced``: the
+    label an ``item.labeled`` gave it. A finished project's answers are final, so there it stays done."""
+    label = stop_rule.restate(session, project, item, announced=announced is not None and project.status != "finished")
+    if project.status == "finished":
+        item.done = True
+    if item.done and label is not None and label != announced:
+        payload = {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": item.confidence}
+        webhooks.enqueue(session, project.id, "item.labeled", payload)
+
+
+def _explain(item: Item, explanation: str | None) -> None:
+    """What workers who miss a gold item are shown: ``None`` keeps the one it has, ``""`` clears it."""
+    if explanation is not None:
+        item.gold_explanation = explanation or None
+
+
+def _counted_gold_answers(session: Session, project_id: int, item_id: int) -> list[tuple[int, str]]:
+    """``(worker, label)`` of the gold answers on the item that the gold tallies count: those
+    given since the worker's last unban, which started their counters afresh."""
     given = session.execute(
         select(Answer.worker_id, Answer.label, Answer.created_at).where(Answer.item_id == item_id, Answer.gold)
     ).all()
@@ -232,10 +299,14 @@ def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str
         .group_by(BanEvent.worker_id)
     )
     unbanned: dict[int, datetime] = {worker_id: at for worker_id, at in last_unbans}
+    return [(worker_id, label) for worker_id, label, created_at in given
+            if worker_id not in unbanned or created_at > unbanned[worker_id]]  # fmt: skip
+
+
+def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str) -> list[dict[str, Any]]:
+    """Move each worker's correct-gold count by what the new label changes; their tallies after."""
     change: Counter[int] = Counter()
-    for worker_id, label, created_at in given:
-        if worker_id in unbanned and created_at <= unbanned[worker_id]:
-            continue  # counted before an unban started the worker's counters afresh
+    for worker_id, label in _counted_gold_answers(session, project_id, item_id):
         change[worker_id] += int(label == new) - int(label == old)
     moved = sorted(worker for worker, delta in change.items() if delta)
     for worker_id in moved:
@@ -244,8 +315,13 @@ def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str
             .where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id == worker_id)
             .values(gold_correct=ProjectWorker.gold_correct + change[worker_id])
         )
+    return _tallies(session, project_id, moved)
+
+
+def _tallies(session: Session, project_id: int, workers: list[int]) -> list[dict[str, Any]]:
+    """Each worker's gold tally on the project, and whether they are banned."""
     rows = session.scalars(
-        select(ProjectWorker).where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id.in_(moved))
+        select(ProjectWorker).where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id.in_(workers))
     )
     return [
         {"worker_id": row.worker_id, "gold_answers": row.gold_answers, "gold_correct": row.gold_correct,

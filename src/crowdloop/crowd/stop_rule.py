@@ -150,6 +150,22 @@ def _settle(
         webhooks.enqueue(session, project.id, event, payload)
 
 
+def restate(session: Session, project: Project, item: Item, announced: bool) -> str | None:
+    """The item's confidence and done state from the answers it has now, by the dynamic-overlap
+    rule, after something took away what had settled it (an undone answer, a gold label taken
+    back). An item whose label was ``announced`` and that is open again is announced
+    (``item.reopened``). Returns the label its answers give, if it has any."""
+    if item.answer_count <= 0:
+        item.confidence, item.done, label = None, False, None
+    else:
+        confidence, label = posterior(session, list(project.labels), item.id, project.label_prior, project.crowd_model)
+        enough = item.answer_count >= project.min_overlap and confidence >= project.confidence_target
+        item.confidence, item.done = confidence, enough or item.answer_count >= project.max_overlap
+    if announced and not item.done:
+        webhooks.enqueue(session, project.id, "item.reopened", reopened(item.id, item.external_id, item.answer_count))
+    return label
+
+
 def reopened(item_id: int, external_id: str | None, answers: int) -> dict[str, Any]:
     """The ``item.reopened`` payload: the label an ``item.labeled`` announced is withdrawn, and the
     item wants more answers (a refit no longer trusts the answers it closed on, or one was undone)."""

@@ -17,14 +17,12 @@ from __future__ import annotations
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from crowdloop.crowd import webhooks
-from crowdloop.crowd.answers import item_posterior
 from crowdloop.crowd.assignment import own_assignment
 from crowdloop.crowd.prefetch import task_out
 from crowdloop.crowd.projects import admitted
 from crowdloop.crowd.schemas import TaskOut
 from crowdloop.crowd.standing import standing_row
-from crowdloop.crowd.stop_rule import reopened
+from crowdloop.crowd.stop_rule import restate
 from crowdloop.errors import ConflictError, PermissionDeniedError
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker, User, utcnow
 
@@ -76,7 +74,7 @@ def _reverse(session: Session, project: Project, item: Item, lease: Assignment, 
     item.reserved += 1
     session.flush()
     if not item.is_gold:
-        _restate_item(session, project, item)
+        restate(session, project, item, announced=item.done)
     _uncount(session, project.id, answer.reward_micros)
 
 
@@ -88,21 +86,6 @@ def _reverse_standing(standing: ProjectWorker, item: Item, answer: Answer) -> No
     if answer.gold and standing.gold_answers > 0:
         standing.gold_answers -= 1
         standing.gold_correct = max(standing.gold_correct - int(answer.label == item.gold_label), 0)
-
-
-def _restate_item(session: Session, project: Project, item: Item) -> None:
-    """Confidence and done state from the answers that remain (the dynamic-overlap rule); an item
-    that was done and is no longer is announced (``item.reopened``)."""
-    was_done = item.done
-    if item.answer_count <= 0:
-        item.confidence, item.done = None, False
-    else:
-        confidence, _ = item_posterior(session, project, item)
-        item.confidence = confidence
-        enough = item.answer_count >= project.min_overlap and confidence >= project.confidence_target
-        item.done = enough or item.answer_count >= project.max_overlap
-    if was_done and not item.done:
-        webhooks.enqueue(session, project.id, "item.reopened", reopened(item.id, item.external_id, item.answer_count))
 
 
 def _uncount(session: Session, project_id: int, reward_micros: int) -> None:

@@ -16,7 +16,7 @@ router = APIRouter(tags=["review"])
 
 class DecisionIn(BaseModel):
     label: StorableStr = Field(min_length=1)
-    explanation: StorableStr | None = None
+    explanation: StorableStr | None = Field(None, description="Shown to workers who miss it; null keeps, '' clears")
 
 
 @router.get("/projects/{project_id}/dashboard")
@@ -47,6 +47,16 @@ def correct_gold(project_id: int, item_id: int, body: DecisionIn, api: ApiDep, r
     )
     if result["label"] != result["previous_label"]:
         request.app.state.aggregations.submit(project_id)  # in a process of its own
+    return result
+
+
+@router.delete("/projects/{project_id}/items/{item_id}/gold")
+def remove_gold(project_id: int, item_id: int, api: ApiDep, request: Request) -> dict[str, Any]:
+    """Make a gold item a regular one again (an ambiguous item no label is fair to judge by): its
+    gold answers leave the workers' gold tallies (see the result's ``workers``), and the project is
+    aggregated again."""
+    result = api.run(lambda session, user: review.remove_gold(session, user, project_id, item_id))
+    request.app.state.aggregations.submit(project_id)  # in a process of its own
     return result
 
 

@@ -64,6 +64,7 @@ export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
 export const patch = (path, body) => api("PATCH", path, body);
 export const put = (path, body) => api("PUT", path, body);
+export const del = (path) => api("DELETE", path);
 
 // The ?project= of the page's URL, as a positive integer (or null).
 export function projectParam() {

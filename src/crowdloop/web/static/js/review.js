@@ -1,6 +1,7 @@
 // The review queue: doubtful items with all their answers; a click decides the label.
-// Below it, the gold items the crowd misses most; a click corrects a wrong gold label.
-import { get, post, projectParam, put, requireToken } from "./api.js";
+// Below it, the gold items the crowd misses most; a click corrects a wrong gold label, or takes
+// back an ambiguous one (the item becomes a regular one).
+import { del, get, post, projectParam, put, requireToken } from "./api.js";
 import { $, fill, h, notice, number, percent } from "./dom.js";
 import { renderItem } from "./item.js";
 
@@ -49,6 +50,8 @@ function goldCard(entry, labels) {
   const explanation = h("input", { type: "text", placeholder: "explanation shown to workers who miss it (optional)" });
   const buttons = labels.filter((label) => label !== entry.gold_label).map((label) =>
     h("button", { type: "button", class: "secondary", onclick: () => correct(entry, label, explanation, box) }, `Correct to ${label}`));
+  buttons.push(h("button", { type: "button", class: "secondary", title: "Too ambiguous to judge workers by: the crowd labels it from now on",
+    onclick: () => removeGold(entry, box) }, "Not gold"));
   const votes = Object.entries(entry.votes).map(([label, count]) => `${label}: ${count}`).join(", ");
   const box = h("article", { class: "card gold", dataset: { item: String(entry.item_id) } },
     h("h2", {}, `Item ${entry.external_id || entry.item_id}`),
@@ -63,6 +66,16 @@ async function correct(entry, label, explanation, box) {
     const result = await put(`/projects/${projectId}/items/${entry.item_id}/gold`, { label, explanation: explanation.value.trim() || null });
     const judged = result.workers.length === 1 ? "1 worker's gold answers" : `${result.workers.length} workers' gold answers`;
     fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id}: gold is now "${label}" (was "${result.previous_label}"); ${judged} judged again.`));
+  } catch (error) {
+    notice($("#message"), error.message, "error");
+  }
+}
+
+async function removeGold(entry, box) {
+  try {
+    const result = await del(`/projects/${projectId}/items/${entry.item_id}/gold`);
+    const taken = result.workers.length === 1 ? "1 worker's gold answers" : `${result.workers.length} workers' gold answers`;
+    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id} is no longer gold (was "${result.previous_label}"); ${taken} taken out of their gold tallies.`));
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
