@@ -250,6 +250,11 @@ def test_correcting_a_gold_label_judges_again_the_answers_it_judged(server):
     owner.unban(project, made["restarted"], "an unban starts the counters afresh")
     owner.aggregate(project)
     assert _label_of(owner, project, wrong) == "1"
+
+    def others() -> set[str]:  # when the other items were labeled (the correction relabels its own)
+        return {row["aggregated_at"] for row in _labels(owner, project) if row["item_id"] != wrong}
+
+    aggregated = others()
     first = owner.gold_report(project)[0]  # where the wrong label shows: the crowd misses it
     assert (first["item_id"], first["missed"], first["answers"], first["votes"]) == (wrong, 2, 3, {"0": 2, "1": 1})
 
@@ -263,6 +268,12 @@ def test_correcting_a_gold_label_judges_again_the_answers_it_judged(server):
     item = next(item for item in owner.items(project) if item["id"] == wrong)
     assert item["gold_label"] == "0" and _label_of(owner, project, wrong) == "0"
     assert owner.correct_gold(project, wrong, "0")["workers"] == []  # a retry judges nothing twice
+    # the project is aggregated again with no new answer: a run found nothing to do and the labels
+    # and reliabilities stayed those of the wrong gold label
+    deadline = time.monotonic() + 60
+    while others() == aggregated and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert others() != aggregated
     assert [row["item_id"] for row in owner.gold_report(project)][-1] == wrong  # missed once now, by "echo"
     assert _standing(owner, project, made["honest"])["gold_answers"] == 2
 

@@ -220,6 +220,7 @@ def correct_gold(
     if label != previous:
         item.gold_label = label
         rejudged = _rejudge(session, project.id, item.id, previous, label)
+        _changed_since_aggregation(session, project.id)
         if _relabel(session, item.id, label):
             payload = {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": 1.0}
             webhooks.enqueue(session, project.id, "item.labeled", payload)
@@ -258,6 +259,7 @@ def remove_gold(session: Session, actor: User, project_id: int, item_id: int) ->
                     gold_correct=ProjectWorker.gold_correct - (taken[worker_id] - wrong[worker_id]))
         )  # fmt: skip
     item.is_gold, item.gold_label, item.gold_explanation = False, None, None
+    _changed_since_aggregation(session, project.id)
     stored = session.get(ItemLabel, item.id)
     announced = stored.label if stored is not None else None
     if stored is not None:
@@ -279,6 +281,14 @@ def _settle_as_regular(session: Session, project: Project, item: Item, announced
     if item.done and label is not None and label != announced:
         payload = {"item_id": item.id, "external_id": item.external_id, "label": label, "confidence": item.confidence}
         webhooks.enqueue(session, project.id, "item.labeled", payload)
+
+
+def _changed_since_aggregation(session: Session, project_id: int) -> None:
+    """Counts a gold change as the answers are counted, so that the aggregation the route asks for
+    runs: a run finds nothing to do while the counter is 0 (``aggregation._claim``), and after a
+    correction with no new answers the labels and reliabilities stayed those of the wrong gold."""
+    since = Project.answers_since_aggregation
+    session.execute(update(Project).where(Project.id == project_id).values(answers_since_aggregation=since + 1))
 
 
 def _explain(item: Item, explanation: str | None) -> None:
