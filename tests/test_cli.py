@@ -196,6 +196,14 @@ def test_export_refuses_a_format_label_studio_ignores(tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_export_refuses_a_format_its_file_suffix_contradicts(tmp_path):
+    """-o labels.parquet without --format wrote CSV into it; now the suffix names the format, and
+    a --format that says otherwise is refused before anything is asked of the server."""
+    done = crowdloop("export", "1", "--format", "csv", "-o", str(tmp_path / "labels.parquet"), "--token", "t")
+    assert done.returncode == 2 and "--format csv but" in done.stderr and "ends in .parquet" in done.stderr
+    assert not (tmp_path / "labels.parquet").exists()
+
+
 def test_export_refuses_parquet_to_a_terminal(tmp_path):
     """-o - is stdout, as aggregate's: it wrote a file named "-". Parquet (binary) goes only into a pipe or file."""
     import pty

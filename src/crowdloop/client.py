@@ -163,7 +163,8 @@ class Client:
 
     # the worker's loop
     def next_task(self, project_id: int) -> dict[str, Any] | None:
-        """The next leased item, or None when nothing is left for this worker."""
+        """The next leased item, or None when nothing is left for this worker, or the project is
+        paused (``project(project_id)["status"]`` tells which)."""
         task = self._call("POST", f"/projects/{project_id}/tasks/next", repeatable=True)  # same lease back
         return None if task is None else dict(task)
 

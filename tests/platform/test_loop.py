@@ -210,6 +210,8 @@ def test_requester_cli_over_the_api(server, tmp_path):
     exported = run("export", project_id, "--what", "answers", "-o", str(out), *env_args)
     assert exported.returncode == 0, exported.stderr
     assert out.read_text().startswith("answer_id,item_id")
+    by_suffix = run("export", project_id, "--what", "answers", "-o", "answers.parquet", *env_args)
+    assert by_suffix.returncode == 0 and (tmp_path / "answers.parquet").read_bytes()[:4] == b"PAR1", by_suffix.stderr
     piped = run("export", project_id, "--what", "label-studio", "-o", "-", *env_args)  # stdout, as aggregate -o -
     assert piped.returncode == 0 and not (tmp_path / "-").exists(), piped.stderr
     assert {task["data"]["text"] for task in json.loads(piped.stdout)} == {"one", "two"}

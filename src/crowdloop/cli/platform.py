@@ -418,10 +418,11 @@ def _print_rejudged(result: dict[str, Any], when_none: str) -> None:
 )  # fmt: skip
 @_api_options
 def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: str | None, token: str | None) -> None:
-    """Download labels, answers or Label Studio JSON of a project (streamed to OUT)."""
+    """Download labels, answers or Label Studio JSON of a project (streamed to OUT, in the format
+    its suffix names: .csv, .jsonl or .parquet; CSV otherwise)."""
     if what == "label-studio" and fmt is not None:
         raise click.UsageError("--what label-studio is always JSON; --format is for labels and answers.")
-    fmt = fmt or "csv"
+    fmt = _export_format(fmt, out) if what != "label-studio" else "csv"
     if str(out) == "-":  # as `aggregate -o -`; a file named "-" is -o ./-
         stdout = sys.stdout.buffer  # click 8.5 deprecates get_binary_stream
         if fmt == "parquet" and stdout.isatty():
@@ -433,6 +434,18 @@ def export_command(project_id: int, what: str, fmt: str | None, out: Path, url: 
     with _client(url, token) as client:
         client.export(project_id, what, fmt, out)
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+
+
+_EXPORT_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def _export_format(fmt: str | None, out: Path) -> str:
+    """``--format``, else the one ``out``'s suffix names (as ``aggregate --out`` does), else CSV:
+    ``-o labels.parquet`` wrote CSV into a file named .parquet. The two must not disagree."""
+    named = _EXPORT_SUFFIXES.get(out.suffix.lower())
+    if fmt is not None and named is not None and fmt != named:
+        raise click.UsageError(f"--format {fmt} but {out} ends in {out.suffix}: give one or make them agree.")
+    return fmt or named or "csv"
 
 
 def _print_record(record: dict[str, Any], as_json: bool = False) -> None:
