@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 
-def crowdloop(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "crowdloop", *args], capture_output=True, text=True, timeout=timeout)
+def crowdloop(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "crowdloop", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def one_line(done: subprocess.CompletedProcess[str], code: int, message: str) -> None:
@@ -121,6 +122,14 @@ def test_a_database_url_that_cannot_work_is_one_line(url, code, message):
         else:
             one_line(done, code, message)
         assert "secret" not in done.stderr
+
+
+def test_a_sqlite_url_with_three_slashes_to_a_missing_folder_says_it_is_relative(tmp_path):
+    """``sqlite:///tmp/x/cl.db`` is relative to the current folder: the error said only "unable to
+    open database file"."""
+    done = crowdloop("serve", "--database-url", "sqlite:///tmp/x/cl.db", timeout=60, cwd=tmp_path)
+    one_line(done, 1, "its folder tmp/x does not exist (the path is relative to")
+    assert "four slashes, sqlite:////tmp/x/cl.db" in done.stderr
 
 
 def test_overlap_that_is_not_min_max_names_the_option():

@@ -350,6 +350,26 @@ def test_an_edge_for_a_project_it_cannot_see_says_so(serve, world):
         link.close()
 
 
+def test_predict_on_an_edge_the_server_refuses_says_why(serve, world, tmp_path):
+    """/predict said "no production version, or it is loading" when the project was not granted
+    to the device: the reason was only in the log."""
+    from crowdloop.errors import BusyError
+
+    def refusal() -> str:
+        with pytest.raises(BusyError) as refused:
+            edge.predict({"text": "a", "text_b": "b"})
+        return str(refused.value)
+
+    edge = EdgeRuntime(serve.url, world["token"], world["project"] + 1000, tmp_path / "state", poll_interval=60).start()
+    try:
+        deadline = time.monotonic() + 30  # the first pull runs in the background
+        while "the last pull failed" not in refusal() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "granted to this device" in refusal()
+    finally:
+        edge.close()
+
+
 def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runtime):
     """A project that finished (every item labeled) took the edge's items and never handed them out.
     One its owner finished by hand stays finished."""

@@ -30,7 +30,14 @@ from sqlalchemy import select
 
 from crowdloop.datasets import load_dataset
 from crowdloop.deploy.edge_model import EdgeModel
-from crowdloop.errors import ArtifactError, ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from crowdloop.errors import (
+    ArtifactError,
+    ConflictError,
+    CrowdloopError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
 from crowdloop.learning.torch_mlp import torch_installed
@@ -289,6 +296,23 @@ def test_priorities_need_a_model(server):
     requester.import_items(project["id"], [{"data": {"text": "one item"}}])
     with pytest.raises(ConflictError, match="no model"):
         requester.set_priorities(project["id"])
+
+
+def test_training_with_nothing_to_learn_from_says_what_to_do(server):
+    """ "aggregate first" sent a requester whose project had no items, or no answers, to a run that
+    labels nothing."""
+    _, requester = server.user("empty-train-req", "requester")
+    project = requester.create_project(name="nothing yet", labels=["a", "b"], min_overlap=1, max_overlap=1)["id"]
+    with pytest.raises(CrowdloopError, match="no regular items to train on: import items"):
+        requester.train_model(project)
+    requester.import_items(project, [{"data": {"text": f"item {i}"}} for i in range(3)])
+    with pytest.raises(CrowdloopError, match="no answers on its 3 regular items yet"):
+        requester.train_model(project)
+    requester.start(project)
+    _, worker = server.user("empty-train-worker", "worker")
+    worker.submit(worker.next_task(project)["assignment_id"], label="a")
+    with pytest.raises(CrowdloopError, match="aggregate first"):  # answered, not yet aggregated
+        requester.train_model(project)
 
 
 def test_labels_of_one_class_are_refused_with_the_reason(server):

@@ -136,8 +136,25 @@ def _migrated_engine(url: str) -> Engine:
         ) from None
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise CrowdloopError(f"cannot open the database {_safe(url)}: {reason}.") from None
+        raise CrowdloopError(f"cannot open the database {_safe(url)}: {reason}{_sqlite_folder_hint(url)}.") from None
     return engine
+
+
+def _sqlite_folder_hint(url: str) -> str:
+    """Why SQLite cannot open a file, when its folder is missing: ``sqlite:///tmp/x.db`` is a path
+    relative to the current folder (three slashes), a common slip for ``sqlite:////tmp/x.db``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return ""
+    folder = Path(parsed.database).parent
+    if folder.is_dir():
+        return ""
+    hint = f"; its folder {folder} does not exist"
+    if not Path(parsed.database).is_absolute():
+        hint += f" (the path is relative to {Path.cwd()}: an absolute one takes four slashes, sqlite:////{parsed.database})"
+    return hint
 
 
 @cli.group("admin")

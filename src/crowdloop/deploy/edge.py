@@ -77,7 +77,7 @@ class EdgeRuntime:
         self._rng = random.Random(random_state)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._problems: dict[Any, str] = {}  # the last error each sync step logged
+        self._problems: dict[Any, str] = {}  # each sync step's last error, until it next succeeds
         self._next_flush = 0.0
         self._swap_lock = threading.Lock()
 
@@ -151,7 +151,7 @@ class EdgeRuntime:
         """``{label, probabilities, version, confidence}`` of one item (a mapping of its fields)."""
         model = self._model  # read once: a swap during this call does not affect it
         if model is None:
-            raise BusyError("the edge has no model yet: the project has no production version, or it is loading.")
+            raise self._no_model()
         start = time.perf_counter()
         prediction = model.predict(item)
         latency = time.perf_counter() - start
@@ -162,12 +162,19 @@ class EdgeRuntime:
             self._queue_feedback(model, item, prediction.to_dict(), reason)
         return prediction.to_dict()
 
+    def _no_model(self) -> BusyError:
+        """Why nothing is served yet: with the server's last word on a pull (the project not granted
+        to this device, a revoked token, the server away), which was only in the log."""
+        said = self._problems.get(self.refresh)
+        reason = f"the last pull failed: {said}" if said else "the project has no production version, or it is loading"
+        return BusyError(f"the edge has no model yet: {reason}.")
+
     def predict_many(self, items: list[Any]) -> list[dict[str, Any]]:
         """:meth:`predict` of each item, once every item is known to have the model's fields: an
         item missing one used to fail the request after the items before it were counted."""
         model = self._model
         if model is None:
-            raise BusyError("the edge has no model yet: the project has no production version, or it is loading.")
+            raise self._no_model()
         for number, item in enumerate(items):
             missing = model.fields if not isinstance(item, dict) else [f for f in model.fields if f not in item]
             if missing:
@@ -298,6 +305,8 @@ class EdgeRuntime:
             step()
         except ServerAwayError as error:
             log.info("server away: %s", error)
+            self._problems[step] = str(error)  # logged each time; kept for what predict says
+            return
         except CrowdloopError as error:  # the server's word: said once, not at every poll
             if self._problems.get(step) != str(error):
                 log.warning("edge sync step %s: %s", getattr(step, "__name__", step), error)

@@ -87,6 +87,19 @@ def _answers(session: Session, project_id: int) -> pd.DataFrame:
     )
 
 
+def _why_no_labels(session: Session, project_id: int) -> str:
+    """What to do when a project has nothing to train on: "aggregate first" sent a requester whose
+    project had no items, or no answers, to a run that labels nothing."""
+    on_regular = select(func.count()).select_from(Answer).join(Item, Item.id == Answer.item_id)
+    answered = session.scalar(on_regular.where(Answer.project_id == project_id, Item.is_gold.is_(False)))
+    if answered:
+        return f"project {project_id} has no aggregated labels on regular items; aggregate first."
+    items = session.scalar(select(func.count()).where(Item.project_id == project_id, Item.is_gold.is_(False)))
+    if not items:
+        return f"project {project_id} has no regular items to train on: import items, and have the crowd answer them."
+    return f"project {project_id} has no answers on its {items} regular items yet: start it, and have the crowd answer."
+
+
 def _training_set(session: Session, project: Project, classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     query = (
         select(Item.id, Item.data, ItemLabel.label, ItemLabel.confidence)
@@ -96,7 +109,7 @@ def _training_set(session: Session, project: Project, classes: list[str]) -> tup
     )
     rows = session.execute(query).all()
     if not rows:
-        raise EmptyInputError(f"project {project.id} has no aggregated labels on regular items; aggregate first.")
+        raise EmptyInputError(_why_no_labels(session, project.id))
     items = items_frame([(row[0], row[1]) for row in rows])
     index = pd.Index([int(row[0]) for row in rows])
     labels = pd.Series([str(row[2]) for row in rows], index=index)
