@@ -153,7 +153,9 @@ def _sqlite_folder_hint(url: str) -> str:
         return ""
     hint = f"; its folder {folder} does not exist"
     if not Path(parsed.database).is_absolute():
-        hint += f" (the path is relative to {Path.cwd()}: an absolute one takes four slashes, sqlite:////{parsed.database})"
+        hint += (
+            f" (the path is relative to {Path.cwd()}: an absolute one takes four slashes, sqlite:////{parsed.database})"
+        )
     return hint
 
 
