@@ -3,6 +3,8 @@ PostgreSQL database: the rows they already hold keep their meaning."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import Engine, text
 
 from crowdloop.storage import migrate
@@ -50,3 +52,23 @@ def test_projects_that_finished_before_0008_say_why(engine: Engine) -> None:
     with engine.connect() as connection:
         finished_by = dict(connection.execute(text("SELECT id, finished_by FROM projects")).tuples().all())
     assert finished_by == {by_rule: "rule", by_owner: "owner", active: None, empty: "rule"}
+
+
+def test_projects_with_items_before_0013_get_the_fields_their_items_have(engine: Engine) -> None:
+    """0013 checks an import's fields against the project's: a project filled before it must get
+    the fields its items have, or its next import would declare them anew."""
+    upgrade_to(engine, "0012")
+    filled = _project(engine, "active", [True, False])  # items of {"text": ...}
+    empty = _project(engine, "draft", [])
+    with engine.begin() as connection:  # an item with another field, and the gold one: both count
+        connection.execute(text("DELETE FROM items WHERE project_id = :p"), {"p": empty})
+        connection.execute(
+            text('UPDATE items SET data = \'{"text": "y", "text_b": "z"}\' WHERE content_hash = :h'),
+            {"h": f"{filled}-gold"},
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT id, fields FROM projects WHERE id IN (:a, :b)"),
+                                       {"a": filled, "b": empty}).tuples().all())  # fmt: skip
+    fields = {project: json.loads(value) if isinstance(value, str) else value for project, value in rows.items()}
+    assert fields == {filled: ["text", "text_b"], empty: None}

@@ -284,15 +284,16 @@ def test_a_csv_header_with_blanks_capitals_or_a_trailing_comma_imports_as_meant(
     gold answer, and a trailing comma shifted every value one column left. Values stay text as
     written; training reads a column of plain numbers as numeric."""
     _, requester = server.user("req", "requester")
-    project = _project(requester, labels=["no", "yes"])
     spaced = tmp_path / "spaced.csv"
     spaced.write_text("ID, Text, Gold_Label, price, zip\n1, is it a cat, yes, 12.5, 007\n2, a dog, , 3, 0101\n")
     trailing = tmp_path / "trailing.csv"
-    trailing.write_text("id,text,gold_label\n3,hello,no,\n4,world,,\n")
-    for path in (spaced, trailing):
+    trailing.write_text("id,text,gold-label\n3,hello,no,\n4,world,,\n")
+    items = {}
+    for path in (spaced, trailing):  # a project each: their fields differ
+        project = _project(requester, labels=["no", "yes"])
         report = requester.upload_items(project["id"], path)
         assert report["created"] == 2 and report["rejected"] == [], report
-    items = {item["external_id"]: item for item in requester.items(project["id"])}
+        items |= {item["external_id"]: item for item in requester.items(project["id"])}
     assert items["1"]["data"] == {"Text": "is it a cat", "price": "12.5", "zip": "007"}
     assert items["1"]["is_gold"] and items["1"]["gold_label"] == "yes"
     assert items["2"]["data"] == {"Text": "a dog", "price": "3", "zip": "0101"} and not items["2"]["is_gold"]
@@ -425,3 +426,78 @@ def test_upload_surprises_are_named_or_read_as_meant(server, tmp_path):
     lines.write_bytes(b'\xef\xbb\xbf{"data": {"text": "with a mark"}, "external_id": 17}\n')
     assert requester.upload_items(project["id"], lines)["created"] == 1
     assert [item["external_id"] for item in requester.items(project["id"])] == ["17"]
+
+
+def test_an_import_of_other_fields_is_rejected_naming_them(server, tmp_path):
+    """A misspelt header, or the gold answer in a column not named gold_label, made items of
+    whatever the file held: workers were shown the answer, and the model took it as a feature.
+    The first import declares the project's fields; a row with another field is rejected."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    first = tmp_path / "first.csv"
+    first.write_text("id,text,text_b,gold label\n1,a cat,a pet,1\n2,a dog,a car,\n")  # "gold label" is gold_label
+    report = requester.upload_items(project, first)
+    assert (report["created"], report["rejected"]) == (2, []), report
+    assert requester.project(project)["fields"] == ["text", "text_b"]
+    assert next(item for item in requester.items(project) if item["external_id"] == "1")["gold_label"] == "1"
+    misspelt = tmp_path / "misspelt.csv"
+    misspelt.write_text("ID,txt,text_b\n3,a bird,a plane\n")
+    leaked = tmp_path / "leaked.csv"
+    leaked.write_text("id,text,text_b,gold\n4,a fish,a dish,0\n")
+    for path, expected in ((misspelt, "field(s) ['txt'] are not the project's fields ['text', 'text_b'] (did you "
+                                      "mean 'text' for 'txt'?)"),
+                           (leaked, "field 'gold' looks like the gold answer, which workers would be shown: name "
+                                    "the column gold_label")):  # fmt: skip
+        report = requester.upload_items(project, path)
+        assert report["created"] == 0 and report["rejected"][0]["reason"].startswith(expected), report
+    assert len(requester.items(project)) == 2  # nothing else was stored
+    # a field declared explicitly is taken, whatever it looks like
+    requester.update_project(project, fields=["text", "text_b", "gold"])
+    assert requester.upload_items(project, leaked)["created"] == 1
+
+
+def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    report = requester.import_items(project, [{"data": {"text": "one", "label": "1"}}, {"data": {"text": "two"}}])
+    assert report["created"] == 1 and "field 'label' looks like the gold answer" in report["rejected"][0]["reason"]
+    assert requester.project(project)["fields"] == ["text"]
+    declared = _project(requester, fields=["text", "label"])["id"]  # a project about labels on jars, say
+    assert requester.import_items(declared, [{"data": {"text": "one", "label": "jam"}}])["created"] == 1
+    with pytest.raises(InvalidInputError, match="they are not item fields"):
+        _project(requester, fields=["text", "gold_label"])
+
+
+def test_a_gold_file_can_name_its_items_by_id(server, tmp_path):
+    """A gold file of id,gold_label was rejected row by row as "empty item", and the import exited 0."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    requester.import_items(project, [{"external_id": f"t{i}", "data": {"text": f"item {i}"}} for i in range(3)])
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task,gold_label\nt0,1\nt1,0\nt9,1\n")
+    report = requester.upload_items(project, gold)
+    assert (report["gold_added"], report["created"]) == (2, 0), report
+    assert [row["reason"] for row in report["rejected"]] == [f"no item with id 't9' in project {project}, and no "
+                                                             "fields to make one of"]  # fmt: skip
+    labels = {item["external_id"]: item["gold_label"] for item in requester.items(project) if item["is_gold"]}
+    assert labels == {"t0": "1", "t1": "0"}
+    gold.write_text("task,gold_label\nt0,1\nt1,1\n")  # t0 again; t1 against the gold it has
+    report = requester.upload_items(project, gold)
+    assert (report["gold_added"], report["duplicates"]) == (0, 1), report
+    assert "is gold already, with label '0', not '1'" in report["rejected"][0]["reason"]
+
+
+def test_the_cli_says_when_an_import_did_nothing(server, tmp_path):
+    import subprocess
+    import sys
+
+    created, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    requester.import_items(project, [{"data": {"text": "one"}}])
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("txt\ntwo\n")
+    command = [sys.executable, "-m", "crowdloop", "items", "import", str(project), str(wrong), "--url", server.url,
+               "--token", str(created["token"])]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nothing was imported: every row of wrong.csv was rejected" in done.stderr, done
+    assert "row 1: field(s) ['txt']" in done.stderr

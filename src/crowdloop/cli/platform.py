@@ -275,13 +275,19 @@ def _overlap(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 @click.option("--price", default=0.0, show_default=True, type=float)
 @click.option("--budget", type=float)
 @click.option("--method", help="Aggregation method.  [default: the server's CROWDLOOP_DEFAULT_METHOD]")
+@click.option(
+    "--fields", help="Comma-separated fields of its items; an import row with another is rejected.  "
+    "[default: those of the first import]"
+)  # fmt: skip
 @_json_option("the project as one JSON object (its id: `... --json | jq .id`)")
 @_api_options
 def create_project_command(url: str | None, token: str | None, as_json: bool, **spec: Any) -> None:
     """Create a project (draft)."""
     low, high = spec.pop("overlap")
     method = spec.pop("method")
+    fields = spec.pop("fields")
     body = {**spec, "labels": [s.strip() for s in spec["labels"].split(",")], "aggregation_method": method}
+    body["fields"] = [name.strip() for name in fields.split(",")] if fields else None
     body |= {"min_overlap": low, "max_overlap": high}
     with _client(url, token) as client:
         project = client.create_project(**{k: v for k, v in body.items() if v is not None})
@@ -362,14 +368,18 @@ def import_command(project_id: int, file: Path, as_json: bool, url: str | None, 
     gold_explanation, priority; JSON Lines: {"data": {...}, ...}; Label Studio .json) and print the report."""
     with _client(url, token) as client, spinner(f"importing {file.name} into project {project_id}"):
         report = client.upload_items(project_id, file)  # 50,000 rows: some 16 s of silence without the spinner
+    rejected = report["rejected"]
+    nothing = bool(rejected) and not (report["created"] or report["gold_added"] or report["duplicates"])
     if as_json:
         click.echo(json.dumps(report))
-        return
-    rejected = report.pop("rejected")
-    near = report.pop("near_duplicates")
-    _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
-    for row in rejected[:20]:
-        console.print(f"  row {row['row']}: {row['reason']}", highlight=False, soft_wrap=True)
+    else:
+        near = report.pop("near_duplicates")
+        _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
+        for row in rejected[:20]:
+            console.print(f"  row {row['row']}: {row['reason']}", highlight=False, soft_wrap=True)
+    if nothing:  # a script must see that the import did nothing
+        console.print(f"error: nothing was imported: every row of {file.name} was rejected.", highlight=False)
+        raise SystemExit(2)
 
 
 @items_group.command("gold")

@@ -5,15 +5,17 @@ same file twice creates nothing the second time."""
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -30,13 +32,10 @@ from crowdloop.crowd.dedup import (
 from crowdloop.crowd.formats import from_label_studio
 from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_owned_project
-from crowdloop.crowd.schemas import ImportReport, ItemIn, RejectedRow
+from crowdloop.crowd.schemas import RESERVED_COLUMNS, ImportReport, ItemIn, RejectedRow
 from crowdloop.errors import DataFileError
 from crowdloop.storage.models import Item, Project, User, utcnow
 
-RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
-"""Columns of a flat file that set up the item rather than hold its content: ``external_id``, or
-``id`` or ``task`` (what crowd data sets call it, the bundled ones included), is the item's own id."""
 BATCH = 5_000
 
 
@@ -92,9 +91,11 @@ def _check_header(content: bytes, sep: str) -> None:
 
 
 def _column(name: object) -> str:
-    """A header cell: surrounding blanks dropped, reserved names matched whatever their case."""
+    """A header cell: surrounding blanks dropped, reserved names matched whatever their case and
+    however their words are joined (``Gold label``, ``gold-label``)."""
     text = str(name).strip()
-    return text.lower() if text.lower() in RESERVED_COLUMNS else text
+    reserved = re.sub(r"[\s\-]+", "_", text.lower())
+    return reserved if reserved in RESERVED_COLUMNS else text
 
 
 def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -113,49 +114,123 @@ def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def import_items(session: Session, actor: User, project_id: int, rows: Sequence[dict[str, Any]]) -> ImportReport:
-    """Validate, clean and insert ``rows``; report what was created, merged and rejected."""
+    """Validate, clean and insert ``rows``; report what was created, merged and rejected.
+
+    Rows are items of the project's fields (declared when it was created, else by its first
+    import); a row with only an id and a gold label makes the project's item of that id gold."""
     project = get_owned_project(session, actor, project_id)
     report = ImportReport(received=len(rows))
-    valid = _validated(rows, project, report)
+    valid, gold_by_id = _validated(rows, project, report)
+    valid = _of_the_projects_fields(session, project, valid, report)
     unique = _first_of_each_hash(valid, report)
     created, pairs = _insert(session, project, [(key, item) for key, (_, item) in unique.items()])
     report.created = len(created)
     report.duplicates += len(unique) - report.created
     _gold_for_items_already_there(session, project, {key: row for key, row in unique.items() if key not in created},
                                   report)  # fmt: skip
+    _gold_for_items_by_id(session, project, gold_by_id, report)
     mark_near_duplicates(session, pairs)
     report.near_duplicates = sorted(pairs)
     return report
 
 
-def _validated(rows: Sequence[dict[str, Any]], project: Project, report: ImportReport) -> list[tuple[int, ItemIn]]:
-    """The rows that make items, each with its number (from 1); the others go to ``report.rejected``."""
-    valid = []
+def _validated(
+    rows: Sequence[dict[str, Any]], project: Project, report: ImportReport
+) -> tuple[list[tuple[int, ItemIn]], list[tuple[int, ItemIn]]]:
+    """The rows that make items, and the rows that name an item by its id only to give it a gold
+    label, each with its number (from 1); the others go to ``report.rejected``."""
+    valid: list[tuple[int, ItemIn]] = []
+    gold_by_id: list[tuple[int, ItemIn]] = []
     for number, row in enumerate(rows, start=1):
         reason = _problem(row, project)
-        if reason is None:
+        if reason is None or (reason == _EMPTY and row.get("external_id") and row.get("gold_label")):
             try:
-                valid.append((number, ItemIn.model_validate(row)))
+                item = ItemIn.model_validate(row)
+                (valid if reason is None else gold_by_id).append((number, item))
                 continue
             except ValidationError as error:
                 first = error.errors()[0]
                 reason = f"{'.'.join(map(str, first['loc'])) or 'row'}: {first['msg']}"
         report.rejected.append(RejectedRow(row=number, reason=reason))
-    return valid
+    return valid, gold_by_id
+
+
+_EMPTY = "empty item: no field has content"
 
 
 def _problem(row: Any, project: Project) -> str | None:
     if not isinstance(row, dict) or "_invalid" in row:
         return "not an object"
-    if not has_content(row.get("data")):
-        return "empty item: no field has content"
     unstorable = unstorable_reason(row)
     if unstorable:
         return unstorable
     gold = row.get("gold_label")
     if gold not in (None, "") and str(gold) not in project.labels:
         return f"gold label {gold!r} is not one of the project's labels {project.labels}"
+    if not has_content(row.get("data")):
+        return _EMPTY
     return None
+
+
+_GOLD_LIKE = re.compile(r"gold|truth|^(labels?|answers?|true_labels?|correct_(label|answer)s?)$")
+"""Field names that look like a gold answer column which missed the name ``gold_label``."""
+
+
+def _gold_like(name: str) -> bool:
+    return bool(_GOLD_LIKE.search(re.sub(r"[\s\-]+", "_", name.strip().lower())))
+
+
+def _of_the_projects_fields(
+    session: Session, project: Project, valid: list[tuple[int, ItemIn]], report: ImportReport
+) -> list[tuple[int, ItemIn]]:
+    """The rows whose fields are all the project's; the others are rejected, naming the fields.
+
+    A misspelt header (``txt`` for ``text``), or the gold answer in a column not named
+    ``gold_label``, made items of whatever they held: workers were shown the answer, and a model
+    took it as a feature. A project without fields gets those of its first import, less any that
+    looks like a gold answer (which only an explicit declaration accepts)."""
+    declared = project.fields if project.fields is not None else _declare(session, project, valid)
+    known = set(declared or ())
+    kept = []
+    for number, item in valid:
+        unknown = [name for name in item.data if name not in known]
+        if not unknown:
+            kept.append((number, item))
+            continue
+        gold_like = [name for name in unknown if _gold_like(name)]
+        if gold_like:
+            reason = (
+                f"field {gold_like[0]!r} looks like the gold answer, which workers would be shown: name the "
+                "column gold_label to make the item gold (or declare the field in the project's fields)"
+            )
+        else:
+            reason = (
+                f"field(s) {unknown} are not the project's fields {declared}{_did_you_mean(unknown, declared)}: "
+                "rename the column(s), or add them to the project's fields (PATCH /projects/{id} with fields)"
+            )
+        report.rejected.append(RejectedRow(row=number, reason=reason))
+    return kept  # fmt: skip
+
+
+def _did_you_mean(unknown: list[str], declared: list[str] | None) -> str:
+    """`` (did you mean 'text' for 'txt'?)``: a name a slip away from a declared one, case included."""
+    lowered = {name.lower(): name for name in declared or ()}
+    for name in unknown:
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {lowered[close[0]]!r} for {name!r}?)"
+    return ""
+
+
+def _declare(session: Session, project: Project, valid: list[tuple[int, ItemIn]]) -> list[str] | None:
+    """The first import's fields, in the order they first appear, as the project's (None: none).
+    Declared only where no other import did at the same moment; then that one's stand."""
+    names = list(dict.fromkeys(name for _, item in valid for name in item.data if not _gold_like(name)))
+    if not names:
+        return None
+    session.execute(update(Project).where(Project.id == project.id, Project.fields.is_(None)).values(fields=names))
+    session.refresh(project, ["fields"])
+    return project.fields
 
 
 def _first_of_each_hash(items: list[tuple[int, ItemIn]], report: ImportReport) -> dict[str, tuple[int, ItemIn]]:
@@ -202,15 +277,56 @@ def _gold_for_items_already_there(
     )
     for item in session.scalars(query):
         number, row = wanted[item.content_hash]
-        if item.is_gold and item.gold_label != row.gold_label:
-            reason = f"item {item.id} is gold already, with label {item.gold_label!r}, not {row.gold_label!r}"
-            report.rejected.append(RejectedRow(row=number, reason=reason))
+        if not _make_gold(item, number, row, report):
             report.duplicates -= 1  # rejected, not merged: each row is counted once
-        elif not item.is_gold:
-            item.is_gold, item.gold_label, item.done = True, row.gold_label, False  # a control item from now on
-            item.gold_explanation = row.gold_explanation or item.gold_explanation
-            report.gold_added += 1
     report.rejected.sort(key=lambda rejected: rejected.row)
+
+
+def _gold_for_items_by_id(
+    session: Session, project: Project, rows: list[tuple[int, ItemIn]], report: ImportReport
+) -> None:
+    """Rows of only an id and a gold label (a gold file of ``id,gold_label``) make the project's
+    items of that id gold: such a file was rejected row by row as "empty item"."""
+    if not rows:
+        return
+    wanted = {str(row.external_id) for _, row in rows}
+    query = (
+        select(Item)
+        .where(Item.project_id == project.id, Item.external_id.in_(sorted(wanted)))
+        .order_by(Item.id)
+        .with_for_update(key_share=True)
+    )
+    by_id: dict[str, list[Item]] = {}
+    for item in session.scalars(query):
+        by_id.setdefault(str(item.external_id), []).append(item)
+    for number, row in rows:
+        items = by_id.get(str(row.external_id), [])
+        if not items:
+            reason = f"no item with id {row.external_id!r} in project {project.id}, and no fields to make one of"
+            report.rejected.append(RejectedRow(row=number, reason=reason))
+            continue
+        conflicting = [item for item in items if item.is_gold and item.gold_label != row.gold_label]
+        if conflicting:
+            _make_gold(conflicting[0], number, row, report)  # the row is rejected, naming the item
+            continue
+        report.duplicates += all(item.is_gold for item in items)  # a repeated gold file changes nothing
+        for item in items:
+            _make_gold(item, number, row, report)
+    report.rejected.sort(key=lambda rejected: rejected.row)
+
+
+def _make_gold(item: Item, number: int, row: ItemIn, report: ImportReport) -> bool:
+    """``item`` gold with ``row``'s label (``gold_added``); False, with the row rejected, when it
+    is gold already with another label. Workers' gold answers were judged by that one."""
+    if item.is_gold and item.gold_label != row.gold_label:
+        reason = f"item {item.id} is gold already, with label {item.gold_label!r}, not {row.gold_label!r}"
+        report.rejected.append(RejectedRow(row=number, reason=reason))
+        return False
+    if not item.is_gold:
+        item.is_gold, item.gold_label, item.done = True, row.gold_label, False  # a control item from now on
+        item.gold_explanation = row.gold_explanation or item.gold_explanation
+        report.gold_added += 1
+    return True
 
 
 def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[set[str], Pairs]:

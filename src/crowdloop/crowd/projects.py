@@ -194,6 +194,7 @@ def project_out(project: Project, *, full: bool) -> ProjectOut:
             "rules": project.rules,
             "lease_seconds": project.lease_seconds,
             "open_to_all": project.open_to_all,
+            "fields": project.fields,
         }
     return ProjectOut(**base)
 

@@ -58,6 +58,27 @@ class QualityRules(BaseModel):
     )  # fmt: skip
 
 
+RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
+"""Columns of a flat file that set up the item rather than hold its content: ``external_id``, or
+``id`` or ``task`` (what crowd data sets call it, the bundled ones included), is the item's own id."""
+
+ItemFields = Annotated[list[StorableStr], Field(min_length=1, max_length=1000)]
+
+
+def check_item_fields(fields: list[str] | None) -> list[str] | None:
+    """Declared item fields: distinct, non-blank names that are not a flat file's setting columns."""
+    if fields is None:
+        return None
+    if any(not name.strip() for name in fields):
+        raise ValueError("a field name cannot be blank")
+    if len(set(fields)) != len(fields):
+        raise ValueError("fields must be distinct")
+    reserved = [name for name in fields if name.strip().lower() in RESERVED_COLUMNS]
+    if reserved:
+        raise ValueError(f"{reserved} set items up ({', '.join(RESERVED_COLUMNS)}); they are not item fields")
+    return fields
+
+
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     name: StorableStr = Field(min_length=1, max_length=200)
@@ -76,6 +97,12 @@ class ProjectCreate(BaseModel):
     lease_seconds: int = Field(600, ge=5, le=86_400)
     open_to_all: bool = True
     rules: QualityRules = Field(default_factory=QualityRules)
+    fields: ItemFields | None = Field(
+        None, description="the fields of its items; none: the first import declares them. An import row with "
+        "another field is rejected, so a misspelt column never reaches workers"
+    )  # fmt: skip
+
+    _fields = field_validator("fields")(check_item_fields)
 
     @model_validator(mode="after")
     def _check(self) -> ProjectCreate:
@@ -111,6 +138,9 @@ class ProjectUpdate(BaseModel):
     rules: QualityRules | None = None
     lease_seconds: int | None = Field(None, ge=5, le=86_400, description="for leases taken from now on")
     open_to_all: bool | None = Field(None, description="false: only the workers granted access see the project")
+    fields: ItemFields | None = Field(None, description="the fields its items may have; items stored keep theirs")
+
+    _fields = field_validator("fields")(check_item_fields)
 
     @model_validator(mode="after")
     def _check(self) -> ProjectUpdate:
@@ -140,6 +170,7 @@ class ProjectOut(BaseModel):
     rules: dict[str, Any] | None = None
     lease_seconds: int | None = None
     open_to_all: bool | None = None
+    fields: list[str] | None = None
 
 
 class ItemIn(BaseModel):

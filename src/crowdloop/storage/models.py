@@ -104,6 +104,8 @@ class Project(Base):
     # the stop rule's crowd model at the latest aggregation: a newcomer's confusion matrix and
     # the skill bar (see crowd/stop_rule.py)
     crowd_model: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # the fields of its items, declared at creation or by the first import; None: no item yet
+    fields: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -121,6 +123,7 @@ class Item(Base):
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
         # The assignment queue: walked backwards, (priority, id) descending, without a sort.
         Index("ix_items_queue", "project_id", "done", "is_gold", "priority", "id"),
+        Index("ix_items_external_id", "project_id", "external_id"),  # a gold file may name items by id
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
