@@ -198,3 +198,14 @@ def test_the_path_checks_leave_nothing_behind_and_accept_folders_the_command_mak
     writable_file(None, None, tmp_path / "kept.csv")  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.csv"]
     assert (tmp_path / "kept.csv").read_text() == "data"
+
+
+def test_a_model_download_from_a_server_that_is_not_there_is_one_line(tmp_path):
+    """It was httpx's ConnectError traceback: the download streams, outside the client's usual call."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = crowdloop("models", "download", "1", "-o", str(tmp_path / "model"), "--url", f"http://127.0.0.1:{port}",
+                     "--token", "t", timeout=60)  # fmt: skip
+    one_line(done, 1, f"cannot reach the server at http://127.0.0.1:{port}")
+    assert not (tmp_path / "model").exists()

@@ -363,13 +363,20 @@ class Client:
         return {"version": int(headers.get("x-crowdloop-version", 0)), "digest": digest, "path": str(target)}
 
     def _download_to(self, route: str, handle: Any) -> httpx.Headers:
-        with self._http.stream("GET", route, timeout=None) as response:
-            if response.is_error:
-                response.read()
-                _raise_for(response)
-            for chunk in response.iter_bytes():
-                handle.write(chunk)
-            return response.headers
+        """Stream ``route`` into ``handle``; a server that cannot be reached, or a download cut off,
+        is a CrowdloopError naming the server (it was httpx's traceback)."""
+        try:
+            with self._http.stream("GET", route, timeout=None) as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for(response)
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+                return response.headers
+        except httpx.ConnectError as error:
+            raise self._no_answer(error) from None
+        except httpx.TransportError as error:
+            raise CrowdloopError(f"the download from {self._http.base_url} was cut off: {error}.") from None
 
 
 def _ref(ref: str | int) -> str:
