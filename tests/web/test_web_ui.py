@@ -188,11 +188,14 @@ def _change_settings(page: Any, owner: Any, project: int) -> None:
     )
     page.fill("#settings input[name=lease_seconds]", "120")
     page.uncheck("#settings input[name=open_to_all]")
+    assert page.input_value("#settings input[name=fields]") == ""  # no import yet has declared them
+    page.fill("#settings input[name=fields]", "text, source")
     page.click("#settings button[type=submit]")
     page.wait_for_selector("#settings-message:has-text('Settings saved')")
     saved = owner.project(project)
     assert saved["confidence_target"] == 0.9 and saved["rules"]["min_gold_accuracy"] is None
     assert saved["lease_seconds"] == 120 and saved["open_to_all"] is False
+    assert saved["fields"] == ["text", "source"]
     page.check("#settings input[name=open_to_all]")  # open again for the crowd below
     page.evaluate("document.querySelector('#settings-message').textContent = ''")
     page.click("#settings button[type=submit]")
@@ -257,8 +260,9 @@ XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 def test_item_content_is_shown_as_text_never_run(server, context, user):
     _, owner_token, owner = user("requester")
-    project = _project(owner, [XSS, "a pair"], max_overlap=2)
-    owner.import_items(project, [{"data": {"premise": XSS, "hypothesis": "<b>bold?</b>"}}])
+    project = _project(owner, [XSS, "a pair"], max_overlap=2, fields=["text", "premise", "hypothesis"])
+    report = owner.import_items(project, [{"data": {"premise": XSS, "hypothesis": "<b>bold?</b>"}}])
+    assert report["created"] == 1, report
     owner.start(project)
     page, _, _ = _worker_on(server, context, user, project)
     seen = set()
@@ -303,7 +307,8 @@ def test_a_worker_cannot_open_another_projects_item_by_changing_the_url(server, 
 
 def test_the_worker_page_fits_a_phone(server, browser, user):
     _, _, owner = user("requester")
-    project = _project(owner, ["Two texts, side by side on a desktop and stacked on a phone."])
+    shapes = ["text", "premise", "hypothesis", "image_url", "question"]  # a project of items of three shapes
+    project = _project(owner, ["Two texts, side by side on a desktop and stacked on a phone."], fields=shapes)
     owner.import_items(
         project, [{"data": {"premise": "A man plays a guitar on stage.", "hypothesis": "A person makes music."}}]
     )

@@ -62,6 +62,9 @@ export function settingsFields(project = null) {
       h("label", {}, "Aggregation method",
         h("select", { name: "aggregation_method" },
           methods.map((name) => h("option", { value: name, selected: name === method }, name ? name.replaceAll("_", " ") : "the server's default"))))),
+    h("label", {}, "Item fields (comma-separated; empty: those of the first import)",
+      h("input", { name: "fields", type: "text", value: ((project && project.fields) || []).join(", "),
+        placeholder: "text, text_b" })),
     h("label", { class: "inline" },
       h("input", { name: "open_to_all", type: "checkbox", checked: !project || project.open_to_all !== false }),
       "Open to all workers (unticked: only the workers you grant access)"),
@@ -88,6 +91,8 @@ export function readSettings(form) {
   const settings = Object.fromEntries(SETTINGS.map((field) => [field.name, valueOf(data, field)]));
   const rules = Object.fromEntries(RULES.map((field) => [field.name, valueOf(data, field)]));
   rules.training_feedback = data.get("training_feedback") === "on";
+  // An import row with a field not listed is rejected; none listed: the first import lists them.
+  const fields = String(data.get("fields") || "").split(",").map((name) => name.trim()).filter(Boolean);
   return { ...settings, aggregation_method: data.get("aggregation_method") || null, open_to_all: data.get("open_to_all") === "on",
-    rules };
+    rules, ...(fields.length ? { fields } : {}) };
 }
