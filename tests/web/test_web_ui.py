@@ -54,6 +54,7 @@ def test_a_worker_labels_with_the_keyboard_and_the_answers_are_stored(server, co
     _answer_with_key(page, "1", _shown(page))
     page.wait_for_selector("#feedback:not([hidden])")
     assert "positive" in page.inner_text("#feedback") and GOLD_EXPLANATION in page.inner_text("#feedback")
+    assert 'to "A wonderful, happy day."' in page.inner_text("#feedback")  # the item it is about, now gone
     wait_until(page, lambda: page.inner_text("#accuracy") == "0%", "the accuracy on gold")
     answered: dict[str, str] = {}
     for index in range(8):
@@ -62,6 +63,8 @@ def test_a_worker_labels_with_the_keyboard_and_the_answers_are_stored(server, co
         key = "2" if "great" in text else "1"
         answered[text] = ["negative", "positive"][int(key) - 1]
         _answer_with_key(page, key, text)
+        if index == 0:  # the next answer hides the feedback: it stayed over unrelated items
+            assert page.locator("#feedback").is_hidden()
         if index == 3:  # undo the answer just given: its item comes back, and is answered again
             page.keyboard.press("u")
             wait_until(page, lambda text=text: text in page.inner_text("#item"), "the undone item")
@@ -142,7 +145,10 @@ def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server,
     page.click("#upload-form button")
     page.wait_for_selector("#import-summary")
     summary = page.inner_text("#import-report")
-    assert "12 rows received: 10 items created, 1 duplicates merged, 1 rejected" in summary and "maybe" in summary
+    assert (
+        "12 rows received: 10 items created, 0 items made gold, 1 duplicates merged, 1 rejected" in summary
+        and "maybe" in summary
+    )
     page.click("#start")
     page.wait_for_selector("#status:has-text('active')")
     page.click("#pause")
@@ -172,6 +178,7 @@ def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server,
         page.locator("#timeline svg rect.bar").count() == 30 and page.locator("#histogram svg rect.bar").count() == 10
     )
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+    _export(page, owner, project)
     _ban_from_the_table(page, owner, project, crowd[2][0])
     _review(page, server, owner, project)
 
@@ -215,6 +222,18 @@ def _change_settings(page: Any, owner: Any, project: int) -> None:
     page.click("#settings summary")  # folded again, as a requester leaves it
 
 
+def _export(page: Any, owner: Any, project: int) -> None:
+    """The dashboard downloads what the API exports: nothing on the web did."""
+    with page.expect_download() as labels:
+        page.click("#exports button:has-text('Labels (CSV)')")
+    path = labels.value.path()
+    assert labels.value.suggested_filename == f"project-{project}-labels.csv"
+    assert path.read_bytes() == owner.export(project, "labels", "csv")
+    with page.expect_download() as payouts:
+        page.click("#exports button:has-text('Payouts (CSV)')")
+    assert payouts.value.path().read_text().startswith("worker_id,name,answers,answer_pay,bonuses,total")
+
+
 def _ban_from_the_table(page: Any, owner: Any, project: int, worker_id: int) -> None:
     row = page.locator(f"#workers-body tr[data-worker='{worker_id}']")
     row.locator("input").fill("disagrees with everyone")
@@ -236,22 +255,42 @@ def _review(page: Any, server: Any, owner: Any, project: int) -> None:
     page.wait_for_selector(f"article.review[data-item='{item_id}']:has-text('now gold')")
     item = next(row for row in owner.items(project) if row["id"] == item_id)
     assert item["is_gold"] and item["gold_label"] == "positive"
-    # the decided item is gold now, and the crowd disagreed on it: it shows among the missed gold
+    # the decided item is gold now, but no answer on it was judged as gold: none was missed
     page.reload()
-    missed = page.locator(f"article.gold[data-item='{item_id}']")
+    page.wait_for_selector("#gold p.muted, #gold article.gold")
+    assert page.locator(f"article.gold[data-item='{item_id}']").count() == 0
+
+
+def test_a_requester_corrects_a_missed_gold_label_then_takes_it_out_of_gold(server, context, user):
+    _, owner_token, owner = user("requester")
+    project = _project(owner, ["plain one", "plain two"], gold_share=0.5, max_overlap=2)
+    owner.import_items(project, [{"data": {"text": "a control"}, "gold_label": "positive"}])
+    owner.start(project)
+    gold_item = next(item["id"] for item in owner.items(project) if item["is_gold"])
+    for _ in range(2):  # a newcomer's first task is gold: both say "negative"
+        _, _, worker = user("worker")
+        task = worker.next_task(project)
+        assert task["item_id"] == gold_item
+        worker.submit(task["assignment_id"], "negative")
+    page = context.new_page()
+    sign_in(page, server.url, owner_token)
+    page.goto(f"{server.url}/ui/review.html?project={project}")
+    missed = page.locator(f"article.gold[data-item='{gold_item}']")
     missed.wait_for()
-    assert "gold label positive" in missed.inner_text()
+    assert "gold label positive, missed by 2 of 2" in missed.inner_text()
     missed.locator("button", has_text="Correct to negative").click()
     page.wait_for_selector(
-        f"article.gold[data-item='{item_id}']:has-text('gold is now \"negative\" (was \"positive\")')"
+        f"article.gold[data-item='{gold_item}']:has-text('gold is now \"negative\" (was \"positive\")')"
     )
-    assert next(row for row in owner.items(project) if row["id"] == item_id)["gold_label"] == "negative"
+    assert missed.inner_text().count(": 1/1 gold answers right") == 2  # whose tallies moved, and to what
+    assert next(row for row in owner.items(project) if row["id"] == gold_item)["gold_label"] == "negative"
     # on second thoughts the item is too ambiguous to judge workers by: it leaves gold
+    owner.correct_gold(project, gold_item, "positive")  # missed again, so it is listed
     page.reload()
     missed.wait_for()
     missed.locator("button", has_text="Not gold").click()
-    page.wait_for_selector(f"article.gold[data-item='{item_id}']:has-text('no longer gold (was \"negative\")')")
-    item = next(row for row in owner.items(project) if row["id"] == item_id)
+    page.wait_for_selector(f"article.gold[data-item='{gold_item}']:has-text('no longer gold (was \"positive\")')")
+    item = next(row for row in owner.items(project) if row["id"] == gold_item)
     assert (item["is_gold"], item["gold_label"]) == (False, None)
 
 
@@ -303,6 +342,71 @@ def test_a_worker_cannot_open_another_projects_item_by_changing_the_url(server, 
         assert "No such project" in page.inner_text("#item")
         assert "SECRET" not in page.content()
     assert worker.standing(mine)["answers"] == 0
+
+
+def test_a_banned_worker_keys_answer_nothing_and_home_says_banned(server, context, user):
+    """Banned mid-session, the keys still "answered" the leased items no longer shown, each a
+    refusal; and the home page offered the project with a Start button."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"sentence {i}" for i in range(6)])
+    owner.start(project)
+    page, worker_id, worker = _worker_on(server, context, user, project)
+    page.wait_for_selector("#item .item")
+    page.wait_for_timeout(250)
+    _answer_with_key(page, "1", _shown(page))
+    wait_until(page, lambda: worker.standing(project)["answers"] == 1, "the first answer stored")
+    owner.ban(project, worker_id, "testing")
+    page.keyboard.press("2")  # refused: the page learns of the ban and stops
+    page.wait_for_selector("#item .notice.error")
+    said = page.inner_text("#message")
+    for key in ("1", "2", "1"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(1000)
+    assert page.inner_text("#message") == said and page.locator("#labels").is_hidden()
+    page.goto(f"{server.url}/ui/")
+    page.wait_for_selector("#projects-body tr")
+    assert page.locator(f"#projects-body a[href='work.html?project={project}']").count() == 0
+    assert "banned" in page.inner_text("#projects-body")
+
+
+def test_an_answer_a_second_tab_gave_first_is_said_to_stand(server, context, user):
+    """Two tabs show the same leased item; the second tab's answer on it was dropped without a word."""
+    _, _, owner = user("requester")
+    project = _project(owner, [f"sentence {i}" for i in range(4)])
+    owner.start(project)
+    first, _, worker = _worker_on(server, context, user, project)
+    token = first.evaluate("sessionStorage.getItem('crowdloop.token')")
+    second = context.new_page()
+    sign_in(second, server.url, token)
+    second.goto(f"{server.url}/ui/work.html?project={project}")
+    for page in (first, second):
+        page.wait_for_selector("#item .item")
+    shown = _shown(first)
+    assert _shown(second) == shown
+    first.wait_for_timeout(250)
+    _answer_with_key(first, "1", shown)
+    wait_until(first, lambda: worker.standing(project)["answers"] == 1, "the first tab's answer stored")
+    second.wait_for_timeout(250)
+    second.keyboard.press("2")
+    second.wait_for_selector("#message:has-text('was already answered \"negative\"')")
+    assert 'your "positive" was not recorded' in second.inner_text("#message")
+    assert {"text": shown, "label": "negative"} in _answers(owner, project)
+
+
+def test_the_dashboard_drops_its_warning_once_it_refreshes_again(server, context, user):
+    _, token, owner = user("requester")
+    project = _project(owner, ["one"])
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/project.html?project={project}")
+    page.wait_for_selector("#status:has-text('draft')")
+    page.route("**/dashboard", lambda route: route.abort())
+    page.wait_for_selector("#message:has-text('Cannot refresh the dashboard')")
+    page.unroute("**/dashboard")
+    page.wait_for_selector("#message", state="hidden")  # it stayed, over a dashboard that was fresh again
+    page.click("#start")
+    page.wait_for_selector("#status:has-text('active')")
+    wait_until(page, lambda: page.evaluate("document.activeElement.id") == "pause", "the keyboard on Pause")
 
 
 def test_the_worker_page_fits_a_phone(server, browser, user):

@@ -430,7 +430,7 @@ def _print_rejudged(result: dict[str, Any], when_none: str) -> None:
     workers = result.pop("workers")
     _print_record(result)
     if workers:
-        _print_rows(workers, ["worker_id", "gold_answers", "gold_correct", "gold_accuracy", "banned"])
+        _print_rows(workers, ["worker_id", "name", "gold_answers", "gold_correct", "gold_accuracy", "banned"])
     else:
         console.print(when_none)
 

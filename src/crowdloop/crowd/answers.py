@@ -38,6 +38,7 @@ def submit_answer(session: Session, worker: User, assignment_id: int, answer: Su
                 answer_id=existing.id,
                 reward=from_micros(existing.reward_micros) or 0.0,
                 duplicate=True,
+                label=str(existing.label),
                 feedback=_feedback(lease) if wrong_gold else None,
             )
     if lease.banned:
@@ -118,6 +119,7 @@ def _record(session: Session, lease: Row[Any], answer: SubmitIn) -> SubmitOut:
     return SubmitOut(
         answer_id=answer_id,
         reward=from_micros(lease.price_micros) or 0.0,
+        label=answer.label,
         feedback=_feedback(lease) if lease.is_gold and not correct else None,
         aggregate_project=lease.project_id if due else None,
     )

@@ -58,14 +58,16 @@ def review_queue(session: Session, actor: User, project_id: int, limit: int = 20
 def gold_report(session: Session, actor: User, project_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """Up to ``limit`` answered gold items, the most missed first: where a gold label is wrong, the
     crowd misses it (Toloka's control-task statistics show the same). Each comes with its votes, so
-    the requester can see what the crowd said and correct the label (:func:`correct_gold`)."""
+    the requester can see what the crowd said and correct the label (:func:`correct_gold`). Only
+    answers judged as gold count: those given before a decision made the item gold were not, and
+    showed the requester's own decision as "missed"."""
     get_owned_project(session, actor, project_id)
     votes: dict[int, Counter[str]] = defaultdict(Counter)
     label_text = cast(Answer.label, Text)  # PostgreSQL's json has no equality to group by
     rows = session.execute(
         select(Answer.item_id, label_text, func.count())
         .join(Item, Item.id == Answer.item_id)
-        .where(Answer.project_id == project_id, Item.is_gold)
+        .where(Answer.project_id == project_id, Item.is_gold, Answer.gold)
         .group_by(Answer.item_id, label_text)
     ).all()
     for item_id, label, count in rows:
@@ -329,14 +331,17 @@ def _rejudge(session: Session, project_id: int, item_id: int, old: str, new: str
 
 
 def _tallies(session: Session, project_id: int, workers: list[int]) -> list[dict[str, Any]]:
-    """Each worker's gold tally on the project, and whether they are banned."""
-    rows = session.scalars(
-        select(ProjectWorker).where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id.in_(workers))
-    )
+    """Each worker's gold tally on the project, and whether they are banned: which ban to lift."""
+    rows = session.execute(
+        select(ProjectWorker, User.name)
+        .join(User, User.id == ProjectWorker.worker_id)
+        .where(ProjectWorker.project_id == project_id, ProjectWorker.worker_id.in_(workers))
+        .order_by(ProjectWorker.worker_id)
+    ).all()
     return [
-        {"worker_id": row.worker_id, "gold_answers": row.gold_answers, "gold_correct": row.gold_correct,
+        {"worker_id": row.worker_id, "name": name, "gold_answers": row.gold_answers, "gold_correct": row.gold_correct,
          "gold_accuracy": row.gold_correct / row.gold_answers if row.gold_answers else None, "banned": row.banned}
-        for row in sorted(rows, key=lambda row: row.worker_id)
+        for row, name in rows
     ]  # fmt: skip
 
 

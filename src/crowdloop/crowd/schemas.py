@@ -228,6 +228,7 @@ class SubmitOut(BaseModel):
     answer_id: int
     reward: float
     duplicate: bool = False
+    label: str | None = Field(None, description="the answer recorded: on a duplicate, the first one's label")
     feedback: dict[str, Any] | None = None
     aggregate_project: int | None = Field(None, exclude=True, description="set when aggregation is due")
 

@@ -66,6 +66,26 @@ export const patch = (path, body) => api("PATCH", path, body);
 export const put = (path, body) => api("PUT", path, body);
 export const del = (path) => api("DELETE", path);
 
+// Save what ``path`` answers as ``filename``: a plain link cannot carry the bearer token.
+export async function download(path, filename) {
+  let response;
+  try {
+    response = await fetch(BASE + path, { headers: { Authorization: `Bearer ${token()}` }, cache: "no-store" });
+  } catch (error) {
+    throw new ApiError(0, "NetworkError", "the server cannot be reached");
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new ApiError(response.status, data && data.error, data && data.detail);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
 // The ?project= of the page's URL, as a positive integer (or null).
 export function projectParam() {
   const value = Number(new URLSearchParams(location.search).get("project"));

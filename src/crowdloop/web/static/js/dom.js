@@ -29,7 +29,8 @@ export const $ = (selector, root = document) => root.querySelector(selector);
 
 export function money(value) {
   if (value === null || value === undefined) return "–";
-  return value.toLocaleString(undefined, { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 4 });
+  const digits = Math.abs(value) >= 1 ? 2 : 4; // $107.75/h, not $107.7457; a price of $0.0025 keeps its digits
+  return value.toLocaleString(undefined, { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: digits });
 }
 
 export function number(value, digits = 2) {

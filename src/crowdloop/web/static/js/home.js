@@ -34,7 +34,8 @@ async function workerProjects() {
   head(["Project", "Pay per answer", "Your answers", "Earned", "Your accuracy", ""]);
   rows(projects.map((p, i) => [
     p.name, money(p.price), String(standings[i].answers), money(standings[i].earned),
-    percent(standings[i].gold_accuracy), h("a", { class: "button", href: `work.html?project=${p.id}` }, "Start"),
+    percent(standings[i].gold_accuracy),
+    standings[i].banned ? h("span", { class: "muted" }, "banned") : h("a", { class: "button", href: `work.html?project=${p.id}` }, "Start"),
   ]));
 }
 

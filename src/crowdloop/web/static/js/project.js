@@ -1,10 +1,11 @@
 // The requester's dashboard of one project, refreshed every few seconds; import, start and pause.
-import { api, get, patch, post, projectParam, requireToken } from "./api.js";
+import { api, download, get, patch, post, projectParam, requireToken } from "./api.js";
 import { barChart, meter } from "./charts.js";
 import { $, fill, h, money, notice, number, percent } from "./dom.js";
 import { readSettings, settingsFields } from "./settings.js";
 
 const REFRESH_MS = 2000;
+const STALE = "Cannot refresh the dashboard";
 const projectId = projectParam();
 
 async function start() {
@@ -15,6 +16,7 @@ async function start() {
   $("#upload-form").addEventListener("submit", upload);
   $("#aggregate").addEventListener("click", aggregate);
   $("#settings-form").addEventListener("submit", saveSettings);
+  for (const button of document.querySelectorAll("#exports button")) button.addEventListener("click", () => exportFile(button));
   try {
     const project = await get(`/projects/${projectId}`);
     fill($("#project-name"), project.name);
@@ -29,12 +31,14 @@ async function refresh() {
   try {
     draw(await get(`/projects/${projectId}/dashboard`));
   } catch (error) {
-    notice($("#message"), `Cannot refresh the dashboard: ${error.message}`, "warn");
+    notice($("#message"), `${STALE}: ${error.message}`, "warn");
   }
   setTimeout(refresh, REFRESH_MS);
 }
 
 function draw(d) {
+  const message = $("#message");
+  if (message.textContent.startsWith(STALE)) message.hidden = true; // the refresh works again: its warning goes
   fill($("#status"), d.status);
   $("#status").className = `status ${d.status}`;
   $("#start").hidden = !["draft", "paused", "finished"].includes(d.status);
@@ -113,6 +117,9 @@ async function ban(workerId, action, input) {
 async function setStatus(status) {
   try {
     await patch(`/projects/${projectId}`, { status });
+    draw(await get(`/projects/${projectId}/dashboard`)); // at once, not at the next refresh
+    const other = $(status === "active" ? "#pause" : "#start"); // the keyboard stays on the header
+    if (!other.hidden) other.focus();
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
@@ -127,6 +134,17 @@ async function saveSettings(event) {
     notice($("#settings-message"), "Settings saved.", "info");
   } catch (error) {
     notice($("#settings-message"), `Not saved: ${error.message}`, "error");
+  }
+}
+
+async function exportFile(button) {
+  button.disabled = true;
+  try {
+    await download(`/projects/${projectId}/${button.dataset.path}`, `project-${projectId}-${button.dataset.file}`);
+  } catch (error) {
+    notice($("#message"), `Export failed: ${error.message}`, "error");
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -153,8 +171,8 @@ async function upload(event) {
 function report(r) {
   fill($("#import-report"),
     h("p", { class: "notice info", id: "import-summary" },
-      `${r.received} rows received: ${r.created} items created, ${r.duplicates} duplicates merged, ` +
-      `${r.rejected.length} rejected, ${r.near_duplicates.length} near duplicates.`),
+      `${r.received} rows received: ${r.created} items created, ${r.gold_added} items made gold, ` +
+      `${r.duplicates} duplicates merged, ${r.rejected.length} rejected, ${r.near_duplicates.length} near duplicates.`),
     r.rejected.length ? h("ul", { class: "rejected" }, r.rejected.map((x) => h("li", {}, `row ${x.row}: ${x.reason}`))) : null,
     r.near_duplicates.length
       ? h("ul", {}, r.near_duplicates.map(([a, b, s]) => h("li", {}, `item ${a} is like item ${b} (${number(s, 2)})`)))

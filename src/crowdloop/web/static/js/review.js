@@ -65,7 +65,8 @@ async function correct(entry, label, explanation, box) {
   try {
     const result = await put(`/projects/${projectId}/items/${entry.item_id}/gold`, { label, explanation: explanation.value.trim() || null });
     const judged = result.workers.length === 1 ? "1 worker's gold answers" : `${result.workers.length} workers' gold answers`;
-    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id}: gold is now "${label}" (was "${result.previous_label}"); ${judged} judged again.`));
+    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id}: gold is now "${label}" (was "${result.previous_label}"); ${judged} judged again.`),
+      tallies(result.workers));
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
@@ -75,10 +76,19 @@ async function removeGold(entry, box) {
   try {
     const result = await del(`/projects/${projectId}/items/${entry.item_id}/gold`);
     const taken = result.workers.length === 1 ? "1 worker's gold answers" : `${result.workers.length} workers' gold answers`;
-    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id} is no longer gold (was "${result.previous_label}"); ${taken} taken out of their gold tallies.`));
+    fill(box, h("p", { class: "notice info" }, `Item ${entry.external_id || entry.item_id} is no longer gold (was "${result.previous_label}"); ${taken} taken out of their gold tallies.`),
+      tallies(result.workers));
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
+}
+
+// The workers a gold change re-judged, with their tallies now: a ban that rested on a wrong gold
+// label shows here, to be lifted on the dashboard.
+function tallies(workers) {
+  if (!workers.length) return null;
+  return h("ul", { class: "tallies" }, workers.map((w) => h("li", {},
+    `${w.name}: ${w.gold_correct}/${w.gold_answers} gold answers right${w.banned ? " (banned: lift it on the dashboard if the wrong gold was why)" : ""}`)));
 }
 
 start();

@@ -54,6 +54,8 @@ async function start() {
 }
 
 function stop(text, kind) {
+  state.current = null; // keys held ready answer nothing now
+  state.queue = [];
   fill($("#item"), h("p", { class: `notice ${kind}` }, text));
   $("#labels").hidden = true;
   $("#actions").hidden = true;
@@ -175,8 +177,10 @@ function answer(label, pressedAt = performance.now()) {
   state.done.add(task.assignment_id);
   state.last = { task, label };
   $("#undo").disabled = false;
+  $("#feedback").hidden = true; // feedback on an earlier answer has been seen: it must not sit over this item
   advance(pressedAt);
-  outbox.add({ kind: "answer", assignment_id: task.assignment_id, label, seconds }).then(() => refill());
+  const excerpt = excerptOf(task.data);
+  outbox.add({ kind: "answer", assignment_id: task.assignment_id, label, seconds, excerpt }).then(() => refill());
 }
 
 function skip(pressedAt = performance.now()) {
@@ -185,6 +189,7 @@ function skip(pressedAt = performance.now()) {
   state.done.add(task.assignment_id);
   state.last = null;
   $("#undo").disabled = true;
+  $("#feedback").hidden = true;
   advance(pressedAt);
   outbox.add({ kind: "skip", assignment_id: task.assignment_id }).then(() => refill());
 }
@@ -232,8 +237,14 @@ function onKey(event) {
 
 function sent(op, result) {
   if (op.kind !== "answer") return;
-  if (result.feedback) feedback(result.feedback);
-  if (result.duplicate) return standing();
+  if (result.feedback) feedback(result.feedback, op);
+  if (result.duplicate) {
+    // the item was answered already, in another tab or window: that answer stands, not this one
+    if (result.label !== undefined && result.label !== op.label) {
+      notice($("#message"), `"${op.excerpt || "An item"}" was already answered "${result.label}" (in another tab?); your "${op.label}" was not recorded.`, "warn");
+    }
+    return standing();
+  }
   state.session.answers += 1;
   state.session.earned += result.reward;
   standing();
@@ -261,13 +272,24 @@ function connection(status) {
     "warn");
 }
 
-function feedback(info) {
+// Feedback comes once the answer reaches the server, when the next item is already shown: it names
+// the item it is about, and the next answer or skip hides it.
+function feedback(info, op) {
   const box = $("#feedback");
-  fill(box, h("strong", {}, "Check your last answer: it was a control question."), " ",
+  const which = op.excerpt ? `Your answer "${op.label}" to "${op.excerpt}"` : `Your answer "${op.label}"`;
+  fill(box, h("strong", {}, `${which} was a control question, and not right.`), " ",
     "The right answer is ", h("b", {}, String(info.expected)), ".",
     info.explanation ? h("p", {}, info.explanation) : null,
     h("button", { type: "button", onclick: () => (box.hidden = true) }, "Got it"));
   box.hidden = false;
+}
+
+// The first words of an item, to name it once it has left the screen.
+function excerptOf(data) {
+  const first = Object.values(data || {}).find((value) => typeof value === "string" && value.trim());
+  if (!first) return "";
+  const text = first.trim().replace(/\s+/g, " ");
+  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
 }
 
 async function standing() {
