@@ -93,10 +93,8 @@ class MACE(BaseClassificationAggregator):
 
     def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:
         seed = start_seed(self.random_state)
-        starts = [self._random_start(data.workers, data.n_classes, seed, r) for r in range(self.n_restarts)]
-        runs = [self._run(data, gold, start, self.restart_iter, 0.0, None) for start in starts]
-        best = max(runs, key=lambda run: run[2])
-        params, posteriors, _, done = self._run(data, gold, best[0], self.n_iter, self.tol, progress)
+        best = self._best_start(data, gold, seed)
+        params, posteriors, _, done = self._run(data, gold, best, self.n_iter, self.tol, progress)
         know, spam, strategy, _ = params
         self.n_iter_ = self.restart_iter + done  # the restarts' steps, then the final run's (as crowdloop.scale counts)
         self.skills_ = pd.Series(know / (know + spam), index=data.workers.rename("worker"), name="skill")
@@ -104,6 +102,24 @@ class MACE(BaseClassificationAggregator):
             strategy, index=data.workers.rename("worker"), columns=data.classes.rename("label")
         )
         return posteriors
+
+    def _best_start(self, data: EncodedAnswers, gold: EncodedGold, seed: int) -> Params:
+        """The start whose short run ends with the highest likelihood (the first of equals).
+
+        Only the best one's parameters are kept while the others run: all the runs' posteriors,
+        tasks x classes each, used to be held until the last had finished.
+        """
+        best, best_loglik = self._short_run(data, gold, seed, 0)
+        for restart in range(1, self.n_restarts):
+            params, loglik = self._short_run(data, gold, seed, restart)
+            if loglik > best_loglik:
+                best, best_loglik = params, loglik
+        return best
+
+    def _short_run(self, data: EncodedAnswers, gold: EncodedGold, seed: int, restart: int) -> tuple[Params, float]:
+        start = self._random_start(data.workers, data.n_classes, seed, restart)
+        params, _, loglik, _ = self._run(data, gold, start, self.restart_iter, 0.0, None)
+        return params, loglik
 
     @staticmethod
     def _random_start(workers: pd.Index, n_classes: int, seed: int, restart: int) -> Params:
@@ -166,7 +182,8 @@ def mace_posteriors(data: EncodedAnswers, params: Params) -> tuple[np.ndarray, f
     """E-step: each task's posterior over classes and the data log-likelihood."""
     right, wrong = MACE._answer_likelihoods(data, params)
     scores = one_coin_log_scores(data, np.log(right), np.log(np.maximum(wrong, 1e-300)))
-    return posteriors_from_log(scores + params[3])
+    scores += params[3]
+    return posteriors_from_log(scores)
 
 
 def mace_counts(data: EncodedAnswers, posteriors: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
