@@ -18,11 +18,19 @@ Progress = Callable[[int, float], None]
 TINY = 1e-300
 
 
-def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to sum to 1; an all-zero row becomes uniform."""
+def normalize_rows(matrix: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to sum to 1; an all-zero row becomes uniform.
+
+    ``inplace`` overwrites ``matrix`` (the same numbers): on confusion matrices, workers x
+    classes², a copy is the largest array of the fit.
+    """
     totals = matrix.sum(axis=-1, keepdims=True)
-    uniform = np.full_like(matrix, 1.0 / matrix.shape[-1])
-    return np.asarray(np.divide(matrix, totals, out=uniform, where=totals > 0))
+    if not inplace:
+        uniform = np.full_like(matrix, 1.0 / matrix.shape[-1])
+        return np.asarray(np.divide(matrix, totals, out=uniform, where=totals > 0))
+    np.divide(matrix, totals, out=matrix, where=totals > 0)
+    np.copyto(matrix, 1.0 / matrix.shape[-1], where=~(totals > 0))  # zero or NaN rows, as above
+    return matrix
 
 
 def posteriors_from_log(log_scores: np.ndarray) -> tuple[np.ndarray, float]:
@@ -37,7 +45,8 @@ def posteriors_from_log(log_scores: np.ndarray) -> tuple[np.ndarray, float]:
     if not np.isfinite(top).all():
         norm = logsumexp(log_scores, axis=1, keepdims=True)
         return np.exp(log_scores - norm), float(norm.sum())
-    shifted = np.exp(log_scores - top)
+    shifted = np.subtract(log_scores, top)
+    np.exp(shifted, out=shifted)  # in place: one (tasks x classes) array fewer
     totals = shifted.sum(axis=1, keepdims=True)
     shifted /= totals
     return shifted, float((top + np.log(totals)).sum())
@@ -76,7 +85,12 @@ def one_hot(codes: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def confusion_counts(data: EncodedAnswers, posteriors: np.ndarray) -> np.ndarray:
-    """Expected counts ``(n_workers, true class, observed label)`` (the DS M-step sums)."""
+    """Expected counts ``(n_workers, true class, observed label)`` (the DS M-step sums).
+
+    A view of one C-ordered ``(W*K_obs, K_true)`` array: the layout every workers x classes²
+    array of the Dawid-Skene family keeps (operate in place or with ufuncs, which keep it), so
+    :func:`confusion_log_scores` and ``errors_`` reshape it without a copy.
+    """
     k = data.n_classes
     counts = np.asarray(data.workerlabel_task @ posteriors)  # (W*K_obs, K_true)
     return counts.reshape(data.n_workers, k, k).transpose(0, 2, 1)
@@ -85,8 +99,14 @@ def confusion_counts(data: EncodedAnswers, posteriors: np.ndarray) -> np.ndarray
 def confusion_log_scores(data: EncodedAnswers, log_confusion: np.ndarray) -> np.ndarray:
     """``(n_tasks, n_classes)`` sum over a task's answers of ``log pi[w, k, l]``."""
     k = data.n_classes
-    flat = log_confusion.transpose(0, 2, 1).reshape(data.n_workers * k, k)
+    flat = log_confusion.transpose(0, 2, 1).reshape(data.n_workers * k, k)  # no copy in that layout
     return np.asarray(data.task_workerlabel @ flat)
+
+
+def log_confusion(confusion: np.ndarray) -> np.ndarray:
+    """``log(max(confusion, 1e-300))`` in one new array of ``confusion``'s layout (not two)."""
+    logs = np.maximum(confusion, 1e-300)
+    return np.asarray(np.log(logs, out=logs))
 
 
 def one_coin_log_scores(data: EncodedAnswers, log_right: np.ndarray, log_wrong: np.ndarray) -> np.ndarray:
@@ -100,7 +120,9 @@ def one_coin_log_scores(data: EncodedAnswers, log_right: np.ndarray, log_wrong: 
     base = np.bincount(data.task, weights=log_wrong, minlength=data.n_tasks)
     flat = data.task * k + data.label
     bonus = np.bincount(flat, weights=log_right - log_wrong, minlength=data.n_tasks * k)
-    return base[:, None] + bonus.reshape(data.n_tasks, k)
+    scores = bonus.reshape(data.n_tasks, k)
+    scores += base[:, None]  # in place: one (tasks x classes) array, not two
+    return scores
 
 
 def log_prior_from(posteriors: np.ndarray, smoothing: float = 1.0) -> np.ndarray:

@@ -14,6 +14,7 @@ from crowdloop.quality._kernels import (
     confusion_counts,
     confusion_log_scores,
     iterate,
+    log_confusion,
     log_prior_from,
     normalize_rows,
     one_coin_log_scores,
@@ -70,8 +71,8 @@ class DawidSkene(BaseClassificationAggregator):
         self.smoothing = smoothing
 
     def _fit(self, data: EncodedAnswers, gold: EncodedGold, progress: Progress | None) -> np.ndarray:
-        posteriors = clamp_gold(normalize_rows(vote_counts(data)), gold)
-        state = {"posteriors": posteriors}
+        # in the dict only: a local name held the start's (tasks x classes) array to the end of the fit
+        state = {"posteriors": clamp_gold(normalize_rows(vote_counts(data)), gold)}
 
         def step() -> float:
             self._m_step(data, state["posteriors"])
@@ -83,13 +84,14 @@ class DawidSkene(BaseClassificationAggregator):
         return state["posteriors"]
 
     def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
-        counts = confusion_counts(data, posteriors) + self.smoothing
-        self._confusion = normalize_rows(counts)
+        counts = confusion_counts(data, posteriors)
+        counts += self.smoothing  # in place: each workers x classes² copy is the fit's largest array
+        self._confusion = normalize_rows(counts, inplace=True)
         self._log_prior = log_prior_from(posteriors, smoothing=1e-6)
 
     def _e_step(self, data: EncodedAnswers, gold: EncodedGold) -> tuple[np.ndarray, float]:
-        log_confusion = np.log(np.maximum(self._confusion, 1e-300))
-        scores = self._log_prior + confusion_log_scores(data, log_confusion)
+        scores = confusion_log_scores(data, log_confusion(self._confusion))
+        scores += self._log_prior
         posteriors, loglik = posteriors_from_log(scores)
         return clamp_gold(posteriors, gold), loglik
 
@@ -140,13 +142,32 @@ class OneCoinDawidSkene(DawidSkene):
         skill = self._skill[data.worker]
         log_right = np.log(skill)
         log_wrong = np.log((1 - skill) / max(data.n_classes - 1, 1))
-        scores = self._log_prior + one_coin_log_scores(data, log_right, log_wrong)
+        scores = one_coin_log_scores(data, log_right, log_wrong)
+        scores += self._log_prior
         posteriors, loglik = posteriors_from_log(scores)
         return clamp_gold(posteriors, gold), loglik
 
     def _store_workers(self, data: EncodedAnswers) -> None:
-        k = data.n_classes
-        wrong = (1 - self._skill) / max(k - 1, 1)
-        self._confusion = wrong[:, None, None] * (1 - np.eye(k)) + self._skill[:, None, None] * np.eye(k)
-        super()._store_workers(data)
+        """``skills_`` and ``priors_``; ``errors_`` is built when read (see :attr:`errors_`)."""
+        self.priors_ = pd.Series(np.exp(self._log_prior), index=data.classes.rename("label"))
         self.skills_ = pd.Series(self._skill, index=data.workers.rename("worker"), name="skill")
+        self._names = (data.workers, data.classes)
+
+    @property  # DawidSkene's errors_ is set by fit; this one is derived from the skills when read
+    def errors_(self) -> pd.DataFrame:  # type: ignore[override]
+        """Confusion matrices implied by the skills (as :class:`DawidSkene`'s ``errors_``).
+
+        Built on each read, not by ``fit``: they are workers x classes² numbers (800 MB for 100
+        workers and 1,000 classes) that the fit never needs, which kept this model's memory
+        from staying linear in the classes.
+        """
+        if "_names" not in self.__dict__:
+            return self.__getattr__("errors_")  # type: ignore[no-any-return]  # raises NotFittedError
+        workers, classes = self._names
+        k = len(classes)
+        flat = np.empty((len(workers) * k, k))  # row (worker, observed), column true: one allocation
+        flat[:] = np.repeat((1 - self._skill) / max(k - 1, 1), k)[:, None]
+        diagonal = flat.reshape(len(workers), k, k)
+        diagonal[:, np.arange(k), np.arange(k)] = self._skill[:, None]
+        index = pd.MultiIndex.from_product([workers, classes], names=["worker", "label"])
+        return pd.DataFrame(flat, index=index, columns=classes.rename("label"))

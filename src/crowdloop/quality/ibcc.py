@@ -87,14 +87,23 @@ class IBCC(DawidSkene):
         return self.prior_correct * eye + self.prior_wrong * (1 - eye)
 
     def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
-        self._alpha = confusion_counts(data, posteriors) + self._prior
+        alpha = confusion_counts(data, posteriors)
+        alpha += self._prior  # in place, as every workers x classes² array of the fit
+        self._alpha = alpha
         self._nu = posteriors.sum(axis=0) + self.class_prior
-        self._confusion = normalize_rows(self._alpha)
         self._log_prior = np.log(self._nu / self._nu.sum())
 
     def _e_step(self, data: EncodedAnswers, gold: EncodedGold) -> tuple[np.ndarray, float]:
-        expected_log_pi = digamma(self._alpha) - digamma(self._alpha.sum(axis=2, keepdims=True))
+        expected_log_pi = digamma(self._alpha)
+        expected_log_pi -= digamma(self._alpha.sum(axis=2, keepdims=True))
         expected_log_kappa = digamma(self._nu) - digamma(self._nu.sum())
-        scores = expected_log_kappa + confusion_log_scores(data, expected_log_pi)
+        scores = confusion_log_scores(data, expected_log_pi)
+        scores += expected_log_kappa
         posteriors, loglik = posteriors_from_log(scores)
         return clamp_gold(posteriors, gold), loglik
+
+    def _store_workers(self, data: EncodedAnswers) -> None:
+        """The posterior mean confusion matrices, from the last M-step's counts: made once here,
+        not at every step (where nothing read them), they are one workers x classes² array less."""
+        self._confusion = normalize_rows(self._alpha)
+        super()._store_workers(data)

@@ -62,21 +62,39 @@ class ShrunkDawidSkene(DawidSkene):
 
     def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
         counts = confusion_counts(data, posteriors)
-        target = know_or_habit_fit(counts, self.population_strength)
-        self._confusion = normalize_rows(counts + self.smoothing + self.strength * target)
+        theta, habit = know_or_habit_params(counts, self.population_strength)
+        counts += self.smoothing
+        add_know_or_habit(counts, self.strength, theta, habit)
+        self._confusion = normalize_rows(counts, inplace=True)
         self._log_prior = log_prior_from(posteriors, smoothing=1e-6)
 
 
-def know_or_habit_fit(counts: np.ndarray, population_strength: float, n_steps: int = 10) -> np.ndarray:
-    r"""Fit :math:`\theta_w e_k + (1 - \theta_w) \xi_w` to expected confusion counts.
+def add_know_or_habit(counts: np.ndarray, strength: float, theta: np.ndarray, habit: np.ndarray) -> np.ndarray:
+    r"""``counts`` plus ``strength`` times :math:`\theta_w e_k + (1 - \theta_w) \xi_w`, in place.
 
-    ``counts[w, k, l]``: expected answers ``l`` of worker ``w`` on true class ``k``.
+    Off the diagonal the target is :math:`(1 - \theta_w) \xi_{wl}`, on it :math:`\theta_w` more.
+    The dense ``(W, K, K)`` target this used to build, and its scaled copy and sum, were three
+    more workers x classes² arrays; the sums here are bit for bit the ones they gave (the
+    target's zeros and ones were exact).
+    """
+    spam = (1 - theta)[:, None] * habit  # (W, K): the target off the diagonal, per observed label
+    idx = np.arange(counts.shape[1])
+    diagonal = counts[:, idx, idx] + strength * (theta[:, None] + spam)
+    counts += (strength * spam)[:, None, :]
+    counts[:, idx, idx] = diagonal
+    return counts
+
+
+def know_or_habit_params(
+    counts: np.ndarray, population_strength: float, n_steps: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Each worker's :math:`\theta_w` ``(W,)`` and habit :math:`\xi_w` ``(W, K)`` from confusion counts.
+
     A few EM steps on the counts (a correct diagonal answer was "known" with
     probability :math:`\theta / (\theta + (1 - \theta)\xi_l)`), each worker's
-    :math:`\theta_w, \xi_w` smoothed towards the crowd's. Returns ``(W, K, K)``.
+    :math:`\theta_w, \xi_w` smoothed towards the crowd's.
     """
     n_workers, k, _ = counts.shape
-    eye = np.eye(k)
     diagonal = np.einsum("wkk->wk", counts)
     answered = counts.sum(axis=1)  # (W, observed label)
     totals = answered.sum(axis=1)
@@ -88,4 +106,4 @@ def know_or_habit_fit(counts: np.ndarray, population_strength: float, n_steps: i
         crowd_habit = (spam.sum(axis=0) + 1.0) / (spam.sum() + k)
         theta = (known + population_strength * crowd_theta) / (totals + population_strength)
         habit = (spam + population_strength * crowd_habit) / (spam.sum(axis=1, keepdims=True) + population_strength)
-    return np.asarray(theta[:, None, None] * eye + (1 - theta)[:, None, None] * habit[:, None, :])
+    return theta, habit

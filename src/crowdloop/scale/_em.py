@@ -27,6 +27,7 @@ from crowdloop.quality._kernels import (
     confusion_counts,
     confusion_log_scores,
     iterate,
+    log_confusion,
     log_prior_from,
     normalize_rows,
     one_coin_log_scores,
@@ -37,7 +38,7 @@ from crowdloop.quality._kernels import (
 from crowdloop.quality.base import BaseClassificationAggregator
 from crowdloop.quality.dawid_skene import DawidSkene, OneCoinDawidSkene
 from crowdloop.quality.majority_vote import MajorityVote
-from crowdloop.quality.shrunk_dawid_skene import ShrunkDawidSkene, know_or_habit_fit
+from crowdloop.quality.shrunk_dawid_skene import ShrunkDawidSkene, add_know_or_habit, know_or_habit_params
 from crowdloop.scale._shards import PosteriorFn, ShardEngine, ShardFn, Stats
 
 
@@ -108,8 +109,7 @@ def ds_e_step(data: EncodedAnswers, params: Any) -> tuple[np.ndarray, float]:
     if params is None:
         return vote_posteriors(data, None), 0.0
     confusion, log_prior = params
-    log_confusion = np.log(np.maximum(confusion, 1e-300))
-    return posteriors_from_log(log_prior + confusion_log_scores(data, log_confusion))
+    return posteriors_from_log(log_prior + confusion_log_scores(data, log_confusion(confusion)))
 
 
 def ds_pass(data: EncodedAnswers, params: Any) -> Stats:
@@ -157,8 +157,9 @@ def fit_dawid_skene(estimator: DawidSkene, engine: ShardEngine, progress: Progre
         counts, totals = stats[0], stats[1]
         smoothed = counts + estimator.smoothing
         if isinstance(estimator, ShrunkDawidSkene):
-            smoothed = smoothed + estimator.strength * know_or_habit_fit(counts, estimator.population_strength)
-        return normalize_rows(smoothed), log_prior_from(totals[None, :], 1e-6)
+            theta, habit = know_or_habit_params(counts, estimator.population_strength)
+            add_know_or_habit(smoothed, estimator.strength, theta, habit)
+        return normalize_rows(smoothed, inplace=True), log_prior_from(totals[None, :], 1e-6)
 
     params, estimator.n_iter_ = run_em(engine, ds_pass, update, estimator.n_iter, estimator.tol, progress)
     estimator._confusion, estimator._log_prior = params
