@@ -121,8 +121,13 @@ def keyed_uniforms(keys: pd.Index, seed: int, stream: int, size: int) -> np.ndar
     hashed = pd.util.hash_array(np.asarray(keys.map(str), dtype=object), categorize=False)
     base = hashed ^ np.uint64(seed % 2**64)
     steps = (np.uint64(stream) * np.uint64(size) + np.arange(1, size + 1, dtype=np.uint64)) * _GOLDEN_GAMMA
-    mixed = base[:, None] + steps[None, :]
-    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed = base[:, None] + steps[None, :]  # (keys, size); mixed in place, one temporary at a time
+    mixed ^= mixed >> np.uint64(30)
+    mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= np.uint64(0x94D049BB133111EB)
     mixed ^= mixed >> np.uint64(31)
-    return np.asarray((mixed >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+    mixed >>= np.uint64(11)
+    uniforms = mixed.astype(np.float64)
+    uniforms *= 2.0**-53
+    return uniforms

@@ -124,11 +124,14 @@ class MACE(BaseClassificationAggregator):
     @staticmethod
     def _random_start(workers: pd.Index, n_classes: int, seed: int, restart: int) -> Params:
         """Start ``restart``: each worker's draws depend on their id, not on where their rows are."""
-        draws = 1.0 + 0.5 * keyed_uniforms(workers, seed, restart, 2 + n_classes)
+        draws = keyed_uniforms(workers, seed, restart, 2 + n_classes)
+        draws *= 0.5  # in place, here and below: workers x classes arrays, the same numbers
+        draws += 1.0
         know = draws[:, 1] / draws[:, :2].sum(axis=1)
         strategy = draws[:, 2:]
+        strategy /= strategy.sum(axis=1, keepdims=True)
         uniform = np.full(n_classes, -np.log(n_classes))
-        return know, 1.0 - know, strategy / strategy.sum(axis=1, keepdims=True), uniform
+        return know, 1.0 - know, strategy, uniform
 
     def _run(
         self,
@@ -205,5 +208,7 @@ def _beta_exp_logs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _dirichlet_exp_log(counts: np.ndarray) -> np.ndarray:
-    """``exp(E[log xi])`` row-wise for xi ~ Dirichlet(counts)."""
-    return np.asarray(np.exp(digamma(counts) - digamma(counts.sum(axis=1, keepdims=True))))
+    """``exp(E[log xi])`` row-wise for xi ~ Dirichlet(counts) (in one workers x classes array)."""
+    logs = np.asarray(digamma(counts))
+    logs -= digamma(counts.sum(axis=1, keepdims=True))
+    return np.asarray(np.exp(logs, out=logs))
