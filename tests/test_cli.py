@@ -189,6 +189,21 @@ def test_missing_file_and_gold_outside_label_set(tmp_path):
     assert done.returncode == 2 and "'z' are not in the label set" in done.stderr
 
 
+def test_a_fit_over_the_memory_limit_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    """Many classes used to mean gigabytes of confusion matrices and a process killed without a word."""
+    n = 2_000
+    answers = pd.DataFrame(
+        {"task": range(n), "worker": [f"w{i % 100}" for i in range(n)], "label": [i % 1_000 for i in range(n)]}
+    )
+    answers.to_csv(tmp_path / "answers.csv", index=False)
+    monkeypatch.setenv("CROWDLOOP_MAX_MEMORY_MB", "200")
+    done = crowdloop("aggregate", str(tmp_path / "answers.csv"), "--method", "dawid_skene")
+    assert done.returncode == 2, done.stderr
+    assert "dawid_skene on 2,000 answers (2,000 tasks, 100 workers, 1,000 classes) would need about" in done.stderr
+    assert "limit of 200 MB" in done.stderr and "majority_vote (" in done.stderr, done.stderr
+    assert crowdloop("aggregate", str(tmp_path / "answers.csv"), "--method", "mace").returncode == 0
+
+
 def test_export_refuses_a_format_label_studio_ignores(tmp_path):
     """--what label-studio --format parquet wrote JSON to the .parquet path."""
     done = crowdloop("export", "1", "--what", "label-studio", "--format", "parquet", "-o", str(tmp_path / "x.parquet"))

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # 95.3 with 4, PostgreSQL, benchmarks/platform_load.py); 8 leaves room for long trainings.
     threads: int = Field(default=8, ge=1, le=256, description="Worker threads (and database connections) per process.")
     max_upload_mb: float = Field(default=100.0, gt=0, description="Largest accepted item upload.")
+    max_memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest estimated peak memory of a truth-inference fit (crowdloop aggregate); "
+        "unset: 80% of the memory available when it starts; inf: no limit.",
+    )
     max_trainings: int = Field(
         default=2, ge=1, le=64, description="Models one process trains at once; a training past that is refused (503)."
     )

@@ -14,6 +14,7 @@ any error in one place::
     │   ├── InvalidParameterError                     a hyper-parameter out of range
     │   ├── UnknownMethodError                        no aggregator of that name
     │   ├── DataFileError                             a file that cannot be read
+    │   ├── MemoryLimitError                          a fit would need more memory than allowed
     │   └── PayloadTooLargeError        413           an upload over the size limit
     ├── NotFittedError                  409  exit 3   fitted attribute read before fit
     ├── AuthenticationError             401  exit 4   no or wrong token
@@ -85,6 +86,10 @@ class UnknownMethodError(InvalidInputError):
 
 class DataFileError(InvalidInputError):
     """A data file cannot be read: unknown format, malformed content, missing file."""
+
+
+class MemoryLimitError(InvalidInputError):
+    """A fit whose estimated peak memory is over the limit; refused before it allocated anything large."""
 
 
 class PayloadTooLargeError(InvalidInputError):

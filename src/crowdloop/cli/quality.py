@@ -70,7 +70,8 @@ def aggregate_command(
 
     _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
     _check_outputs(engine, [path for path in (answers, gold) if path is not None], out, workers_out)
-    method = method or Settings().default_method
+    settings = Settings()
+    method = method or settings.default_method
     if engine != "local":
         rename = {task_col: "task", worker_col: "worker", label_col: "label"}
         _aggregate_scaled(answers, method, out, engine, master or "local[*]", rename)
@@ -80,7 +81,9 @@ def aggregate_command(
     )
     aggregator = get_aggregator(method)
     with _iteration_progress(f"{type(aggregator).__name__}") as progress:
-        result = aggregate(frame, aggregator, gold_labels, fit_gold=fit_gold, progress=progress)
+        result = aggregate(
+            frame, aggregator, gold_labels, fit_gold=fit_gold, progress=progress, max_memory_mb=settings.max_memory_mb
+        )
     if out:
         write_table(result.labels, out)
     if workers_out:

@@ -17,7 +17,10 @@ import pandas as pd
 from crowdloop.errors import NotFittedError
 from crowdloop.quality._data import EncodedAnswers, EncodedGold, encode_answers, encode_gold
 from crowdloop.quality._kernels import Progress
-from crowdloop.quality._params import validate_params
+from crowdloop.quality._memory import Footprint, Sizes, check_memory
+from crowdloop.quality._params import Interval, validate_params
+
+_MEMORY_CONSTRAINT = {"max_memory_mb": Interval(float, 0, None, "neither")}
 
 
 class BaseAggregator(ABC):
@@ -83,19 +86,42 @@ class BaseClassificationAggregator(BaseAggregator):
     the latest.
     """
 
-    def fit(self, answers: pd.DataFrame, gold: Any = None, *, progress: Progress | None = None) -> Self:
+    _footprint: ClassVar[Footprint] = Footprint(task_classes=4, per_answer=80)
+    """What the fit's peak memory is made of (see :meth:`estimate_memory`); each method sets its own."""
+
+    def fit(
+        self,
+        answers: pd.DataFrame,
+        gold: Any = None,
+        *,
+        progress: Progress | None = None,
+        max_memory_mb: float | None = None,
+    ) -> Self:
         """Learn from ``answers`` (columns task, worker, label); return ``self``.
 
         ``gold`` (a Series task -> label, or a frame with task and label) gives
         known labels: their posteriors are clamped to the known class, which
         also sharpens every worker's estimated reliability.
+
+        A fit whose estimated peak memory (:meth:`estimate_memory`) is over
+        ``max_memory_mb`` (default: 80% of the memory available when it starts;
+        ``float("inf")``: no limit) is refused with :class:`MemoryLimitError`
+        once the answers are encoded, before anything of that size is allocated.
         """
         self._validate_params()
+        if max_memory_mb is not None:
+            validate_params(type(self).__name__, {"max_memory_mb": max_memory_mb}, _MEMORY_CONSTRAINT)
         data = encode_answers(answers)
+        check_memory(self, Sizes(data.n_answers, data.n_tasks, data.n_workers, data.n_classes), max_memory_mb)
         known = encode_gold(gold, data)
         probas = self._fit(data, known, progress)
         self._set_outputs(data, probas)
         return self
+
+    def estimate_memory(self, n_answers: int, n_tasks: int, n_workers: int, n_classes: int) -> int:
+        """Bytes this method's fit takes at its peak on answers of these sizes, beyond the answers
+        frame itself (measured, rounded up: at or a little above the real peak)."""
+        return self._footprint.bytes(Sizes(n_answers, n_tasks, n_workers, n_classes))
 
     def fit_predict(self, answers: pd.DataFrame, gold: Any = None) -> pd.Series:
         """``fit`` then return ``labels_``."""

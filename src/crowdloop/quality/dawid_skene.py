@@ -22,6 +22,7 @@ from crowdloop.quality._kernels import (
     vote_counts,
     worker_agreement,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import Interval
 from crowdloop.quality.base import BaseClassificationAggregator
 
@@ -53,6 +54,8 @@ class DawidSkene(BaseClassificationAggregator):
         >>> DawidSkene().fit(answers).labels_.tolist()
         ['x', 'y']
     """
+
+    _footprint = Footprint(confusion=2.2, task_classes=4.3, per_answer=58)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {
         "n_iter": Interval(int, 1, None),
@@ -131,6 +134,8 @@ class OneCoinDawidSkene(DawidSkene):
         >>> OneCoinDawidSkene().fit(answers).labels_.tolist()
         [1, 0]
     """
+
+    _footprint = Footprint(task_classes=4.3, per_answer=62)
 
     def _m_step(self, data: EncodedAnswers, posteriors: np.ndarray) -> None:
         right = worker_agreement(data, posteriors) * data.worker_answer_counts

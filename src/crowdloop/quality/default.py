@@ -9,6 +9,7 @@ import pandas as pd
 
 from crowdloop.quality._data import EncodedAnswers, EncodedGold
 from crowdloop.quality._kernels import Progress
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import RandomState
 from crowdloop.quality.base import BaseClassificationAggregator
 from crowdloop.quality.mace import MACE
@@ -44,6 +45,8 @@ class DefaultAggregator(BaseClassificationAggregator):
         >>> DefaultAggregator().fit(answers).labels_.tolist()
         ['a', 'b']
     """
+
+    _footprint = Footprint(confusion=2.2, task_classes=4.3, worker_classes=6.5, per_answer=96)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {"random_state": RandomState()}
 

@@ -15,6 +15,7 @@ from crowdloop.quality._kernels import (
     one_coin_log_scores,
     posteriors_from_log,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import Interval
 from crowdloop.quality.base import BaseClassificationAggregator
 
@@ -45,6 +46,8 @@ class GLAD(BaseClassificationAggregator):
         >>> GLAD().fit(answers).labels_.tolist()
         [0, 1]
     """
+
+    _footprint = Footprint(task_classes=3.3, per_answer=66)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {
         "n_iter": Interval(int, 1, None),

@@ -16,6 +16,7 @@ from crowdloop.quality._kernels import (
     normalize_rows,
     posteriors_from_log,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import Interval
 from crowdloop.quality.dawid_skene import DawidSkene
 
@@ -55,6 +56,8 @@ class IBCC(DawidSkene):
         >>> IBCC().fit(answers).labels_.tolist()
         [0, 1]
     """
+
+    _footprint = Footprint(confusion=2.2, task_classes=4.3, per_answer=58)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {
         "n_iter": Interval(int, 1, None),

@@ -17,6 +17,7 @@ from crowdloop.quality._kernels import (
     one_coin_log_scores,
     posteriors_from_log,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import Interval, Options, RandomState, keyed_uniforms, start_seed
 from crowdloop.quality.base import BaseClassificationAggregator
 
@@ -56,6 +57,8 @@ class MACE(BaseClassificationAggregator):
         >>> MACE().fit(answers).labels_.tolist()
         [0, 1]
     """
+
+    _footprint = Footprint(task_classes=2.3, worker_classes=6.5, per_answer=70)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {
         "n_restarts": Interval(int, 1, None),

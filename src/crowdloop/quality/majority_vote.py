@@ -14,6 +14,7 @@ from crowdloop.quality._kernels import (
     vote_counts,
     worker_agreement,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality.base import BaseClassificationAggregator
 
 
@@ -32,6 +33,8 @@ class MajorityVote(BaseClassificationAggregator):
         >>> MajorityVote().fit(answers).labels_.tolist()
         ['cat']
     """
+
+    _footprint = Footprint(task_classes=3.3, per_answer=48)
 
     def __init__(self) -> None:
         pass
@@ -59,6 +62,8 @@ class Wawa(BaseClassificationAggregator):
         >>> Wawa().fit(answers).labels_.tolist()
         [0, 1]
     """
+
+    _footprint = Footprint(task_classes=4.3, per_answer=36)
 
     def __init__(self) -> None:
         pass

@@ -32,6 +32,7 @@ def aggregate(
     *,
     fit_gold: bool = False,
     progress: Progress | None = None,
+    max_memory_mb: float | None = None,
 ) -> AggregationResult:
     """Fit ``aggregator`` on ``answers`` and tabulate labels, workers and statistics.
 
@@ -42,13 +43,15 @@ def aggregate(
     labels in the output); the measures are then taken by 5-fold cross-fitting, each fold of
     gold held out while the rest is clamped, so they are never the trivial perfect score.
     ``fit_gold`` without ``gold`` is an error: it used to be silently ignored.
+    ``max_memory_mb`` bounds a categorical fit's estimated peak memory (see
+    :meth:`BaseClassificationAggregator.fit`; default: a share of the memory available).
     """
     if fit_gold and gold is None:
         raise InvalidParameterError(
             "fit_gold (--fit-gold) needs gold (--gold GOLD): there are no known labels to clamp."
         )
     started = time.perf_counter()
-    aggregator.fit(answers, gold if fit_gold else None, progress=progress)
+    _fit(aggregator, answers, gold if fit_gold else None, progress, max_memory_mb)
     seconds = time.perf_counter() - started
     labels = _label_table(aggregator)
     stats: dict[str, Any] = {
@@ -61,8 +64,21 @@ def aggregate(
     }
     if gold is not None:
         stats.update(_gold_coverage(gold, aggregator.labels_.index))
-        stats.update(_gold_measures(answers, aggregator, gold, fit_gold))
+        stats.update(_gold_measures(answers, aggregator, gold, fit_gold, max_memory_mb))
     return AggregationResult(labels, _worker_table(answers, aggregator, gold), stats)
+
+
+def _fit(
+    aggregator: BaseAggregator,
+    answers: pd.DataFrame,
+    gold: Any,
+    progress: Progress | None = None,
+    max_memory_mb: float | None = None,
+) -> BaseAggregator:
+    """``fit``, with the memory limit where the method has one (categorical: memory grows with the classes)."""
+    if isinstance(aggregator, BaseClassificationAggregator):
+        return aggregator.fit(answers, gold, progress=progress, max_memory_mb=max_memory_mb)
+    return aggregator.fit(answers, gold, progress=progress)
 
 
 def _gold_coverage(gold: Any, tasks: pd.Index) -> dict[str, Any]:
@@ -74,7 +90,9 @@ def _gold_coverage(gold: Any, tasks: pd.Index) -> dict[str, Any]:
     return {"gold_tasks": len(truth), "gold_scored": len(truth) - len(unanswered), "gold_unanswered": list(unanswered)}
 
 
-def _gold_measures(answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, fit_gold: bool) -> dict[str, float]:
+def _gold_measures(
+    answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, fit_gold: bool, max_memory_mb: float | None
+) -> dict[str, float]:
     """Accuracy (categorical) or errors (numeric) of the labels on gold; cross-fitted with ``fit_gold``.
 
     Numeric gold used to be read and then ignored: no measure, no error.
@@ -82,14 +100,22 @@ def _gold_measures(answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any,
     categorical = isinstance(aggregator, BaseClassificationAggregator)
     if categorical and not fit_gold:  # the same check --fit-gold makes: a gold label nobody can give scores nonsense
         encode_gold(gold, encode_answers(answers))
-    labels = cross_fitted_labels(answers, aggregator, gold) if fit_gold else aggregator.labels_
+    labels = (
+        cross_fitted_labels(answers, aggregator, gold, max_memory_mb=max_memory_mb) if fit_gold else aggregator.labels_
+    )
     if categorical:
         return {"accuracy": accuracy_on_gold(labels, gold)}
     return errors_on_gold(labels, gold)
 
 
 def cross_fitted_labels(
-    answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, folds: int = 5, seed: int = 0
+    answers: pd.DataFrame,
+    aggregator: BaseAggregator,
+    gold: Any,
+    folds: int = 5,
+    seed: int = 0,
+    *,
+    max_memory_mb: float | None = None,
 ) -> pd.Series:
     """Each answered gold task's label from a fit that clamps the other folds' gold, not its own."""
     truth = gold_series(gold)
@@ -100,7 +126,7 @@ def cross_fitted_labels(
     parts: list[pd.Series] = []
     for fold in np.unique(fold_of):
         held_out = truth.index[fold_of == fold]
-        labels: pd.Series = aggregator.clone().fit(answers, truth[fold_of != fold]).labels_
+        labels: pd.Series = _fit(aggregator.clone(), answers, truth[fold_of != fold], None, max_memory_mb).labels_
         parts.append(labels[labels.index.isin(held_out)])
     cross_fitted: pd.Series = pd.concat(parts)
     return cross_fitted

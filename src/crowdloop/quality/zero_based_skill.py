@@ -16,6 +16,7 @@ from crowdloop.quality._kernels import (
     vote_counts,
     worker_agreement,
 )
+from crowdloop.quality._memory import Footprint
 from crowdloop.quality._params import Interval
 from crowdloop.quality.base import BaseClassificationAggregator
 
@@ -39,6 +40,8 @@ class ZeroBasedSkill(BaseClassificationAggregator):
         >>> ZeroBasedSkill().fit(answers).labels_.tolist()
         [0, 1]
     """
+
+    _footprint = Footprint(task_classes=4.3, per_answer=36)
 
     _parameter_constraints: ClassVar[dict[str, object]] = {
         "n_iter": Interval(int, 1, None),
