@@ -481,6 +481,8 @@ def test_a_gold_file_can_name_its_items_by_id(server, tmp_path):
                                                              "fields to make one of"]  # fmt: skip
     labels = {item["external_id"]: item["gold_label"] for item in requester.items(project) if item["is_gold"]}
     assert labels == {"t0": "1", "t1": "0"}
+    as_json = requester.import_items(project, [{"external_id": "t2", "gold_label": "0"}])  # JSON: no data needed
+    assert as_json["gold_added"] == 1, as_json
     gold.write_text("task,gold_label\nt0,1\nt1,1\n")  # t0 again; t1 against the gold it has
     report = requester.upload_items(project, gold)
     assert (report["gold_added"], report["duplicates"]) == (0, 1), report

@@ -145,7 +145,7 @@ def _validated(
         reason = _problem(row, project)
         if reason is None or (reason == _EMPTY and row.get("external_id") and row.get("gold_label")):
             try:
-                item = ItemIn.model_validate(row)
+                item = ItemIn.model_validate(row if reason is None else {**row, "data": row.get("data") or {}})
                 (valid if reason is None else gold_by_id).append((number, item))
                 continue
             except ValidationError as error:
@@ -209,7 +209,7 @@ def _of_the_projects_fields(
                 "rename the column(s), or add them to the project's fields (PATCH /projects/{id} with fields)"
             )
         report.rejected.append(RejectedRow(row=number, reason=reason))
-    return kept  # fmt: skip
+    return kept
 
 
 def _did_you_mean(unknown: list[str], declared: list[str] | None) -> str:
