@@ -32,10 +32,11 @@ export function barChart(values, { captions = [], width = 420, height = 160, lab
 }
 
 // A horizontal meter: value out of max (an unknown max draws an empty track).
-export function meter(value, max, { width = 420, height = 14 } = {}) {
+// warn: red from 90% (a budget running out), where progress near its end is good news, not a warning.
+export function meter(value, max, { width = 420, height = 14, warn = false } = {}) {
   const svg = node("svg", { viewBox: `0 0 ${width} ${height}`, class: "meter", role: "img" });
   const share = max ? Math.min(value / max, 1) : 0;
   svg.append(node("rect", { x: 0, y: 0, width, height, rx: 4, class: "track" }));
-  svg.append(node("rect", { x: 0, y: 0, width: share * width, height, rx: 4, class: share >= 0.9 ? "fill high" : "fill" }));
+  svg.append(node("rect", { x: 0, y: 0, width: share * width, height, rx: 4, class: warn && share >= 0.9 ? "fill high" : "fill" }));
   return svg;
 }

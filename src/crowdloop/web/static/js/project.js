@@ -49,7 +49,7 @@ function draw(d) {
   fill($("#answers-text"), `${d.answers} answers, ${d.gold_items} gold items, ${d.labels} aggregated labels`);
   fill($("#rate"), number(d.answers_per_minute, 1));
   fill($("#spent"), money(d.spent));
-  fill($("#budget-meter"), meter(d.spent, d.budget));
+  fill($("#budget-meter"), meter(d.spent, d.budget, { warn: true }));
   fill($("#budget-text"), d.budget === null ? "no budget limit" : `of ${money(d.budget)}${d.budget > 0 ? ` (${percent(d.spent / d.budget)})` : ""}`);
   fill($("#cost"), money(d.cost_per_label));
   fill($("#cost-item"), d.cost_per_done_item === null ? "" : `${money(d.cost_per_done_item)} per finished item`);
