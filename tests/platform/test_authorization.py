@@ -248,7 +248,8 @@ def _token_still_works(w: World, ctx: dict[str, Any]) -> None:
 def _first_answer_of_its_assignment(w: World, actor: str, response: httpx.Response) -> None:
     body = response.json()
     assert body["duplicate"] is False  # nobody answered it before
-    assert set(body) <= {"answer_id", "reward", "duplicate", "feedback"} and body["feedback"] is None
+    assert set(body) <= {"answer_id", "reward", "duplicate", "label", "feedback"} and body["feedback"] is None
+    assert body["label"] in (OTHER_LABEL, GOLD_LABEL)  # the worker's own answer, never another's
 
 
 def _worker_view_of_projects(w: World, actor: str, response: httpx.Response) -> None:
