@@ -474,7 +474,7 @@ def test_a_gold_file_can_name_its_items_by_id(server, tmp_path):
     project = _project(requester)["id"]
     requester.import_items(project, [{"external_id": f"t{i}", "data": {"text": f"item {i}"}} for i in range(3)])
     gold = tmp_path / "gold.csv"
-    gold.write_text("task,gold_label\nt0,1\nt1,0\nt9,1\n")
+    gold.write_text("task,label\nt0,1\nt1,0\nt9,1\n")  # as the bundled gold.csv files write it
     report = requester.upload_items(project, gold)
     assert (report["gold_added"], report["created"]) == (2, 0), report
     assert [row["reason"] for row in report["rejected"]] == [f"no item with id 't9' in project {project}, and no "

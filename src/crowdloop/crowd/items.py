@@ -75,8 +75,19 @@ def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
                             skipinitialspace=True)  # fmt: skip
     except (ValueError, UnicodeDecodeError) as error:
         raise DataFileError(f"cannot read the CSV: {str(error).splitlines()[0]}") from None
-    frame.columns = [_column(k) for k in frame.columns]
+    frame.columns = _gold_file_columns([_column(k) for k in frame.columns])
     return [_flat_to_item({str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
+
+
+def _gold_file_columns(columns: list[str]) -> list[str]:
+    """A gold file as crowd data sets write it, an id and the answer (``task,label``, the bundled
+    ``gold.csv`` files), is read as ``id,gold_label``: its answer column was refused as a field
+    that looks like a gold answer, and the file did nothing."""
+    ids = [name for name in columns if name in ("id", "task", "external_id")]
+    rest = [name for name in columns if name not in ids]
+    if len(ids) == 1 and len(rest) == 1 and rest[0] != "gold_label" and _gold_like(rest[0]):
+        return [ids[0], "gold_label"] if columns[0] == ids[0] else ["gold_label", ids[0]]
+    return columns
 
 
 def _check_header(content: bytes, sep: str) -> None:
