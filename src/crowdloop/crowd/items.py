@@ -32,7 +32,7 @@ from crowdloop.crowd.dedup import (
 from crowdloop.crowd.formats import from_label_studio
 from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_owned_project
-from crowdloop.crowd.schemas import RESERVED_COLUMNS, ImportReport, ItemIn, RejectedRow
+from crowdloop.crowd.schemas import ID_COLUMNS, RESERVED_COLUMNS, ImportReport, ItemIn, RejectedRow, joined_name
 from crowdloop.errors import DataFileError
 from crowdloop.storage.models import Item, Project, User, utcnow
 
@@ -83,7 +83,7 @@ def _gold_file_columns(columns: list[str]) -> list[str]:
     """A gold file as crowd data sets write it, an id and the answer (``task,label``, the bundled
     ``gold.csv`` files), is read as ``id,gold_label``: its answer column was refused as a field
     that looks like a gold answer, and the file did nothing."""
-    ids = [name for name in columns if name in ("id", "task", "external_id")]
+    ids = [name for name in columns if name in ID_COLUMNS]
     rest = [name for name in columns if name not in ids]
     if len(ids) == 1 and len(rest) == 1 and rest[0] != "gold_label" and _gold_like(rest[0]):
         return [ids[0], "gold_label"] if columns[0] == ids[0] else ["gold_label", ids[0]]
@@ -105,7 +105,7 @@ def _column(name: object) -> str:
     """A header cell: surrounding blanks dropped, reserved names matched whatever their case and
     however their words are joined (``Gold label``, ``gold-label``)."""
     text = str(name).strip()
-    reserved = re.sub(r"[\s\-]+", "_", text.lower())
+    reserved = joined_name(text)
     return reserved if reserved in RESERVED_COLUMNS else text
 
 
@@ -113,7 +113,7 @@ def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
     """A flat CSV row: reserved columns become item settings, the rest its data."""
     data = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
     item: dict[str, Any] = {"data": data}
-    external = row.get("external_id") or row.get("id") or row.get("task")
+    external = next((row[name] for name in ID_COLUMNS if row.get(name)), None)
     if external:
         item["external_id"] = str(external)
     for key in ("gold_label", "gold_explanation"):
@@ -188,7 +188,7 @@ _GOLD_LIKE = re.compile(r"gold|truth|^(labels?|answers?|true_labels?|correct_(la
 
 
 def _gold_like(name: str) -> bool:
-    return bool(_GOLD_LIKE.search(re.sub(r"[\s\-]+", "_", name.strip().lower())))
+    return bool(_GOLD_LIKE.search(joined_name(name)))
 
 
 def _of_the_projects_fields(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -58,9 +59,18 @@ class QualityRules(BaseModel):
     )  # fmt: skip
 
 
-RESERVED_COLUMNS = ("id", "task", "external_id", "gold_label", "gold_explanation", "priority")
-"""Columns of a flat file that set up the item rather than hold its content: ``external_id``, or
-``id`` or ``task`` (what crowd data sets call it, the bundled ones included), is the item's own id."""
+ID_COLUMNS = ("external_id", "id", "task")
+"""A flat file's column of the item's own id: ``external_id``, or ``id`` or ``task`` (what crowd data
+sets call it, the bundled ones included), in that order of precedence."""
+RESERVED_COLUMNS = (*ID_COLUMNS, "gold_label", "gold_explanation", "priority")
+"""Columns of a flat file that set up the item rather than hold its content."""
+
+
+def joined_name(name: str) -> str:
+    """A column name as the import matches it: lower case, words joined by ``_`` (``Gold label``
+    is ``gold_label``), so a declared field and a file's header are judged alike."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
 
 ItemFields = Annotated[list[StorableStr], Field(min_length=1, max_length=1000)]
 
@@ -73,7 +83,7 @@ def check_item_fields(fields: list[str] | None) -> list[str] | None:
         raise ValueError("a field name cannot be blank")
     if len(set(fields)) != len(fields):
         raise ValueError("fields must be distinct")
-    reserved = [name for name in fields if name.strip().lower() in RESERVED_COLUMNS]
+    reserved = [name for name in fields if joined_name(name) in RESERVED_COLUMNS]
     if reserved:
         raise ValueError(f"{reserved} set items up ({', '.join(RESERVED_COLUMNS)}); they are not item fields")
     return fields
