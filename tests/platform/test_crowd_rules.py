@@ -238,16 +238,7 @@ def test_a_tied_vote_goes_to_the_label_listed_first(server):
 def test_correcting_a_gold_label_judges_again_the_answers_it_judged(server):
     """A wrong gold label could not be put right: an honest worker kept the wrong gold answers it
     gave them (and a ban that rested on them), and an import or a decision against it was refused."""
-    owner, project = _project(server, texts=2, gold=2, max_overlap=3, rules={"qualification_gold": 2})
-    wrong = min(_gold_ids(owner, project))  # both say "1"; this one is "0". Each worker answers both first
-    made = {}
-    for name, label in (("honest", "0"), ("echo", "1"), ("restarted", "0")):
-        user, worker = server.user(f"gold-fix-{name}", "worker")
-        made[name] = int(user["id"])
-        while (task := worker.next_task(project)) is not None:
-            worker.submit(task["assignment_id"], label)
-    owner.ban(project, made["restarted"], "checking")
-    owner.unban(project, made["restarted"], "an unban starts the counters afresh")
+    owner, project, wrong, made = _gold_answered_by_three(server, "gold-fix", ("honest", "echo"))
     owner.aggregate(project)
     assert _label_of(owner, project, wrong) == "1"
 
@@ -301,16 +292,7 @@ def test_an_ambiguous_gold_item_can_be_taken_out_of_gold(server):
     """An item no label is fair to judge workers by (ambiguous, not wrong) could only be given
     another label, which judged them again just as unfairly. Now it becomes a regular item: its
     gold answers leave every tally, and the crowd labels it."""
-    owner, project = _project(server, texts=2, gold=2, max_overlap=3, rules={"qualification_gold": 2})
-    ambiguous = min(_gold_ids(owner, project))
-    made = {}
-    for name, label in (("zero", "0"), ("one", "1"), ("restarted", "0")):
-        user, worker = server.user(f"gold-out-{name}", "worker")
-        made[name] = int(user["id"])
-        while (task := worker.next_task(project)) is not None:
-            worker.submit(task["assignment_id"], label)
-    owner.ban(project, made["restarted"], "checking")
-    owner.unban(project, made["restarted"], "an unban starts the counters afresh")
+    owner, project, ambiguous, made = _gold_answered_by_three(server, "gold-out", ("zero", "one"))
 
     result = owner.remove_gold(project, ambiguous)
     assert (result["item_id"], result["previous_label"], result["done"]) == (ambiguous, "1", True)
@@ -369,6 +351,23 @@ def test_taking_an_item_out_of_gold_is_refused_where_it_does_not_apply(server):
     with pytest.raises(NotFoundError):
         stranger.remove_gold(project, gold)
     assert next(item for item in owner.items(project) if item["id"] == gold)["is_gold"] is True
+
+
+def _gold_answered_by_three(server: Any, prefix: str, names: tuple[str, str]) -> tuple[Any, int, int, dict[str, int]]:
+    """Two gold items (both "1") and two texts, answered by three workers, each on every item with
+    one label: the first named "0", the second "1", and "restarted" "0", then banned and unbanned
+    (an unban starts the gold counters afresh). The owner, project, first gold item and worker ids."""
+    owner, project = _project(server, texts=2, gold=2, max_overlap=3, rules={"qualification_gold": 2})
+    first_gold = min(_gold_ids(owner, project))  # each worker answers both gold items first
+    made = {}
+    for name, label in ((names[0], "0"), (names[1], "1"), ("restarted", "0")):
+        user, worker = server.user(f"{prefix}-{name}", "worker")
+        made[name] = int(user["id"])
+        while (task := worker.next_task(project)) is not None:
+            worker.submit(task["assignment_id"], label)
+    owner.ban(project, made["restarted"], "checking")
+    owner.unban(project, made["restarted"], "an unban starts the counters afresh")
+    return owner, project, first_gold, made
 
 
 def _label_of(owner: Any, project: int, item_id: int) -> str | None:
