@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     max_memory_mb: float | None = Field(
         default=None,
         gt=0,
-        description="Largest estimated peak memory of a truth-inference fit (crowdloop aggregate); "
+        description="Largest estimated peak memory of a truth-inference fit (crowdloop aggregate, and the "
+        "server's aggregations); "
         "unset: 80% of the memory available when it starts; inf: no limit.",
     )
     max_trainings: int = Field(

@@ -129,3 +129,39 @@ def test_a_failed_background_run_is_recorded_as_failed(tmp_path):
     engine.dispose()
     assert len(runs) == 1 and runs[0].status == "failed" and runs[0].finished_at is not None
     assert "no_such_method" in runs[0].error
+
+
+def test_the_servers_aggregations_keep_to_its_memory_limit(tmp_path):
+    """``CROWDLOOP_MAX_MEMORY_MB`` was read by ``crowdloop aggregate`` only: the server's fits, on
+    demand and in its child process, took the default of 80% of the memory available whatever the
+    operator set. A limit far below any fit refuses both, with the setting named."""
+    import warnings
+
+    from crowdloop.api import create_app
+    from crowdloop.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'limited.db'}"
+    project_id = _project_with_answers(url)
+    aggregations = AggregationProcess(url, max_memory_mb=0.001)
+    try:
+        aggregations.submit(project_id)
+        assert _wait_for(lambda: not aggregations._pending)
+    finally:
+        aggregations.close()
+    engine = create_engine(url)
+    with Session(engine) as session:
+        runs = session.execute(select(AggregationRun.status, AggregationRun.error)).all()
+    engine.dispose()
+    assert [run.status for run in runs] == ["failed"] and "MemoryLimitError" in runs[0].error, runs
+    assert _labels(url, project_id) == 0
+    with warnings.catch_warnings():  # starlette's note that its test client will move off httpx
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    settings = Settings(database_url=url, webhook_dispatcher=False, admin_token="cl_memory_admin", max_memory_mb=0.001)
+    with TestClient(create_app(settings)) as http:
+        refused = http.post(
+            f"/api/v1/projects/{project_id}/aggregate", headers={"Authorization": "Bearer cl_memory_admin"}
+        )
+    assert refused.status_code == 422 and "(max_memory_mb)" in refused.json()["detail"], refused.text
+    assert _labels(url, project_id) == 0

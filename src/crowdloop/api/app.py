@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.factory = settings, factory
     app.state.read_factory = session_factory(engine, read_only=True)
     app.state.training_slots = threading.BoundedSemaphore(settings.max_trainings)
-    app.state.aggregations = AggregationProcess(settings.database_url, settings.log_level)
+    app.state.aggregations = AggregationProcess(settings.database_url, settings.log_level, settings.max_memory_mb)
     _error_handlers(app, settings)
     _monitoring(app, settings)
     for router in ROUTERS:

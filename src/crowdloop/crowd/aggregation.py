@@ -43,19 +43,28 @@ AUTO_EVERY = 50
 """Answers between two automatic aggregations of a project (at least)."""
 
 
-def aggregate_project(session: Session, actor: User, project_id: int) -> dict[str, Any]:
+def aggregate_project(
+    session: Session, actor: User, project_id: int, max_memory_mb: float | None = None
+) -> dict[str, Any]:
     """On-demand aggregation by the project's requester."""
     project = get_owned_project(session, actor, project_id)
-    return run_aggregation(session, project)
+    return run_aggregation(session, project, max_memory_mb=max_memory_mb)
 
 
 def run_aggregation(
-    session: Session, project: Project, *, reset_counter: bool = True, run_id: int | None = None
+    session: Session,
+    project: Project,
+    *,
+    reset_counter: bool = True,
+    run_id: int | None = None,
+    max_memory_mb: float | None = None,
 ) -> dict[str, Any]:
     """Fit the project's aggregator and the stop rule's crowd model, and store labels and reliabilities.
 
     ``run_id``: a run row already committed as running (:func:`aggregate_in_background`), so
     the run shows as in progress while it works; without one the run's row is made here.
+    ``max_memory_mb``: the server's ``CROWDLOOP_MAX_MEMORY_MB`` (None: 80% of what is available),
+    so a fit that would not fit is refused before it takes the process's memory.
     """
     answers = _answers_frame(session, project.id)
     run = session.get(AggregationRun, run_id) if run_id is not None else None
@@ -72,7 +81,7 @@ def run_aggregation(
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
     gold = _gold(session, project.id, answers["label"])
-    model.fit(answers, gold=gold)
+    model.fit(answers, gold=gold, max_memory_mb=max_memory_mb)
     if _superseded(session, project.id, run.id):
         run.status, run.finished_at = "superseded", utcnow()
         return _summary(run)
@@ -229,7 +238,9 @@ def due(since: int, total: int) -> bool:
     return since >= max(AUTO_EVERY, total // 10)
 
 
-def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> None:
+def aggregate_in_background(
+    factory: sessionmaker[Session], project_id: int, max_memory_mb: float | None = None
+) -> None:
     """Run after the response is sent; skips when another process is already at it.
 
     The run's row is committed first, as running, and marked failed if the run raises: inside
@@ -246,7 +257,7 @@ def aggregate_in_background(factory: sessionmaker[Session], project_id: int) -> 
         with unit_of_work(factory) as session:
             project = session.get(Project, project_id)
             if project is not None:
-                run_aggregation(session, project, reset_counter=False, run_id=run_id)
+                run_aggregation(session, project, reset_counter=False, run_id=run_id, max_memory_mb=max_memory_mb)
     except Exception as error:  # a background job must log, never kill the worker thread
         log.exception("background aggregation of project %s failed", project_id)
         if run_id is not None:
@@ -288,9 +299,10 @@ class AggregationProcess:
     number of serving processes and their children aggregate a project once at a time.
     """
 
-    def __init__(self, database_url: str, log_level: str = "INFO") -> None:
+    def __init__(self, database_url: str, log_level: str = "INFO", max_memory_mb: float | None = None) -> None:
         self.database_url = database_url
         self.log_level = log_level  # the child logs as its server does (CROWDLOOP_LOG_LEVEL)
+        self.max_memory_mb = max_memory_mb  # and fits within its limit (CROWDLOOP_MAX_MEMORY_MB)
         self._executor: ProcessPoolExecutor | None = None
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -319,7 +331,7 @@ class AggregationProcess:
                     1,
                     multiprocessing.get_context("spawn"),
                     initializer=_start_child,
-                    initargs=(self.database_url, self.log_level),
+                    initargs=(self.database_url, self.log_level, self.max_memory_mb),
                 )
             try:
                 return self._executor.submit(_aggregate_in_child, project_id)
@@ -347,15 +359,17 @@ class AggregationProcess:
 
 
 _CHILD_FACTORY: sessionmaker[Session] | None = None
+_CHILD_MAX_MEMORY_MB: float | None = None
 
 
-def _start_child(database_url: str, log_level: str) -> None:
-    global _CHILD_FACTORY
+def _start_child(database_url: str, log_level: str, max_memory_mb: float | None = None) -> None:
+    global _CHILD_FACTORY, _CHILD_MAX_MEMORY_MB
     configure_logging(log_level)  # a spawned child starts with no handler: its failures had no time or level
     _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))
+    _CHILD_MAX_MEMORY_MB = max_memory_mb
 
 
 def _aggregate_in_child(project_id: int) -> None:
     if _CHILD_FACTORY is None:
         raise RuntimeError("the aggregation process was not initialised")
-    aggregate_in_background(_CHILD_FACTORY, project_id)
+    aggregate_in_background(_CHILD_FACTORY, project_id, _CHILD_MAX_MEMORY_MB)

@@ -139,7 +139,7 @@ def check_memory(aggregator: BaseClassificationAggregator, sizes: Sizes, max_mem
     raise MemoryLimitError(
         f"{name} on {sizes} would need about {_mb(needed)} of memory, mostly for "
         f"{footprint.dominant(sizes)}; that is over {source}. "
-        f"{_alternatives(sizes, limit, name)} The limit is CROWDLOOP_MAX_MEMORY_MB for crowdloop aggregate, "
+        f"{_alternatives(sizes, limit, name)} The limit is CROWDLOOP_MAX_MEMORY_MB for crowdloop aggregate and serve, "
         "fit(..., max_memory_mb=...) in Python: raise it only where that memory is free."
     )
 

@@ -55,4 +55,5 @@ def grant_access(project_id: int, body: AccessIn, api: ApiDep) -> None:
 
 @router.post("/projects/{project_id}/aggregate")
 def aggregate(project_id: int, api: ApiDep) -> dict[str, Any]:
-    return api.run(lambda session, user: aggregation.aggregate_project(session, user, project_id))
+    limit = api.settings.max_memory_mb
+    return api.run(lambda session, user: aggregation.aggregate_project(session, user, project_id, limit))
