@@ -200,7 +200,11 @@ def test_requester_cli_over_the_api(server, tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["rejected"][0]["reason"].startswith("empty item"), (
         again.stderr
     )
-    assert run("projects", "start", project_id, *env_args).returncode == 0
+    started = run("projects", "start", project_id, *env_args)
+    assert started.returncode == 0 and "warning" not in started.stderr, started.stderr
+    empty = run("projects", "create", "--name", "empty", "--labels", "a,b", "--json", *env_args)
+    idle = run("projects", "start", str(json.loads(empty.stdout)["id"]), *env_args)
+    assert idle.returncode == 0 and "warning: the project has no items: import items" in idle.stderr, idle.stderr
     status = run("projects", "status", project_id, *env_args)
     assert status.returncode == 0 and "items" in status.stdout
     as_json = json.loads(run("projects", "status", project_id, "--json", *env_args).stdout)

@@ -151,10 +151,13 @@ def test_a_requester_creates_a_project_imports_and_watches_the_dashboard(server,
     )
     page.click("#start")
     page.wait_for_selector("#status:has-text('active')")
+    page.wait_for_selector("#message:has-text('Started: 10 items want answers.')")
     page.click("#pause")
     page.wait_for_selector("#status:has-text('paused')")
     assert owner.project(project)["status"] == "paused"
+    assert page.inner_text("#start") == "Resume"
     page.click("#start")
+    page.wait_for_selector("#message:has-text('Resumed: 10 items want answers.')")
     page.wait_for_selector("#progress-text:has-text('0 / 10 items done')")
     page.wait_for_selector("#status:has-text('active')")
     crowd = [user("worker") for _ in range(3)]
@@ -407,6 +410,24 @@ def test_the_dashboard_drops_its_warning_once_it_refreshes_again(server, context
     page.click("#start")
     page.wait_for_selector("#status:has-text('active')")
     wait_until(page, lambda: page.evaluate("document.activeElement.id") == "pause", "the keyboard on Pause")
+
+
+def test_opening_a_project_says_when_workers_would_find_nothing(server, context, user):
+    _, token, owner = user("requester")
+    project = owner.create_project(name="empty", labels=["a", "b"])["id"]
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/project.html?project={project}")
+    page.wait_for_selector("#status:has-text('draft')")
+    page.click("#start")
+    page.wait_for_selector("#message:has-text('active but has no items: import items')")
+    assert "warn" in page.get_attribute("#message", "class")
+    owner.import_items(project, [{"data": {"text": "one"}}])
+    owner.update_project(project, status="finished")
+    page.wait_for_selector("#start:has-text('Reopen')")
+    page.click("#start")
+    page.wait_for_selector("#message:has-text('Reopened: 1 item wants answers.')")
+    assert owner.project(project)["status"] == "active"
 
 
 def test_the_worker_page_fits_a_phone(server, browser, user):

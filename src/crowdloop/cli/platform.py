@@ -319,9 +319,25 @@ def status_command(project_id: int, as_json: bool, url: str | None, token: str |
 @click.argument("project_id", type=int)
 @_api_options
 def start_command(project_id: int, url: str | None, token: str | None) -> None:
-    """Open the project to workers (status active)."""
+    """Open the project to workers (status active): a new one, a paused one, or a finished one again."""
     with _client(url, token) as client:
-        _print_record(client.start(project_id))
+        project = client.start(project_id)
+        status = client.status(project_id)
+    _print_record(project)
+    warning = _idle_warning(status)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _idle_warning(status: dict[str, Any]) -> str | None:
+    """Why workers would find nothing in a project just opened, said at once rather than left for the
+    requester to learn from idle workers."""
+    regular = status["items"] - status["gold_items"]
+    if regular == 0:
+        return "the project has no items: import items so workers have work."
+    if status["items_done"] >= regular:
+        return "every item is done: workers get work again only from items you import."
+    return None
 
 
 @projects_group.command("pause")

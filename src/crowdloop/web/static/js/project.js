@@ -42,6 +42,7 @@ function draw(d) {
   fill($("#status"), d.status);
   $("#status").className = `status ${d.status}`;
   $("#start").hidden = !["draft", "paused", "finished"].includes(d.status);
+  fill($("#start"), { draft: "Start", paused: "Resume", finished: "Reopen" }[d.status] ?? "Start");
   $("#pause").hidden = d.status !== "active";
   const regular = d.items - d.gold_items;
   fill($("#progress-text"), `${d.items_done} / ${regular} items done`);
@@ -116,13 +117,27 @@ async function ban(workerId, action, input) {
 
 async function setStatus(status) {
   try {
+    const before = $("#status").textContent;
     await patch(`/projects/${projectId}`, { status });
-    draw(await get(`/projects/${projectId}/dashboard`)); // at once, not at the next refresh
+    const d = await get(`/projects/${projectId}/dashboard`);
+    draw(d); // at once, not at the next refresh
+    if (status === "active") notice($("#message"), ...opened(before, d));
     const other = $(status === "active" ? "#pause" : "#start"); // the keyboard stays on the header
     if (!other.hidden) other.focus();
   } catch (error) {
     notice($("#message"), error.message, "error");
   }
+}
+
+// What a worker will find in the project just opened: an empty project or one with every item done
+// is open to nobody's benefit, which the requester should hear at once rather than from idle workers.
+function opened(before, d) {
+  const regular = d.items - d.gold_items;
+  const open = regular - d.items_done;
+  if (regular === 0) return ["The project is active but has no items: import items so workers have work.", "warn"];
+  if (open === 0) return ["The project is active, but every item is done: workers get work again only from items you import.", "warn"];
+  const verb = before === "finished" ? "Reopened" : before === "paused" ? "Resumed" : "Started";
+  return [`${verb}: ${open} ${open === 1 ? "item wants" : "items want"} answers.`, "info"];
 }
 
 // Overlap, target, money and rules take effect on the next request for work and the next aggregation.
