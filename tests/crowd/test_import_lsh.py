@@ -50,11 +50,13 @@ def _requester_and_project(engine: Engine) -> tuple[int, int]:
         return owner.id, project.id
 
 
-def _import(engine: Engine, owner_id: int, project_id: int, texts: list[str]) -> Any:
+def _import(engine: Engine, owner_id: int, project_id: int, texts: list[str], prefix: str = "t") -> Any:
+    """Import ``texts`` as items with ids ``prefix0``, ``prefix1``, ... (the file's own ids)."""
     with unit_of_work(session_factory(engine)) as session:
         actor = session.get(User, owner_id)
         assert actor is not None
-        return import_items(session, actor, project_id, [{"data": {"text": t}} for t in texts])
+        rows = [{"data": {"text": t}, "external_id": f"{prefix}{n}"} for n, t in enumerate(texts)]
+        return import_items(session, actor, project_id, rows)
 
 
 def _ids_by_text(engine: Engine, project_id: int) -> dict[str, int]:
@@ -81,13 +83,15 @@ def _expected_rows(project_id: int, ids_by_text: dict[str, int]) -> set[tuple[in
 def test_near_duplicate_of_an_item_from_an_earlier_import_is_found_and_marked(engine: Engine) -> None:
     migrate.upgrade(engine)
     owner, project = _requester_and_project(engine)
-    first = _import(engine, owner, project, [SENTENCE, *UNRELATED])
+    first = _import(engine, owner, project, [SENTENCE, *UNRELATED], prefix="first-")
     assert first.created == 4 and first.near_duplicates == []
     _import(engine, owner, project, [f"filler text number {i} with nothing in common" for i in range(30)])
-    second = _import(engine, owner, project, [NEAR_COPY, "yet another unrelated sentence here"])
+    second = _import(engine, owner, project, ["yet another unrelated sentence here", NEAR_COPY], prefix="second-")
     ids = _ids_by_text(engine, project)
-    assert [(new, old) for new, old, _ in second.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
-    assert 0.8 <= second.near_duplicates[0][2] < 1.0
+    assert [(p.item_id, p.similar_item_id) for p in second.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
+    pair = second.near_duplicates[0]
+    assert 0.8 <= pair.similarity < 1.0
+    assert (pair.row, pair.external_id, pair.similar_row, pair.similar_external_id) == (2, "second-1", None, "first-0")
     with Session(engine) as session:
         assert session.get(Item, ids[NEAR_COPY]).near_duplicate_of == ids[SENTENCE]  # type: ignore[union-attr]
         assert session.get(Item, ids[SENTENCE]).near_duplicate_of is None  # type: ignore[union-attr]
@@ -122,7 +126,8 @@ def test_near_duplicates_are_found_across_batches_of_one_import(engine: Engine, 
     owner, project = _requester_and_project(engine)
     report = _import(engine, owner, project, [SENTENCE, *UNRELATED, NEAR_COPY])
     ids = _ids_by_text(engine, project)
-    assert [(new, old) for new, old, _ in report.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
+    assert [(p.item_id, p.similar_item_id) for p in report.near_duplicates] == [(ids[NEAR_COPY], ids[SENTENCE])]
+    assert [(p.row, p.similar_row) for p in report.near_duplicates] == [(5, 1)]  # rows of the file, across batches
 
 
 def test_projects_do_not_see_each_others_items_and_deleted_items_are_ignored(engine: Engine) -> None:
@@ -190,7 +195,7 @@ def test_migration_0002_backfills_signatures_and_band_keys_of_existing_items(eng
     assert np.array_equal(signature, minhash_signatures([SENTENCE])[0] >> np.uint64(32))
     assert all(value is not None for value in stored.values())
     report = _import(engine, owner, project, [NEAR_COPY])
-    assert [(new, old) for new, old, _ in report.near_duplicates] == [
+    assert [(p.item_id, p.similar_item_id) for p in report.near_duplicates] == [
         (_ids_by_text(engine, project)[NEAR_COPY], ids[SENTENCE])
     ]
 

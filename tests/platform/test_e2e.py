@@ -87,7 +87,8 @@ def test_import_cleans_validates_and_is_idempotent(server, tmp_path):
         (5, "empty item"),
         (7, "gold label '7' is not one of the project's labels ['0', '1']"),
     ]
-    assert len(report["near_duplicates"]) == 1  # a7 is a near copy of a6
+    [near] = report["near_duplicates"]  # a7 is a near copy of a6, named as the file names them
+    assert (near["row"], near["external_id"], near["similar_row"], near["similar_external_id"]) == (9, "a7", 8, "a6")
     again = requester.upload_items(project["id"], csv)
     assert again["created"] == 0 and again["duplicates"] == 7
     items = requester.items(project["id"])

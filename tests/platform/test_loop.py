@@ -196,6 +196,12 @@ def test_requester_cli_over_the_api(server, tmp_path):
     imported = run("items", "import", project_id, str(items), *env_args)
     assert imported.returncode == 0, imported.stderr
     assert "created" in imported.stdout and "row 4: empty item" in imported.stderr
+    near = tmp_path / "near.csv"
+    near.write_text(
+        "id,text\nx1,The quick brown fox jumps over the lazy dog\nx2,The quick brown fox jumps over the lazy dog!\n"
+    )
+    named = run("items", "import", second, str(near), *env_args)
+    assert "row 2 (id x2) is like row 1 (id x1) (similarity 0." in named.stderr, named.stderr
     again = run("items", "import", second, str(items), "--json", *env_args)
     assert again.returncode == 0 and json.loads(again.stdout)["rejected"][0]["reason"].startswith("empty item"), (
         again.stderr

@@ -430,6 +430,29 @@ def test_opening_a_project_says_when_workers_would_find_nothing(server, context,
     assert owner.project(project)["status"] == "active"
 
 
+def test_the_import_report_names_near_duplicates_as_the_file_does(server, context, user, tmp_path):
+    _, token, owner = user("requester")
+    project = owner.create_project(name="near", labels=["a", "b"])["id"]
+    owner.import_items(
+        project,
+        [{"data": {"text": "The quick brown fox jumps over the lazy dog by the river"}, "external_id": "old-1"}],
+    )
+    csv = tmp_path / "near.csv"
+    csv.write_text(
+        "id,text\nnew-1,The quick brown fox jumps over the lazy dog by the river!\nnew-2,Nothing like it at all and a different line\n"
+    )
+    page = context.new_page()
+    sign_in(page, server.url, token)
+    page.goto(f"{server.url}/ui/project.html?project={project}")
+    page.set_input_files("#items-file", str(csv))
+    page.click("#upload-form button")
+    page.wait_for_selector("#import-report p")
+    assert page.query_selector("#import-report ul.near"), page.inner_text("#import-report")
+    line = page.inner_text("#import-report ul.near li")
+    old = owner.items(project)[0]["id"]
+    assert line.startswith(f"row 1 (id new-1) is like item {old} (id old-1) (similarity 0."), line
+
+
 def test_the_worker_page_fits_a_phone(server, browser, user):
     _, _, owner = user("requester")
     shapes = ["text", "premise", "hypothesis", "image_url", "question"]  # a project of items of three shapes

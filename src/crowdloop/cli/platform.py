@@ -393,6 +393,14 @@ def import_command(project_id: int, file: Path, as_json: bool, url: str | None, 
         _print_record({**report, "rejected": len(rejected), "near_duplicates": len(near)})
         for row in rejected[:20]:
             console.print(f"  row {row['row']}: {row['reason']}", highlight=False, soft_wrap=True)
+        for pair in near[:20]:
+            like = _near_name(pair["similar_row"], pair["similar_external_id"], pair["similar_item_id"])
+            console.print(
+                f"  {_near_name(pair['row'], pair['external_id'], pair['item_id'])} is like {like} "
+                f"(similarity {pair['similarity']:.2f})",
+                highlight=False,
+                soft_wrap=True,
+            )
     if nothing:  # a script must see that the import did nothing
         console.print(f"error: nothing was imported: every row of {file.name} was rejected.", highlight=False)
         raise SystemExit(2)
@@ -491,6 +499,12 @@ def _export_format(fmt: str | None, out: Path) -> str:
     if fmt is not None and named is not None and fmt != named:
         raise click.UsageError(f"--format {fmt} but {out} ends in {out.suffix}: give one or make them agree.")
     return fmt or named or "csv"
+
+
+def _near_name(row: int | None, external_id: str | None, item_id: int) -> str:
+    """An item of a near-duplicate pair as the file names it: its row and id; an earlier item by its id."""
+    named = "" if external_id is None else f" (id {external_id})"
+    return f"item {item_id}{named}" if row is None else f"row {row}{named}"
 
 
 def _print_record(record: dict[str, Any], as_json: bool = False) -> None:

@@ -32,7 +32,15 @@ from crowdloop.crowd.dedup import (
 from crowdloop.crowd.formats import from_label_studio
 from crowdloop.crowd.near_duplicates import NEAR_PERM, Pairs, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_owned_project
-from crowdloop.crowd.schemas import ID_COLUMNS, RESERVED_COLUMNS, ImportReport, ItemIn, RejectedRow, joined_name
+from crowdloop.crowd.schemas import (
+    ID_COLUMNS,
+    RESERVED_COLUMNS,
+    ImportReport,
+    ItemIn,
+    NearDuplicate,
+    RejectedRow,
+    joined_name,
+)
 from crowdloop.errors import DataFileError
 from crowdloop.storage.models import Item, Project, User, utcnow
 
@@ -141,8 +149,29 @@ def import_items(session: Session, actor: User, project_id: int, rows: Sequence[
                                   report)  # fmt: skip
     _gold_for_items_by_id(session, project, gold_by_id, report)
     mark_near_duplicates(session, pairs)
-    report.near_duplicates = sorted(pairs)
+    made = {created[key]: row for key, row in unique.items() if key in created}
+    report.near_duplicates = _named_pairs(session, pairs, made)
     return report
+
+
+def _named_pairs(session: Session, pairs: Pairs, rows: dict[int, tuple[int, ItemIn]]) -> list[NearDuplicate]:
+    """The pairs as the requester knows the items: by row and external id, not only by the ids
+    the database gave them a moment ago (``rows``: item id to its row number and row)."""
+    earlier = sorted({other for _, other, _ in pairs if other not in rows})
+    external: dict[int, str | None] = {}
+    for start in range(0, len(earlier), BATCH):  # a bound list of ids per statement, as inserts go
+        chunk = earlier[start : start + BATCH]
+        external.update(session.execute(select(Item.id, Item.external_id).where(Item.id.in_(chunk))).tuples().all())
+    named = []
+    for new_id, other_id, similarity in sorted(pairs):
+        number, item = rows[new_id]
+        other = rows.get(other_id)
+        named.append(NearDuplicate(
+            item_id=new_id, row=number, external_id=item.external_id, similar_item_id=other_id,
+            similar_row=other[0] if other else None,
+            similar_external_id=other[1].external_id if other else external.get(other_id), similarity=similarity,
+        ))  # fmt: skip
+    return named
 
 
 def _validated(
@@ -340,11 +369,11 @@ def _make_gold(item: Item, number: int, row: ItemIn, report: ImportReport) -> bo
     return True
 
 
-def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[set[str], Pairs]:
+def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]]) -> tuple[dict[str, int], Pairs]:
     """Bulk insert, skipping hashes the project already has, in batches; each batch's new
     items are indexed for near duplicates and compared with everything stored before them.
-    Returns the content hashes of the items created and the near-duplicate pairs."""
-    created: set[str] = set()
+    Returns the ids of the items created by content hash, and the near-duplicate pairs."""
+    created: dict[str, int] = {}
     pairs: Pairs = []
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:  # one import per project at a time: two overlapping files wait instead of deadlocking
@@ -358,7 +387,7 @@ def _insert(session: Session, project: Project, items: list[tuple[str, ItemIn]])
         position = {key: k for k, (key, _) in enumerate(batch)}
         rows = [position[key] for _, key in ids]
         pairs += index_and_find(session, project.id, [item_id for item_id, _ in ids], signatures[rows])
-        created.update(key for _, key in ids)
+        created.update((key, item_id) for item_id, key in ids)
     return created, pairs
 
 

@@ -205,15 +205,26 @@ class RejectedRow(BaseModel):
     reason: str
 
 
+class NearDuplicate(BaseModel):
+    """A new item much like another of the project, named as the file names it: its row and id,
+    and the other item's id (and row, when it came in the same file)."""
+
+    item_id: int
+    row: int = Field(description="the new item's row in the file, from 1")
+    external_id: str | None
+    similar_item_id: int
+    similar_row: int | None = Field(description="the similar item's row, when this import brought it")
+    similar_external_id: str | None
+    similarity: float
+
+
 class ImportReport(BaseModel):
     received: int = 0
     created: int = 0
     duplicates: int = 0
     gold_added: int = Field(0, description="items the project had already, made gold by a row of this import")
     rejected: list[RejectedRow] = Field(default_factory=list)
-    near_duplicates: list[tuple[int, int, float]] = Field(
-        default_factory=list, description="(new item id, similar item id, similarity)"
-    )
+    near_duplicates: list[NearDuplicate] = Field(default_factory=list)
 
 
 class TaskOut(BaseModel):

@@ -172,6 +172,12 @@ async function aggregate() {
   }
 }
 
+// An item of a near-duplicate pair as the file names it: its row and id; an earlier item by its id.
+function nearName(row, externalId, itemId) {
+  const id = externalId === null ? "" : ` (id ${externalId})`;
+  return row === null ? `item ${itemId}${id}` : `row ${row}${id}`;
+}
+
 async function upload(event) {
   event.preventDefault();
   const form = new FormData();
@@ -190,7 +196,9 @@ function report(r) {
       `${r.duplicates} duplicates merged, ${r.rejected.length} rejected, ${r.near_duplicates.length} near duplicates.`),
     r.rejected.length ? h("ul", { class: "rejected" }, r.rejected.map((x) => h("li", {}, `row ${x.row}: ${x.reason}`))) : null,
     r.near_duplicates.length
-      ? h("ul", {}, r.near_duplicates.map(([a, b, s]) => h("li", {}, `item ${a} is like item ${b} (${number(s, 2)})`)))
+      ? h("ul", { class: "near" }, r.near_duplicates.map((p) => h("li", {},
+        `${nearName(p.row, p.external_id, p.item_id)} is like ` +
+        `${nearName(p.similar_row, p.similar_external_id, p.similar_item_id)} (similarity ${number(p.similarity, 2)})`)))
       : null);
 }
 
