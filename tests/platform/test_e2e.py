@@ -304,6 +304,27 @@ def test_a_csv_header_with_blanks_capitals_or_a_trailing_comma_imports_as_meant(
     assert items["4"]["data"] == {"text": "world"} and not items["4"]["is_gold"]
 
 
+def test_a_csv_row_with_values_past_the_header_is_refused_not_cut(server, tmp_path):
+    """An unquoted comma in a value (``Sony TV, 40 inch, black``) made more values than columns, and
+    the item kept ``Sony TV`` without a word; a long value is read whole."""
+    from crowdloop.errors import InvalidInputError
+
+    _, requester = server.user("req", "requester")
+    project = _project(requester)
+    requester.import_items(project["id"], [{"data": {"text": "already here"}}])
+    unquoted = tmp_path / "unquoted.csv"
+    unquoted.write_text("id,text\n1,Sony TV, 40 inch, black\n2,a radio\n")
+    with pytest.raises(
+        InvalidInputError,
+        match=r"line 2 has 4 values but the header has 2 columns, so \['40 inch', 'black'\] would be lost",
+    ):
+        requester.upload_items(project["id"], unquoted)
+    assert [item["data"]["text"] for item in requester.items(project["id"])] == ["already here"]  # nothing stored
+    long = tmp_path / "long.csv"
+    long.write_text("text\n" + "word " * 40_000 + "\n")  # 200 kB: past the csv module's default field limit
+    assert requester.upload_items(project["id"], long)["created"] == 1
+
+
 def test_an_upload_is_checked_for_its_caller_before_it_is_read(server, tmp_path):
     """A malformed file sent without a token was parsed first (on the event loop, stalling every
     other request) and answered with the parser's complaint."""

@@ -75,7 +75,7 @@ def _jsonl_rows(content: bytes) -> list[dict[str, Any]]:
 def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
     if b"\x00" in content:  # the parser silently cut a field at it
         raise DataFileError("the file holds NUL bytes: is it binary, or UTF-16? Save it as UTF-8 text.")
-    _check_header(content, sep)
+    _check_shape(content, sep)
     try:
         # index_col=False: a row with one field more than the header (a trailing comma) must not
         # turn the first column into the index and shift every value one column to the left
@@ -98,15 +98,29 @@ def _gold_file_columns(columns: list[str]) -> list[str]:
     return columns
 
 
-def _check_header(content: bytes, sep: str) -> None:
+def _check_shape(content: bytes, sep: str) -> None:
     """A header that names a column twice (``text,text``, or ``ID`` and ``id``) is an error: pandas
-    renamed the second ``text.1``, and it became a field of its own."""
-    first = content.decode("utf-8-sig", errors="replace").splitlines()[:1]
-    header = next(csv.reader(first, delimiter=sep, skipinitialspace=True), [])
+    renamed the second ``text.1``, and it became a field of its own. So is a row with values past
+    the header's columns (an unquoted ``Sony TV, 40 inch``): pandas kept ``Sony TV`` and dropped
+    the rest without a word. Empty cells past the end (a trailing separator) are harmless."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # a long text is a value, not an error
+    rows = csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace")), delimiter=sep,
+                      skipinitialspace=True)  # fmt: skip
+    header = next(rows, [])
     names = [_column(name) for name in header]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise DataFileError(f"the header names column(s) {', '.join(map(repr, twice))} more than once.")
+    try:
+        for row in rows:
+            extra = [value for value in row[len(header) :] if value.strip()]
+            if extra:
+                raise DataFileError(
+                    f"line {rows.line_num} has {len(row)} values but the header has {len(header)} columns, so "
+                    f"{[value[:40] for value in extra[:5]]} would be lost: quote values that hold the separator."
+                )
+    except csv.Error as error:
+        raise DataFileError(f"cannot read the CSV: line {rows.line_num}: {error}") from None
 
 
 def _column(name: object) -> str:
