@@ -273,3 +273,26 @@ def test_numbers_that_are_not_finite_are_refused_not_stored(server, owned):
     assert imported.status_code == 200, imported.text  # the row is rejected, with its reason, not a 500
     report = imported.json()
     assert report["created"] == 0 and "priority" in report["rejected"][0]["reason"]
+    made, _ = server.user("errors-infinite-bonus", "worker")
+    bonus = _call(server, owned["token"], "POST", f"/projects/{owned['id']}/bonuses", headers=JSON,
+                  content=f'{{"worker_id": {made["id"]}, "amount": Infinity}}')  # fmt: skip
+    assert bonus.status_code == 422 and "amount" in bonus.json()["detail"], bonus.text  # it overflowed: a 500
+
+
+def test_nesting_too_deep_to_read_is_refused(server, owned, tmp_path):
+    """Item data nested 600 deep ran the storability check out of stack, and a file nested 100,000
+    deep the JSON parser itself: each was a 500."""
+    items = f"/projects/{owned['id']}/items"
+    nested = '[{"data": {"text": "d", "n": ' + "[" * 600 + "]" * 600 + "}}]"
+    imported = _call(server, owned["token"], "POST", items, content=nested, headers=JSON)
+    assert imported.status_code == 200, imported.text
+    assert "field 'n' is nested more than 32 levels deep" in imported.json()["rejected"][0]["reason"]
+    deepest = "[" * 100_000 + "]" * 100_000
+    body = _call(server, owned["token"], "POST", items, content=deepest, headers=JSON)
+    assert body.status_code == 400 and "error parsing the body" in body.json()["detail"], body.text  # FastAPI's
+    for name, content in (("deep.jsonl", '{"data": ' + deepest + "}\n"), ("deep.json", deepest)):
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.raises(InvalidInputError, match="nested too deeply"):
+            owned["client"].upload_items(owned["id"], path)
+    assert owned["client"].status(owned["id"])["items"] == 1  # nothing stored but the item it had

@@ -429,19 +429,29 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def unstorable_reason(value: Any, where: str = "") -> str | None:
+MAX_NESTING = 32
+"""Levels of lists and objects an item's data may have: a body nested 600 deep ran this check out
+of stack (a 500); no item a person labels is deeper than a few levels."""
+
+
+def unstorable_reason(value: Any, where: str = "", depth: int = 0) -> str | None:
     """Why a value cannot be stored as it is (None: it can): NaN or infinity (PostgreSQL's JSON
     refuses them, and the whole import failed with a 500), a NUL character or text that is not
-    valid Unicode (a lone surrogate). Each is now one rejected row, named."""
+    valid Unicode (a lone surrogate), or nesting deeper than ``MAX_NESTING``. Each is now one
+    rejected row, named."""
+    if depth > MAX_NESTING:
+        return f"{where or 'a field'} is nested more than {MAX_NESTING} levels deep"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where or 'a field'} is {value}, which JSON cannot store"
     if isinstance(value, str) and (problem := text_problem(value)) is not None:
         return f"{where or 'a field'} {problem}"
     if isinstance(value, dict):
         for key, inner in value.items():
-            problem = unstorable_reason(str(key), "a field name") or unstorable_reason(inner, f"field {str(key)!r}")
+            problem = unstorable_reason(str(key), "a field name") or unstorable_reason(
+                inner, f"field {str(key)!r}", depth + 1
+            )
             if problem:
                 return problem
     if isinstance(value, list):
-        return next((p for p in (unstorable_reason(inner, where) for inner in value) if p), None)
+        return next((p for p in (unstorable_reason(inner, where, depth + 1) for inner in value) if p), None)
     return None

@@ -293,6 +293,8 @@ def _ls_parse(payload: bytes | str) -> Any:
         return json.loads(payload)
     except json.JSONDecodeError as exc:
         raise DataFileError(f"Label Studio tasks: not JSON ({exc}).") from None
+    except RecursionError:
+        raise DataFileError("Label Studio tasks: nested too deeply to read.") from None
     except UnicodeDecodeError as exc:
         raise DataFileError(f"Label Studio tasks: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
 

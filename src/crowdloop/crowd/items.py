@@ -68,6 +68,8 @@ def _jsonl_rows(content: bytes) -> list[dict[str, Any]]:
             value = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataFileError(f"line {number} is not JSON: {error.msg}.") from None
+        except RecursionError:
+            raise DataFileError(f"line {number} is nested too deeply to read.") from None
         rows.append(value if isinstance(value, dict) else {"_invalid": value})
     return rows
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crowdloop.api.deps import ApiDep
 from crowdloop.crowd import workers
@@ -21,6 +21,7 @@ class ReasonIn(BaseModel):
 
 
 class BonusIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # an Infinity bonus overflowed into a 500
     worker_id: int
     amount: float = Field(gt=0)
     reason: StorableStr = ""
