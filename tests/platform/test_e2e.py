@@ -478,6 +478,20 @@ def test_an_import_of_other_fields_is_rejected_naming_them(server, tmp_path):
     assert requester.upload_items(project, leaked)["created"] == 1
 
 
+@pytest.mark.parametrize(
+    "name", ["label_1", "human_label", "sentimentLabel", "final label", "expected_answer", "answer_key", "correct",
+             "y_true", "target", "class", "ground_truth", "golden"],
+)  # fmt: skip
+def test_names_of_answer_columns_are_not_declared_fields(server, name):
+    """The check knew gold, truth and a few exact names: ``final_label`` or ``y_true`` in a first
+    import became fields, and workers were shown the answer."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    report = requester.import_items(project, [{"data": {"text": "one", name: "1"}}, {"data": {"text": "two"}}])
+    assert report["created"] == 1 and "looks like the gold answer" in report["rejected"][0]["reason"], report
+    assert requester.project(project)["fields"] == ["text"]
+
+
 def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):
     _, requester = server.user("req", "requester")
     project = _project(requester)["id"]

@@ -228,8 +228,12 @@ def _problem(row: Any, project: Project) -> str | None:
     return None
 
 
-_GOLD_LIKE = re.compile(r"gold|truth|^(labels?|answers?|true_labels?|correct_(label|answer)s?)$")
-"""Field names that look like a gold answer column which missed the name ``gold_label``."""
+_GOLD_LIKE = re.compile(r"gold|truth|label|answer|^(y|y_true|correct|correct_.+|targets?|class)$")
+"""Field names that look like a gold answer column which missed the name ``gold_label``: any name
+holding gold, truth, label or answer (``final_label``, ``answer_key``, ``label_1``), and a few
+that data science gives the answer column (``y_true``, ``target``, ``class``, ``correct``). Only
+a project's first import declares fields, so a false alarm costs one declaration, which the
+rejection says how to make; a miss shows workers the answer."""
 
 
 def _gold_like(name: str) -> bool:
