@@ -216,7 +216,21 @@ def test_a_retried_delivery_creates_nothing_twice(runtime, world):
              "model_version": 1, "reason": "audit", "label": 0, "confidence": 0.9}  # fmt: skip
     first = runtime.link.send("feedback", [entry])
     again = runtime.link.send("feedback", [entry, entry])
-    assert first["created"] == 1 and again == {"received": 2, "created": 0, "merged": 0, "already_received": 2}
+    assert first["created"] == 1
+    assert again == {"received": 2, "created": 0, "merged": 0, "already_received": 2, "outside_fields": 0}
+
+
+def test_an_edge_item_keeps_only_the_projects_fields(serve, runtime, world):
+    """Edge feedback skipped the import's field checks: whatever an app sent /predict (its own
+    answer column, a request id) became an item, and workers were shown it."""
+    extra = {"client_id": "fields-test-0001", "model_version": 1, "reason": "unsure", "label": 0, "confidence": 0.5,
+             "data": {"text": "a red kettle", "text_b": "a blue kettle", "label": "1", "request_id": "r-77"}}  # fmt: skip
+    stranger = {**extra, "client_id": "fields-test-0002", "data": {"zzz": "only a field the project lacks"}}
+    report = runtime.link.send("feedback", [extra, stranger])
+    assert (report["created"], report["outside_fields"]) == (1, 1), report
+    stored, _ = _stored(serve, world["project"])
+    assert stored["fields-test-0001"] == {"text": "a red kettle", "text_b": "a blue kettle"}
+    assert "fields-test-0002" not in stored
 
 
 def test_edge_items_go_to_the_crowd_before_imported_ones(serve, world, runtime):

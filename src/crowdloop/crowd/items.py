@@ -95,7 +95,7 @@ def _gold_file_columns(columns: list[str]) -> list[str]:
     that looks like a gold answer, and the file did nothing."""
     ids = [name for name in columns if name in ID_COLUMNS]
     rest = [name for name in columns if name not in ids]
-    if len(ids) == 1 and len(rest) == 1 and rest[0] != "gold_label" and _gold_like(rest[0]):
+    if len(ids) == 1 and len(rest) == 1 and rest[0] != "gold_label" and looks_like_gold_answer(rest[0]):
         return [ids[0], "gold_label"] if columns[0] == ids[0] else ["gold_label", ids[0]]
     return columns
 
@@ -236,7 +236,7 @@ a project's first import declares fields, so a false alarm costs one declaration
 rejection says how to make; a miss shows workers the answer."""
 
 
-def _gold_like(name: str) -> bool:
+def looks_like_gold_answer(name: str) -> bool:
     return bool(_GOLD_LIKE.search(joined_name(name)))
 
 
@@ -257,7 +257,7 @@ def _of_the_projects_fields(
         if not unknown:
             kept.append((number, item))
             continue
-        gold_like = [name for name in unknown if _gold_like(name)]
+        gold_like = [name for name in unknown if looks_like_gold_answer(name)]
         if gold_like:
             reason = (
                 f"field {gold_like[0]!r} looks like the gold answer, which workers would be shown: name the "
@@ -285,7 +285,7 @@ def _did_you_mean(unknown: list[str], declared: list[str] | None) -> str:
 def _declare(session: Session, project: Project, valid: list[tuple[int, ItemIn]]) -> list[str] | None:
     """The first import's fields, in the order they first appear, as the project's (None: none).
     Declared only where no other import did at the same moment; then that one's stand."""
-    names = list(dict.fromkeys(name for _, item in valid for name in item.data if not _gold_like(name)))
+    names = list(dict.fromkeys(name for _, item in valid for name in item.data if not looks_like_gold_answer(name)))
     if not names:
         return None
     session.execute(update(Project).where(Project.id == project.id, Project.fields.is_(None)).values(fields=names))

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.crowd.auth import require_role
 from crowdloop.crowd.dedup import content_hash, has_content, normalize_fields, unstorable_reason
+from crowdloop.crowd.items import looks_like_gold_answer
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import StorableStr
 from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
@@ -111,7 +112,10 @@ def receive_feedback(session: Session, actor: User, project_id: int, entries: li
     """Store new feedback entries as crowd items; report what was created, merged and already known."""
     _device_project(session, actor, project_id, len(entries))
     _check_versions(session, project_id, {entry.model_version for entry in entries})
-    fresh = _unseen(session, project_id, _unique_by_client(entries))
+    fields = session.scalar(select(Project.fields).where(Project.id == project_id))
+    cut = [_within_fields(entry, fields) for entry in entries]
+    kept = [entry for entry in cut if has_content(entry.data)]
+    fresh = _unseen(session, project_id, _unique_by_client(kept))
     created = _insert_items(session, project_id, fresh)
     item_ids = _item_ids(session, project_id, [content_hash(e.data) for e in fresh])
     rows = [_feedback_row(project_id, actor, entry, item_ids) for entry in fresh]
@@ -122,8 +126,21 @@ def receive_feedback(session: Session, actor: User, project_id: int, entries: li
         reset = update(ProjectWorker).where(ProjectWorker.project_id == project_id)  # workers see them next
         session.execute(reset.values(cursor_priority=None, cursor_item=None))
         _reopen_if_finished(session, project_id, created)
-    known = len(entries) - len(fresh)
-    return {"received": len(entries), "created": created, "merged": len(fresh) - created, "already_received": known}
+    known = len(kept) - len(fresh)
+    return {"received": len(entries), "created": created, "merged": len(fresh) - created, "already_received": known,
+            "outside_fields": len(entries) - len(kept)}  # fmt: skip
+
+
+def _within_fields(entry: FeedbackIn, fields: list[str] | None) -> FeedbackIn:
+    """The entry with its item cut to the project's fields, as an import is held to them: an edge
+    item carries whatever the app sent ``/predict`` (a request id, the app's own answer column),
+    and workers were shown all of it. A project with no fields yet loses what looks like a gold
+    answer. An entry left with nothing to label is not stored (``outside_fields``)."""
+    if fields is None:
+        data = {name: value for name, value in entry.data.items() if not looks_like_gold_answer(name)}
+    else:
+        data = {name: value for name, value in entry.data.items() if name in fields}
+    return entry if data == entry.data else entry.model_copy(update={"data": data})
 
 
 def _reopen_if_finished(session: Session, project_id: int, created: int) -> None:
