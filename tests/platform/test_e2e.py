@@ -492,6 +492,16 @@ def test_names_of_answer_columns_are_not_declared_fields(server, name):
     assert requester.project(project)["fields"] == ["text"]
 
 
+def test_a_row_with_its_fields_outside_data_says_where_they_go(server):
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    report = requester.import_items(project, [{"name": "widget", "price": "3"}])
+    assert report["created"] == 0, report
+    assert report["rejected"][0]["reason"] == (
+        """['name', 'price'] are not settings of a row: an item's fields go under "data", as {"data": {"text": ...}}"""
+    )
+
+
 def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):
     _, requester = server.user("req", "requester")
     project = _project(requester)["id"]

@@ -223,6 +223,10 @@ def _problem(row: Any, project: Project) -> str | None:
     gold = row.get("gold_label")
     if gold not in (None, "") and str(gold) not in project.labels:
         return f"gold label {gold!r} is not one of the project's labels {project.labels}"
+    outside = sorted(set(row) - set(ItemIn.model_fields))
+    if "data" not in row and outside:  # {"text": ...} for {"data": {"text": ...}}: "empty item" said nothing
+        where = 'an item\'s fields go under "data", as {"data": {"text": ...}}'
+        return f"{outside[:5]} are not settings of a row: {where}"
     if not has_content(row.get("data")):
         return _EMPTY
     return None
