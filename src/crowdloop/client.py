@@ -139,6 +139,8 @@ class Client:
 
     # items
     def import_items(self, project_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Import ``rows``, each ``{"data": {field: value, ...}}`` with optional ``external_id``,
+        ``gold_label``, ``gold_explanation`` and ``priority``; returns the import report."""
         return dict(self._call("POST", f"/projects/{project_id}/items", json=rows))
 
     def upload_items(self, project_id: int, path: str | Path) -> dict[str, Any]:
