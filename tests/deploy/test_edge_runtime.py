@@ -233,6 +233,31 @@ def test_an_edge_item_keeps_only_the_projects_fields(serve, runtime, world):
     assert "fields-test-0002" not in stored
 
 
+def test_an_edge_item_is_indexed_for_near_duplicates(serve, runtime, world):
+    """Edge items got no signature nor LSH band keys: a later import never found them, and one much
+    like an item already there was not marked."""
+    from crowdloop.storage.models import ItemLshBand
+
+    text = ("a stainless steel electric kettle with a blue light, a one litre jug, a removable filter, "
+            "boil-dry protection and a cordless base that turns all the way round")  # fmt: skip
+    entry = {"model_version": 1, "reason": "unsure", "label": 0, "confidence": 0.5}
+    runtime.link.send("feedback", [{**entry, "client_id": "near-test-0001", "data": {"text": text, "text_b": "jug"}}])
+    runtime.link.send(
+        "feedback", [{**entry, "client_id": "near-test-0002", "data": {"text": text + "!", "text_b": "jug"}}]
+    )
+    engine = make_engine(serve.database_url, pool_size=1)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            first, second = (
+                session.scalars(select(Item).where(Item.external_id == f"edge:near-test-000{n}")).one() for n in (1, 2)
+            )
+            bands = session.scalar(select(func.count()).where(ItemLshBand.item_id.in_([first.id, second.id])))
+            assert (first.near_duplicate_of, second.near_duplicate_of) == (None, first.id)
+            assert first.minhash is not None and bands == 2 * 8  # each item's band keys, as an import stores
+    finally:
+        engine.dispose()
+
+
 def test_edge_items_go_to_the_crowd_before_imported_ones(serve, world, runtime):
     """The edge items are the ones the runtime above sent back (it needs the shared ``product``
     set, so without it this test skips with the others instead of finding no edge item)."""

@@ -25,8 +25,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd.auth import require_role
-from crowdloop.crowd.dedup import content_hash, has_content, normalize_fields, unstorable_reason
+from crowdloop.crowd.dedup import (
+    content_hash,
+    has_content,
+    item_text,
+    minhash_signatures,
+    normalize_fields,
+    pack_signatures,
+    unstorable_reason,
+)
 from crowdloop.crowd.items import looks_like_gold_answer
+from crowdloop.crowd.near_duplicates import NEAR_PERM, index_and_find, mark_near_duplicates
 from crowdloop.crowd.projects import get_project
 from crowdloop.crowd.schemas import StorableStr
 from crowdloop.errors import CrowdloopError, InvalidInputError, PayloadTooLargeError
@@ -193,13 +202,23 @@ def _item_row(project_id: int, entry: FeedbackIn) -> dict[str, Any]:
 
 
 def _insert_items(session: Session, project_id: int, entries: list[FeedbackIn]) -> int:
-    """Insert the entries' items, skipping content the project has; how many were new."""
+    """Insert the entries' items, skipping content the project has; how many were new. Each new
+    item is indexed for near duplicates as an imported one is (its signature and LSH band keys),
+    so a later import finds it, and it is marked when it is much like an item already there."""
     rows = list({row["content_hash"]: row for row in (_item_row(project_id, e) for e in entries)}.values())
     if not rows:
         return 0
+    signatures = minhash_signatures([item_text(row["data"]) for row in rows], num_perm=NEAR_PERM)
+    for row, packed in zip(rows, pack_signatures(signatures), strict=True):
+        row["minhash"] = packed
     statement = dialect_insert(session, Item).values(rows)
-    statement = statement.on_conflict_do_nothing(index_elements=["project_id", "content_hash"]).returning(Item.id)
-    return len(session.execute(statement).all())
+    statement = statement.on_conflict_do_nothing(index_elements=["project_id", "content_hash"])
+    created = session.execute(statement.returning(Item.id, Item.content_hash)).all()
+    position = {row["content_hash"]: k for k, row in enumerate(rows)}
+    new = [position[key] for _, key in created]
+    pairs = index_and_find(session, project_id, [int(item_id) for item_id, _ in created], signatures[new])
+    mark_near_duplicates(session, pairs)
+    return len(created)
 
 
 def _item_ids(session: Session, project_id: int, hashes: list[str]) -> dict[str, int]:
