@@ -98,6 +98,8 @@ def test_featurizer_sparse_dense_and_json_state_agree():
     np.testing.assert_array_equal(again.transform_dense(items), dense)
     records = items.to_dict("records")
     np.testing.assert_array_equal(featurizer.transform_dense(records), dense)
+    typed = [{**records[0], "colour": " red\u00a0"}]  # as a person types it, before an import trims it
+    np.testing.assert_array_equal(featurizer.transform_dense(typed), dense[:1])
 
 
 def test_featurizer_errors_name_the_problem():

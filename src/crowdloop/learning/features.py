@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -339,7 +340,12 @@ def split_signs(scaled: np.ndarray) -> np.ndarray:
 
 
 def _category(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    """A categorical value as imports store it (NFC, blanks collapsed and trimmed): the model learnt
+    ``red`` from the platform's items, and the edge, given `` red `` as typed, did not know it. The
+    rule is ``crowd.dedup.normalize_text``'s, written out: the edge's modules import only numpy."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return " ".join(unicodedata.normalize("NFC", str(value)).split())
 
 
 def _one_hot(values: Sequence[Any], categories: list[str]) -> np.ndarray:
