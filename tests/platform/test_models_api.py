@@ -378,6 +378,117 @@ def test_a_version_records_every_parameter_it_was_fitted_with(product):
     assert version["params"] == {"C": 0.5, "random_state": 0, "targets": "labels"}
 
 
+RTE_REGULAR, RTE_GOLD, RTE_MADE_GOLD = 200, 60, 80
+
+
+@pytest.fixture(scope="module")
+def rte_project(server) -> dict[str, Any]:
+    """The audit's project, small: 260 RTE pairs, 200 labeled by the recorded crowd (5 answers each), 60 gold."""
+    data = load_dataset("rte")
+    assert data.items is not None
+    tasks = np.random.default_rng(1).choice(data.items["task"].to_numpy(), RTE_REGULAR + RTE_GOLD, replace=False)
+    items = data.items.set_index("task").loc[tasks]
+    gold = data.gold.astype(str)
+    _, requester = server.user("auditor", "requester")
+    project = requester.create_project(name="rte promotion", labels=["0", "1"], min_overlap=1, max_overlap=10)
+    rows = [
+        {"data": {"text": row.text, "text_b": row.text_b}, "external_id": str(task),
+         **({"gold_label": gold[task]} if position >= RTE_REGULAR else {})}
+        for position, (task, row) in enumerate(items.iterrows())
+    ]  # fmt: skip
+    assert requester.import_items(project["id"], rows)["created"] == len(rows)
+    answers = data.answers[data.answers["task"].isin(set(tasks))].groupby("task").head(5)
+    answers = answers.assign(task=answers["task"].astype(str))
+    _import_answers(server.database_url, project["id"], answers)
+    requester.aggregate(project["id"])
+    requester.start(project["id"])
+    return {"id": project["id"], "client": requester, "tasks": [str(t) for t in tasks], "gold": gold}
+
+
+def _rte_gold_frame(rte_project: dict[str, Any], external_ids: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """These items (by external id) as the model reads them, and their true labels."""
+    wanted = set(external_ids)
+    listed = [i for i in rte_project["client"].iter_items(rte_project["id"]) if i["external_id"] in wanted]
+    frame = pd.DataFrame([{**i["data"], ID_COLUMN: i["id"]} for i in listed])
+    labels = pd.Series({i["id"]: rte_project["gold"][int(i["external_id"])] for i in listed})
+    return frame, labels
+
+
+def test_production_is_never_scored_on_gold_it_learned_from(rte_project, server, tmp_path):
+    """The audit: items v1 learned from, made gold since, flattered v1 (0.79 where it scores 0.68 on
+    real held-out gold), so a fair candidate could not win. Both are scored on the gold neither learned from."""
+    client, pid, tasks = rte_project["client"], rte_project["id"], rte_project["tasks"]
+    first = client.train_model(pid, family="logreg")
+    v1 = first["version"]
+    assert first["promoted"] is True and v1["metrics"]["n"] == RTE_GOLD
+    made_gold = tasks[:RTE_MADE_GOLD]  # regular items v1 learned from
+    rows = [{"data": {}, "external_id": t, "gold_label": rte_project["gold"][int(t)]} for t in made_gold]
+    assert client.import_items(pid, rows)["gold_added"] == RTE_MADE_GOLD
+
+    second = client.train_model(pid, family="logreg")
+    v2, cmp = second["version"], second["comparison"]
+    assert v2["metrics"]["n"] == RTE_GOLD + RTE_MADE_GOLD  # v2 learned from none of today's gold
+    # production is scored on the 60 gold items it did not learn from: what it scored when it was made
+    assert cmp["production_score"]["accuracy"] == pytest.approx(v1["metrics"]["accuracy"])
+    assert cmp["production_score"]["macro_f1"] == pytest.approx(v1["metrics"]["macro_f1"])
+    assert cmp["gold_items"] == RTE_GOLD and cmp["gold_learned"] == {"1": RTE_MADE_GOLD}
+    assert first["comparison"]["gold_items"] == RTE_GOLD
+    client.download_model(pid, 2, tmp_path / "v2")
+    original, labels = _rte_gold_frame(rte_project, tasks[RTE_REGULAR:])
+    on_shared = evaluate(TrainedModel.load(tmp_path / "v2"), original, labels)
+    assert on_shared["n"] == RTE_GOLD and cmp["candidate_score"]["accuracy"] == pytest.approx(on_shared["accuracy"])
+    mine, theirs = cmp["candidate_score"], cmp["production_score"]
+    assert second["promoted"] == ((mine["accuracy"], mine["macro_f1"]) > (theirs["accuracy"], theirs["macro_f1"]))
+    rejected_or_promoted = client.model_events(pid)[-1]
+    assert rejected_or_promoted["detail"]["gold_items"] == RTE_GOLD
+
+    # by hand: the same held-out gold, and the CLI says on how many items
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "models", "promote", str(pid), "1" if second["promoted"] else "2",
+         "--reason", "compare by hand", "--url", server.url, "--token", _token(client)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"both on the {RTE_GOLD} gold items neither learned from (version 1 learned from 80)" in " ".join(
+        done.stderr.split()
+    )
+    manual = client.model_events(pid)[-1]["detail"]
+    assert manual["manual"] is True and manual["gold_items"] == RTE_GOLD
+    v1_score = manual["candidate_score"] if manual["candidate"] == 1 else manual["production_score"]
+    assert v1_score["accuracy"] == pytest.approx(v1["metrics"]["accuracy"])
+    if client.model(pid, "production")["version"] != 1:
+        client.promote_model(pid, 1, "back to the first")
+
+
+def test_with_no_gold_held_out_from_both_a_candidate_is_not_promoted_automatically(rte_project, server):
+    """Today's gold is only items production learned from: nothing fair to compare on, so the
+    candidate stays candidate, saying why; the owner can still promote it by hand."""
+    client, pid, tasks = rte_project["client"], rte_project["id"], rte_project["tasks"]
+    assert client.model(pid, "production")["version"] == 1
+    original = {i["id"] for i in client.iter_items(pid) if i["external_id"] in set(tasks[RTE_REGULAR:])}
+    for item_id in sorted(original):  # the original gold becomes regular: left is gold v1 learned from
+        client.remove_gold(pid, item_id)
+    client.aggregate(pid)
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "train", str(pid), "--url", server.url, "--token", _token(client)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "kept as candidate, not compared with production (version 1)" in said
+    assert f"no gold item is held out from both versions: of the {RTE_MADE_GOLD} gold items, version 1 learned" in said
+    rejected = client.model_events(pid)[-1]
+    assert rejected["kind"] == "rejected" and rejected["detail"]["gold_items"] == 0
+    assert rejected["detail"]["candidate_score"] is None and rejected["detail"]["production_score"] is None
+    assert rejected["detail"]["gold_learned"] == {"1": RTE_MADE_GOLD}
+    assert client.model(pid, "production")["version"] == 1
+    newest = client.models(pid)[-1]["version"]
+    by_hand = client.promote_model(pid, newest, "trust it without gold")
+    assert by_hand["changed"] is True and by_hand["aliases"] == ["candidate", "production"]
+    said_by_hand = by_hand["comparison"]
+    assert said_by_hand["gold_items"] == 0 and "no gold item is held out" in said_by_hand["no_shared_gold"]
+
+
 def test_an_unusable_artifact_is_never_promoted_and_a_broken_production_is_replaced(product, server):
     """Run last: it leaves production on a version trained here."""
     client, pid = product["client"], product["id"]

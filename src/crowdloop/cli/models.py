@@ -18,6 +18,8 @@ from crowdloop.cli.base import MAX_SEED, cli, console, spinner, stdout_console
 from crowdloop.cli.checks import writable_folder
 from crowdloop.cli.platform import _api_options, _client, _json_option, _print_record
 
+NO_SHARED_GOLD = "no_shared_gold"  # crowdloop.learning.service.NO_SHARED_GOLD, without importing the learner
+
 
 @cli.command("train")
 @click.argument("project_id", type=int)
@@ -120,7 +122,8 @@ def show_model_command(project_id: int, ref: str, as_json: bool, url: str | None
 @click.option("--reason", required=True, help="Why, kept in the model's events.")
 @_api_options
 def promote_command(project_id: int, ref: str, reason: str, url: str | None, token: str | None) -> None:
-    """Make a version production by hand; both versions are scored on today's gold and the scores kept."""
+    """Make a version production by hand; both versions are scored on today's gold that neither learned
+    from, and the scores kept. Warns on a step down."""
     with _client(url, token) as client:
         version = client.promote_model(project_id, ref, reason)
     if not version.get("changed", True):
@@ -128,10 +131,12 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
         return
     comparison = version.get("comparison") or {}
     console.print(f"version {version['version']} is now production ({_score(comparison.get('candidate_score'))}); "
-                  f"the previous production: {_previous(comparison)}")  # fmt: skip
+                  f"the previous production: {_previous(comparison)}{_on_gold(comparison)}")  # fmt: skip
+    if comparison.get(NO_SHARED_GOLD):
+        console.print(f"not compared: {comparison[NO_SHARED_GOLD]}")
     mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
     if mine and theirs and (mine["accuracy"], mine["macro_f1"]) < (theirs["accuracy"], theirs["macro_f1"]):
-        console.print("[yellow]warning:[/] the version promoted scores lower on today's gold than the one it replaced")
+        console.print("[yellow]warning:[/] the version promoted scores lower on the same gold than the one it replaced")
 
 
 @models_group.command("download")
@@ -222,6 +227,18 @@ def _previous(comparison: dict[str, Any]) -> str:
     return f"version {comparison['production']}, {_score(comparison.get('production_score'))}"
 
 
+def _on_gold(comparison: dict[str, Any]) -> str:
+    """On which gold both versions were scored: how many items, and which were left out and why."""
+    count = comparison.get("gold_items")
+    if count is None or comparison.get("production_score") is None:
+        return ""
+    left = comparison.get("gold_learned") or {}
+    said = [f"version {number} learned from {n}" for number, n in left.items()]
+    said += [f"version {number}'s training items are not on record" for number in
+             comparison.get("training_not_on_record", [])]  # fmt: skip
+    return f"; both on the {count} gold items neither learned from" + (f" ({'; '.join(said)})" if said else "")
+
+
 def _verdict(result: dict[str, Any]) -> str:
     """Why the new version was or was not promoted, in words."""
     comparison = result["comparison"]
@@ -229,9 +246,13 @@ def _verdict(result: dict[str, Any]) -> str:
         return "promoted to production (the project's first model)"
     if "production_error" in comparison:
         return f"promoted to production, replacing {_previous(comparison)}"
-    mine = _score(comparison["candidate_score"])
+    if comparison.get(NO_SHARED_GOLD):
+        return f"kept as candidate, not compared with production (version {comparison['production']}): " + str(
+            comparison[NO_SHARED_GOLD]
+        )
+    mine, on = _score(comparison["candidate_score"]), _on_gold(comparison)
     if result["promoted"]:
-        return f"promoted to production ({mine}); it beats {_previous(comparison)}"
+        return f"promoted to production ({mine}); it beats {_previous(comparison)}{on}"
     if comparison["candidate_score"] == comparison["production_score"]:
-        return f"kept as candidate: it ties production ({mine}), and a candidate must score higher"
-    return f"kept as candidate ({mine}); production is {_previous(comparison)}"
+        return f"kept as candidate: it ties production ({mine}{on}), and a candidate must score higher"
+    return f"kept as candidate ({mine}); production is {_previous(comparison)}{on}"

@@ -91,6 +91,18 @@ def training_targets(registry_dir: Path, version: ModelVersion) -> pd.DataFrame 
     return frame.set_index(pd.Index(frame.pop("item_id").astype(int).to_numpy())).rename_axis(None)
 
 
+def training_items(registry_dir: Path, version: ModelVersion) -> set[int] | None:
+    """The ids of the items ``version`` learned from: the rows of its kept training targets.
+
+    ``None`` when they are not on record: a version registered before targets were kept, or
+    outside :func:`crowdloop.learning.service.train_project` (e.g. trained on Spark).
+    """
+    path = _targets_path(registry_dir, version)
+    if not path.is_file():
+        return None
+    return {int(item) for item in pd.read_parquet(path, columns=["item_id"])["item_id"]}
+
+
 def _targets_path(registry_dir: Path, version: ModelVersion) -> Path:
     return registry_dir / f"{version.artifact_path}.targets.parquet"
 

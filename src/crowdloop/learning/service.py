@@ -10,10 +10,12 @@ long transaction keeps old row versions alive):
    time budget is given), evaluated on the gold items — held out, never trained on —
    saved and exported to ONNX for the edge;
 3. a second short unit of work registers the version, points ``candidate`` at it and
-   promotes it to ``production`` only if it beats production on the same gold: production
-   is re-scored on today's gold, the higher accuracy wins, ties go to macro-F1, and the
-   first version of a project becomes production. Either way a ``promoted`` or
-   ``rejected`` event records both scores.
+   promotes it to ``production`` only if it beats production on the same gold: both are
+   scored on the gold items neither learned from (an item made gold after a version trained
+   on it would flatter that version), the higher accuracy wins, ties go to macro-F1, and the
+   first version of a project becomes production. With no gold item held out from both, the
+   candidate is not promoted automatically. Either way a ``promoted`` or ``rejected`` event
+   records both scores and how many gold items they were taken on.
 
 In the HTTP server this runs on the request's worker thread (the pool has
 ``CROWDLOOP_THREADS``, 8 by default), so one long training takes one thread and no lock:
@@ -104,6 +106,7 @@ class Trained:
     gold_items: pd.DataFrame
     gold: pd.Series
     targets: pd.DataFrame | None = None
+    model: TrainedModel | None = None
 
 
 def models_root(settings: Settings) -> Path:
@@ -143,7 +146,7 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
     lineage = {**data.lineage, "gold_items": len(data.gold), "seconds": round(time.perf_counter() - started, 3)}
     # model.params holds every parameter, defaults included (fit_model records them); add how it was made
     params = {**model.params, "random_state": options.random_state, "targets": options.targets}
-    return Trained(folder, model.family, params, metrics, lineage, search, gold_items, data.gold, data.targets)
+    return Trained(folder, model.family, params, metrics, lineage, search, gold_items, data.gold, data.targets, model)
 
 
 def _with_crowd_targets(data: ProjectData, featurizer: Featurizer, options: TrainOptions) -> ProjectData:
@@ -213,27 +216,120 @@ def record(session: Session, actor: User, project_id: int, trained: Trained, reg
 
 def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Path, trained: Trained) -> dict[str, Any]:
     """Promote ``candidate`` when there is no production yet, when production's artifact is gone or
-    altered (it can serve nobody), or when the candidate scores higher on the same gold."""
+    altered (it can serve nobody), or when the candidate scores higher on the same held-out gold:
+    the gold items neither version learned from (:func:`compare_on_gold`). With no such item the
+    candidate stays candidate and the comparison says why."""
     production = _production(session, candidate.project_id)
-    mine: tuple[float, float] = _score(trained.metrics)
-    theirs: tuple[float, float] | None = None
-    broken: str | None = None
-    if production is not None:
-        try:
-            theirs = _score(_rescore(registry_dir, production, trained.gold_items, trained.gold))
-        except ArtifactError as error:
-            broken = error.detail
-    promoted = production is None or broken is not None or (theirs is not None and mine > theirs)
-    detail: dict[str, Any] = {"candidate": candidate.version, "candidate_score": _named(mine),
-                              "production_score": _named(theirs)}  # fmt: skip
-    detail["production"] = None if production is None else production.version
-    if broken is not None:
-        detail["production_error"] = broken
+    models = _Models(registry_dir)
+    models.keep(candidate, trained.model, trained.targets)
+    detail: dict[str, Any] = {"candidate": candidate.version,
+                              "production": None if production is None else production.version}  # fmt: skip
+    try:
+        detail |= compare_on_gold(models, candidate, production, trained.gold_items, trained.gold, trained.metrics)
+    except ArtifactError as error:  # production's: the candidate's was verified as it was registered
+        detail |= {"candidate_score": _named(_score(trained.metrics)), "production_score": None,
+                   "gold_items": len(trained.gold), "production_error": error.detail}  # fmt: skip
+    mine, theirs = detail.get("candidate_score"), detail.get("production_score")
+    beats = mine is not None and theirs is not None and _ranked(mine) > _ranked(theirs)
+    promoted = production is None or "production_error" in detail or beats
+    if NO_SHARED_GOLD in detail:
+        detail[NO_SHARED_GOLD] += (
+            f"; it is not promoted automatically: import gold items neither learned from, or promote it by hand "
+            f"(crowdloop models promote {candidate.project_id} {candidate.version} --reason ...)"
+        )
     if promoted:
-        why = "first" if production is None else "production unusable" if broken else "beats production on gold"
+        why = "first" if production is None else "production unusable" if "production_error" in detail else (
+            "beats production on gold")  # fmt: skip
         registry.set_alias(session, candidate, "production", why)
     registry.record_event(session, candidate.project_id, candidate.id, "promoted" if promoted else "rejected", detail)
     return {"promoted": promoted, "comparison": detail}
+
+
+NO_SHARED_GOLD = "no_shared_gold"
+"""The comparison's key saying why no version was scored: no gold item is held out from both."""
+
+
+class _Models:
+    """The versions one decision reads, each loaded (its digest verified) at most once."""
+
+    def __init__(self, registry_dir: Path) -> None:
+        self.registry_dir = registry_dir
+        self._models: dict[int, TrainedModel] = {}
+        self._learned: dict[int, set[int] | None] = {}
+
+    def keep(self, version: ModelVersion, model: TrainedModel | None, targets: pd.DataFrame | None) -> None:
+        """What the caller already holds of ``version`` (a version just trained)."""
+        if model is not None:
+            self._models[version.id] = model
+        if targets is not None:
+            self._learned[version.id] = {int(item) for item in targets.index}
+
+    def model(self, version: ModelVersion) -> TrainedModel:
+        if version.id not in self._models:
+            self._models[version.id] = TrainedModel.load(registry.artifact_dir(self.registry_dir, version))
+        return self._models[version.id]
+
+    def learned(self, version: ModelVersion) -> set[int] | None:
+        """The items the version learned from (``None``: not on record)."""
+        if version.id not in self._learned:
+            self._learned[version.id] = registry.training_items(self.registry_dir, version)
+        return self._learned[version.id]
+
+
+def compare_on_gold(
+    models: _Models,
+    candidate: ModelVersion,
+    production: ModelVersion | None,
+    gold_items: pd.DataFrame,
+    gold: pd.Series,
+    candidate_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Both versions' accuracy and macro-F1 on the same gold: the items neither learned from.
+
+    A version is never judged on items it learned from: gold items that were regular items (and
+    labeled) when a version was trained, made gold since, would flatter it. ``gold_items`` says
+    how many items both were scored on; ``gold_learned`` (version → count) how many were left out
+    because a version learned from them; ``training_not_on_record`` lists versions whose training
+    items are not kept (registered before they were, or trained outside the service), taken as
+    having learned from none of the gold. With no item left, neither is scored and
+    :data:`NO_SHARED_GOLD` says why. ``candidate_metrics``: the candidate's scores on all of
+    ``gold``, used when it is also what the two share (no need to score it again). Raises
+    :class:`ArtifactError` when production's artifact is unusable.
+    """
+    versions = [candidate] if production is None else [candidate, production]
+    keep = pd.Series(True, index=gold.index)
+    learned_gold: dict[str, int] = {}
+    unknown: list[int] = []
+    for version in versions:
+        learned = models.learned(version)
+        if learned is None:
+            unknown.append(version.version)
+            continue
+        hit = gold.index.isin(list(learned))
+        if hit.any():
+            learned_gold[str(version.version)] = int(hit.sum())
+        keep &= ~hit
+    shared = gold[keep.to_numpy()]
+    out: dict[str, Any] = {"gold_items": len(shared)}
+    if learned_gold:
+        out["gold_learned"] = learned_gold
+    if unknown:
+        out["training_not_on_record"] = unknown
+    if production is not None:
+        models.model(production)  # an unusable production raises before anything is scored
+    if shared.empty:
+        whom = "both versions" if production is not None else f"version {candidate.version}"
+        learned_words = ", ".join(f"version {v} learned from {n}" for v, n in learned_gold.items())
+        why = f"no gold item is held out from {whom}: of the {len(gold)} gold items, {learned_words}"
+        out |= {"candidate_score": None, "production_score": None, NO_SHARED_GOLD: why}
+        return out
+    items = gold_items[gold_items[ID_COLUMN].isin(shared.index)]
+    if candidate_metrics is None or len(shared) < len(gold):
+        candidate_metrics = _rescore(models, candidate, items, shared)
+    out["candidate_score"] = _named(_score(candidate_metrics))
+    theirs = None if production is None else _rescore(models, production, items, shared)
+    out["production_score"] = None if theirs is None else _named(_score(theirs))
+    return out
 
 
 def _production(session: Session, project_id: int) -> ModelVersion | None:
@@ -243,14 +339,18 @@ def _production(session: Session, project_id: int) -> ModelVersion | None:
         return None
 
 
-def _rescore(registry_dir: Path, version: ModelVersion, gold_items: pd.DataFrame, gold: pd.Series) -> dict[str, Any]:
-    """A version's scores on the given gold (today's: it may have grown since the version was made)."""
-    model = TrainedModel.load(registry.artifact_dir(registry_dir, version))
+def _rescore(models: _Models, version: ModelVersion, gold_items: pd.DataFrame, gold: pd.Series) -> dict[str, Any]:
+    """A version's scores on the given gold items (ones it did not learn from: the caller's choice)."""
+    model = models.model(version)
     return evaluate(model, _with_fields(gold_items, model.featurizer.spec), gold)
 
 
 def _score(metrics: dict[str, Any]) -> tuple[float, float]:
     return float(metrics.get("accuracy", 0.0)), float(metrics.get("macro_f1", 0.0))
+
+
+def _ranked(score: dict[str, float]) -> tuple[float, float]:
+    return score["accuracy"], score["macro_f1"]
 
 
 def _named(score: tuple[float, float] | None) -> dict[str, float] | None:
@@ -261,38 +361,38 @@ def promote(
     session: Session, actor: User, project_id: int, ref: str, reason: str, registry_dir: Path
 ) -> dict[str, Any]:
     """Point ``production`` at a version by hand: the owner's decision, kept with its reason and both
-    versions' scores on today's gold, so a step down is on record. A version whose artifact is gone
-    or altered is refused (devices could not load it); the version already in production is left
-    as it is (``changed`` false, no event)."""
+    versions' scores on today's gold that neither learned from, so a step down is on record. A version
+    whose artifact is gone or altered is refused (devices could not load it); the version already in
+    production is left as it is (``changed`` false, no event). It goes through even when no gold
+    item is held out from both (the comparison says so)."""
     project = get_owned_project(session, actor, project_id, lock=True)
     version = registry.resolve_version(session, project_id, ref)
-    registry.artifact_dir(registry_dir, version)
+    models = _Models(registry_dir)
+    models.model(version)  # verified, or refused
     current = _production(session, project_id)
     if current is not None and current.id == version.id:
         return {**version_out(session, version), "changed": False, "comparison": None}
     detail = {"candidate": version.version, "manual": True, "reason": reason, "by": actor.id,
               "production": None if current is None else current.version}  # fmt: skip
-    detail |= _scores_on_gold(session, project, registry_dir, version, current)
+    detail |= _scores_on_gold(session, project, models, version, current)
     registry.set_alias(session, version, "production", reason)
     registry.record_event(session, project_id, version.id, "promoted", detail)
     return {**version_out(session, version), "changed": True, "comparison": detail}
 
 
 def _scores_on_gold(
-    session: Session, project: Any, registry_dir: Path, version: ModelVersion, current: ModelVersion | None
+    session: Session, project: Any, models: _Models, version: ModelVersion, current: ModelVersion | None
 ) -> dict[str, Any]:
-    """Both versions' accuracy and macro-F1 on the project's gold today (an unusable one: its error)."""
+    """Both versions' scores on the project's gold today that neither learned from (an unusable one: its error)."""
     try:
         gold_items, gold = gold_set(session, project.id, list(project.labels))
     except EmptyInputError as error:
         return {"scores": error.detail}
-    out: dict[str, Any] = {"candidate_score": _named(_score(_rescore(registry_dir, version, gold_items, gold)))}
-    if current is not None:
-        try:
-            out["production_score"] = _named(_score(_rescore(registry_dir, current, gold_items, gold)))
-        except ArtifactError as error:
-            out["production_error"] = error.detail
-    return out
+    try:
+        return compare_on_gold(models, version, current, gold_items, gold)
+    except ArtifactError as error:  # the current production's: the version's own was verified
+        out = compare_on_gold(models, version, None, gold_items, gold)
+        return {**out, "production_error": error.detail}
 
 
 def list_models(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
