@@ -112,14 +112,15 @@ def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, prod
             assert one == runtime.predict(items[0])
             many = http.post("/predict", json={"items": items}).json()["predictions"]
             assert [p["label"] for p in many] == [runtime.predict(i)["label"] for i in items]
-            missing = http.post("/predict", json={"text": "one side only"})
-            assert missing.status_code == 422 and "text_b" in missing.json()["detail"]
+            unknown = http.post("/predict", json={"title": "another project's item", "price": 3})
+            assert unknown.status_code == 422
+            assert "none of the fields the model reads, ['text', 'text_b']" in unknown.json()["detail"]
             assert http.post("/predict", content=b"not json").status_code == 400
             wrong = http.post("/predict", json={"items": "x"})  # it was "lacks ['text', 'text_b']"
             assert wrong.status_code == 400 and '"items" must be a list' in wrong.json()["detail"]
             counted = _predictions_made(runtime)
-            partly = http.post("/predict", json={"items": [items[0], {"text": "one side"}]})
-            assert partly.status_code == 422 and "item 1 lacks" in partly.json()["detail"]
+            partly = http.post("/predict", json={"items": [items[0], {"title": "one side"}]})
+            assert partly.status_code == 422 and "item 1 has none of the fields" in partly.json()["detail"]
             assert _predictions_made(runtime) == counted  # the first item was not counted either
             host, port = server.url.removeprefix("http://").split(":")
             with socket.create_connection((host, int(port)), timeout=5) as sock:  # it waited for the close
@@ -130,6 +131,29 @@ def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, prod
             assert "crowdloop_edge_predictions_total" in metrics and "crowdloop_edge_outbox_items" in metrics
     finally:
         server.stop()
+
+
+def test_an_item_lacking_a_field_gets_the_servers_prediction_with_the_field_empty(runtime, product, trained):
+    """A client that does not send a field the model reads (a version that reads a field added to
+    the project since, say) got 422 from every request; training and the server's scoring read
+    such an item with the field empty, and so does the edge now."""
+    from crowdloop.learning.service import _with_fields
+
+    _, evaluation, _ = product
+    model = trained("logreg")
+    one_side = evaluation.head(20).drop(columns=["text_b"])
+    expected = model.predict_proba(_with_fields(one_side, model.featurizer.spec))
+    server = EdgeServer(runtime, port=0).start()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            answers = [http.post("/predict", json=item) for item in records(one_side)]
+            many = http.post("/predict", json={"items": records(one_side)})
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200] * len(answers) and many.status_code == 200
+    predictions = [a.json() for a in answers]
+    assert np.abs(probabilities(predictions, list(expected.columns)) - expected.to_numpy()).max() < TOLERANCE
+    assert [p["label"] for p in many.json()["predictions"]] == [p["label"] for p in predictions]
 
 
 def test_hot_swap_drops_no_request(serve, world, runtime, product, trained, tmp_path):

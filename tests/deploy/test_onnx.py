@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crowdloop.deploy.edge_model import EdgeModel
@@ -64,8 +65,40 @@ def test_single_item_rows_equal_the_featurizers(product, product_featurizer):
     assert np.count_nonzero(buffer) == len(cols) > 0
     fast.clear(cols)
     assert np.count_nonzero(buffer) == 0
-    with pytest.raises(MissingColumnsError, match="text_b"):
-        fast.row({"text": "only one side"})
+    with pytest.raises(MissingColumnsError, match=r"none of the fields the model reads, \['text', 'text_b'\]"):
+        fast.row({"title": "another project's item"})
+
+
+def test_a_field_the_item_lacks_is_read_as_the_server_reads_it(product, tmp_path):
+    """A version reading a field its edge clients do not send yet (one added to the project):
+    the edge refused every such request (422), where training and the server's scoring read the
+    item with the field empty. The edge now predicts what the server's model predicts then."""
+    from crowdloop.learning import train_model
+    from crowdloop.learning.service import _with_fields
+
+    train, evaluation, gold = product
+    brands = np.random.default_rng(0).choice(["acme", "zeta", "nova"], len(train))
+    with_brand = train.assign(brand=brands)
+    model = train_model(
+        with_brand, gold, family="logreg", featurizer=Featurizer(FeatureSpec.infer(with_brand)).fit(with_brand)
+    )
+    assert "brand" in model.featurizer.spec.fields
+    folder = model.save(tmp_path / "model")
+    export_onnx(model, folder)
+    edge = EdgeModel(folder, version=3)
+    old_format = evaluation.head(50)  # text and text_b, no brand: what the clients send
+    expected = model.predict_proba(_with_fields(old_format, model.featurizer.spec))
+    got = np.array(
+        [[edge.predict(item).probabilities[str(c)] for c in expected.columns] for item in records(old_format)]
+    )
+    assert np.abs(got - expected.to_numpy()).max() < TOLERANCE
+    one_side = {"task": 1, "text": "Sony KDL-40 LCD TV"}  # a pair item with one side missing, too
+    frame = _with_fields(pd.DataFrame([one_side]), model.featurizer.spec)
+    assert frame["text_b"].tolist() == [""]
+    probabilities = edge.predict(one_side).probabilities
+    assert [probabilities[str(c)] for c in model.classes_] == pytest.approx(
+        model.predict_proba(frame).iloc[0].tolist(), abs=TOLERANCE
+    )
 
 
 def test_single_item_rows_split_numbers_as_the_featurizer_does():

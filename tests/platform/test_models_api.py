@@ -489,6 +489,51 @@ def test_with_no_gold_held_out_from_both_a_candidate_is_not_promoted_automatical
     assert said_by_hand["gold_items"] == 0 and "no gold item is held out" in said_by_hand["no_shared_gold"]
 
 
+def test_a_production_reading_a_new_field_says_what_edge_clients_get(rte_project, server):
+    """A version that reads a field production did not: its promotion (automatic, or by hand) warns
+    that edge clients that do not send it get predictions as if it were empty."""
+    client, pid = rte_project["client"], rte_project["id"]
+    before = client.model(pid, "production")["version"]
+    client.update_project(pid, fields=["text", "text_b", "brand"])
+    data = load_dataset("rte")
+    unused = data.items[~data.items["task"].astype(str).isin(set(rte_project["tasks"]))].head(80)
+    brands = np.random.default_rng(2).choice(["acme", "zeta"], len(unused))
+    rows = [
+        {"data": {"text": row.text, "text_b": row.text_b, "brand": brand}, "external_id": f"b{row.task}",
+         **({"gold_label": "1" if brand == "acme" else "0"} if k % 2 else {})}
+        for k, (row, brand) in enumerate(zip(unused.itertuples(index=False), brands, strict=True))
+    ]  # fmt: skip
+    assert client.import_items(pid, rows)["created"] == len(rows)
+    # the brand decides the label here (the gold too): a model that reads it wins the comparison
+    regular = [(r["external_id"], "1" if r["data"]["brand"] == "acme" else "0") for r in rows if "gold_label" not in r]
+    answers = pd.DataFrame([{"task": t, "worker": f"w{k}", "label": label} for t, label in regular for k in range(3)])
+    _import_answers(server.database_url, pid, answers)
+    client.aggregate(pid)
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "train", str(pid), "--url", server.url, "--token", _token(client)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    newest = client.models(pid)[-1]
+    warning = (f"version {newest['version']} reads 'brand', which version {before} did not; edge clients that do "
+               "not send it get predictions as if it were empty")  # fmt: skip
+    said = " ".join(done.stderr.split())
+    assert "promoted to production" in said and f"warning: {warning}" in said
+    promoted = client.model_events(pid)[-1]
+    assert promoted["kind"] == "promoted" and promoted["detail"]["new_fields"] == ["brand"]
+    assert promoted["detail"]["warning"] == warning
+    back = client.promote_model(pid, before, "back")  # reads fewer fields: nothing to warn about
+    assert "warning" not in back["comparison"]
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdloop", "models", "promote", str(pid), str(newest["version"]), "--reason", "again",
+         "--url", server.url, "--token", _token(client)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"warning: {warning}" in " ".join(done.stderr.split())
+    assert client.model_events(pid)[-1]["detail"]["warning"] == warning
+
+
 def test_an_unusable_artifact_is_never_promoted_and_a_broken_production_is_replaced(product, server):
     """Run last: it leaves production on a version trained here."""
     client, pid = product["client"], product["id"]

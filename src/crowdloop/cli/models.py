@@ -68,6 +68,7 @@ def train_command(
     version = result["version"]
     _print_version(version)
     console.print(f"version {version['version']}: {_verdict(result)}")
+    _warn(result["comparison"])
 
 
 @cli.group("models")
@@ -123,7 +124,7 @@ def show_model_command(project_id: int, ref: str, as_json: bool, url: str | None
 @_api_options
 def promote_command(project_id: int, ref: str, reason: str, url: str | None, token: str | None) -> None:
     """Make a version production by hand; both versions are scored on today's gold that neither learned
-    from, and the scores kept. Warns on a step down."""
+    from, and the scores kept. Warns on a step down, and when the version reads fields production did not."""
     with _client(url, token) as client:
         version = client.promote_model(project_id, ref, reason)
     if not version.get("changed", True):
@@ -137,6 +138,7 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
     mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
     if mine and theirs and (mine["accuracy"], mine["macro_f1"]) < (theirs["accuracy"], theirs["macro_f1"]):
         console.print("[yellow]warning:[/] the version promoted scores lower on the same gold than the one it replaced")
+    _warn(comparison)
 
 
 @models_group.command("download")
@@ -237,6 +239,11 @@ def _on_gold(comparison: dict[str, Any]) -> str:
     said += [f"version {number}'s training items are not on record" for number in
              comparison.get("training_not_on_record", [])]  # fmt: skip
     return f"; both on the {count} gold items neither learned from" + (f" ({'; '.join(said)})" if said else "")
+
+
+def _warn(comparison: dict[str, Any] | None) -> None:
+    if comparison and comparison.get("warning"):
+        console.print(f"[yellow]warning:[/] {comparison['warning']}")
 
 
 def _verdict(result: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 from crowdloop.crowd.dedup import has_content
 from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
+from crowdloop.deploy.features import check_fields
 from crowdloop.deploy.link import ServerAwayError, ServerLink
 from crowdloop.deploy.outbox import DEFAULT_MAX_ENTRIES, KINDS, Outbox
 from crowdloop.deploy.telemetry import EdgeMetrics, Telemetry
@@ -170,15 +171,17 @@ class EdgeRuntime:
         return BusyError(f"the edge has no model yet: {reason}.")
 
     def predict_many(self, items: list[Any]) -> list[dict[str, Any]]:
-        """:meth:`predict` of each item, once every item is known to have the model's fields: an
-        item missing one used to fail the request after the items before it were counted."""
+        """:meth:`predict` of each item, once every item is known to be predictable (an object with
+        at least one of the model's fields; one it lacks is read as empty): a refused item used to
+        fail the request after the items before it were counted."""
         model = self._model
         if model is None:
             raise self._no_model()
         for number, item in enumerate(items):
-            missing = model.fields if not isinstance(item, dict) else [f for f in model.fields if f not in item]
-            if missing:
-                raise MissingColumnsError(f"item {number} lacks {missing}; nothing was predicted.")
+            try:
+                check_fields(item, model.fields, f"item {number}")
+            except MissingColumnsError as error:
+                raise MissingColumnsError(f"{error} Nothing was predicted.") from None
         return [self.predict(item) for item in items]
 
     def _feedback_reason(self, confidence: float) -> str | None:
@@ -189,7 +192,7 @@ class EdgeRuntime:
         return None
 
     def _queue_feedback(self, model: EdgeModel, item: dict[str, Any], prediction: dict[str, Any], reason: str) -> None:
-        data = {name: _json_value(item[name]) for name in model.fields}
+        data = {name: _json_value(item[name]) for name in model.fields if name in item}
         if not has_content(data):
             return  # the server refuses an item with nothing to label
         payload = {

@@ -29,6 +29,22 @@ Packed = tuple[np.ndarray, np.ndarray]
 """Columns (``intp``) and values (the row's type) of one item's non-zero features."""
 
 
+MISSING = ""
+"""The value of a field an item lacks: empty, as the server reads gold items without the field
+(``learning.service._with_fields``); ``None``, NaN and ``""`` give the same features in every kind."""
+
+
+def check_fields(item: Any, fields: list[str], what: str = "the item") -> None:
+    """Refuse an item that is not an object or has none of ``fields`` (it can only be a mistake:
+    another project's items, or misspelt names), naming the fields the model reads."""
+    if not isinstance(item, dict):
+        kind = type(item).__name__
+        raise MissingColumnsError(f"{what} is a {kind}, not an object of fields; the model reads {fields}.")
+    if not any(name in item for name in fields):
+        has = sorted(str(name) for name in item)
+        raise MissingColumnsError(f"{what} has none of the fields the model reads, {fields}; it has {has}.")
+
+
 @dataclass(frozen=True)
 class _Table:
     """A vocabulary as plain Python: term → (column, idf), for cheap single look-ups."""
@@ -75,14 +91,17 @@ class ItemFeatures:
         return dict(zip(cols.tolist(), values.astype(np.float64).tolist(), strict=True))
 
     def packed(self, item: dict[str, Any]) -> Packed:
-        """The item's non-zero columns and their values; repeated items come from a cache."""
+        """The item's non-zero columns and their values; repeated items come from a cache.
+
+        A field the item lacks is read as empty (:data:`MISSING`), as training and the server's
+        scoring read an item without it: a version that reads a new field serves clients that do
+        not send it yet. An item with none of the model's fields is refused (:func:`check_fields`).
+        """
         try:
             key = tuple((type(item[name]), item[name]) for name in self._fields)  # 1, 1.0, True differ
         except KeyError:
-            missing = [name for name in self._fields if name not in item]
-            raise MissingColumnsError(
-                f"the item lacks the field(s) {missing}; the model reads {self._fields}."
-            ) from None
+            check_fields(item, self._fields)
+            key = tuple((type(value), value) for value in (item.get(name, MISSING) for name in self._fields))
         try:
             return self._memo(key)
         except TypeError:  # an unhashable field value: compute without the cache

@@ -240,6 +240,7 @@ def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Pa
     if promoted:
         why = "first" if production is None else "production unusable" if "production_error" in detail else (
             "beats production on gold")  # fmt: skip
+        detail |= new_fields(models, candidate, production)
         registry.set_alias(session, candidate, "production", why)
     registry.record_event(session, candidate.project_id, candidate.id, "promoted" if promoted else "rejected", detail)
     return {"promoted": promoted, "comparison": detail}
@@ -332,6 +333,31 @@ def compare_on_gold(
     return out
 
 
+def new_fields(models: _Models, new: ModelVersion, old: ModelVersion | None) -> dict[str, Any]:
+    """``new_fields`` and a ``warning`` when ``new`` reads item fields ``old`` did not (else nothing).
+
+    The edge predicts an item that lacks a field as if the field were empty (as training and
+    scoring read an item without it), so clients that do not send the new field go on being
+    served, on less than the model learned from.
+    """
+    if old is None:
+        return {}
+    try:
+        theirs = set(models.model(old).featurizer.spec.fields)
+    except ArtifactError:
+        return {}
+    added = [name for name in models.model(new).featurizer.spec.fields if name not in theirs]
+    if not added:
+        return {}
+    names = ", ".join(repr(name) for name in added)
+    it, were = ("it", "it were") if len(added) == 1 else ("them", "they were")
+    warning = (
+        f"version {new.version} reads {names}, which version {old.version} did not; edge clients that do not "
+        f"send {it} get predictions as if {were} empty"
+    )
+    return {"new_fields": added, "warning": warning}
+
+
 def _production(session: Session, project_id: int) -> ModelVersion | None:
     try:
         return registry.resolve_version(session, project_id, "production")
@@ -364,7 +390,8 @@ def promote(
     versions' scores on today's gold that neither learned from, so a step down is on record. A version
     whose artifact is gone or altered is refused (devices could not load it); the version already in
     production is left as it is (``changed`` false, no event). It goes through even when no gold
-    item is held out from both (the comparison says so)."""
+    item is held out from both (the comparison says so), and warns when the version reads fields
+    production did not."""
     project = get_owned_project(session, actor, project_id, lock=True)
     version = registry.resolve_version(session, project_id, ref)
     models = _Models(registry_dir)
@@ -375,6 +402,7 @@ def promote(
     detail = {"candidate": version.version, "manual": True, "reason": reason, "by": actor.id,
               "production": None if current is None else current.version}  # fmt: skip
     detail |= _scores_on_gold(session, project, models, version, current)
+    detail |= new_fields(models, version, current)
     registry.set_alias(session, version, "production", reason)
     registry.record_event(session, project_id, version.id, "promoted", detail)
     return {**version_out(session, version), "changed": True, "comparison": detail}
