@@ -5,6 +5,7 @@ meanwhile arrives exactly once after the restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 from crowdloop.client import Client
 from crowdloop.crowd.dedup import normalize_fields
 from crowdloop.deploy.edge import EdgeRuntime
-from crowdloop.deploy.edge_http import EdgeServer
+from crowdloop.deploy.edge_http import DRAIN_LIMIT, MAX_BODY, EdgeServer
 from crowdloop.deploy.onnx import TOLERANCE, export_onnx
 from crowdloop.learning import TrainedModel, registry
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
@@ -154,6 +155,31 @@ def test_an_item_lacking_a_field_gets_the_servers_prediction_with_the_field_empt
     predictions = [a.json() for a in answers]
     assert np.abs(probabilities(predictions, list(expected.columns)) - expected.to_numpy()).max() < TOLERANCE
     assert [p["label"] for p in many.json()["predictions"]] == [p["label"] for p in predictions]
+
+
+def test_a_body_over_the_limit_is_413_and_the_connection_stays_usable(runtime, product):
+    """It was 400 "the body must be a JSON item object: body over 1048576 bytes", answered before the
+    body was read: the unread rest came in as the next request."""
+    item = records(product[1].head(1))[0]
+    server = EdgeServer(runtime, port=0).start()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            big = http.post("/predict", json={**item, "note": "x" * MAX_BODY})
+            assert big.status_code == 413
+            assert f"over the limit of {MAX_BODY} bytes (1 MiB)" in big.json()["detail"]
+            after = http.post("/predict", json=item)  # the same connection: the big body was read and dropped
+            assert after.status_code == 200 and after.json() == runtime.predict(item)
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:  # too big to read: closed
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (DRAIN_LIMIT + 1))
+            answer = b""
+            with contextlib.suppress(ConnectionResetError):  # the unread rest of the body may reset it
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        head = answer.split(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 413") and b"connection: close" in head
+    finally:
+        server.stop()
 
 
 def test_hot_swap_drops_no_request(serve, world, runtime, product, trained, tmp_path):

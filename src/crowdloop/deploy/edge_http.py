@@ -2,7 +2,8 @@
 
 ==================  ==========================================================
 ``POST /predict``   body: one item (its fields) → a prediction; or
-                    ``{"items": [...]}`` → ``{"predictions": [...]}``
+                    ``{"items": [...]}`` → ``{"predictions": [...]}``;
+                    at most :data:`MAX_BODY` bytes (1 MiB), else 413
 ``GET /metrics``    Prometheus text (:class:`~crowdloop.deploy.telemetry.EdgeMetrics`)
 ``GET /health``     ``{"status", "version", "outbox"}``; 503 until a model is loaded
 ==================  ==========================================================
@@ -19,9 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from crowdloop.deploy.edge import EdgeRuntime
-from crowdloop.errors import CrowdloopError
+from crowdloop.errors import CrowdloopError, PayloadTooLargeError
 
 MAX_BODY = 1 << 20
+"""The largest ``/predict`` body taken (1 MiB); a larger one gets 413."""
+DRAIN_LIMIT = 64 << 20
+"""A refused body up to this size is read and dropped, so the 413 reaches the client and the
+connection stays usable; past it the connection is closed after the answer instead."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -47,8 +52,22 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:  # reading -1 bytes waited for the client to close the connection
             raise ValueError(f"Content-Length {length} is negative")
         if length > MAX_BODY:
-            raise ValueError(f"body over {MAX_BODY} bytes")
+            self._drop(length)
+            raise PayloadTooLargeError(
+                f"the body is {length} bytes, over the limit of {MAX_BODY} bytes (1 MiB): send fewer items at a time."
+            )
         return json.loads(self.rfile.read(length))
+
+    def _drop(self, length: int) -> None:
+        """Read a refused body and drop it: left unread, it came in as the next request on the
+        kept-alive connection (and a close could reset it before the client read the answer).
+        Too large a body is not read: the connection closes after the answer."""
+        while 0 < length <= DRAIN_LIMIT:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
+        self.close_connection = self.close_connection or length > 0
 
     def _predict(self, body: Any) -> dict[str, Any]:
         runtime = self.server.runtime
@@ -80,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
 
