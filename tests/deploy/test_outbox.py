@@ -94,3 +94,44 @@ def test_the_edge_runtime_counts_what_a_full_outbox_dropped(tmp_path, caplog):
     assert 'crowdloop_edge_outbox_dropped_total{kind="feedback"} 2.0' in text
     assert sum("outbox full" in record.getMessage() for record in caplog.records) == 1  # once a minute, not per drop
     runtime.close()
+
+
+def test_the_edge_says_once_that_the_server_is_away_and_once_that_it_is_back(tmp_path, caplog):
+    """Every sync step logged "server away" each time it ran, every second while the server was down."""
+    import logging
+
+    import httpx
+
+    from crowdloop.deploy.edge import EdgeRuntime
+    from crowdloop.deploy.link import ServerLink
+
+    up = False
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if not up:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(404, json={"detail": "project 1 has no model version 'production'."})
+
+    runtime = EdgeRuntime("http://127.0.0.1:9", "token", 1, tmp_path)  # never started: steps run here
+    runtime.link = ServerLink("http://127.0.0.1:9", "token", 1, transport=httpx.MockTransport(server))
+    runtime.outbox.put("feedback", {"data": {"text": "x"}})
+
+    def said(words: str) -> int:
+        return sum(words in record.getMessage() for record in caplog.records)
+
+    with caplog.at_level(logging.INFO, logger="crowdloop.edge"):
+        for _ in range(5):
+            runtime._quietly(runtime.refresh)
+            runtime._quietly(runtime._sync)  # backs off after its first failure: nothing sent, nothing proven
+        assert said("server away") == 1 and said("server back") == 0
+        assert "connection refused" in runtime._problems[runtime.refresh]
+        up = True
+        runtime._quietly(runtime._sync)  # still backing off: it did not reach the server
+        assert said("server back") == 0
+        for _ in range(3):
+            runtime._quietly(runtime.refresh)
+        assert said("server back") == 1 and runtime.refresh not in runtime._problems
+        up = False
+        runtime._quietly(runtime.refresh)
+        assert said("server away") == 2  # away again: said again, once
+    runtime.close()

@@ -81,6 +81,8 @@ class EdgeRuntime:
         self._problems: dict[Any, str] = {}  # each sync step's last error, until it next succeeds
         self._next_flush = 0.0
         self._swap_lock = threading.Lock()
+        self._away_since: float | None = None  # when the server went away; None while it answers
+        self._away_lock = threading.Lock()
 
     # -- the model -----------------------------------------------------------------
 
@@ -307,17 +309,35 @@ class EdgeRuntime:
         try:
             step()
         except ServerAwayError as error:
-            log.info("server away: %s", error)
-            self._problems[step] = str(error)  # logged each time; kept for what predict says
+            self._server_away(error)
+            self._problems[step] = str(error)  # kept for what predict says
             return
         except CrowdloopError as error:  # the server's word: said once, not at every poll
+            self._server_back()
             if self._problems.get(step) != str(error):
                 log.warning("edge sync step %s: %s", getattr(step, "__name__", step), error)
             self._problems[step] = str(error)
             return
         except Exception:  # keep serving whatever happens to one sync step
             log.exception("edge sync step %s failed", getattr(step, "__name__", step))
+        self._server_back()
         self._problems.pop(step, None)
+
+    def _server_away(self, error: ServerAwayError) -> None:
+        """Say once that the server is away (it was said at every poll, every second), not again
+        until it has been back."""
+        with self._away_lock:
+            if self._away_since is None:
+                self._away_since = time.monotonic()
+                log.warning("server away: %s; serving the model on disk, the outbox waits", error)
+
+    def _server_back(self) -> None:
+        """Say once that the server is back: when it has answered since it went away (a step that
+        had nothing to send proves nothing)."""
+        with self._away_lock:
+            if self._away_since is not None and self.link.reached > self._away_since:
+                self._away_since = None
+                log.info("server back")
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop syncing; telemetry gathered so far goes into the outbox (kept for next start)."""

@@ -12,6 +12,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class ServerLink:
             timeout=TIMEOUT,
             transport=transport,
         )
+        self.reached = float("-inf")
+        """When (``time.monotonic``) the server last answered: anything but a :class:`ServerAwayError`."""
 
     def _request(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -48,6 +51,7 @@ class ServerLink:
             raise ServerAwayError(f"server unreachable: {error}") from error
         if response.status_code >= 500:
             raise ServerAwayError(f"server error {response.status_code}: {response.text[:200]}")
+        self.reached = time.monotonic()
         if response.status_code == 404:
             raise NotFoundError(_detail(response))
         if response.status_code in (401, 403):  # this device, not the entry: keep it and retry later
@@ -96,6 +100,7 @@ class ServerLink:
                     if response.is_error:
                         response.read()
                         raise ServerAwayError(f"artifact download failed ({response.status_code}): {_detail(response)}")
+                    self.reached = time.monotonic()
                     for chunk in response.iter_bytes():
                         spool.write(chunk)
             except httpx.TransportError as error:
