@@ -320,7 +320,9 @@ class Client:
 
     def promote_model(self, project_id: int, ref: str | int, reason: str) -> dict[str, Any]:
         """Make a version production by hand; the answer's ``comparison`` holds both versions' scores on
-        today's gold (``changed`` is false when it already was production)."""
+        today's gold that neither learned from, how many items that was (``gold_items``), and a
+        ``warning`` when the version reads fields production did not (``changed`` is false when it
+        already was production)."""
         body = {"reason": reason}
         return dict(self._call("POST", f"/projects/{project_id}/models/{_ref(ref)}/promote", json=body))
 
