@@ -532,6 +532,9 @@ def test_a_production_reading_a_new_field_says_what_edge_clients_get(rte_project
     assert done.returncode == 0, done.stderr
     assert f"warning: {warning}" in " ".join(done.stderr.split())
     assert client.model_events(pid)[-1]["detail"]["warning"] == warning
+    # items from before the field was added lack it: active learning scores them as if it were empty
+    ranked = client.set_priorities(pid, "entropy", batch_size=5)
+    assert ranked["model_version"] == newest["version"] and ranked["scored"] > len(rows) // 2, ranked
 
 
 def test_an_unusable_artifact_is_never_promoted_and_a_broken_production_is_replaced(product, server):

@@ -26,7 +26,7 @@ from crowdloop.errors import ConflictError, InvalidParameterError, NotFoundError
 from crowdloop.learning import registry
 from crowdloop.learning.active import STRATEGIES, select
 from crowdloop.learning.models import check_seed
-from crowdloop.learning.project_data import answers_frame, open_items
+from crowdloop.learning.project_data import answers_frame, open_items, with_fields
 from crowdloop.learning.service import Runner
 from crowdloop.learning.train import TrainedModel
 from crowdloop.storage.models import Item, ModelVersion, ProjectWorker, User
@@ -59,8 +59,9 @@ def prioritize_project(
     check_seed(random_state)
     pool: _Pool = run(lambda session, actor: _read(session, actor, project_id, registry_dir))
     model = TrainedModel.load(pool.model_dir)
-    probas = model.predict_proba(pool.items)
-    features = model.featurizer.transform(pool.items)
+    items = with_fields(pool.items, model.featurizer.spec)  # production may read a field open items lack
+    probas = model.predict_proba(items)
+    features = model.featurizer.transform(items)
     priorities = select(strategy, probas, pool.answers, batch_size, random_state, features=features)
     written = run(lambda session, actor: _write(session, actor, project_id, priorities))
     batch = [int(task) for task in priorities.index[: min(batch_size, len(priorities))]]

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.errors import EmptyInputError, InvalidInputError
+from crowdloop.learning.features import FeatureSpec
 from crowdloop.learning.train import MIN_WEIGHT
 from crowdloop.storage.models import AggregationRun, Answer, Item, ItemLabel, Project
 
@@ -187,3 +188,10 @@ def answers_frame(session: Session, project_id: int) -> pd.DataFrame:
     )
     rows = [(int(item), int(worker), str(label)) for item, worker, label in session.execute(query).all()]
     return pd.DataFrame(rows, columns=["task", "worker", "label"])
+
+
+def with_fields(items: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """``items`` with every field the model reads: one an item lacks (a field added to the project
+    after the item came) is empty, as the edge reads it too."""
+    missing = [name for name in spec.fields if name not in items.columns]
+    return items.assign(**dict.fromkeys(missing, "")) if missing else items

@@ -41,7 +41,7 @@ from crowdloop.learning import registry
 from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
 from crowdloop.learning.models import FAMILIES, SEARCHED, check_seed
-from crowdloop.learning.project_data import ID_COLUMN, ProjectData, gold_set, load_project_data
+from crowdloop.learning.project_data import ID_COLUMN, ProjectData, gold_set, load_project_data, with_fields
 from crowdloop.learning.search import tune
 from crowdloop.learning.torch_mlp import require_torch
 from crowdloop.learning.train import TrainedModel, train_model
@@ -138,7 +138,7 @@ def fit_and_evaluate(data: ProjectData, options: TrainOptions, folder: Path) -> 
     if options.targets == "crowd":
         data = _with_crowd_targets(data, featurizer, options)
     model, search = _fit(data, featurizer, options)
-    gold_items = _with_fields(data.gold_items, spec)
+    gold_items = with_fields(data.gold_items, spec)
     metrics = evaluate(model, gold_items, data.gold)
     model.metadata.update({"project": data.project_id, "id_column": ID_COLUMN})
     model.save(folder)
@@ -191,12 +191,6 @@ def _fit(
     )  # fmt: skip
     search = {"trials": len(result.trials), "cv_score": result.score, "seconds": round(result.seconds, 3)}
     return result.model, search
-
-
-def _with_fields(items: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Gold items with every field the model reads (a field a gold item lacks is empty)."""
-    missing = [name for name in spec.fields if name not in items.columns]
-    return items.assign(**dict.fromkeys(missing, "")) if missing else items
 
 
 def record(session: Session, actor: User, project_id: int, trained: Trained, registry_dir: Path) -> dict[str, Any]:
@@ -368,7 +362,7 @@ def _production(session: Session, project_id: int) -> ModelVersion | None:
 def _rescore(models: _Models, version: ModelVersion, gold_items: pd.DataFrame, gold: pd.Series) -> dict[str, Any]:
     """A version's scores on the given gold items (ones it did not learn from: the caller's choice)."""
     model = models.model(version)
-    return evaluate(model, _with_fields(gold_items, model.featurizer.spec), gold)
+    return evaluate(model, with_fields(gold_items, model.featurizer.spec), gold)
 
 
 def _score(metrics: dict[str, Any]) -> tuple[float, float]:
