@@ -10,6 +10,10 @@ mirror of the queue (priority, id, answers, done; read from the API every so oft
 a worker who really answered the item at the head of the queue. When the server hands out
 another item than the one expected, the expected one is no longer open (the server's own
 stop rule closed it) and the mirror learns that without asking.
+
+A task does not name its item (workers never see item ids: gold would stand out by them), so
+the driver, who is the requester too, finds the item by its content: a project holds each
+content once (:func:`~crowdloop.crowd.dedup.content_hash`).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class ReplayDriver:
             self.recorded.setdefault(task, {})[worker] = str(label)
         self.given: dict[int, set[Hashable]] = {}
         self.items: dict[int, _Item] = {}
+        self.item_of: dict[str, int] = {}
+        """Every item's id (gold too) by its content hash: how a task is matched to its item."""
         self.user_ids: dict[Hashable, int] = {}
         self.held_back: set[Hashable] = set()
         self.rng = np.random.default_rng(random_state)
@@ -81,14 +87,16 @@ class ReplayDriver:
     def refresh(self) -> None:
         """Read every item's state, and who the project holds back or bans, from the API into the mirror."""
         for row in self.requester.iter_items(self.project_id):
+            key = content_hash(row["data"])
+            self.item_of[key] = int(row["id"])
             if not row["is_gold"]:
-                self.items[int(row["id"])] = self._item(row)
+                self.items[int(row["id"])] = self._item(row, key)
         kept_off = {int(row["worker_id"]) for row in self.requester.workers(self.project_id)
                     if row["held_back"] or row["banned"]}  # fmt: skip
         self.held_back = {worker for worker, user in self.user_ids.items() if user in kept_off}
 
-    def _item(self, row: dict[str, Any]) -> _Item:
-        task = self.by_content.get(content_hash(row["data"]))
+    def _item(self, row: dict[str, Any], key: str) -> _Item:
+        task = self.by_content.get(key)
         return _Item(
             int(row["id"]),
             str(row["external_id"] or ""),
@@ -160,13 +168,15 @@ class ReplayDriver:
             client.close()
 
     def _settle(self, client: Client, task: dict[str, Any], expected: _Item, worker: Hashable, done: RoundWork) -> bool:
-        item_id = int(task["item_id"])
+        key = content_hash(task["data"])
+        if key not in self.item_of:  # new since the last refresh (an edge feedback item)
+            self.refresh()
+            expected = self.items.get(expected.id, expected)
+        item_id = self.item_of[key]
         self.given.setdefault(item_id, set()).add(worker)
         item = self.items.get(item_id)
-        if item is None:  # new since the last refresh (an edge feedback item)
-            item = self.items[item_id] = _Item(
-                item_id, "", self.by_content.get(content_hash(task["data"])), 0.0, 0, False
-            )
+        if item is None:  # a gold item: the mirror follows only the items the crowd labels
+            item = self.items[item_id] = _Item(item_id, "", self.by_content.get(key), 0.0, 0, False)
         if item_id != expected.id and expected.key() < item.key():
             expected.done = True  # it was ahead of the one given, so the server no longer offers it
         label = self.recorded.get(item.task, {}).get(worker)
