@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +46,20 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.engine.dispose()
+
+
+def item_id_of(owner: Any, project_id: int, task: Mapping[str, Any]) -> int:
+    """The id of the item behind a worker's ``task``, as its requester finds it: by content.
+
+    A task does not name its item (workers never see item ids: gold items, imported as a block,
+    would stand out by theirs); ``owner`` (an SDK client of the project's requester or an admin)
+    lists the items, and a project holds each content once (``content_hash``)."""
+    from crowdloop.crowd.dedup import content_hash
+
+    wanted = content_hash(task["data"])
+    found = [int(item["id"]) for item in owner.iter_items(project_id) if content_hash(item["data"]) == wanted]
+    assert len(found) == 1, f"{len(found)} items of project {project_id} hold {task['data']!r}"
+    return found[0]
 
 
 def upgrade_to(engine: Any, revision: str) -> None:

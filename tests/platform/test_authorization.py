@@ -50,7 +50,9 @@ import httpx
 import pytest
 
 from crowdloop.api import create_app
+from crowdloop.client import Client
 from crowdloop.config import Settings
+from support import item_id_of
 
 API = "/api/v1"
 ACTORS = ("admin", "owner", "stranger", "worker", "worker2", "device")
@@ -75,6 +77,8 @@ class World:
     http: httpx.Client
     tokens: dict[str, str]
     ids: dict[str, int]
+    owner: Client
+    """The SDK as ``owner``: to find the item behind a worker's task (workers are never told item ids)."""
     project: int
     gold_item: int
     target: int
@@ -136,7 +140,7 @@ def world(server: Any) -> Iterator[World]:
     hook = owner.add_webhook(project["id"], "http://127.0.0.1:9/crowdloop-hook", ["project.finished"])
     with httpx.Client(base_url=server.url, timeout=30) as http:
         state = World(
-            http=http, tokens=tokens, ids=ids, project=project["id"], gold_item=gold_item,
+            http=http, tokens=tokens, ids=ids, owner=owner, project=project["id"], gold_item=gold_item,
             target=int(make_user("target", "worker")["id"]), spare=int(make_user("spare", "worker")["id"]),
             hook=int(hook["id"]), other_lease=0, make_user=make_user,
         )  # fmt: skip
@@ -679,7 +683,7 @@ def test_tasks_and_answers_never_carry_gold(world):
         assert response.status_code == 200, response.text
         task = response.json()
         assert set(task) == TASK_KEYS and leaks(response.text, own) == []
-        served.append(task["item_id"])
+        served.append(item_id_of(world.owner, world.project, task))
         answer = world.request(
             token, "POST", f"{API}/assignments/{task['assignment_id']}/answer", json={"label": OTHER_LABEL}
         )
@@ -707,7 +711,7 @@ def test_standing_does_not_reveal_which_item_was_gold(world):
         task = world.request(token, "POST", f"{API}/projects/{world.project}/tasks/next").json()
         world.request(token, "POST", f"{API}/assignments/{task['assignment_id']}/answer", json={"label": OTHER_LABEL})
         after = world.request(token, "GET", f"{API}/projects/{world.project}/me").json()
-        changes[task["item_id"]] = {key for key in after if after[key] != before[key]}
+        changes[item_id_of(world.owner, world.project, task)] = {key for key in after if after[key] != before[key]}
     gold = changes.pop(world.gold_item)  # a new worker's first task is gold at gold_share 0.3
     regular = set.union(*changes.values())
     assert gold == regular, (

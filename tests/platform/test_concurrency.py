@@ -50,6 +50,7 @@ from crowdloop.client import Client
 from crowdloop.errors import CrowdloopError
 from crowdloop.storage.db import make_engine
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker
+from support import item_id_of
 
 N_WORKERS = 50
 N_ITEMS = 100
@@ -448,6 +449,7 @@ def test_an_expiring_lease_is_settled_exactly_once(database_url, tmp_path, race)
         warm = other.next_task(project)
         assert warm["data"] == warm_up["data"]
         other.submit(warm["assignment_id"], "b")
+        item_id = item_id_of(requester, project, task)  # after the warm-up, which must come before the expiry
         expires = datetime.fromisoformat(task["expires_at"].replace("Z", "+00:00"))
         expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
@@ -460,7 +462,7 @@ def test_an_expiring_lease_is_settled_exactly_once(database_url, tmp_path, race)
         engine = make_engine(server.database_url)
         try:
             with engine.connect() as blocker, ThreadPoolExecutor(max_workers=2) as pool:
-                blocker.execute(select(Item.id).where(Item.id == task["item_id"]).with_for_update())
+                blocker.execute(select(Item.id).where(Item.id == item_id).with_for_update())
                 first = pool.submit(_outcome, first_call)
                 # a late skip is refused by the clock before it touches the item, so it need not wait
                 _wait_for_lock_waits(server.database_url, 1, required=race != "skip")
@@ -481,10 +483,8 @@ def test_an_expiring_lease_is_settled_exactly_once(database_url, tmp_path, race)
                     worker.submit(current["assignment_id"], "b")
                     current = None
             with engine.connect() as connection:
-                item = connection.execute(
-                    select(Item.answer_count, Item.reserved).where(Item.id == task["item_id"])
-                ).one()
-                stored = connection.execute(select(Answer.assignment_id).where(Answer.item_id == task["item_id"])).all()
+                item = connection.execute(select(Item.answer_count, Item.reserved).where(Item.id == item_id)).one()
+                stored = connection.execute(select(Answer.assignment_id).where(Answer.item_id == item_id)).all()
                 status = connection.scalar(select(Assignment.status).where(Assignment.id == task["assignment_id"]))
         finally:
             engine.dispose()

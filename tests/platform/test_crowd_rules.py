@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from crowdloop.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from support import item_id_of
 
 
 def _project(server: Any, texts: int = 10, gold: int = 0, **settings: Any) -> tuple[Any, int]:
@@ -32,12 +33,12 @@ def _gold_ids(owner: Any, project: int) -> set[int]:
     return {item["id"] for item in owner.items(project, limit=1000) if item["is_gold"]}
 
 
-def _answer_in_turn(worker: Any, project: int, gold_ids: set[int], tasks: int) -> list[bool]:
+def _answer_in_turn(owner: Any, worker: Any, project: int, gold_ids: set[int], tasks: int) -> list[bool]:
     """``tasks`` tasks answered "1" one after the other: whether each was gold."""
     gold = []
     for _ in range(tasks):
         task = worker.next_task(project)
-        gold.append(task["item_id"] in gold_ids)
+        gold.append(item_id_of(owner, project, task) in gold_ids)
         worker.submit(task["assignment_id"], "1")
     return gold
 
@@ -54,7 +55,7 @@ def test_a_skipped_gold_task_counts_as_missed(server):
     skipped_gold = 0
     for _ in range(2):
         task = skipper.next_task(project)
-        skipped_gold += task["item_id"] in gold_ids
+        skipped_gold += item_id_of(owner, project, task) in gold_ids
         skipper.skip(task["assignment_id"])
     assert skipped_gold >= 1  # the first task is gold
     standing = _standing(owner, project, int(made["id"]))
@@ -153,7 +154,7 @@ def test_gold_comes_at_places_a_worker_cannot_count(server):
     schedules = []
     for w in range(6):
         _, worker = server.user(f"rules-gold-{w}", "worker")
-        gold = _answer_in_turn(worker, project, gold_ids, 25)
+        gold = _answer_in_turn(owner, worker, project, gold_ids, 25)
         schedules.append([place for place, is_gold in enumerate(gold) if is_gold])
     assert all(places[0] == 0 for places in schedules)  # a newcomer is checked at once
     assert all(5 - 2 <= len(places) <= 5 + 2 for places in schedules)  # 0.2 of 25, within the band
@@ -168,7 +169,7 @@ def test_tasks_leased_ahead_are_not_all_gold(server):
     gold_ids = _gold_ids(owner, project)
     _, worker = server.user("rules-ahead", "worker")
     tasks = worker.next_tasks(project, count=3)
-    gold = [task["item_id"] in gold_ids for task in tasks]
+    gold = [item_id_of(owner, project, task) in gold_ids for task in tasks]
     assert len(tasks) == 3 and gold[0] and sum(gold) <= 2  # the second may be gold (one in ten), never both
 
 
@@ -203,13 +204,13 @@ def test_a_qualification_test_comes_first_and_can_fail_a_worker(server):
     owner, project = _project(server, texts=20, gold=6, max_overlap=3, rules=rules)
     gold_ids = _gold_ids(owner, project)
     _, passing = server.user("rules-test-pass", "worker")
-    order = _answer_in_turn(passing, project, gold_ids, 8)  # right on every gold task
+    order = _answer_in_turn(owner, passing, project, gold_ids, 8)  # right on every gold task
     assert order == [True] * 4 + [False] * 4  # the test, then only real items: the gold share is 0
     made, failing = server.user("rules-test-fail", "worker")
     with pytest.raises(PermissionDeniedError, match="banned"):
         for _ in range(5):
             task = failing.next_task(project)
-            assert task["item_id"] in gold_ids  # never a real item before the test is over
+            assert item_id_of(owner, project, task) in gold_ids  # never a real item before the test is over
             failing.submit(task["assignment_id"], "0")
     assert owner.bans(project)[-1]["reason"] == "gold accuracy 0.00 below 0.5 after 4 gold answers"
     assert _standing(owner, project, int(made["id"]))["answers"] == 4
@@ -220,7 +221,7 @@ def test_a_qualification_test_gives_way_when_gold_runs_out(server):
     owner, project = _project(server, texts=5, gold=2, max_overlap=2, rules={"qualification_gold": 4})
     gold_ids = _gold_ids(owner, project)
     _, worker = server.user("rules-test-short", "worker")
-    assert _answer_in_turn(worker, project, gold_ids, 5) == [True, True, False, False, False]
+    assert _answer_in_turn(owner, worker, project, gold_ids, 5) == [True, True, False, False, False]
 
 
 def test_a_tied_vote_goes_to_the_label_listed_first(server):
@@ -322,7 +323,7 @@ def test_an_item_taken_out_of_gold_gets_the_answers_it_still_needs(server):
     assert owner.remove_gold(project, control)["done"] is False  # one answer; the project wants two
     _, second = server.user("gold-out-second", "worker")
     task = second.next_task(project)
-    assert task is not None and task["item_id"] == control
+    assert task is not None and item_id_of(owner, project, task) == control
     second.submit(task["assignment_id"], "1")
     item = next(item for item in owner.items(project) if item["id"] == control)
     assert (item["answers"], item["is_gold"]) == (2, False)

@@ -21,6 +21,7 @@ from crowdloop.errors import (
     UnknownLabelError,
 )
 from crowdloop.learning import FeatureSpec
+from support import item_id_of
 
 
 def _project(requester, **overrides):
@@ -121,7 +122,7 @@ def test_workers_label_with_overlap_gold_feedback_and_pay(server):
             result = worker.submit(task["assignment_id"], label, seconds=4.0)
             if result["feedback"]:
                 feedback_seen.append(result["feedback"])
-            answered.setdefault(task["item_id"], set()).add(id(worker))
+            answered.setdefault(item_id_of(requester, project["id"], task), set()).add(id(worker))
     assert feedback_seen and feedback_seen[0] == {"correct": False, "expected": "1", "explanation": "it says so"}
     status = requester.status(project["id"])
     assert status["items_done"] == 6  # every regular item stopped by dynamic overlap or max overlap

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from crowdloop.crowd.webhooks import verify
+from support import item_id_of
 
 
 def _project(requester, **overrides):
@@ -31,7 +32,7 @@ def test_expired_lease_returns_the_item_to_the_pool(server):
     assert fast.next_task(project["id"]) is None  # overlap 1, and it is leased
     time.sleep(6)
     again = fast.next_task(project["id"])
-    assert again is not None and again["item_id"] == task["item_id"]
+    assert again is not None and again["data"] == task["data"]  # the same item, leased anew
     fast.submit(again["assignment_id"], "pos")
     with pytest.raises(Exception, match="expired"):
         slow.submit(task["assignment_id"], "neg")
@@ -246,7 +247,7 @@ def test_gold_cli_over_the_api(server):
     _, worker = server.user("cli-gold-worker", "worker")
     task = worker.next_task(project)  # a newcomer's first task is gold
     worker.submit(task["assignment_id"], "b")
-    gold = str(task["item_id"])
+    gold = str(item_id_of(owner, project, task))
     report = run("gold", str(project))
     assert report.returncode == 0 and gold in report.stdout and '{"b": 1}' in report.stdout, report
     corrected = run("correct-gold", str(project), gold, "b", "--explanation", "")

@@ -43,7 +43,7 @@ from crowdloop.learning.project_data import ID_COLUMN
 from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Answer, Assignment, Item, User, utcnow
-from support import require
+from support import item_id_of, require
 
 N_REGULAR, N_GOLD = 1500, 300
 
@@ -256,9 +256,9 @@ def test_priorities_reorder_what_tasks_next_serves(product, server):
     assert summary["model_version"] == client.model(pid, "production")["version"]
     assert summary["scored"] > 0.9 * N_REGULAR and len(summary["batch"]) == 20 and summary["top_priority"] > 1
     _, fresh = server.user("fresh", "worker")
-    assert fresh.next_task(pid)["item_id"] == summary["batch"][0]
+    assert item_id_of(client, pid, fresh.next_task(pid)) == summary["batch"][0]
     # the worker already on the project sees the new order too (their queue cursor was reset)
-    assert early.next_task(pid)["item_id"] == summary["batch"][0] != before["item_id"]
+    assert item_id_of(client, pid, early.next_task(pid)) == summary["batch"][0] != item_id_of(client, pid, before)
     # the batch is stored above every other item, the rest keep their entropy in [0, 1]
     stored = {i["id"]: i["priority"] for i in _all_items(product) if not i["is_gold"]}
     assert all(stored[i] > 1 for i in summary["batch"])

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from crowdloop.errors import ConflictError, NotFoundError, PermissionDeniedError, UnknownLabelError
+from support import item_id_of
 
 
 def _post(client: Any, path: str, **kwargs: Any) -> httpx.Response:
@@ -30,18 +31,19 @@ def _project(server: Any, texts: int = 6, **spec: Any) -> tuple[Any, int]:
 
 
 def test_batch_leases_ahead_and_keeps_what_it_leased(server):
-    _, project = _project(server)
+    owner, project = _project(server)
     _, worker = server.user("ahead", "worker")
     first = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
     assert len(first) == 2 and first[0]["assignment_id"] < first[1]["assignment_id"]
-    assert len({task["item_id"] for task in first}) == 2
+    leased = {item_id_of(owner, project, task) for task in first}
+    assert len(leased) == 2
     again = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
     assert [t["assignment_id"] for t in again] == [t["assignment_id"] for t in first]  # idempotent
     assert worker.next_task(project)["assignment_id"] in {t["assignment_id"] for t in first}
     worker.submit(first[0]["assignment_id"], "yes", seconds=1.0)
     after = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 2}).json()
     assert after[0]["assignment_id"] == first[1]["assignment_id"] and len(after) == 2
-    assert after[1]["item_id"] not in {t["item_id"] for t in first}
+    assert item_id_of(owner, project, after[1]) not in leased
     too_many = _post(worker, f"/projects/{project}/tasks/batch", params={"count": 9})
     assert too_many.status_code == 422
 
@@ -62,7 +64,7 @@ def test_undo_reverses_everything_the_answer_did(server):
     assert worker.standing(project)["earned"] == pytest.approx(0.05)
     undone = _post(worker, f"/assignments/{task['assignment_id']}/undo")
     assert undone.status_code == 200, undone.text
-    assert undone.json()["assignment_id"] == task["assignment_id"] and undone.json()["item_id"] == task["item_id"]
+    assert undone.json()["assignment_id"] == task["assignment_id"] and undone.json()["data"] == task["data"]
     after = owner.status(project)
     assert (after["answers"], after["spent"], after["items_done"]) == (0, 0.0, 0)
     mine = worker.standing(project)
@@ -92,11 +94,11 @@ def test_an_aggregation_drops_the_label_of_an_item_whose_answers_were_undone(ser
         worker.submit(task["assignment_id"], "yes")
         leases.append((worker, task))
     owner.aggregate(project)
-    assert set(_labels(owner, project)) == {task["item_id"] for _, task in leases}
+    assert set(_labels(owner, project)) == {item_id_of(owner, project, task) for _, task in leases}
     for undone, (worker, task) in enumerate(leases, start=1):
         worker.undo(task["assignment_id"])
         owner.aggregate(project)  # the second one runs on no answers at all
-        assert set(_labels(owner, project)) == {kept["item_id"] for _, kept in leases[undone:]}
+        assert set(_labels(owner, project)) == {item_id_of(owner, project, kept) for _, kept in leases[undone:]}
         assert owner.status(project)["labels"] == len(leases) - undone
 
 
@@ -141,9 +143,9 @@ def test_undo_after_a_review_decision_treats_the_answer_as_the_regular_answer_it
     agreeing.submit(control["assignment_id"], "yes")
     agreed = agreeing.next_task(project)
     agreeing.submit(agreed["assignment_id"], "yes")
-    item = agreed["item_id"]
+    item = item_id_of(owner, project, agreed)
     _, dissenting = server.user("review-undo-no", "worker")
-    while (task := dissenting.next_task(project))["item_id"] != item:
+    while (task := dissenting.next_task(project))["data"] != agreed["data"]:
         dissenting.submit(task["assignment_id"], "yes")  # the control among them, answered right
     dissenting.submit(task["assignment_id"], "no")
     answered = {"yes": (agreeing, agreed), "no": (dissenting, task)}
@@ -220,11 +222,11 @@ def test_closing_a_project_hides_it_from_workers_without_access_and_a_new_lease_
     assert as_worker["lease_seconds"] is None and as_worker["open_to_all"] is None  # a requester's settings
 
 
-def _answer_all(worker: Any, project: int) -> list[int]:
-    """The items ``worker`` is given, answering each, until none is left for them."""
+def _answer_all(worker: Any, project: int) -> list[dict[str, Any]]:
+    """The items (their data) ``worker`` is given, answering each, until none is left for them."""
     items = []
     while (task := worker.next_task(project)) is not None:
-        items.append(task["item_id"])
+        items.append(task["data"])
         worker.submit(task["assignment_id"], "no")
     return items
 
@@ -242,7 +244,7 @@ def test_a_worker_closed_out_cannot_answer_the_task_they_hold_and_its_item_goes_
         outsider.submit(held["assignment_id"], "yes")
     with pytest.raises(PermissionDeniedError, match="no longer open to you; your answer stands"):
         outsider.undo(answered["assignment_id"])  # which would have handed them a lease back
-    assert held["item_id"] in _answer_all(insider, project)  # closing freed the lease's item at once
+    assert held["data"] in _answer_all(insider, project)  # closing freed the lease's item at once
     assert owner.status(project)["answers"] == 3  # the outsider's first, then the insider's two
 
 
@@ -272,7 +274,7 @@ def test_the_review_queue_puts_disagreement_first_and_a_decision_becomes_gold(se
             task = worker.next_task(project)
             label = "yes" if index == 0 or task["data"]["text"] != "sentence 1" else "no"
             worker.submit(task["assignment_id"], label)
-            votes.setdefault(task["item_id"], []).append(label)
+            votes.setdefault(item_id_of(owner, project, task), []).append(label)
     queue = owner._call("GET", f"/projects/{project}/review")
     contested = next(item for item, labels in votes.items() if len(set(labels)) == 2)
     assert queue[0]["item_id"] == contested and queue[0]["disagreement"] == 0.5
@@ -304,7 +306,7 @@ def test_the_review_queue_finds_a_disputed_item_however_sure_the_aggregator_is(s
         _, worker = server.user(f"rank{index}", "worker")
         task = worker.next_task(project)
         worker.submit(task["assignment_id"], "yes")  # against the first worker's "no"
-        disputed.add(task["item_id"])
+        disputed.add(item_id_of(owner, project, task))
     owner.aggregate(project)
     top = owner.review_queue(project, limit=1)
     assert [entry["item_id"] for entry in top] == [min(disputed)] and top[0]["doubt"] > 0
@@ -345,10 +347,11 @@ def test_a_decision_against_a_gold_label_is_refused(server):
     _, worker = server.user("gold-judged", "worker")
     task = worker.next_task(project)  # the gold item, first
     worker.submit(task["assignment_id"], "yes")
+    item_id = item_id_of(owner, project, task)
     with pytest.raises(ConflictError, match="item .* is gold already, with label 'yes', not 'no'"):
-        owner.decide(project, task["item_id"], "no")
-    assert next(item for item in owner.items(project) if item["id"] == task["item_id"])["gold_label"] == "yes"
-    assert owner.decide(project, task["item_id"], "yes")["label"] == "yes"  # agreeing with it is fine
+        owner.decide(project, item_id, "no")
+    assert next(item for item in owner.items(project) if item["id"] == item_id)["gold_label"] == "yes"
+    assert owner.decide(project, item_id, "yes")["label"] == "yes"  # agreeing with it is fine
 
 
 def test_progress_counts_the_items_decided_in_review(server):

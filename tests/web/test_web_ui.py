@@ -8,6 +8,8 @@ from typing import Any
 
 from ui_support import SCREENSHOTS, sign_in, wait_until
 
+from support import item_id_of
+
 GOLD_EXPLANATION = "The sentence says it plainly."
 
 
@@ -273,7 +275,7 @@ def test_a_requester_corrects_a_missed_gold_label_then_takes_it_out_of_gold(serv
     for _ in range(2):  # a newcomer's first task is gold: both say "negative"
         _, _, worker = user("worker")
         task = worker.next_task(project)
-        assert task["item_id"] == gold_item
+        assert item_id_of(owner, project, task) == gold_item
         worker.submit(task["assignment_id"], "negative")
     page = context.new_page()
     sign_in(page, server.url, owner_token)
