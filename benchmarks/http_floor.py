@@ -35,7 +35,7 @@ APP = textwrap.dedent(
     from pydantic import BaseModel
 
     app = FastAPI()
-    TASK = {"assignment_id": 1, "item_id": 1, "project_id": 1, "data": {"text": "word " * 16},
+    TASK = {"assignment_id": 1, "project_id": 1, "data": {"text": "word " * 16},
             "labels": ["positive", "negative", "neutral"], "instructions": "Pick one.",
             "expires_at": "2026-01-01T00:00:00Z", "gold": False}
 

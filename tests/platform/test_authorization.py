@@ -35,6 +35,10 @@ Decisions, read from the code and checked here:
   or the gold item's explanation text. The one designed exception is training feedback: with
   ``rules.training_feedback`` on (the default), a *wrong* answer to a gold item is answered with
   the expected label and its explanation, after the answer is stored.
+* Nor does any such payload carry an ``item_id``, or an item's id under another name: gold and
+  regular items are served from queues of their own, each newest first, and gold is usually
+  imported as a block, so the ids out of sequence would be the gold ones (and training feedback
+  would confirm their range). A task is named by its assignment; requesters keep item ids.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ PUBLIC = {("GET", f"{API}/health")}
 FASTAPI_DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
 WEB_UI = {("GET", "/")}
 """The web UI: ``/`` redirects to ``/ui/``, static pages and scripts that hold no data (they fetch it with the token)."""
-TASK_KEYS = {"assignment_id", "project_id", "item_id", "data", "labels", "instructions", "expires_at"}
+TASK_KEYS = {"assignment_id", "project_id", "data", "labels", "instructions", "expires_at"}
 REQUESTER_ONLY_PROJECT_FIELDS = ("budget", "spent", "aggregation_method", "rules")
 
 
@@ -553,11 +557,11 @@ def test_the_docs_pages_when_the_operator_turns_them_on(tmp_path):
 # --- each role on each route -----------------------------------------------------------------------
 
 
-FORBIDDEN_KEYS = {"gold_label", "is_gold", "gold_explanation", "expected"}
+FORBIDDEN_KEYS = {"gold_label", "is_gold", "gold_explanation", "expected", "item_id"}
 
 
 def leaks(body: str, own_id: int) -> list[str]:
-    """What in a response a worker-side user must not read: gold, or other workers' answers."""
+    """What in a response a worker-side user must not read: gold, item ids, or other workers' answers."""
     found = [f"the gold explanation {MARKER!r}"] if MARKER in body else []
     try:
         value = json.loads(body)
@@ -744,6 +748,93 @@ def test_training_feedback_is_the_one_designed_reveal(world):
         OTHER_LABEL: {"correct": False, "expected": GOLD_LABEL, "explanation": MARKER},
         GOLD_LABEL: None,
     }
+
+
+ITEM_ID_FILLER = 1000
+"""Items made before the project of the item-id test, so that its items' ids lie far above every
+assignment, answer and project id of this module: a value equal to one of them is then a leak,
+never a coincidence."""
+
+
+def _naming_an_item(node: Any, item_ids: set[int], where: str = "$") -> list[str]:
+    """Where a response names an item: an ``item_id`` key, or any key or value equal to an item's id."""
+    named = {*item_ids, *map(str, item_ids)}
+    found = []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            if key == "item_id" or key in named:
+                found.append(f"{where}.{key}")
+            found += _naming_an_item(child, item_ids, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            found += _naming_an_item(child, item_ids, f"{where}[{index}]")
+    elif not isinstance(node, bool | float) and node in named:
+        found.append(f"{where}={node!r}")
+    return found
+
+
+def test_a_worker_is_never_told_item_ids_so_a_block_of_gold_looks_like_any_task(world):
+    """Gold and regular items are leased from separate queues, each newest first, and gold is
+    usually imported as a block of ids of its own: when tasks carried ``item_id``, the tasks out
+    of sequence were exactly the gold ones, and the feedback after a gold answer gave away the
+    block's range. No task, batch, answer, undo or skip response names the item, and gold tasks
+    look like regular ones."""
+    owner = world.tokens["owner"]
+    spec = {"name": "authz-filler", "labels": [OTHER_LABEL, GOLD_LABEL]}
+    filler = world.request(owner, "POST", f"{API}/projects", json=spec).json()["id"]
+    rows = [{"data": {"text": uuid.uuid4().hex}} for _ in range(ITEM_ID_FILLER)]  # unlike each other: no near copies
+    assert world.request(owner, "POST", f"{API}/projects/{filler}/items", json=rows).json()["created"] == len(rows)
+    spec = {"name": "authz-ids", "labels": [OTHER_LABEL, GOLD_LABEL], "gold_share": 0.5, "max_overlap": 3,
+            "rules": {"training_feedback": True}}  # fmt: skip
+    project = world.request(owner, "POST", f"{API}/projects", json=spec).json()["id"]
+    regular = [{"data": {"text": f"plain sentence {i}"}} for i in range(5)]
+    gold = [{"data": {"text": f"checked sentence {i}"}, "gold_label": GOLD_LABEL, "gold_explanation": "it is"}
+            for i in range(5)]  # a block of gold, after the regular items  # fmt: skip
+    for block in (regular, gold):
+        assert world.request(owner, "POST", f"{API}/projects/{project}/items", json=block).status_code == 200
+    world.request(owner, "PATCH", f"{API}/projects/{project}", json={"status": "active"})
+    listed = world.owner.items(project)
+    item_ids = {int(item["id"]) for item in listed}
+    is_gold = {item["data"]["text"]: bool(item["is_gold"]) for item in listed}
+    token, _ = _fresh_worker(world)
+    responses: list[tuple[str, Any]] = []
+
+    def call(what: str, method: str, path: str, **kwargs: Any) -> Any:
+        response = world.request(token, method, f"{API}{path}", **kwargs)
+        assert response.status_code in (200, 204), (what, response.text)
+        body = response.json() if response.content else None
+        responses.append((what, body))
+        return body
+
+    batch = call("batch", "POST", f"/projects/{project}/tasks/batch", params={"count": 3})
+    assert len(batch) == 3
+    keys: dict[bool, set[frozenset[str]]] = {True: set(), False: set()}
+    answer_keys: dict[bool, set[frozenset[str]]] = {True: set(), False: set()}
+    undone, skipped = set(), False
+    while (task := call("task", "POST", f"/projects/{project}/tasks/next")) is not None:
+        gold_task = is_gold[task["data"]["text"]]
+        keys[gold_task].add(frozenset(task))
+        answer_path = f"/assignments/{task['assignment_id']}/answer"
+        if gold_task not in undone:  # one of each kind answered right, undone, then answered again
+            call("answer", "POST", answer_path, json={"label": GOLD_LABEL})
+            again = call("undo", "POST", f"/assignments/{task['assignment_id']}/undo")
+            assert again["assignment_id"] == task["assignment_id"] and set(again) == TASK_KEYS
+            undone.add(gold_task)
+        elif not gold_task and not skipped:
+            assert call("skip", "POST", f"/assignments/{task['assignment_id']}/skip") is None
+            skipped = True
+            continue
+        answer = call("answer", "POST", answer_path, json={"label": OTHER_LABEL})  # wrong on gold: feedback
+        assert (answer["feedback"] is not None) == gold_task
+        answer_keys[gold_task].add(frozenset(answer))
+    assert undone == {True, False} and skipped, "the worker did not get both kinds: the checks prove nothing"
+    assert keys[True] == keys[False] == {frozenset(TASK_KEYS)}, keys
+    assert answer_keys[True] == answer_keys[False], answer_keys
+    own = [body[key] for what, body in responses if isinstance(body, dict) for key in ("assignment_id", "answer_id")
+           if key in body]  # fmt: skip
+    assert max([*own, project]) < min(item_ids), "the filler did not keep item ids apart from the other ids"
+    for what, body in responses:
+        assert _naming_an_item(body, item_ids) == [], (what, body)
 
 
 # --- devices ---------------------------------------------------------------------------------------

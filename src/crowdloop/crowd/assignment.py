@@ -547,12 +547,12 @@ def own_assignment(session: Session, worker: User, assignment_id: int) -> Assign
 
 
 def task_out(project: Any, lease: Lease) -> TaskOut:
-    """A lease as the worker sees it (never whether the item is gold); ``project`` is a
-    :class:`Project` or a row with its ``id``, ``labels`` and ``instructions``."""
+    """A lease as the worker sees it (never whether the item is gold, nor the item's id: see
+    :class:`TaskOut`); ``project`` is a :class:`Project` or a row with its ``id``, ``labels`` and
+    ``instructions``."""
     return TaskOut(
         assignment_id=lease.assignment_id,
         project_id=project.id,
-        item_id=lease.item_id,
         data=lease.data,
         labels=project.labels,
         instructions=project.instructions,

@@ -67,5 +67,5 @@ def task_out(session: Session, project: Project, lease: Assignment) -> TaskOut:
     """An open lease (an ORM row) as the worker sees it."""
     item = session.get(Item, lease.item_id)
     if item is None:
-        raise NotFoundError(f"no item {lease.item_id}.")
+        raise NotFoundError(f"the item of assignment {lease.id} is gone.")  # a worker is never told item ids
     return assignment.task_out(project, assignment.Lease(lease.id, item.id, item.data, lease.expires_at))

@@ -228,11 +228,14 @@ class ImportReport(BaseModel):
 
 
 class TaskOut(BaseModel):
-    """What a worker sees: never whether the item is gold, nor other answers."""
+    """What a worker sees: never whether the item is gold, nor other answers, nor the item's id.
+
+    Gold and regular items are handed out from separate queues, each newest first, and gold is
+    usually imported as a block of its own: the ids out of sequence would be the gold ones (and
+    training feedback would confirm their range). The assignment names the task instead."""
 
     assignment_id: int
     project_id: int
-    item_id: int
     data: dict[str, Any]
     labels: list[str]
     instructions: str
