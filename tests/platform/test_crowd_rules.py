@@ -398,3 +398,14 @@ def test_a_gold_task_left_to_expire_counts_as_missed(server):
         dodger.submit(following["assignment_id"], "0")  # the rules see the miss at the next answer
         dodger.next_task(project)
     assert "gold accuracy 0.00 below 0.9 after" in owner.bans(project)[-1]["reason"]
+
+
+def test_a_claimed_answer_time_longer_than_a_day_is_refused(server):
+    """``seconds`` had no upper bound: 1e300 made the worker table's mean time and hourly pay nonsense."""
+    owner, project = _project(server)
+    made, worker = server.user("rules-slow-clock", "worker")
+    task = worker.next_task(project)
+    with pytest.raises(InvalidInputError, match="seconds"):
+        worker.submit(task["assignment_id"], "1", seconds=1e300)
+    worker.submit(task["assignment_id"], "1", seconds=86_400.0)  # a day, the longest lease, is taken
+    assert _standing(owner, project, int(made["id"]))["answers"] == 1

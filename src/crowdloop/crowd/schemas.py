@@ -245,7 +245,8 @@ class TaskOut(BaseModel):
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no NaN price or priority
     label: StorableStr
-    seconds: float | None = Field(None, ge=0)
+    # at most a day, the longest lease: 1e300 s made the worker table's mean time and hourly pay nonsense
+    seconds: float | None = Field(None, ge=0, le=86_400)
 
 
 class SubmitOut(BaseModel):
