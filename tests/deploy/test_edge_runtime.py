@@ -125,7 +125,7 @@ def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, prod
             assert _predictions_made(runtime) == counted  # the first item was not counted either
             host, port = server.url.removeprefix("http://").split(":")
             with socket.create_connection((host, int(port)), timeout=5) as sock:  # it waited for the close
-                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n")
                 assert sock.recv(200).split(b"\r\n")[0].endswith(b" 400 Bad Request")
             assert http.get("/health").json()["version"] == runtime.version
             metrics = http.get("/metrics").text
@@ -134,16 +134,41 @@ def test_local_http_endpoint_serves_predictions_metrics_and_health(runtime, prod
         server.stop()
 
 
+def test_the_endpoint_refuses_what_a_web_page_on_the_device_can_send(runtime, product):
+    """Any page open in the device's browser could POST text/plain to /predict (no preflight) and
+    make edge items of what it sent; a page whose name was re-pointed at 127.0.0.1 could read it."""
+    _, evaluation, _ = product
+    item = records(evaluation.head(1))[0]
+    server = EdgeServer(runtime, port=0).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.post("/predict", json=item).status_code == 200  # a program: no Origin
+            attacks = [
+                {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+                {"Origin": "null"},
+                {"Sec-Fetch-Site": "cross-site"},
+                {"Host": "evil.example:8765"},
+            ]
+            for headers in attacks:
+                refused = http.post("/predict", content=json.dumps(item), headers=headers)
+                assert refused.status_code == 403 and "programs on the device" in refused.json()["detail"], headers
+            assert http.get("/metrics", headers={"Host": "evil.example"}).status_code == 403
+            for host in ("localhost:1", "[::1]:1", "127.0.0.1"):
+                assert http.get("/health", headers={"Host": host}).status_code == 200, host
+    finally:
+        server.stop()
+
+
 def test_an_item_lacking_a_field_gets_the_servers_prediction_with_the_field_empty(runtime, product, trained):
     """A client that does not send a field the model reads (a version that reads a field added to
     the project since, say) got 422 from every request; training and the server's scoring read
     such an item with the field empty, and so does the edge now."""
-    from crowdloop.learning.service import _with_fields
+    from crowdloop.learning.project_data import with_fields
 
     _, evaluation, _ = product
     model = trained("logreg")
     one_side = evaluation.head(20).drop(columns=["text_b"])
-    expected = model.predict_proba(_with_fields(one_side, model.featurizer.spec))
+    expected = model.predict_proba(with_fields(one_side, model.featurizer.spec))
     server = EdgeServer(runtime, port=0).start()
     try:
         with httpx.Client(base_url=server.url) as http:
@@ -171,7 +196,7 @@ def test_a_body_over_the_limit_is_413_and_the_connection_stays_usable(runtime, p
             assert after.status_code == 200 and after.json() == runtime.predict(item)
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:  # too big to read: closed
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % (DRAIN_LIMIT + 1))
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n{" % (DRAIN_LIMIT + 1))
             answer = b""
             with contextlib.suppress(ConnectionResetError):  # the unread rest of the body may reset it
                 while chunk := sock.recv(65536):

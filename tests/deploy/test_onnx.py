@@ -74,7 +74,7 @@ def test_a_field_the_item_lacks_is_read_as_the_server_reads_it(product, tmp_path
     the edge refused every such request (422), where training and the server's scoring read the
     item with the field empty. The edge now predicts what the server's model predicts then."""
     from crowdloop.learning import train_model
-    from crowdloop.learning.service import _with_fields
+    from crowdloop.learning.project_data import with_fields
 
     train, evaluation, gold = product
     brands = np.random.default_rng(0).choice(["acme", "zeta", "nova"], len(train))
@@ -87,13 +87,13 @@ def test_a_field_the_item_lacks_is_read_as_the_server_reads_it(product, tmp_path
     export_onnx(model, folder)
     edge = EdgeModel(folder, version=3)
     old_format = evaluation.head(50)  # text and text_b, no brand: what the clients send
-    expected = model.predict_proba(_with_fields(old_format, model.featurizer.spec))
+    expected = model.predict_proba(with_fields(old_format, model.featurizer.spec))
     got = np.array(
         [[edge.predict(item).probabilities[str(c)] for c in expected.columns] for item in records(old_format)]
     )
     assert np.abs(got - expected.to_numpy()).max() < TOLERANCE
     one_side = {"task": 1, "text": "Sony KDL-40 LCD TV"}  # a pair item with one side missing, too
-    frame = _with_fields(pd.DataFrame([one_side]), model.featurizer.spec)
+    frame = with_fields(pd.DataFrame([one_side]), model.featurizer.spec)
     assert frame["text_b"].tolist() == [""]
     probabilities = edge.predict(one_side).probabilities
     assert [probabilities[str(c)] for c in model.classes_] == pytest.approx(

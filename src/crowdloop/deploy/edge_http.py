@@ -9,12 +9,18 @@
 ==================  ==========================================================
 
 It binds to 127.0.0.1 unless told otherwise: it is the device's own endpoint, for programs
-on the device, and carries no authentication of its own.
+on the device, and carries no authentication of its own. So it refuses what a web page open on
+the device can send it: any request with an ``Origin`` (a browser's cross-site ``POST`` of
+``text/plain`` needs no preflight, and made edge items of whatever the page sent) or a
+cross-site ``Sec-Fetch-Site``, and a ``Host`` that is not an address or this device's name (a
+page whose name was re-pointed at 127.0.0.1 could read ``/metrics``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_POST(self) -> None:
+        if (refusal := self._from_a_web_page()) is not None:
+            return self._refuse(refusal)
         if self.path != "/predict":
             return self._json(404, {"error": "NotFound", "detail": f"no route POST {self.path}"})
         try:
@@ -80,6 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         return runtime.predict(body)
 
     def do_GET(self) -> None:
+        if (refusal := self._from_a_web_page()) is not None:
+            return self._refuse(refusal)
         runtime = self.server.runtime
         if self.path == "/metrics":
             runtime.queue_sizes()
@@ -92,6 +102,22 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._json(404, {"error": "NotFound", "detail": f"no route GET {self.path}"})
 
+    def _from_a_web_page(self) -> str | None:
+        """Why the request looks sent by a web page rather than a program on the device (None: it does not)."""
+        origin, site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site", "none")
+        if origin is not None or site not in ("none", "same-origin"):
+            return f"a request from a web page (Origin {origin or '-'}, Sec-Fetch-Site {site}) is refused"
+        host = _host_name(self.headers.get("Host") or "")
+        if host and not _this_device(host, str(self.server.server_address[0])):
+            return f"Host {host!r} is neither an address nor this device's name"
+        return None
+
+    def _refuse(self, reason: str) -> None:
+        self.close_connection = True  # the body, if any, is not read
+        self._json(
+            403, {"error": "PermissionDenied", "detail": f"{reason}: this endpoint is for programs on the device."}
+        )
+
     def _json(self, status: int, body: Any) -> None:
         self._send(status, json.dumps(body).encode(), "application/json")
 
@@ -103,6 +129,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8765`` → ``::1``)."""
+    if header.startswith("["):
+        return header[1 : header.find("]")]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _this_device(host: str, bound: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host.lower().rstrip(".")
+    own = {"localhost", bound.lower(), socket.gethostname().lower(), f"{socket.gethostname().lower()}.local"}
+    return name in own or name.endswith(".localhost")
 
 
 class EdgeServer(ThreadingHTTPServer):

@@ -31,7 +31,7 @@ Packed = tuple[np.ndarray, np.ndarray]
 
 MISSING = ""
 """The value of a field an item lacks: empty, as the server reads gold items without the field
-(``learning.service._with_fields``); ``None``, NaN and ``""`` give the same features in every kind."""
+(``learning.project_data.with_fields``); ``None``, NaN and ``""`` give the same features in every kind."""
 
 
 def check_fields(item: Any, fields: list[str], what: str = "the item") -> None:
