@@ -94,6 +94,17 @@ def test_the_metrics_directory(tmp_path):
     assert (alive / "counter_5.db").exists()
 
 
+def test_a_folder_with_this_process_own_name_is_stale(tmp_path):
+    """A container restarted after a crash runs ``serve`` as pid 1 again on the same host name: the
+    folder its last run left counted as a running instance's (its pid is alive: ours), was kept,
+    and ``serve`` refused to start for ever ("serve-vm-1: File exists", exit 1)."""
+    left = tmp_path / f"serve-{socket.gethostname()}-{os.getpid()}"
+    left.mkdir()
+    (left / "counter_1.db").write_bytes(b"counts of the crashed run")
+    own, _ = prepare_metrics_dir(tmp_path, 1)
+    assert own == left and own.is_dir() and list(own.iterdir()) == []
+
+
 def _a_dead_pid() -> int:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(finished.stdout)

@@ -205,7 +205,10 @@ def prepare_metrics_dir(configured: Path | None, workers: int) -> tuple[Path | N
     ``serve-<host>-<pid>``, deleted when it stops. Two instances given the same directory used
     to share one set of files, and the second one's start-up cleaning deleted the first one's
     counts while it ran. Sub-directories of instances on this host that are no longer running,
-    and loose files of earlier versions, are removed. Several workers without a configured
+    and loose files of earlier versions, are removed. So is one with this process's own name: it
+    was left by an earlier process that had the same pid (a container restarted after a crash
+    runs ``serve`` as pid 1 again, on the same host name), and it stopped ``serve`` from ever
+    starting again ("File exists"). Several workers without a configured
     directory get a fresh temporary one; one worker needs none (it counts in memory).
     """
     if configured is not None:
@@ -229,7 +232,7 @@ def _remove_stale_metrics(configured: Path) -> None:
     host = socket.gethostname()
     for directory in configured.glob(f"{_INSTANCE_PREFIX}{host}-*"):
         pid = directory.name.rpartition("-")[2]
-        if directory.is_dir() and pid.isdigit() and not _running(int(pid)):
+        if directory.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
             shutil.rmtree(directory, ignore_errors=True)
 
 
