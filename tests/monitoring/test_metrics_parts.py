@@ -62,6 +62,38 @@ def test_route_labels_are_templates_and_unmatched_paths_share_one(client):
     assert not any("12345" in route or "wp-login" in route for route in routes)
 
 
+def test_finished_runs_of_projects_summed_as_other_are_not_in_progress(tmp_path):
+    """With CROWDLOOP_METRICS_MAX_PROJECTS=1 and two projects aggregated, both runs done, the
+    gauge said one run was in progress in ``project="other"``: its branch counted every run of
+    the projects without a label of their own, finished or not."""
+    from sqlalchemy import insert
+
+    from crowdloop.storage.db import make_engine
+    from crowdloop.storage.models import AggregationRun, utcnow
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    settings = Settings(database_url=url, webhook_dispatcher=False, admin_token=TOKEN, metrics_max_projects=1)
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = f"Bearer {TOKEN}"
+        older, newer = (http.post("/api/v1/projects", json={"name": n, "labels": ["a", "b"]}).json()["id"]
+                        for n in ("older", "newer"))  # fmt: skip
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as connection:
+            for project, status in ((older, "done"), (newer, "done"), (older, "superseded"), (older, "failed")):
+                connection.execute(insert(AggregationRun).values(project_id=project, method="default", status=status,
+                                                                 finished_at=utcnow()))  # fmt: skip
+        scraped = parse(http.get("/metrics").text)
+        assert scraped.value("crowdloop_aggregation_runs_in_progress", project="other") == 0.0
+        assert scraped.value("crowdloop_aggregation_runs_in_progress", project=str(newer)) == 0.0
+        with engine.begin() as connection:  # one run of the summed project still at work: that one counts
+            connection.execute(insert(AggregationRun).values(project_id=older, method="default", status="running"))
+        engine.dispose()
+        scraped = parse(http.get("/metrics").text)
+        assert scraped.value("crowdloop_aggregation_runs_in_progress", project="other") == 1.0
+        assert scraped.value("crowdloop_aggregation_runs_in_progress", project=str(newer)) == 0.0
+        assert scraped.value("crowdloop_aggregation_runs_total", project=str(newer), status="done") == 1.0
+
+
 def test_project_labels_name_the_listed_ids_and_sum_the_rest():
     labels = ProjectLabels(frozenset({3, 4}))
     assert [labels.label(i) for i in (1, 3, 4, 5)] == ["other", "3", "4", "other"]

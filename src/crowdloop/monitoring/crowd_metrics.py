@@ -125,10 +125,10 @@ def aggregation_runs(scrape: Scrape) -> Iterator[Metric]:
     finished: dict[tuple[str, str], float] = {}
     running: list[tuple[int, float]] = []
     for project_id, status, count, recent_count in scrape.session.execute(query):
-        if status in FINISHED_RUN_STATUSES and (label := scrape.projects.label(project_id)) != OTHER:
-            finished[(label, status)] = finished.get((label, status), 0.0) + float(count)  # counters: no "other"
-        else:
+        if status not in FINISHED_RUN_STATUSES:
             running.append((project_id, float(recent_count or 0)))
+        elif (label := scrape.projects.label(project_id)) != OTHER:  # counters: no "other"
+            finished[(label, status)] = finished.get((label, status), 0.0) + float(count)
     total = CounterMetricFamily(
         "crowdloop_aggregation_runs", "Finished truth-inference runs.", labels=["project", "status"]
     )
