@@ -627,25 +627,50 @@ def test_register_refuses_an_internal_ipv4_address_inside_an_ipv6_one(db: Databa
 
 
 def test_the_dispatcher_calls_a_name_only_where_it_resolves_to_a_public_address(
-    db: Database, project_id: int, receiver: Receiver
+    db: Database, project_id: int, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A name is checked each time it is called (what it resolves to, or the allowed networks, may
-    have changed since registration): here ``localhost``, registered while this machine was allowed."""
+    have changed since registration): here ``localhost``, registered while this machine was allowed.
+    The requester's delivery log says it is not public, not what it resolved to (that told a
+    requester how the server's network names its hosts); the server's log says that."""
     _register(db, project_id, receiver.url.replace("127.0.0.1", "localhost"))
     _enqueue(db, project_id)
     for allowed, status in (((), "pending"), (LOCAL, "delivered")):
         dispatcher = WebhookDispatcher(db.factory, interval=0.05, allowed=allowed)
-        dispatcher.start()
-        try:
-            assert _wait_for(lambda want=status: _only_delivery(db).attempts >= 1 and _only_delivery(db).status == want)
-        finally:
-            dispatcher.stop()
+        with caplog.at_level(logging.INFO, logger=webhooks.__name__):
+            dispatcher.start()
+            try:
+                assert _wait_for(
+                    lambda want=status: _only_delivery(db).attempts >= 1 and _only_delivery(db).status == want
+                )
+            finally:
+                dispatcher.stop()
         if not allowed:
-            assert "is 127.0.0.1, which is not a public address" in str(_only_delivery(db).last_error)
+            error = str(_only_delivery(db).last_error)
+            assert error.startswith("ConnectError: webhook host localhost is not a public address;"), error
+            assert "127.0.0.1" not in error and "::1" not in error
+            assert "webhook host localhost resolves to " in caplog.text
             assert receiver.requests == []
             with unit_of_work(db.factory) as session:  # due again now rather than after the back-off
                 session.get(WebhookDelivery, _only_delivery(db).id).next_attempt_at = utcnow()
     assert len(receiver.requests) == 1
+
+
+def test_a_name_that_does_not_resolve_is_said_without_the_resolvers_words(
+    db: Database, project_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "cannot resolve webhook host X: [Errno -2] Name or service not known" told a requester how
+    this server resolves names; the detail is for the server's log."""
+    _register(db, project_id, "http://nonexistent-internal-name.invalid/hook")
+    _enqueue(db, project_id)
+    with (
+        caplog.at_level(logging.INFO, logger=webhooks.__name__),
+        httpx.Client(transport=webhooks.PublicOnlyTransport(LOCAL)) as client,
+    ):
+        assert _deliver(db, client) == 1
+    error = _only_delivery(db).last_error
+    assert error == "ConnectError: cannot resolve webhook host nonexistent-internal-name.invalid", error
+    assert "webhook host nonexistent-internal-name.invalid does not resolve: [Errno" in caplog.text
 
 
 def test_a_bad_allowed_network_fails_at_start() -> None:

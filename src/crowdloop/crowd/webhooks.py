@@ -163,8 +163,8 @@ def _refusal(host: str, address: Address, allowed: Sequence[Network]) -> str:
     if all(candidate.is_global for candidate in candidates):
         return ""
     return (
-        f"webhook host {host} is {address}, which is not a public address; this server calls only "
-        "public addresses unless CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS includes it."
+        f"webhook host {host} is not a public address; this server calls only public addresses unless "
+        "CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS includes it."
     )
 
 
@@ -179,14 +179,21 @@ def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
 
 def checked_address(host: str, port: int, allowed: Sequence[Network]) -> str:
     """The address to connect to for ``host``: every address it resolves to must pass
-    :func:`_refusal`, and the connection goes to the one checked, not to a second lookup."""
+    :func:`_refusal`, and the connection goes to the one checked, not to a second lookup.
+
+    The error says what a requester may know (it is in their delivery log): not the address a
+    name resolved to, nor the resolver's own words, which told them how this server's network
+    names its hosts ("vm is 127.0.0.1"). Those go to the server's log.
+    """
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise httpcore.ConnectError(f"cannot resolve webhook host {host}: {exc}") from None
+        logger.info("webhook host %s does not resolve: %s", host, exc)
+        raise httpcore.ConnectError(f"cannot resolve webhook host {host}") from None
     addresses = [str(sockaddr[0]).split("%")[0] for *_, sockaddr in found]
     for address in addresses:
         if problem := _refusal(host, ipaddress.ip_address(address), allowed):
+            logger.info("webhook host %s resolves to %s, which is not allowed: not called", host, address)
             raise httpcore.ConnectError(problem)
     return addresses[0]
 
