@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
@@ -70,6 +75,12 @@ def test_the_child_process_aggregates_and_a_killed_child_is_replaced(tmp_path):
         assert _wait_for(lambda: _labels(url, project_id) == 60)
         child = next(iter(aggregations._executor._processes))  # type: ignore[union-attr]
         assert child != os.getpid()
+        # Ctrl-C in a terminal reaches the child too: a run under way died of KeyboardInterrupt, with a
+        # traceback, and left its row "running". The server stops the child; the key is ignored.
+        ignored = int(
+            re.search(r"^SigIgn:\s*([0-9a-f]+)$", Path(f"/proc/{child}/status").read_text(), re.M).group(1), 16
+        )
+        assert ignored & (1 << (signal.SIGINT - 1)), "the aggregation process does not ignore SIGINT"
         os.kill(child, signal.SIGKILL)
         assert _wait_for(lambda: not aggregations._pending)  # the lost job ends (broken pool), nothing hangs
         engine = create_engine(url)
@@ -84,6 +95,59 @@ def test_the_child_process_aggregates_and_a_killed_child_is_replaced(tmp_path):
         assert _wait_for(lambda: _labels(url, project_id) == 60)
     finally:
         aggregations.close()
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie has: only its exit status is left for its parent to read)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_child_process_ends_when_its_server_is_killed(tmp_path):
+    """A server killed with -9 left its aggregation process running for ever (reparented to init,
+    180 MB, holding the resource tracker open)."""
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    project_id = _project_with_answers(url)
+    server = (
+        "import sys, time\n"
+        "from crowdloop.crowd.aggregation import AggregationProcess\n"
+        f"aggregations = AggregationProcess({url!r})\n"
+        f"aggregations.submit({project_id})\n"
+        "while aggregations._pending: time.sleep(0.1)\n"  # the child is up and has aggregated
+        "print(next(iter(aggregations._executor._processes)), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        child = int(process.stdout.readline())
+        assert _labels(url, project_id) == 60 and not _gone(child)
+    finally:
+        process.kill()
+        process.wait()
+    assert _wait_for(lambda: _gone(child), 15), f"aggregation process {child} outlived its server"
+
+
+def test_a_run_stopped_by_a_base_exception_is_marked_failed(tmp_path, monkeypatch):
+    """Only ``Exception`` was caught: a run stopped by SystemExit (the process told to end) or
+    KeyboardInterrupt stayed "running" in its row and in crowdloop_aggregation_runs_in_progress."""
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    project_id = _project_with_answers(url)
+    engine = make_engine(url, pool_size=1)
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aggregation, "run_aggregation", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        aggregation.aggregate_in_background(session_factory(engine), project_id)
+    with Session(engine) as session:
+        runs = session.execute(select(AggregationRun.status, AggregationRun.error, AggregationRun.finished_at)).all()
+    engine.dispose()
+    assert [(run.status, run.error) for run in runs] == [("failed", "KeyboardInterrupt")]
+    assert runs[0].finished_at is not None
 
 
 def test_a_run_that_started_before_a_stored_one_leaves_its_labels_alone(tmp_path, monkeypatch):

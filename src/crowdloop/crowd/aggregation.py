@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -262,6 +265,10 @@ def aggregate_in_background(
         log.exception("background aggregation of project %s failed", project_id)
         if run_id is not None:
             _mark_failed(factory, run_id, error)
+    except BaseException as error:  # stopped (SystemExit, KeyboardInterrupt): the run did not finish
+        if run_id is not None:
+            _mark_failed(factory, run_id, error)
+        raise
 
 
 def _start_run(factory: sessionmaker[Session], project_id: int) -> int | None:
@@ -276,13 +283,13 @@ def _start_run(factory: sessionmaker[Session], project_id: int) -> int | None:
         return run.id
 
 
-def _mark_failed(factory: sessionmaker[Session], run_id: int, error: Exception) -> None:
+def _mark_failed(factory: sessionmaker[Session], run_id: int, error: BaseException) -> None:
     try:
         with unit_of_work(factory) as session:
             run = session.get(AggregationRun, run_id)
             if run is not None:
                 run.status, run.finished_at = "failed", utcnow()
-                run.error = f"{type(error).__name__}: {error}"[:2000]
+                run.error = f"{type(error).__name__}: {error}".strip().removesuffix(":")[:2000]
     except Exception:
         log.exception("could not record the failed aggregation run %s", run_id)
 
@@ -297,6 +304,11 @@ class AggregationProcess:
     use, ``spawn``, so no lock of this threaded process is copied into it) has its own engine
     on the same database; :func:`aggregate_in_background` still claims the project, so any
     number of serving processes and their children aggregate a project once at a time.
+
+    The child ends with its server: it checks every :data:`PARENT_CHECK_SECONDS` that the process
+    that started it is still its parent, and stops when it is not (a server killed with -9 left it
+    running, 180 MB, for ever). It ignores Ctrl-C, which the terminal sends to the whole process
+    group: the server stops it (:meth:`close`), and it printed a ``KeyboardInterrupt`` traceback.
     """
 
     def __init__(self, database_url: str, log_level: str = "INFO", max_memory_mb: float | None = None) -> None:
@@ -331,7 +343,7 @@ class AggregationProcess:
                     1,
                     multiprocessing.get_context("spawn"),
                     initializer=_start_child,
-                    initargs=(self.database_url, self.log_level, self.max_memory_mb),
+                    initargs=(self.database_url, self.log_level, self.max_memory_mb, os.getpid()),
                 )
             try:
                 return self._executor.submit(_aggregate_in_child, project_id)
@@ -362,11 +374,40 @@ _CHILD_FACTORY: sessionmaker[Session] | None = None
 _CHILD_MAX_MEMORY_MB: float | None = None
 
 
-def _start_child(database_url: str, log_level: str, max_memory_mb: float | None = None) -> None:
+PARENT_CHECK_SECONDS = 1.0
+"""How often the aggregation process checks that its server is still there."""
+STOP_GRACE_SECONDS = 10.0
+"""How long the aggregation process, its server gone, gives a run under way to be marked failed."""
+
+
+def _start_child(
+    database_url: str, log_level: str, max_memory_mb: float | None = None, parent: int | None = None
+) -> None:
     global _CHILD_FACTORY, _CHILD_MAX_MEMORY_MB
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole foreground group: the server stops us
+    signal.signal(signal.SIGTERM, _stop)
     configure_logging(log_level)  # a spawned child starts with no handler: its failures had no time or level
     _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))
     _CHILD_MAX_MEMORY_MB = max_memory_mb
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="crowdloop-parent-watch", daemon=True).start()
+
+
+def _stop(_signal: int, _frame: Any) -> None:
+    """SIGTERM: leave whatever the process is doing (a run is marked failed on its way out)."""
+    raise SystemExit(0)
+
+
+def _exit_with(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it died, and the process was
+    handed to init). A run under way is stopped through SIGTERM, so it is marked failed rather
+    than left "running"; the process is ended for good after :data:`STOP_GRACE_SECONDS`."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    log.warning("the server process %s is gone; its aggregation process %s stops", parent, os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(STOP_GRACE_SECONDS)
+    os._exit(1)
 
 
 def _aggregate_in_child(project_id: int) -> None:
