@@ -4,6 +4,7 @@ README's table, not a hang, a traceback or an error after minutes of work."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,9 +16,13 @@ from pathlib import Path
 import pytest
 
 
-def crowdloop(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def crowdloop(
+    *args: str, timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "crowdloop", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=os.environ | (env or {})
+    )
 
 
 def one_line(done: subprocess.CompletedProcess[str], code: int, message: str) -> None:
@@ -109,11 +114,20 @@ def test_edge_on_a_port_in_use_or_a_state_dir_that_is_a_file(taken_port, tmp_pat
         ("bogus://x", 2, "bogus://x is not a database URL"),
         ("sqlite:////nonexistent/folder/x.db", 1, "cannot open the database sqlite:////nonexistent/folder/x.db"),
         ("postgresql://u:secret@127.0.0.1:1/db", 1, "cannot open the database postgresql://u:***@127.0.0.1:1/db"),
+        ("postgresql://u@127.0.0.1:1/db?password=secret&sslpassword=secret", 1,
+         "cannot open the database postgresql://u@127.0.0.1:1/db?password=***&sslpassword=***"),
+        ("mysql://u@h/db", 2, "mysql://u@h/db is not a database URL crowdloop can use (mysql is not one of its"),
+        ("postgresql+asyncpg://u@h/db", 2, "it talks to postgresql through psycopg only"),
+        ("postgresql://u:secret@127.0.0.1:notaport/x", 2, "postgresql://u:***@127.0.0.1:notaport/x is not a database "
+                                                          "URL crowdloop can use: its port is not a number"),
     ],
-)
+)  # fmt: skip
 def test_a_database_url_that_cannot_work_is_one_line(url, code, message):
     """Each was a SQLAlchemy traceback (ArgumentError, NoSuchModuleError, OperationalError). The
-    admin commands refuse a SQLite file that is not there before they try to open it."""
+    admin commands refuse a SQLite file that is not there before they try to open it. ``mysql://``
+    and ``postgresql+asyncpg://`` were ModuleNotFoundError tracebacks (and crowdloop's SQL is
+    SQLite's and PostgreSQL's only), a port that is not a number a ValueError one, and a password
+    in the query was printed in clear."""
     missing_file = url.startswith("sqlite:")
     for command in (["admin", "token", "bob"], ["admin", "create-user", "bob", "--role", "worker"], ["serve"]):
         done = crowdloop(*command, "--database-url", url, timeout=60)
@@ -122,6 +136,74 @@ def test_a_database_url_that_cannot_work_is_one_line(url, code, message):
         else:
             one_line(done, code, message)
         assert "secret" not in done.stderr
+
+
+def test_the_supported_databases_are_named_and_a_password_reaches_the_driver():
+    done = crowdloop("serve", "--database-url", "mysql://u@h/db", timeout=60)
+    assert "SQLite (sqlite:///crowdloop.db" in done.stderr and "PostgreSQL (postgresql://user@host/db" in done.stderr
+    from crowdloop.storage.db import make_engine
+
+    # str() of SQLAlchemy's URL hides the password: the engine was made with "***" for it
+    assert make_engine("postgresql://u:pw@127.0.0.1/db").url.password == "pw"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _database(tmp_path: Path, revision: str = "head") -> str:
+    """A SQLite database migrated to ``revision``."""
+    from crowdloop.storage.db import make_engine
+    from support import upgrade_to
+
+    url = f"sqlite:///{tmp_path / 'crowdloop.db'}"
+    engine = make_engine(url)
+    upgrade_to(engine, revision)
+    engine.dispose()
+    return url
+
+
+def test_with_auto_migrate_off_serve_refuses_an_old_schema_and_migrate_upgrades_it(tmp_path):
+    """``CROWDLOOP_AUTO_MIGRATE=false`` was ignored by ``serve``, which always upgraded; and there
+    was no command to upgrade with instead."""
+    from crowdloop.storage.migrate import head
+
+    newest = head()
+    older = f"{int(newest) - 1:04d}"
+    url = _database(tmp_path, older)
+    off = {"CROWDLOOP_AUTO_MIGRATE": "false"}
+    for command in (["serve", "--port", str(_free_port())], ["admin", "token", "admin"]):
+        done = crowdloop(*command, "--database-url", url, env=off, timeout=90)
+        one_line(done, 7, f"the database is at revision {older} and this crowdloop needs revision {newest}")
+        assert "`crowdloop migrate --database-url URL` upgrades it" in done.stderr
+        assert "crowdloop serving" not in done.stderr
+    done = crowdloop("migrate", "--database-url", url, timeout=90)
+    assert done.returncode == 0 and f"migrated {url} from revision {older} to {newest}." in done.stderr, done.stderr
+    done = crowdloop("migrate", "--database-url", url, timeout=90)
+    assert done.returncode == 0 and f"is at revision {newest}, this crowdloop's: nothing to do" in done.stderr
+    done = crowdloop("admin", "create-user", "bob", "--role", "worker", "--database-url", url, env=off, timeout=90)
+    assert done.returncode == 0, done.stderr  # at head: taken as it is
+
+
+def test_a_database_a_newer_crowdloop_migrated_is_refused_in_one_line(tmp_path):
+    """It was alembic's CommandError traceback ("Can't locate revision identified by '0014'")."""
+    from sqlalchemy import create_engine, text
+
+    from crowdloop.storage.migrate import head
+
+    url = _database(tmp_path)
+    newer = f"{int(head()) + 1:04d}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = :newer"), {"newer": newer})
+    engine.dispose()
+    message = f"the database is at revision {newer}, newer than this crowdloop (head {head()}): upgrade crowdloop."
+    for command in (["serve", "--port", str(_free_port())], ["migrate"], ["admin", "token", "admin"]):
+        one_line(crowdloop(*command, "--database-url", url, timeout=90), 7, message)
+    done = crowdloop("serve", "--port", str(_free_port()), "--database-url", url, env={"CROWDLOOP_AUTO_MIGRATE": "0"})
+    one_line(done, 7, message)
 
 
 def test_a_sqlite_url_with_three_slashes_to_a_missing_folder_says_it_is_relative(tmp_path):

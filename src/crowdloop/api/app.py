@@ -30,7 +30,7 @@ from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
 from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
 from crowdloop.monitoring.model_metrics import MODEL_SOURCES
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
-from crowdloop.storage.migrate import upgrade
+from crowdloop.storage.migrate import prepare_schema
 from crowdloop.web import mount_web
 
 
@@ -39,8 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     engine = make_engine(settings.database_url, pool_size=settings.threads)
-    if settings.auto_migrate:
-        upgrade(engine)
+    prepare_schema(engine, settings.auto_migrate)  # with CROWDLOOP_AUTO_MIGRATE=false: checked, not changed
     factory = session_factory(engine)
     if settings.admin_token is not None:
         with unit_of_work(factory) as session:

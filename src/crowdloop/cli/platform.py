@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
@@ -47,8 +46,8 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     if database_url:
         os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
     settings = Settings()
-    _migrated_engine(settings.database_url)  # once, before any worker process starts
-    os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"
+    _migrated_engine(settings.database_url, settings.auto_migrate).dispose()  # once, before any worker starts
+    os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"  # migrated (or checked): the processes only check the schema
     metrics_dir, temporary = prepare_metrics_dir(settings.metrics_dir, workers)
     if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
         os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
@@ -103,33 +102,26 @@ def _serve_processes(config: Any) -> None:
 
 
 def _safe(url: str) -> str:
-    """The database URL without its password, for logs (one SQLAlchemy cannot parse: anything
-    between ``:`` and ``@`` hidden)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The database URL without its password (:func:`crowdloop.storage.db.safe_url`), for messages."""
+    from crowdloop.storage.db import safe_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r":[^:/@]*@", ":***@", url)
+    return safe_url(url)
 
 
-def _migrated_engine(url: str) -> Engine:
-    """An engine on ``url``, migrated to the latest schema.
+T = TypeVar("T")
 
-    A URL SQLAlchemy cannot use (``notaurl``, ``bogus://x``) is exit 2 and a database it cannot
-    open (a server down, an SQLite file in a missing folder) exit 1, each one line naming the URL
-    with its password hidden: both were SQLAlchemy tracebacks.
-    """
+
+def _checked(url: str, work: Callable[[], T]) -> T:
+    """``work`` on the database at ``url``, its failure to open that database one line (exit 1) that
+    names the URL with its password hidden. A URL crowdloop cannot use is refused by ``make_engine``
+    (:func:`crowdloop.storage.db.database_url`, exit 2, naming the databases it works with); both
+    were SQLAlchemy tracebacks (ArgumentError, NoSuchModuleError, OperationalError), and
+    ``mysql://``, ``postgresql+asyncpg://`` and a port that is not a number still were."""
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from crowdloop.storage.db import make_engine
-    from crowdloop.storage.migrate import upgrade
-
     try:
-        engine = make_engine(url)
-        upgrade(engine)
-    except ArgumentError as error:  # NoSuchModuleError (an unknown dialect) is one
+        return work()
+    except ArgumentError as error:  # one SQLAlchemy finds only when it builds the engine
         raise InvalidParameterError(
             f"{_safe(url)} is not a database URL crowdloop can use ({error}); "
             "e.g. sqlite:///crowdloop.db or postgresql://user@host/db."
@@ -137,7 +129,45 @@ def _migrated_engine(url: str) -> Engine:
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise CrowdloopError(f"cannot open the database {_safe(url)}: {reason}{_sqlite_folder_hint(url)}.") from None
+
+
+def _migrated_engine(url: str, auto_migrate: bool = True) -> Engine:
+    """An engine on ``url``, migrated to the latest schema (with ``auto_migrate`` false, checked to be
+    at it: ``CROWDLOOP_AUTO_MIGRATE=false``), or one line (:func:`_checked`)."""
+    from crowdloop.storage.db import make_engine
+    from crowdloop.storage.migrate import prepare_schema
+
+    engine = _checked(url, lambda: make_engine(url))
+    try:
+        _checked(url, lambda: prepare_schema(engine, auto_migrate))
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+@cli.command("migrate")
+@click.option("--database-url", help="SQLAlchemy URL (default: CROWDLOOP_DATABASE_URL, else sqlite:///crowdloop.db).")
+def migrate_command(database_url: str | None) -> None:
+    """Upgrade the database's schema to this crowdloop's, and say from which revision to which.
+
+    `crowdloop serve` does it at start unless CROWDLOOP_AUTO_MIGRATE=false: then run this first
+    (once, whatever the number of servers), e.g. as a deployment step.
+    """
+    from crowdloop.config import Settings
+    from crowdloop.storage.db import make_engine
+    from crowdloop.storage.migrate import upgrade
+
+    url = database_url or Settings().database_url
+    engine = _checked(url, lambda: make_engine(url))
+    try:
+        before, after = _checked(url, lambda: upgrade(engine))
+    finally:
+        engine.dispose()
+    if before == after:
+        console.print(f"{_safe(url)} is at revision {after}, this crowdloop's: nothing to do.", highlight=False)
+    else:
+        console.print(f"migrated {_safe(url)} from revision {before or 'none (empty)'} to {after}.", highlight=False)
 
 
 def _sqlite_folder_hint(url: str) -> str:
@@ -176,7 +206,7 @@ def create_user_command(name: str, role: str, database_url: str | None) -> None:
 
     settings = Settings(database_url=database_url) if database_url else Settings()
     _refuse_missing_sqlite_file(settings.database_url)
-    engine = _migrated_engine(settings.database_url)
+    engine = _migrated_engine(settings.database_url, settings.auto_migrate)
     with unit_of_work(session_factory(engine)) as session:
         created = auth.create_user_with_token(session, name, role)
         user_id = created.user.id
@@ -199,7 +229,7 @@ def token_command(name: str, database_url: str | None) -> None:
 
     settings = Settings(database_url=database_url) if database_url else Settings()
     _refuse_missing_sqlite_file(settings.database_url)
-    engine = _migrated_engine(settings.database_url)
+    engine = _migrated_engine(settings.database_url, settings.auto_migrate)
     with unit_of_work(session_factory(engine)) as session:
         issued = auth.issue_token_by_name(session, name)
     click.echo(issued.token)
@@ -215,8 +245,8 @@ def _refuse_missing_sqlite_file(url: str) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        return  # not a URL: make_engine says so
+    except (ArgumentError, ValueError):
+        return  # not a URL (or a port that is not a number): make_engine says so
     path = parsed.database
     if parsed.get_backend_name() != "sqlite" or "uri" in parsed.query:
         return

@@ -13,14 +13,33 @@ row locks (``FOR UPDATE SKIP LOCKED``) instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlalchemy import BindParameter, CursorResult, Engine, Executable, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from crowdloop.errors import InvalidParameterError
+
+SUPPORTED_DATABASES = (
+    "SQLite (sqlite:///crowdloop.db, a file; four slashes for an absolute path) and PostgreSQL "
+    "(postgresql://user@host/db, through psycopg)"
+)
+"""What :func:`database_url` accepts, as its errors say it."""
+
+_DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg"), "postgres": ("", "psycopg")}
+"""The backends crowdloop's SQL is written for (its upserts are SQLite's and PostgreSQL's), each with
+the drivers it installs: another one (mysql://, postgresql+asyncpg://) was a ModuleNotFoundError
+traceback, or a server that could not run its own SQL."""
+
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+"""Query parameters of a database URL that hold a secret (libpq's ``password``, ``sslpassword``)."""
 
 
 def param(name: str, type_: Any = None) -> BindParameter[Any]:
@@ -39,6 +58,51 @@ def run_many(session: Session, statement: Executable, rows: list[dict[str, Any]]
         session.connection().execute(statement, [{f"p_{name}": value for name, value in row.items()} for row in rows])
 
 
+def safe_url(url: str) -> str:
+    """``url`` for messages and logs: its password hidden, in the user part and in the query
+    (``?password=``, ``?sslpassword=``: psycopg takes both there, and they were printed in clear);
+    in one SQLAlchemy cannot parse, anything between ``:`` and ``@`` too."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        masked = re.sub(r"([?&][^=&]*(?:pass|secret|token)[^=&]*=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
+        return re.sub(r":[^:/@]*@", ":***@", masked)
+    rendered = parsed.set(query={}).render_as_string(hide_password=True)
+    pairs = [(key, value) for key, values in parsed.query.items()
+             for value in ((values,) if isinstance(values, str) else values)]  # fmt: skip
+    if not pairs:
+        return rendered
+    shown = ("***" if _SECRET_PARAMETER.search(key) else quote_plus(value) for key, value in pairs)
+    return rendered + "?" + "&".join(f"{quote_plus(key)}={value}" for (key, _), value in zip(pairs, shown, strict=True))
+
+
+def database_url(url: str) -> URL:
+    """``url`` parsed, if it names a database crowdloop works with: else an
+    :class:`InvalidParameterError` that says which ones it does (:data:`SUPPORTED_DATABASES`)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidParameterError(
+            f"{safe_url(url)} is not a database URL crowdloop can use; it works with {SUPPORTED_DATABASES}."
+        ) from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise InvalidParameterError(
+            f"{safe_url(url)} is not a database URL crowdloop can use: its port is not a number."
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in _DRIVERS:
+        raise InvalidParameterError(
+            f"{safe_url(url)} is not a database URL crowdloop can use ({backend} is not one of its databases); "
+            f"it works with {SUPPORTED_DATABASES}."
+        )
+    if driver not in _DRIVERS[backend]:
+        raise InvalidParameterError(
+            f"{safe_url(url)} is not a database URL crowdloop can use: it talks to {backend} through "
+            f"{_DRIVERS[backend][1]} only ({backend}:// or {backend}+{_DRIVERS[backend][1]}://), not {driver}."
+        )
+    return parsed
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -48,7 +112,7 @@ def make_engine(url: str, pool_size: int = 32) -> Engine:
 
     ``pool_size`` matches the app's worker threads: a thread never waits for a connection.
     """
-    parsed = make_url(url)
+    parsed = database_url(url)
     if parsed.drivername.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=8
@@ -56,9 +120,8 @@ def make_engine(url: str, pool_size: int = 32) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    if parsed.drivername in ("postgresql", "postgres"):
-        url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_size=pool_size, max_overflow=8, pool_pre_ping=True)
+    return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_size=pool_size, max_overflow=8,
+                         pool_pre_ping=True)  # fmt: skip
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
