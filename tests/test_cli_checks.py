@@ -165,6 +165,24 @@ def _database(tmp_path: Path, revision: str = "head") -> str:
     return url
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_an_admin_token_it_cannot_give_once_before_serving(tmp_path, workers):
+    """With --workers 2 each process died on it as it started and uvicorn replaced them for ever,
+    after "crowdloop serving"; with one, it printed "crowdloop serving" first."""
+    from crowdloop.crowd.auth import create_user
+    from crowdloop.storage.db import make_engine, session_factory, unit_of_work
+
+    url = _database(tmp_path)
+    engine = make_engine(url)
+    with unit_of_work(session_factory(engine)) as session:
+        create_user(session, "admin", "worker")
+    engine.dispose()
+    done = crowdloop("serve", "--port", str(_free_port()), "--workers", workers, "--database-url", url,
+                     env={"CROWDLOOP_ADMIN_TOKEN": "admintoken-0123456789abcdef"}, timeout=90)  # fmt: skip
+    one_line(done, 7, "CROWDLOOP_ADMIN_TOKEN belongs to, or would go to, user 'admin', who is a worker")
+    assert "crowdloop serving" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+
+
 def test_with_auto_migrate_off_serve_refuses_an_old_schema_and_migrate_upgrades_it(tmp_path):
     """``CROWDLOOP_AUTO_MIGRATE=false`` was ignored by ``serve``, which always upgraded; and there
     was no command to upgrade with instead."""

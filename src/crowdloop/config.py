@@ -103,6 +103,23 @@ class Settings(BaseSettings):
         """``debug`` as ``DEBUG``: Python's logging names its levels in capitals, operators not always."""
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("default_method")
+    @classmethod
+    def _method_exists(cls, value: str) -> str:
+        """An unknown method was taken at start and broke every project created without one
+        (``UnknownMethodError`` for requesters, who never chose it). ``default`` is checked for
+        nothing: the check imports the aggregators, which most commands never need."""
+        value = value.strip()
+        if value != "default":
+            from crowdloop.errors import UnknownMethodError
+            from crowdloop.quality import get_aggregator
+
+            try:
+                get_aggregator(value)
+            except UnknownMethodError as error:
+                raise ValueError(error.detail) from None
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:

@@ -7,10 +7,14 @@ CLI always took ``default``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
 
 from crowdloop.api import create_app
 from crowdloop.config import Settings
@@ -47,3 +51,22 @@ def test_aggregate_without_a_method_uses_the_setting() -> None:
     assert "GLAD" in named.stderr, named.stderr
     unknown = aggregate(CROWDLOOP_DEFAULT_METHOD="magic")
     assert unknown.returncode == 2 and "unknown aggregation method 'magic'" in unknown.stderr, unknown.stderr
+
+
+def test_a_default_method_no_project_can_use_is_refused_at_start(tmp_path: Path) -> None:
+    """An unknown one was taken, and every project created without a method then failed with
+    ``UnknownMethodError`` for a requester who never chose it; a numeric one failed them too."""
+    with pytest.raises(ValidationError, match="unknown aggregation method 'magic'"):
+        Settings(default_method="magic")
+    assert Settings(default_method=" ds ").default_method == "ds"
+    url = f"sqlite:///{tmp_path / 'refused.db'}"
+    with socket.socket() as probe:  # a port nobody listens on: serve must stop before it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for method, message in (("magic", "CROWDLOOP_DEFAULT_METHOD: Value error, unknown aggregation method 'magic'"),
+                            ("mean", "CROWDLOOP_DEFAULT_METHOD: 'mean' aggregates numeric answers")):  # fmt: skip
+        command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              env=os.environ | {"CROWDLOOP_DEFAULT_METHOD": method})  # fmt: skip
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "crowdloop serving" not in done.stderr

@@ -21,29 +21,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crowdloop import __version__
 from crowdloop.api.routes import ROUTERS
 from crowdloop.api.routes import metrics as metrics_routes
-from crowdloop.config import Settings, configure_logging
+from crowdloop.config import Settings
 from crowdloop.crowd.aggregation import AggregationProcess
-from crowdloop.crowd.auth import ensure_admin_token
+from crowdloop.crowd.startup import prepare_server
 from crowdloop.crowd.webhooks import WebhookDispatcher
 from crowdloop.errors import BusyError, CrowdloopError, InvalidInputError
 from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
 from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
 from crowdloop.monitoring.model_metrics import MODEL_SOURCES
-from crowdloop.storage.db import make_engine, session_factory, unit_of_work
-from crowdloop.storage.migrate import prepare_schema
+from crowdloop.storage.db import session_factory
 from crowdloop.web import mount_web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings``; the app keeps no state between requests but the engine."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url, pool_size=settings.threads)
-    prepare_schema(engine, settings.auto_migrate)  # with CROWDLOOP_AUTO_MIGRATE=false: checked, not changed
+    engine = prepare_server(settings)  # what it refuses, it refuses here, before anything is served
     factory = session_factory(engine)
-    if settings.admin_token is not None:
-        with unit_of_work(factory) as session:
-            ensure_admin_token(session, settings.admin_token.get_secret_value())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -40,30 +40,45 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     import uvicorn
 
     from crowdloop.config import Settings
+    from crowdloop.crowd.startup import prepare_server
     from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 
     ensure_port_free(host, port)  # before saying "serving": uvicorn's own bind error came after it, as exit 3
     if database_url:
         os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
     settings = Settings()
-    _migrated_engine(settings.database_url, settings.auto_migrate).dispose()  # once, before any worker starts
-    os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"  # migrated (or checked): the processes only check the schema
     metrics_dir, temporary = prepare_metrics_dir(settings.metrics_dir, workers)
-    if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
-        os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
-    console.print(f"crowdloop serving {_safe(settings.database_url)} on http://{host}:{port} ({workers} process(es))")
-    app = "crowdloop.api.app:create_app"
     try:
+        if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
+            os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
+        settings = Settings()
         if workers == 1:
-            uvicorn.run(app, factory=True, host=host, port=port, log_level="warning",
-                        timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
+            app = _checked(settings.database_url, lambda: _create_app(settings))  # refuses here, before "serving"
+            _say_serving(settings.database_url, host, port, workers)
+            uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS)
             return
-        _serve_processes(uvicorn.Config(app, factory=True, host=host, port=port, workers=workers,
-                                        log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Every check a process makes at start, made once here: one that failed in each process made
+        # uvicorn's supervisor replace them for ever, serving nothing.
+        _checked(settings.database_url, lambda: prepare_server(settings).dispose())
+        os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"  # migrated: the processes only check the schema
+        _say_serving(settings.database_url, host, port, workers)
+        _serve_processes(uvicorn.Config("crowdloop.api.app:create_app", factory=True, host=host, port=port,
+                                        workers=workers, log_level="info", access_log=False,
+                                        timeout_keep_alive=KEEP_ALIVE_SECONDS,
                                         timeout_worker_healthcheck=WORKER_START_SECONDS))  # fmt: skip
     finally:
         if temporary and metrics_dir is not None:
             remove_metrics_dir(metrics_dir)
+
+
+def _create_app(settings: Any) -> Any:
+    from crowdloop.api.app import create_app
+
+    return create_app(settings)
+
+
+def _say_serving(url: str, host: str, port: int, workers: int) -> None:
+    console.print(f"crowdloop serving {_safe(url)} on http://{host}:{port} ({workers} process(es))", highlight=False)
 
 
 WORKER_START_SECONDS = 60
