@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
@@ -21,6 +23,14 @@ def require(condition: bool, reason: str) -> None:
 
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -95,3 +105,58 @@ def write_keeping_nan(frame: Any, path: Any) -> None:
 
     columns = {name: pa.array(frame[name].to_numpy(), from_pandas=False) for name in frame.columns}
     pq.write_table(pa.table(columns), path)
+
+
+class TcpRelay:
+    r"""Relays TCP connections from a local port to ``upstream`` (PostgreSQL's, say) until the test
+    :meth:`cut`\ s it: every relayed connection is closed and new ones are refused, as when the
+    database goes down; :meth:`restore` listens on the same port again."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._serve(self._listener)
+
+    def cut(self) -> None:
+        with self._lock:
+            ends, self._open = list(self._open), set()
+        for end in [self._listener, *ends]:
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it
+            end.close()
+
+    def restore(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._serve(self._listener)
+
+    def close(self) -> None:
+        self.cut()
+
+    def _serve(self, listener: socket.socket) -> None:
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

@@ -23,8 +23,10 @@ any error in one place::
     ├── ConflictError                   409  exit 7   the state forbids the action
     ├── ArtifactError                   500  exit 9   a stored model artifact is gone or altered
     └── BusyError                       503  exit 8   the database was busy (deadlock, lock
-                                                      timeout), or the server is training all
-                                                      it may at once: retrying later is safe
+        │                                             timeout), or the server is training all
+        │                                             it may at once: retrying later is safe
+        └── DatabaseUnavailableError                  the server cannot reach its database
+                                                      (down, restarting, connection lost)
 """
 
 from __future__ import annotations
@@ -149,3 +151,9 @@ class BusyError(CrowdloopError):
 
     status_code = 503
     exit_code = 8
+
+
+class DatabaseUnavailableError(BusyError):
+    """The server cannot reach its database (refused, closed, shut down): a state of the service,
+    not of the request, and it passes when the database is back. The API answers it with
+    ``Retry-After``, health included, so a load balancer takes the instance out meanwhile."""

@@ -50,7 +50,7 @@ from crowdloop.crowd.webhooks import (
 )
 from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage import migrate
-from crowdloop.storage.db import session_factory, unit_of_work
+from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
 
 # --- fixtures: databases --------------------------------------------------------------------------
@@ -686,7 +686,7 @@ def test_dispatcher_logs_a_failing_round_and_keeps_going(
     closed = httpx.Client()
     closed.close()  # sending through a closed client raises RuntimeError: a bug, not a network error
     dispatcher = WebhookDispatcher(db.factory, client=closed, interval=0.05)
-    with caplog.at_level(logging.ERROR, logger=webhooks.__name__):
+    with caplog.at_level(logging.WARNING, logger=webhooks.__name__):
         dispatcher.start()
         try:
             assert _wait_for(lambda: len(caplog.records) >= 2)  # two rounds: it survived the first
@@ -694,6 +694,42 @@ def test_dispatcher_logs_a_failing_round_and_keeps_going(
         finally:
             dispatcher.stop()
     assert not dispatcher.running
-    assert "round failed" in caplog.records[0].getMessage()
+    first, second = caplog.records[:2]
+    assert "round failed" in first.getMessage() and first.exc_info is not None  # the bug's traceback, once
+    assert "failed again (2 in a row: RuntimeError" in second.getMessage() and second.exc_info is None
     row = _only_delivery(db)
     assert (row.status, row.attempts) == ("pending", 0)  # each failed round handed its claim back
+
+
+def test_a_dispatcher_backs_off_while_the_database_is_down_and_says_when_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the database down it logged "webhook dispatch round failed; retrying in 1.0 s" and a full
+    traceback every second. The rounds now wait twice as long each time, up to a cap, each said in
+    one line, and the round that works again says so."""
+    from support import TcpRelay, postgres_available, postgres_database, require
+
+    require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
+    with postgres_database() as direct:
+        relay = TcpRelay(("127.0.0.1", 5432))
+        engine = make_engine(f"postgresql://postgres@127.0.0.1:{relay.port}/{direct.rsplit('/', 1)[1]}", pool_size=2)
+        migrate.upgrade(engine)
+        dispatcher = WebhookDispatcher(session_factory(engine), client=httpx.Client(), interval=0.05, max_backoff=0.4)
+        try:
+            with caplog.at_level(logging.INFO, logger=webhooks.__name__):
+                dispatcher.start()
+                relay.cut()
+                assert _wait_for(lambda: len(caplog.records) >= 6)
+                relay.restore()
+                assert _wait_for(lambda: "works again" in caplog.text)
+        finally:
+            dispatcher.stop()
+            engine.dispose()
+            relay.close()
+    failures = [record for record in caplog.records if "round failed" in record.getMessage()]
+    assert all(record.exc_info is None and record.levelno == logging.WARNING for record in failures)
+    assert "failed: the database is unavailable (OperationalError" in failures[0].getMessage()
+    waits = [float(re.search(r"retrying in ([\d.]+) s", record.getMessage()).group(1)) for record in failures]
+    assert waits[:5] == [0.05, 0.1, 0.2, 0.4, 0.4], waits  # doubling up to the cap
+    back = next(record for record in caplog.records if "works again" in record.getMessage())
+    assert back.levelno == logging.INFO and f"after {len(failures)} failed round(s)" in back.getMessage()

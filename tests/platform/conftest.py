@@ -18,18 +18,10 @@ import httpx
 import pytest
 
 from crowdloop.client import Client
-from support import postgres_database, require
+from support import postgres_available, postgres_database, require
 
 START_TIMEOUT_S = 120  # generous: a loaded 2-core machine can take long to import and migrate
 ADMIN_TOKEN = "cl_test_admin_" + uuid.uuid4().hex
-
-
-def postgres_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -86,8 +78,8 @@ def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
         **os.environ,
         "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN,
         "CROWDLOOP_DATA_DIR": str(log_dir / "data"),
-        "CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1",
-    }  # the tests' receivers listen here
+        "CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1",  # the tests' receivers listen here
+    }
     command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
                "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)

@@ -25,11 +25,11 @@ from crowdloop.config import Settings
 from crowdloop.crowd.aggregation import AggregationProcess
 from crowdloop.crowd.startup import prepare_server
 from crowdloop.crowd.webhooks import WebhookDispatcher
-from crowdloop.errors import BusyError, CrowdloopError, InvalidInputError
+from crowdloop.errors import BusyError, CrowdloopError, DatabaseUnavailableError, InvalidInputError
 from crowdloop.monitoring.crowd_metrics import CROWD_SOURCES
 from crowdloop.monitoring.metrics import HttpMetrics, MetricsMiddleware, ServerMetrics
 from crowdloop.monitoring.model_metrics import MODEL_SOURCES
-from crowdloop.storage.db import session_factory
+from crowdloop.storage.db import database_unavailable, session_factory
 from crowdloop.web import mount_web
 
 
@@ -105,7 +105,9 @@ def _error_handlers(app: FastAPI, settings: Settings) -> None:
         return JSONResponse(error.to_dict(), status_code=error.status_code)
 
     @app.exception_handler(DBAPIError)
-    async def database_error(_request: Request, error: DBAPIError) -> JSONResponse:
+    async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
+        if database_unavailable(error):
+            return _unavailable(request, error)
         if getattr(error.orig, "sqlstate", None) == "22003":  # numeric value out of range
             return JSONResponse(OUT_OF_RANGE.to_dict(), status_code=OUT_OF_RANGE.status_code)
         if not _transient(error):
@@ -164,6 +166,22 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
         schema["paths"]["/api/v1/health"]["get"]["security"] = []  # the one public route
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+UNAVAILABLE = DatabaseUnavailableError("the server cannot reach its database; retry later.")
+UNAVAILABLE_RETRY_SECONDS = 5
+
+
+def _unavailable(request: Request, error: DBAPIError) -> JSONResponse:
+    """A database that is down or unreachable: 503 with ``Retry-After``, health included (a load
+    balancer takes the instance out until the database is back), and one warning line. Each
+    request was a 500 ``InternalError`` with a traceback of some 100 lines, and health one too.
+    Nothing is kept: the pool checks each connection before use, so the first request after
+    the database is back gets a fresh one."""
+    reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+    log.warning("database unavailable: %s %s answered 503 (%s)", request.method, request.url.path, reason)
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)}
+    return JSONResponse(UNAVAILABLE.to_dict(), status_code=UNAVAILABLE.status_code, headers=headers)
 
 
 OUT_OF_RANGE = InvalidInputError("a number in the request is out of range (ids and counts are at most 2**63 - 1).")

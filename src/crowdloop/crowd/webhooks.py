@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.config import Network
 from crowdloop.errors import InvalidInputError, NotFoundError
-from crowdloop.storage.db import unit_of_work
+from crowdloop.storage.db import database_unavailable, unit_of_work
 from crowdloop.storage.models import Project, Webhook, WebhookDelivery, utcnow
 
 EVENTS = ("item.labeled", "item.reopened", "project.finished", "worker.banned", "drift.detected")
@@ -521,6 +521,10 @@ def _is_sqlite(session: Session) -> bool:
 # --- the background sender ------------------------------------------------------------------------
 
 
+DISPATCH_BACKOFF_CAP = 60.0
+"""Seconds between two rounds of a dispatcher whose rounds keep failing, at most (see :class:`WebhookDispatcher`)."""
+
+
 class WebhookDispatcher:
     """A daemon thread that calls :func:`deliver_due_batch` every ``interval`` seconds.
 
@@ -528,6 +532,12 @@ class WebhookDispatcher:
     a receiver is called). Errors are logged and the thread carries on: a bad round must not
     silently stop all future deliveries. When a round fills its batch it starts the next one
     at once.
+
+    Rounds that keep failing (the database is down) are retried with exponential back-off, from
+    ``interval`` up to ``max_backoff`` seconds, and said once in full: a traceback for a bug, one
+    line for a database that cannot be reached (:func:`~crowdloop.storage.db.database_unavailable`),
+    then one line per failed round, and one when a round succeeds again. With the database down
+    it logged a full traceback every second.
     """
 
     def __init__(
@@ -537,11 +547,13 @@ class WebhookDispatcher:
         interval: float = 1.0,
         batch: int = 100,
         allowed: Sequence[Network] = (),
+        max_backoff: float = DISPATCH_BACKOFF_CAP,
     ) -> None:
         self._factory = factory
         self._client = client  # None: the thread opens (and closes) its own, calling public addresses
         self._allowed = tuple(allowed)  # and these networks
         self._interval = interval
+        self._max_backoff = max(max_backoff, interval)
         self._batch = batch
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -574,13 +586,36 @@ class WebhookDispatcher:
             self._loop(client)
 
     def _loop(self, client: httpx.Client) -> None:
+        failures, failing_since = 0, 0.0
         while not self._stopping.is_set():
             try:
-                if self._round(client) >= self._batch:
-                    continue  # more may be due: no pause
-            except Exception:
-                logger.exception("webhook dispatch round failed; retrying in %.1f s", self._interval)
-            self._stopping.wait(self._interval)
+                tried = self._round(client)
+            except Exception as error:
+                failures += 1
+                failing_since = failing_since or time.monotonic()
+                wait = min(self._interval * 2 ** min(failures - 1, 30), self._max_backoff)
+                self._log_failure(error, failures, wait)
+                self._stopping.wait(wait)
+                continue
+            if failures:
+                logger.info("webhook dispatch works again, after %d failed round(s) in %.0f s",
+                            failures, time.monotonic() - failing_since)  # fmt: skip
+                failures, failing_since = 0, 0.0
+            if tried < self._batch:  # a full batch: more may be due, no pause
+                self._stopping.wait(self._interval)
+
+    @staticmethod
+    def _log_failure(error: Exception, failures: int, wait: float) -> None:
+        lines = str(error).strip().splitlines()
+        reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        if failures > 1:
+            logger.warning("webhook dispatch round failed again (%d in a row: %s); retrying in %g s",
+                           failures, reason, wait)  # fmt: skip
+        elif database_unavailable(error):
+            logger.warning("webhook dispatch round failed: the database is unavailable (%s); retrying in %g s",
+                           reason, wait)  # fmt: skip
+        else:
+            logger.exception("webhook dispatch round failed; retrying in %g s", wait)
 
     def _round(self, client: httpx.Client) -> int:
         return deliver_due_batch(self._factory, client, limit=self._batch)

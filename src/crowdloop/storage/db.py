@@ -22,7 +22,7 @@ from urllib.parse import quote_plus
 from sqlalchemy import BindParameter, CursorResult, Engine, Executable, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.errors import InvalidParameterError
@@ -101,6 +101,29 @@ def database_url(url: str) -> URL:
             f"{_DRIVERS[backend][1]} only ({backend}:// or {backend}+{_DRIVERS[backend][1]}://), not {driver}."
         )
     return parsed
+
+
+_LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+"""PostgreSQL's connection exceptions (class 08), and the server shutting down or starting up."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached (refused, closed, shut down, a SQLite
+    file that cannot be opened or read), rather than that a statement failed: the state of the
+    service, which comes back by itself, not a bug. A connection that SQLAlchemy saw die
+    (``connection_invalidated``) is one; so is an ``OperationalError`` or ``InterfaceError`` with no
+    SQLSTATE from psycopg, which gives one to every error the server sent."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    sqlite_name = getattr(error.orig, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return str(sqlite_name).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR"))
+    code = getattr(error.orig, "sqlstate", None)
+    return code is None or str(code).startswith(_LOST_SQLSTATES)
 
 
 def is_sqlite(engine: Engine) -> bool:
