@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,26 @@ def configure_logging(level: str) -> None:
         handler.crowdloop = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def uvicorn_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging in crowdloop's format at ``CROWDLOOP_LOG_LEVEL``, the same with one process
+    or N (it was ``warning`` with one and ``info`` with N, each in uvicorn's own format); its access
+    log goes nowhere (:class:`crowdloop.api.access_log.AccessLog` writes ours). Existing loggers
+    (crowdloop's) are kept."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"format": LOG_FORMAT}, "access": {"format": LOG_FORMAT}},
+        "handlers": {
+            "default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": False},
+        },
+    }
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

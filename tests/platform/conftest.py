@@ -71,7 +71,8 @@ class Server:
             self.process.kill()
 
 
-def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
+def start_server(database_url: str, log_dir: Path, workers: int = 1, env: dict[str, str] | None = None) -> Server:
+    """``crowdloop serve`` on ``database_url``, with ``env`` added to the environment, once it answers."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
     env = {
@@ -79,6 +80,7 @@ def start_server(database_url: str, log_dir: Path, workers: int = 1) -> Server:
         "CROWDLOOP_ADMIN_TOKEN": ADMIN_TOKEN,
         "CROWDLOOP_DATA_DIR": str(log_dir / "data"),
         "CROWDLOOP_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1",  # the tests' receivers listen here
+        **(env or {}),
     }
     command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
                "--workers", str(workers)]  # fmt: skip

@@ -1,12 +1,15 @@
-"""What an operator sees of a real `crowdloop serve`: its answers and its log while the database is down."""
+"""What an operator sees of a real `crowdloop serve`: its answers and its log while the database is
+down, and its access log, in one process and in several."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import ADMIN_TOKEN, start_server
 from support import TcpRelay, postgres_available, postgres_database, require
@@ -62,3 +65,43 @@ def test_a_database_that_goes_away_is_a_503_and_one_line_until_it_is_back(tmp_pa
     assert len(unavailable) >= 4 and all(" WARNING crowdloop.api.app: " in line for line in unavailable), log
     assert "GET /api/v1/health answered 503" in unavailable[0]
     assert "webhook dispatch round failed: the database is unavailable" in log
+
+
+ACCESS = re.compile(r"^\S+ \S+ INFO crowdloop\.access: (\S+) (\S+) (\d{3}) (\d+\.\d) ms user=(\S+)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_request_is_one_line_of_the_access_log(tmp_path: Path, workers: int) -> None:
+    """There was no access log at all with one process, and uvicorn's own (the query string whole)
+    with N; uvicorn logged at WARNING with one and INFO with N, whatever CROWDLOOP_LOG_LEVEL said."""
+    server = start_server(f"sqlite:///{tmp_path / 'log.db'}", tmp_path, workers)
+    try:
+        me = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        user_id = httpx.get(f"{server.url}/api/v1/me?token=QuerySecret1&limit=5", headers=me).json()["id"]
+        wrong = httpx.get(f"{server.url}/api/v1/projects", headers={"Authorization": "Bearer cl_WrongToken2"})
+        assert wrong.status_code == 401
+        assert httpx.get(f"{server.url}/api/v1/projects/987654321", headers=me).status_code == 404
+        assert _wait_for(lambda: len(ACCESS.findall(server.log.read_text())) >= 4, 10)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    lines = {(method, target, status): user for method, target, status, _, user in ACCESS.findall(log)}
+    assert lines[("GET", "/api/v1/me?limit&token", "200")] == str(user_id), log
+    assert lines[("GET", "/api/v1/projects", "401")] == "anonymous", log
+    assert lines[("GET", "/api/v1/projects/987654321", "404")] == str(user_id), log
+    assert lines[("GET", "/api/v1/health", "200")] == "anonymous", log
+    for secret in ("QuerySecret1", "cl_WrongToken2", ADMIN_TOKEN):
+        assert secret not in log
+    # uvicorn's own lines, at INFO and in crowdloop's format, in both modes
+    assert re.search(r"^\S+ \S+ INFO uvicorn\.error: Application startup complete\.$", log, re.MULTILINE), log
+    assert re.search(r"^\S+ \S+ INFO uvicorn\.error: (Finished server process|Shutting down)", log, re.MULTILINE), log
+
+
+def test_at_warning_the_log_has_no_access_or_uvicorn_info_lines(tmp_path: Path) -> None:
+    server = start_server(f"sqlite:///{tmp_path / 'quiet.db'}", tmp_path, 2, env={"CROWDLOOP_LOG_LEVEL": "warning"})
+    try:
+        assert httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).is_success
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert " INFO " not in log and "crowdloop serving" in log, log

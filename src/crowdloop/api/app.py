@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdloop import __version__
+from crowdloop.api.access_log import AccessLog
 from crowdloop.api.routes import ROUTERS
 from crowdloop.api.routes import metrics as metrics_routes
 from crowdloop.config import Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
     mount_web(app)
+    app.add_middleware(AccessLog)  # added last, so outermost: the status the client got, the whole time
     return app
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop.api.access_log import note_caller
 from crowdloop.config import Settings
 from crowdloop.crowd.auth import authenticate
 from crowdloop.errors import BusyError
@@ -57,7 +58,9 @@ class Api:
     def run(self, work: Callable[[Session, User], T]) -> T:
         """Authenticate and do ``work`` in one transaction, committed before returning."""
         with unit_of_work(self.factory) as session:
-            return work(session, authenticate(session, self.token))
+            caller = authenticate(session, self.token)
+            note_caller(caller.id)  # for the request's line in the access log
+            return work(session, caller)
 
     def run_anonymous(self, work: Callable[[Session], T]) -> T:
         """For the one public route (health)."""

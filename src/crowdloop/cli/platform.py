@@ -39,7 +39,7 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     """
     import uvicorn
 
-    from crowdloop.config import Settings
+    from crowdloop.config import Settings, uvicorn_log_config
     from crowdloop.crowd.startup import prepare_server
     from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 
@@ -52,20 +52,22 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
         if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
             os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
         settings = Settings()
+        common: dict[str, Any] = {
+            "host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_SECONDS, "access_log": False,
+            "log_level": settings.log_level.lower(), "log_config": uvicorn_log_config(settings.log_level),
+        }  # fmt: skip
         if workers == 1:
             app = _checked(settings.database_url, lambda: _create_app(settings))  # refuses here, before "serving"
             _say_serving(settings.database_url, host, port, workers)
-            uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS)
+            uvicorn.run(app, **common)
             return
         # Every check a process makes at start, made once here: one that failed in each process made
         # uvicorn's supervisor replace them for ever, serving nothing.
         _checked(settings.database_url, lambda: prepare_server(settings).dispose())
         os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"  # migrated: the processes only check the schema
         _say_serving(settings.database_url, host, port, workers)
-        _serve_processes(uvicorn.Config("crowdloop.api.app:create_app", factory=True, host=host, port=port,
-                                        workers=workers, log_level="info", access_log=False,
-                                        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                                        timeout_worker_healthcheck=WORKER_START_SECONDS))  # fmt: skip
+        _serve_processes(uvicorn.Config("crowdloop.api.app:create_app", factory=True, workers=workers,
+                                        timeout_worker_healthcheck=WORKER_START_SECONDS, **common))  # fmt: skip
     finally:
         if temporary and metrics_dir is not None:
             remove_metrics_dir(metrics_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from crowdloop.api.access_log import note_caller
 from crowdloop.api.deps import ApiDep
 from crowdloop.monitoring.metrics import ServerMetrics, is_metrics_token
 
@@ -20,6 +21,7 @@ router = APIRouter(tags=["monitoring"])
 def metrics(request: Request, api: ApiDep) -> Response:
     server: ServerMetrics = request.app.state.metrics
     if is_metrics_token(api.settings.metrics_token, api.token):
+        note_caller("metrics")
         body = api.run_anonymous(server.render)
     else:
         body = api.run(server.render_for)
