@@ -4,6 +4,7 @@ down, and its access log, in one process and in several."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,3 +106,34 @@ def test_at_warning_the_log_has_no_access_or_uvicorn_info_lines(tmp_path: Path) 
         server.stop()
     log = server.log.read_text()
     assert " INFO " not in log and "crowdloop serving" in log, log
+
+
+def test_what_counts_as_a_database_that_cannot_be_reached(tmp_path: Path) -> None:
+    """A file SQLite cannot open and a refused PostgreSQL connection are the service's state (503);
+    a statement that fails is not (a bug stays a 500 with its traceback)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from crowdloop.storage.db import database_unavailable, make_engine
+
+    def error_of(url: str, statement: str = "SELECT 1") -> DBAPIError:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(statement))
+        except DBAPIError as error:
+            return error
+        finally:
+            engine.dispose()
+        raise AssertionError(f"{statement} on {url} did not fail")
+
+    assert database_unavailable(error_of(f"sqlite:///{tmp_path / 'no such folder' / 'x.db'}"))
+    assert not database_unavailable(error_of(f"sqlite:///{tmp_path / 'x.db'}", "SELECT * FROM no_such_table"))
+    require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert database_unavailable(error_of(f"postgresql://postgres@127.0.0.1:{port}/x"))
+    with postgres_database() as url:
+        assert not database_unavailable(error_of(url, "SELECT * FROM no_such_table"))
+        assert not database_unavailable(error_of(url, "SELECT 1/0"))
