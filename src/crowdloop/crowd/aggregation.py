@@ -16,8 +16,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -346,7 +348,8 @@ class AggregationProcess:
                     initargs=(self.database_url, self.log_level, self.max_memory_mb, os.getpid()),
                 )
             try:
-                return self._executor.submit(_aggregate_in_child, project_id)
+                with _ctrl_c_blocked():  # the child is started here, on first use
+                    return self._executor.submit(_aggregate_in_child, project_id)
             except BrokenProcessPool:  # the child died (killed, out of memory): start another
                 self._executor = None
         raise RuntimeError("the aggregation process keeps dying")
@@ -374,6 +377,18 @@ _CHILD_FACTORY: sessionmaker[Session] | None = None
 _CHILD_MAX_MEMORY_MB: float | None = None
 
 
+@contextmanager
+def _ctrl_c_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while it starts the child, which inherits the mask: the child
+    then ignores Ctrl-C from its first line, not only from :func:`_start_child` on. It spends
+    seconds importing before that, and a Ctrl-C then killed it with a traceback."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 PARENT_CHECK_SECONDS = 1.0
 """How often the aggregation process checks that its server is still there."""
 STOP_GRACE_SECONDS = 10.0
@@ -385,6 +400,7 @@ def _start_child(
 ) -> None:
     global _CHILD_FACTORY, _CHILD_MAX_MEMORY_MB
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole foreground group: the server stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked until now (_ctrl_c_blocked): dropped
     signal.signal(signal.SIGTERM, _stop)
     configure_logging(log_level)  # a spawned child starts with no handler: its failures had no time or level
     _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))
