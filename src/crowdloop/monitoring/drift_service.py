@@ -40,6 +40,7 @@ from crowdloop.monitoring.drift import (
     DriftStatistic,
     DriftThresholds,
     drift_report,
+    family_wise,
     kolmogorov_smirnov,
     population_stability_index,
 )
@@ -168,15 +169,16 @@ def _continuous(
     bins = min(10, max(2, len(observed) // 20))
     psi = population_stability_index(expected, observed, bins=bins)
     ks = kolmogorov_smirnov(expected, observed)
-    ks_alarm = ks.statistic > limits.ks_statistic and (ks.p_value or 0.0) < limits.ks_p_value
     return [
         DriftStatistic("psi", signal, psi, None, limits.psi, psi > limits.psi),
-        DriftStatistic("ks", signal, ks.statistic, ks.p_value, limits.ks_statistic, ks_alarm),
+        DriftStatistic("ks", signal, ks.statistic, ks.p_value, limits.ks_statistic, False),  # see compare
     ]
 
 
 def compare(reference: dict[str, Any], window: Window, limits: DriftThresholds, seed: int) -> DriftReport:
-    """One report over every signal the reference and the window share."""
+    """One report over every signal the reference and the window share, its tests decided
+    together (:func:`~crowdloop.monitoring.drift.family_wise`: the check's false-alarm rate is
+    the thresholds' whatever the number of signals)."""
     inputs = input_statistics(reference, window, limits, seed)
     try:
         base = drift_report(reference_sample(reference), observed_sample(window), limits).statistics
@@ -184,7 +186,7 @@ def compare(reference: dict[str, Any], window: Window, limits: DriftThresholds, 
         if not inputs:
             raise
         base = ()
-    return DriftReport((*base, *inputs))
+    return family_wise((*base, *inputs), limits)
 
 
 # --- the check ------------------------------------------------------------------------------------
