@@ -124,8 +124,8 @@ def population(session: Session, project: Project, version: ModelVersion) -> Pop
 def out_of_fold(
     model: TrainedModel, items: pd.DataFrame, training: pd.DataFrame, soft: pd.DataFrame, seed: int
 ) -> tuple[np.ndarray, bool]:
-    """Class probabilities of ``items`` (labeled ones), each from a refit that never saw it;
-    ``True`` when cross-fitted.
+    """Class probabilities of ``items`` (labeled ones), in their order, each from a refit that
+    never saw it; ``True`` when cross-fitted.
 
     The refits are the version's training done again without one fold: the featurizer is
     fitted anew on the fold's training part (a vocabulary and idf learned with the held-out
@@ -135,6 +135,8 @@ def out_of_fold(
     (:func:`~crowdloop.learning.train.stratified_folds`, seeded).
     """
     positions, targets = aligned_targets(items, soft, ID_COLUMN)
+    order = np.argsort(positions, kind="stable")  # the items' order, not the targets' (a version's are its own)
+    positions, targets = positions[order], targets.iloc[order]
     rows = items.iloc[positions].reset_index(drop=True)
     if len(rows) < MIN_CROSS_FIT:
         return model.predict_proba(rows).to_numpy(), False
