@@ -71,6 +71,7 @@ def test_the_reference_is_the_versions_confidence_on_new_items(version):
     model, pool, soft, unseen = version["model"], version["pool"], version["soft"], version["unseen"]
     reference = build_reference(model, Population(pool, pool, soft), seed=1)
     assert reference["cross_fitted"] and reference["labeled"] == len(soft) and reference["items"] == len(pool)
+    assert len(reference["confidence"]) == len(pool)  # all of it: a draw of some made the check a lottery
     confidence = np.asarray(reference["confidence"])
     alike = stats.ks_2samp(confidence, unseen)
     assert alike.pvalue > 0.05 and abs(confidence.mean() - unseen.mean()) < 0.01, alike
