@@ -196,7 +196,9 @@ def test_a_body_over_the_limit_is_413_and_the_connection_stays_usable(runtime, p
             assert after.status_code == 200 and after.json() == runtime.predict(item)
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:  # too big to read: closed
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n{" % (DRAIN_LIMIT + 1))
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n{" % (DRAIN_LIMIT + 1)
+            )
             answer = b""
             with contextlib.suppress(ConnectionResetError):  # the unread rest of the body may reset it
                 while chunk := sock.recv(65536):
