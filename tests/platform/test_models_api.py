@@ -215,6 +215,14 @@ def _token(client: Any) -> str:
     return str(client._http.headers["Authorization"].split(" ", 1)[1])
 
 
+def _cli(server: Any, client: Any, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``crowdloop ARGS`` against ``server`` as ``client``'s user; it must succeed."""
+    done = subprocess.run([sys.executable, "-m", "crowdloop", *args, "--url", server.url, "--token", _token(client)],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_path):
     pid, token = product["id"], _token(product["client"])
 
@@ -443,12 +451,9 @@ def test_production_is_never_scored_on_gold_it_learned_from(rte_project, server,
     assert rejected_or_promoted["detail"]["gold_items"] == RTE_GOLD
 
     # by hand: the same held-out gold, and the CLI says on how many items
-    done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "models", "promote", str(pid), "1" if second["promoted"] else "2",
-         "--reason", "compare by hand", "--url", server.url, "--token", _token(client)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _cli(
+        server, client, "models", "promote", str(pid), "1" if second["promoted"] else "2", "--reason", "compare by hand"
+    )
     assert f"both on the {RTE_GOLD} gold items neither learned from (version 1 learned from 80)" in " ".join(
         done.stderr.split()
     )
@@ -469,11 +474,7 @@ def test_with_no_gold_held_out_from_both_a_candidate_is_not_promoted_automatical
     for item_id in sorted(original):  # the original gold becomes regular: left is gold v1 learned from
         client.remove_gold(pid, item_id)
     client.aggregate(pid)
-    done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "train", str(pid), "--url", server.url, "--token", _token(client)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _cli(server, client, "train", str(pid))
     said = " ".join(done.stderr.split())
     assert "kept as candidate, not compared with production (version 1)" in said
     assert f"no gold item is held out from both versions: of the {RTE_MADE_GOLD} gold items, version 1 learned" in said
@@ -509,11 +510,7 @@ def test_a_production_reading_a_new_field_says_what_edge_clients_get(rte_project
     answers = pd.DataFrame([{"task": t, "worker": f"w{k}", "label": label} for t, label in regular for k in range(3)])
     _import_answers(server.database_url, pid, answers)
     client.aggregate(pid)
-    done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "train", str(pid), "--url", server.url, "--token", _token(client)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _cli(server, client, "train", str(pid))
     newest = client.models(pid)[-1]
     warning = (f"version {newest['version']} reads 'brand', which version {before} did not; edge clients that do "
                "not send it get predictions as if it were empty")  # fmt: skip
@@ -524,12 +521,7 @@ def test_a_production_reading_a_new_field_says_what_edge_clients_get(rte_project
     assert promoted["detail"]["warning"] == warning
     back = client.promote_model(pid, before, "back")  # reads fewer fields: nothing to warn about
     assert "warning" not in back["comparison"]
-    done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "models", "promote", str(pid), str(newest["version"]), "--reason", "again",
-         "--url", server.url, "--token", _token(client)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _cli(server, client, "models", "promote", str(pid), str(newest["version"]), "--reason", "again")
     assert f"warning: {warning}" in " ".join(done.stderr.split())
     assert client.model_events(pid)[-1]["detail"]["warning"] == warning
     # items from before the field was added lack it: active learning scores them as if it were empty

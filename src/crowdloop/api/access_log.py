@@ -16,7 +16,9 @@ import logging
 import time
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crowdloop.monitoring.metrics import noting_status
 
 log = logging.getLogger("crowdloop.access")
 
@@ -64,14 +66,8 @@ class AccessLog:
             return
         started, status, caller = time.perf_counter(), [500], _Caller()
         token = _CALLER.set(caller)
-
-        async def send_and_note(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, noting_status(send, status))
         finally:
             _CALLER.reset(token)
             elapsed = (time.perf_counter() - started) * 1000

@@ -129,6 +129,18 @@ def route_template(scope: Scope, root_path: str = "") -> str:
     return path[: len(path) - len(matched)] + template if path.endswith(matched) else str(template)
 
 
+def noting_status(send: Send, status: list[int]) -> Send:
+    """``send`` that also puts the response's status in ``status[0]`` (it stays 500 if the app
+    never answers), for a middleware that reports on every request."""
+
+    async def send_and_note(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = int(message["status"])
+        await send(message)
+
+    return send_and_note
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware: times each HTTP request until its response is complete (streams included)."""
 
@@ -140,14 +152,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started, status, root_path = time.perf_counter(), [500], str(scope.get("root_path", ""))
-
-        async def send_and_note(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, noting_status(send, status))
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe(scope["method"], route_template(scope, root_path), status[0], elapsed)
