@@ -377,29 +377,6 @@ def _label_of(owner: Any, project: int, item_id: int) -> str | None:
     return labels.get(item_id)
 
 
-def test_a_gold_task_left_to_expire_counts_as_missed(server):
-    """A skipped control counted as missed, but one left to run out counted nothing: a worker could
-    let every gold task expire, the qualification test's too, and answer the rest unchecked."""
-    owner, project = _project(
-        server,
-        texts=10,
-        gold=4,
-        gold_share=0.5,
-        lease_seconds=5,
-        rules={"min_gold_accuracy": 0.9, "min_gold_answers": 1},
-    )
-    made, dodger = server.user("rules-dodger", "worker")
-    task = dodger.next_task(project)
-    assert task["data"]["text"].startswith("control")  # a new worker's first task is gold
-    time.sleep(5.5)  # left to run out
-    following = dodger.next_task(project)  # the expiry is settled here
-    assert _standing(owner, project, int(made["id"]))["gold_answers"] == 1
-    with pytest.raises(PermissionDeniedError, match="banned"):
-        dodger.submit(following["assignment_id"], "0")  # the rules see the miss at the next answer
-        dodger.next_task(project)
-    assert "gold accuracy 0.00 below 0.9 after" in owner.bans(project)[-1]["reason"]
-
-
 def test_a_claimed_answer_time_longer_than_a_day_is_refused(server):
     """``seconds`` had no upper bound: 1e300 made the worker table's mean time and hourly pay nonsense."""
     owner, project = _project(server)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -448,11 +447,8 @@ EXPIRY_BATCH = 1000
 
 
 def expire_leases(session: Session, project_id: int) -> int:
-    """Return the items of expired leases to the pool. A gold task left to run out is a missed gold
-    answer, as a skipped one is: a worker who let every control task expire was never judged,
-    qualification test included (the rules see the tally at the worker's next answer)."""
-    expired = Assignment.project_id == project_id, Assignment.expires_at <= utcnow()
-    return _expire(session, *expired, gold_missed=True)
+    """Return the items of expired leases to the pool."""
+    return _expire(session, Assignment.project_id == project_id, Assignment.expires_at <= utcnow())
 
 
 def revoke_leases(session: Session, project_id: int, *, worker_id: int | None = None) -> int:
@@ -470,10 +466,8 @@ def revoke_leases(session: Session, project_id: int, *, worker_id: int | None = 
     return ended + batch
 
 
-def _expire(session: Session, *which: ColumnElement[bool], gold_missed: bool = False) -> int:
-    """Mark the open leases matching ``which`` expired and release their items' reservations;
-    ``gold_missed``: count each expired gold lease as a missed gold answer of its worker (not
-    for leases revoked by a ban or a closed project, which the worker did not let run out)."""
+def _expire(session: Session, *which: ColumnElement[bool]) -> int:
+    """Mark the open leases matching ``which`` expired and release their items' reservations."""
     # Concurrent requests take disjoint sets of leases (SKIP LOCKED; a lease being answered right
     # now is locked by that answer and left to it), and the conditional UPDATE leaves alone a
     # lease answered or skipped meanwhile: each lease is settled once.
@@ -486,28 +480,18 @@ def _expire(session: Session, *which: ColumnElement[bool], gold_missed: bool = F
     ).all()
     if not due:
         return 0
-    ended = session.execute(
+    items = session.scalars(
         update(Assignment)
         .where(Assignment.id.in_(due), Assignment.status == "leased")
         .values(status="expired")
-        .returning(Assignment.item_id, Assignment.project_id, Assignment.worker_id)
+        .returning(Assignment.item_id)
         .execution_options(**SYNC_OFF)
     ).all()
-    items = [lease.item_id for lease in ended]
     # items in id order: two requests releasing leases of the same items must not lock them crosswise
     for item_id, count in sorted(Counter(items).items()):
         statement = update(Item).where(Item.id == item_id).values(reserved=Item.reserved - count)
         session.execute(statement.execution_options(**SYNC_OFF))
-    if gold_missed:
-        _count_missed_gold(session, ended)
     return len(items)
-
-
-def _count_missed_gold(session: Session, ended: Sequence[Row[Any]]) -> None:
-    gold = set(session.scalars(select(Item.id).where(Item.id.in_({lease.item_id for lease in ended}), Item.is_gold)))
-    missed = Counter((lease.project_id, lease.worker_id) for lease in ended if lease.item_id in gold)
-    for (project_id, worker_id), count in sorted(missed.items()):  # in key order, as the items above
-        standing_row(session, project_id, worker_id).gold_answers += count
 
 
 def skip_task(session: Session, worker: User, assignment_id: int) -> ProjectWorker | None:
