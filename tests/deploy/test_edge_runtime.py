@@ -157,6 +157,14 @@ def test_the_endpoint_refuses_what_a_web_page_on_the_device_can_send(runtime, pr
                 assert http.get("/health", headers={"Host": host}).status_code == 200, host
     finally:
         server.stop()
+    wide = EdgeServer(runtime, host="0.0.0.0", port=0).start()  # served to others, by names it cannot know
+    try:
+        url = f"http://127.0.0.1:{wide.server_address[1]}"
+        assert httpx.get(f"{url}/health", headers={"Host": "edge:8765"}, timeout=30).status_code == 200
+        origin = httpx.post(f"{url}/predict", json=item, headers={"Origin": "http://evil.example"}, timeout=30)
+        assert origin.status_code == 403  # a web page is refused all the same
+    finally:
+        wide.stop()
 
 
 def test_an_item_lacking_a_field_gets_the_servers_prediction_with_the_field_empty(runtime, product, trained):

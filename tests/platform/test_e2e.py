@@ -321,6 +321,9 @@ def test_a_csv_row_with_values_past_the_header_is_refused_not_cut(server, tmp_pa
     ):
         requester.upload_items(project["id"], unquoted)
     assert [item["data"]["text"] for item in requester.items(project["id"])] == ["already here"]  # nothing stored
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"id,text\rm1,a line ended by CR only\rm2,as classic Mac files are\r")
+    assert requester.upload_items(project["id"], mac)["created"] == 2  # read as pandas reads it, not refused
     long = tmp_path / "long.csv"
     long.write_text("text\n" + "word " * 40_000 + "\n")  # 200 kB: past the csv module's default field limit
     assert requester.upload_items(project["id"], long)["created"] == 1

@@ -82,7 +82,13 @@ def test_each_request_is_one_line_of_the_access_log(tmp_path: Path, workers: int
         wrong = httpx.get(f"{server.url}/api/v1/projects", headers={"Authorization": "Bearer cl_WrongToken2"})
         assert wrong.status_code == 401
         assert httpx.get(f"{server.url}/api/v1/projects/987654321", headers=me).status_code == 404
-        assert _wait_for(lambda: len(ACCESS.findall(server.log.read_text())) >= 4, 10)
+        forged = "/x%0A2025-01-01 00:00:00 INFO crowdloop.access: POST /forged 200 1.0 ms user=1"
+        assert (
+            httpx.get(f"{server.url}{forged}?cl_BareToken3&ok=1").status_code == 404
+        )  # the path, decoded, held a newline
+        assert _wait_for(
+            lambda: len(ACCESS.findall(server.log.read_text())) >= 4 and "/forged" in server.log.read_text(), 10
+        )
     finally:
         server.stop()
     log = server.log.read_text()
@@ -91,8 +97,10 @@ def test_each_request_is_one_line_of_the_access_log(tmp_path: Path, workers: int
     assert lines[("GET", "/api/v1/projects", "401")] == "anonymous", log
     assert lines[("GET", "/api/v1/projects/987654321", "404")] == str(user_id), log
     assert lines[("GET", "/api/v1/health", "200")] == "anonymous", log
-    for secret in ("QuerySecret1", "cl_WrongToken2", ADMIN_TOKEN):
+    for secret in ("QuerySecret1", "cl_WrongToken2", "cl_BareToken3", ADMIN_TOKEN):
         assert secret not in log
+    assert not re.search(r"^2025-01-01", log, re.MULTILINE), log  # no forged line of its own
+    assert "GET /x\\n2025-01-01 00:00:00 INFO crowdloop.access: POST /forged 200 1.0 ms user=1??&ok 404" in log, log
     # uvicorn's own lines, at INFO and in crowdloop's format, in both modes
     assert re.search(r"^\S+ \S+ INFO uvicorn\.error: Application startup complete\.$", log, re.MULTILINE), log
     assert re.search(r"^\S+ \S+ INFO uvicorn\.error: (Finished server process|Shutting down)", log, re.MULTILINE), log

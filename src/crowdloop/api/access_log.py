@@ -13,6 +13,7 @@ only with ``--workers N``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextvars import ContextVar
 
@@ -44,13 +45,23 @@ def note_caller(name: str | int) -> None:
         caller.name = f"{name}"
 
 
+_QUERY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,39}")
+
+
 def _target(scope: Scope) -> str:
-    path = str(scope.get("path", ""))
+    """The path, control characters escaped (a decoded ``%0A`` wrote a forged second line), and the
+    query's parameter names; a part that is not a plain short name (a bare token, ``cl_...``) is
+    shown as ``?``, never itself."""
+    path = str(scope.get("path", "")).encode("unicode_escape").decode("ascii")
     query: bytes = scope.get("query_string") or b""
     if not query:
         return path
-    names = (part.split(b"=", 1)[0].decode("latin-1") for part in query.split(b"&") if part)
+    names = (_shown_name(part.split(b"=", 1)[0].decode("latin-1")) for part in query.split(b"&") if part)
     return f"{path}?{'&'.join(sorted(set(names)))}"
+
+
+def _shown_name(name: str) -> str:
+    return name if _QUERY_NAME.fullmatch(name) and not name.startswith("cl_") else "?"
 
 
 class AccessLog:

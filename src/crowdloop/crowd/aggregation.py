@@ -381,7 +381,11 @@ _CHILD_MAX_MEMORY_MB: float | None = None
 def _ctrl_c_blocked() -> Iterator[None]:
     """SIGINT blocked in this thread while it starts the child, which inherits the mask: the child
     then ignores Ctrl-C from its first line, not only from :func:`_start_child` on. It spends
-    seconds importing before that, and a Ctrl-C then killed it with a traceback."""
+    seconds importing before that, and a Ctrl-C then killed it with a traceback. (Windows has no
+    signal masks: there the child ignores Ctrl-C from :func:`_start_child` on.)"""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -400,7 +404,8 @@ def _start_child(
 ) -> None:
     global _CHILD_FACTORY, _CHILD_MAX_MEMORY_MB
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole foreground group: the server stops us
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked until now (_ctrl_c_blocked): dropped
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked until now (_ctrl_c_blocked): dropped
     signal.signal(signal.SIGTERM, _stop)
     configure_logging(log_level)  # a spawned child starts with no handler: its failures had no time or level
     _CHILD_FACTORY = session_factory(make_engine(database_url, pool_size=1))

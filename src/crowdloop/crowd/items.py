@@ -106,7 +106,8 @@ def _check_shape(content: bytes, sep: str) -> None:
     the header's columns (an unquoted ``Sony TV, 40 inch``): pandas kept ``Sony TV`` and dropped
     the rest without a word. Empty cells past the end (a trailing separator) are harmless."""
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # a long text is a value, not an error
-    rows = csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace")), delimiter=sep,
+    text = content.decode("utf-8-sig", errors="replace")  # newline=None: CR-only (Mac) files as pandas reads them
+    rows = csv.reader(io.StringIO(text, newline=None), delimiter=sep,
                       skipinitialspace=True)  # fmt: skip
     header = next(rows, [])
     names = [_column(name) for name in header]

@@ -107,8 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
         origin, site = self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site", "none")
         if origin is not None or site not in ("none", "same-origin"):
             return f"a request from a web page (Origin {origin or '-'}, Sec-Fetch-Site {site}) is refused"
-        host = _host_name(self.headers.get("Host") or "")
-        if host and not _this_device(host, str(self.server.server_address[0])):
+        host, bound = _host_name(self.headers.get("Host") or ""), str(self.server.server_address[0])
+        if host and _loopback(bound) and not _this_device(host, bound):
             return f"Host {host!r} is neither an address nor this device's name"
         return None
 
@@ -136,6 +136,15 @@ def _host_name(header: str) -> str:
     if header.startswith("["):
         return header[1 : header.find("]")]
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _loopback(bound: str) -> bool:
+    """Whether the endpoint serves this device only: bound to a wider address, it is reached by the
+    names the operator gave it (``http://edge:8765`` in a compose file), which no list here knows."""
+    try:
+        return ipaddress.ip_address(bound).is_loopback
+    except ValueError:
+        return bound.lower() == "localhost"
 
 
 def _this_device(host: str, bound: str) -> bool:

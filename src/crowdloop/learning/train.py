@@ -237,7 +237,8 @@ def _plain(values: list[Any]) -> list[Any]:
 def aligned_targets(
     items: Items, soft_labels: pd.Series | pd.DataFrame, id_column: str
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Positions of labeled items and their targets in item order."""
+    """The items' positions of the labeled tasks and their targets, both in the targets' order (not
+    the items': the k-th position is the k-th target's item)."""
     targets = soft_targets(soft_labels)
     ids = item_ids(items, id_column)
     position = ids.get_indexer(targets.index)

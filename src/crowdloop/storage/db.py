@@ -123,7 +123,9 @@ def database_unavailable(error: BaseException) -> bool:
     if sqlite_name is not None:
         return str(sqlite_name).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR"))
     code = getattr(error.orig, "sqlstate", None)
-    return code is None or str(code).startswith(_LOST_SQLSTATES)
+    if code is None:  # raised by the driver itself: a lost connection, or a bug of ours (too many parameters)
+        return any(word in str(error.orig).lower() for word in ("connect", "server closed", "terminat"))
+    return str(code).startswith(_LOST_SQLSTATES)
 
 
 def is_sqlite(engine: Engine) -> bool:
