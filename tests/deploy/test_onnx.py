@@ -18,6 +18,7 @@ from crowdloop.deploy.features import ItemFeatures
 from crowdloop.deploy.onnx import EDGE_FILE, TOLERANCE, export_onnx, verify_export
 from crowdloop.errors import InvalidInputError, InvalidParameterError, MissingColumnsError
 from crowdloop.learning import FAMILIES, FeatureSpec, Featurizer, TrainedModel
+from crowdloop.learning.features import Z_LIMIT
 from crowdloop.learning.torch_mlp import torch_installed
 from deploy.helpers import records
 from support import require
@@ -113,6 +114,11 @@ def test_single_item_rows_split_numbers_as_the_featurizer_does():
         rows = np.vstack([ItemFeatures(fitted).row(item) for item in items])
         np.testing.assert_array_equal(rows, fitted.transform_dense(items))
         assert (rows >= 0).all() == fitted.state.numeric_split  # the old signed column goes negative
+    extreme = [{"task": 90 + i, "text": "w1 x", "price": v} for i, v in enumerate([1e308, -1e308, "1e300"])]
+    rows = np.vstack([ItemFeatures(featurizer).row(item) for item in extreme])  # float32: 1e308 was inf
+    np.testing.assert_array_equal(rows, featurizer.transform_dense(extreme))
+    price = [featurizer.feature_names_.index(n) for n in ("price:+", "price:-")]
+    assert np.isfinite(rows).all() and rows[:, price].tolist() == [[Z_LIMIT, 0], [0, Z_LIMIT], [Z_LIMIT, 0]]
 
 
 def test_the_row_cache_tells_1_from_1_0_and_true():

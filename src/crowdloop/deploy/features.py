@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from crowdloop.errors import MissingColumnsError
-from crowdloop.learning.features import Featurizer, _category, _floats
+from crowdloop.learning.features import Z_LIMIT, Featurizer, _category, _floats
 from crowdloop.learning.pairs import PAIR_FEATURES, _text_scores
 
 Sparse = dict[int, float]
@@ -145,7 +145,7 @@ class ItemFeatures:
     def _numeric(self, out: Sparse, offset: int, name: str, value: Any) -> int:
         median, mean, std = self.featurizer.state.numeric[name]
         x = float(_floats([value])[0])
-        scaled = ((x if math.isfinite(x) else median) - mean) / std
+        scaled = min(max(((x if math.isfinite(x) else median) - mean) / std, -Z_LIMIT), Z_LIMIT)
         if not self.featurizer.state.numeric_split:
             if scaled != 0:
                 out[offset] = scaled

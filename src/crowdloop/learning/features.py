@@ -329,9 +329,17 @@ def _scale(values: Sequence[Any]) -> tuple[float, float, float]:
     return float(np.median(x)), float(x.mean()), std if std > 0 else 1.0
 
 
+Z_LIMIT = 1e6
+"""Standardised numbers are clipped to ±this. No training value reaches it (a z-score among n
+values is at most √n), but a new one can: 1e308 was ``inf`` in the edge's float32 (and, over a
+standard deviation under 1, in float64), and the model's probabilities NaN."""
+
+
 def _standard(values: Sequence[Any], median: float, mean: float, std: float) -> np.ndarray:
     x = _floats(values)
-    return ((np.where(np.isfinite(x), x, median) - mean) / std).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        scaled = (np.where(np.isfinite(x), x, median) - mean) / std
+    return np.clip(scaled, -Z_LIMIT, Z_LIMIT).reshape(-1, 1)
 
 
 def split_signs(scaled: np.ndarray) -> np.ndarray:
