@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -82,6 +82,9 @@ class HttpMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
+        # No ``*_created`` series: one process exposed one per counter and histogram child, several
+        # processes (multiprocess mode) none, so a dashboard or alert on them broke on scaling out.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         if self.directory is not None:
             _use_multiprocess(self.directory)
         names = ("method", "route", "status")
