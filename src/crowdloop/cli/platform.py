@@ -50,8 +50,8 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     metrics_dir, temporary = prepare_metrics_dir(settings.metrics_dir, workers)
     try:
         if metrics_dir is not None:  # the processes add up their request metrics there (crowdloop.monitoring.metrics)
-            os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)
-        settings = Settings()
+            os.environ["CROWDLOOP_METRICS_DIR"] = str(metrics_dir)  # the worker processes read Settings from here
+            settings = settings.model_copy(update={"metrics_dir": metrics_dir})
         common: dict[str, Any] = {
             "host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_SECONDS, "access_log": False,
             "log_level": settings.log_level.lower(), "log_config": uvicorn_log_config(settings.log_level),
