@@ -30,3 +30,17 @@ def shared_dataset():
         return cache[name]
 
     return load
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which turns the marks into the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, set in pyproject.toml), keep each test file
+    on one worker and every Spark test on one: a file's module-scoped fixtures (a server, a trained
+    model, the demo's run) are then made once, not once per worker, one Spark session serves them
+    all, and a file's tests run in their order (some build on the ones before, as in one process).
+    Spread test by test, 12 tests of two files failed on a model an earlier test had trained."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "spark" if item.get_closest_marker("spark") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
