@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from crowdloop.ports import free_port
+
 
 def crowdloop(
     *args: str, timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -38,6 +40,24 @@ def taken_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield int(sock.getsockname()[1])
+
+
+def test_a_free_port_is_outside_the_ports_the_kernel_gives_connections_and_never_a_taken_one(monkeypatch):
+    """Ports found by binding to 0 were ephemeral ones, which any outgoing connection could take
+    before the server bound it; a port something listens on is never returned."""
+    from crowdloop import ports
+    from crowdloop.errors import CrowdloopError
+
+    port = free_port()
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    assert port in ports.SERVER_PORTS and port < low
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # it is free
+        sock.listen()
+        monkeypatch.setattr(ports, "SERVER_PORTS", range(port, port + 1))
+        with pytest.raises(CrowdloopError, match=f"no free port among 5 tried in {port}-{port}"):
+            free_port(attempts=5)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -147,12 +167,6 @@ def test_the_supported_databases_are_named_and_a_password_reaches_the_driver():
     assert make_engine("postgresql://u:pw@127.0.0.1/db").url.password == "pw"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _database(tmp_path: Path, revision: str = "head") -> str:
     """A SQLite database migrated to ``revision``."""
     from crowdloop.storage.db import make_engine
@@ -177,7 +191,7 @@ def test_serve_refuses_an_admin_token_it_cannot_give_once_before_serving(tmp_pat
     with unit_of_work(session_factory(engine)) as session:
         create_user(session, "admin", "worker")
     engine.dispose()
-    done = crowdloop("serve", "--port", str(_free_port()), "--workers", workers, "--database-url", url,
+    done = crowdloop("serve", "--port", str(free_port()), "--workers", workers, "--database-url", url,
                      env={"CROWDLOOP_ADMIN_TOKEN": "admintoken-0123456789abcdef"}, timeout=90)  # fmt: skip
     one_line(done, 7, "CROWDLOOP_ADMIN_TOKEN belongs to, or would go to, user 'admin', who is a worker")
     assert "crowdloop serving" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
@@ -192,7 +206,7 @@ def test_with_auto_migrate_off_serve_refuses_an_old_schema_and_migrate_upgrades_
     older = f"{int(newest) - 1:04d}"
     url = _database(tmp_path, older)
     off = {"CROWDLOOP_AUTO_MIGRATE": "false"}
-    for command in (["serve", "--port", str(_free_port())], ["admin", "token", "admin"]):
+    for command in (["serve", "--port", str(free_port())], ["admin", "token", "admin"]):
         done = crowdloop(*command, "--database-url", url, env=off, timeout=90)
         one_line(done, 7, f"the database is at revision {older} and this crowdloop needs revision {newest}")
         assert "`crowdloop migrate --database-url URL` upgrades it" in done.stderr
@@ -218,9 +232,9 @@ def test_a_database_a_newer_crowdloop_migrated_is_refused_in_one_line(tmp_path):
         connection.execute(text("UPDATE alembic_version SET version_num = :newer"), {"newer": newer})
     engine.dispose()
     message = f"the database is at revision {newer}, newer than this crowdloop (head {head()}): upgrade crowdloop."
-    for command in (["serve", "--port", str(_free_port())], ["migrate"], ["admin", "token", "admin"]):
+    for command in (["serve", "--port", str(free_port())], ["migrate"], ["admin", "token", "admin"]):
         one_line(crowdloop(*command, "--database-url", url, timeout=90), 7, message)
-    done = crowdloop("serve", "--port", str(_free_port()), "--database-url", url, env={"CROWDLOOP_AUTO_MIGRATE": "0"})
+    done = crowdloop("serve", "--port", str(free_port()), "--database-url", url, env={"CROWDLOOP_AUTO_MIGRATE": "0"})
     one_line(done, 7, message)
 
 
@@ -302,9 +316,7 @@ def test_the_path_checks_leave_nothing_behind_and_accept_folders_the_command_mak
 
 def test_a_model_download_from_a_server_that_is_not_there_is_one_line(tmp_path):
     """It was httpx's ConnectError traceback: the download streams, outside the client's usual call."""
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     done = crowdloop("models", "download", "1", "-o", str(tmp_path / "model"), "--url", f"http://127.0.0.1:{port}",
                      "--token", "t", timeout=60)  # fmt: skip
     one_line(done, 1, f"cannot reach the server at http://127.0.0.1:{port}")

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import socket
 
-from crowdloop.errors import InvalidParameterError
+from crowdloop.errors import CrowdloopError, InvalidParameterError
+
+SERVER_PORTS = range(20000, 32768)
+"""Where :func:`free_port` looks: below the ephemeral ports (Linux's 32768-60999; 49152-65535 on
+Windows and macOS), from which the kernel picks both for a bind to port 0 and for every outgoing
+connection. A port found by binding to 0 and closing was one of them, so between that check and
+the server's own bind, any client connection on the machine could be given it, and the server
+then failed to start; with the tests in two processes, each busy with connections, that race
+became likelier."""
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -39,3 +48,17 @@ def ensure_port_free(host: str, port: int) -> None:
                         f"port {port} is in use on {host}: stop what listens there or choose another --port."
                     ) from None
                 raise InvalidParameterError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
+
+
+def free_port(host: str = "127.0.0.1", attempts: int = 200) -> int:
+    """A port of :data:`SERVER_PORTS` that nobody listens on right now, for a server started next
+    (``crowdloop demo``'s, the tests')."""
+    chooser = random.SystemRandom()  # not the seeded global generator: two processes would pick alike
+    for _ in range(attempts):
+        port = chooser.choice(SERVER_PORTS)
+        try:
+            ensure_port_free(host, port)
+        except InvalidParameterError:
+            continue
+        return port
+    raise CrowdloopError(f"no free port among {attempts} tried in {SERVER_PORTS.start}-{SERVER_PORTS.stop - 1}.")

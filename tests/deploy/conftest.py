@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from crowdloop.learning import FeatureSpec, Featurizer, TrainedModel, train_model
-from deploy.helpers import Serve, free_port
+from crowdloop.ports import free_port
+from deploy.helpers import Serve
 
 TRAIN, EVAL = 1500, 300
 

@@ -30,9 +30,10 @@ from crowdloop.deploy.edge import EdgeRuntime
 from crowdloop.deploy.edge_http import DRAIN_LIMIT, MAX_BODY, EdgeServer
 from crowdloop.deploy.onnx import TOLERANCE, export_onnx
 from crowdloop.learning import TrainedModel, registry
+from crowdloop.ports import free_port
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import EdgeFeedback, EdgeTelemetry, Item, Project
-from deploy.helpers import ADMIN_TOKEN, Serve, free_port, records
+from deploy.helpers import ADMIN_TOKEN, Serve, records
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from crowdloop.ports import free_port
+
 _PATH = Path(__file__).resolve().parent.parent / "platform" / "conftest.py"
 _SPEC = importlib.util.spec_from_file_location("crowdloop_platform_fixtures", _PATH)
 assert _SPEC is not None and _SPEC.loader is not None
@@ -35,7 +37,7 @@ def admin_token() -> str:
 
 def start_server_with(database_url: str, log_dir: Path, workers: int, env: dict[str, str], wait: float = 120) -> Any:
     """tests/platform's ``start_server`` with extra environment and a longer wait: N processes on 2 busy cores."""
-    port = platform_fixtures.free_port()
+    port = free_port()
     log = log_dir / f"serve-{port}.log"
     command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", database_url,
                "--workers", str(workers)]  # fmt: skip

@@ -5,7 +5,6 @@ unless CROWDLOOP_REQUIRE_ALL=1)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from crowdloop.client import Client
+from crowdloop.ports import free_port
 from support import postgres_available, postgres_database, require
 
 START_TIMEOUT_S = 120  # generous: a loaded 2-core machine can take long to import and migrate
@@ -33,12 +33,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
     with postgres_database() as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,9 @@ from typing import IO, Self
 import httpx
 
 from crowdloop.errors import CrowdloopError
-from crowdloop.ports import ensure_port_free
+from crowdloop.ports import ensure_port_free, free_port
 
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalServer:
