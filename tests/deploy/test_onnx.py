@@ -121,6 +121,26 @@ def test_single_item_rows_split_numbers_as_the_featurizer_does():
     assert np.isfinite(rows).all() and rows[:, price].tolist() == [[Z_LIMIT, 0], [0, Z_LIMIT], [Z_LIMIT, 0]]
 
 
+@pytest.mark.parametrize(
+    "prices",
+    [[0.1, 0.2, 0.3], [1e200, -1e200, 0.0], [1e308, 1e308, 5.0]],
+    ids=["deviation under 1", "squares overflow", "sums overflow"],
+)
+def test_numbers_near_the_float_limit_give_finite_rows(prices):
+    """Trained on small numbers, 1e308 was inf even in float64; trained on 1e200 the deviation was
+    inf (every row 0), on 1e308 the mean too (every row NaN, on the server and on the edge)."""
+    items = [{"task": i, "text": f"w{i} x", "price": v} for i, v in enumerate(prices)]
+    featurizer = Featurizer(FeatureSpec(text=("text",), numeric=("price",)), min_df=1).fit(items)
+    new = [*items, {"task": 9, "text": "w1 x", "price": 1e308}, {"task": 10, "text": "w1 x", "price": -1e308}]
+    rows = np.vstack([ItemFeatures(featurizer).row(item) for item in new])
+    np.testing.assert_array_equal(rows, featurizer.transform_dense(new))
+    assert np.isfinite(rows).all()
+    price = [featurizer.feature_names_.index(n) for n in ("price:+", "price:-")]
+    signed = rows[:, price[0]] - rows[:, price[1]]
+    assert len(set(signed[: len(prices)].tolist())) > 1  # the training values stay apart
+    assert signed[-2] > 0 > signed[-1]
+
+
 def test_the_row_cache_tells_1_from_1_0_and_true():
     """The cache was keyed on the values, and 1 == 1.0 == True in Python: a text field holding 1.0
     got the row of an earlier 1 (and a different prediction from a fresh edge)."""

@@ -325,14 +325,19 @@ def _scale(values: Sequence[Any]) -> tuple[float, float, float]:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return 0.0, 0.0, 1.0
-    std = float(x.std())
-    return float(np.median(x)), float(x.mean()), std if std > 0 else 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(x.mean()), float(x.std())
+    if not (np.isfinite(mean) and np.isfinite(std)):  # values near the float limit: sums and squares overflowed
+        top = float(np.abs(x).max())
+        mean, std = top * float((x / top).mean()), top * float((x / top).std())
+    return float(np.median(x)), mean, std if std > 0 else 1.0
 
 
 Z_LIMIT = 1e6
 """Standardised numbers are clipped to ±this. No training value reaches it (a z-score among n
-values is at most √n), but a new one can: 1e308 was ``inf`` in the edge's float32 (and, over a
-standard deviation under 1, in float64), and the model's probabilities NaN."""
+values is at most √n, :func:`_scale` keeping the mean and deviation finite), but a new one can:
+1e308 was ``inf`` in the edge's float32 (and, over a standard deviation under 1, in float64),
+and the model's probabilities NaN."""
 
 
 def _standard(values: Sequence[Any], median: float, mean: float, std: float) -> np.ndarray:
