@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -82,9 +82,6 @@ class HttpMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        # No ``*_created`` series: one process exposed one per counter and histogram child, several
-        # processes (multiprocess mode) none, so a dashboard or alert on them broke on scaling out.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
         if self.directory is not None:
             _use_multiprocess(self.directory)
         names = ("method", "route", "status")
@@ -102,9 +99,11 @@ class HttpMetrics:
         self.duration.labels(method, route, str(status)).observe(seconds)
 
     def collectors(self) -> Iterable[Collector]:
-        """The request metrics to expose: every process's files, or this process's memory."""
+        """The request metrics to expose: every process's files, or this process's memory (without
+        its ``*_created`` series: one process exposed one per counter and histogram child, several
+        none, so a dashboard or alert built on them broke on scaling out)."""
         if self.directory is None:
-            return [self.registry]
+            return [_WithoutCreated(self.registry)]
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=str(self.directory))  # type: ignore[no-untyped-call]
         return [merged]
@@ -170,6 +169,20 @@ class _Families(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return self.families
+
+
+class _WithoutCreated(Collector):
+    """Another collector's families without their ``*_created`` samples. Only for these: turning
+    them off in prometheus_client is process-wide, and took them from an edge's metrics too when
+    a server app had been made in the same process before."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.inner.collect():
+            family.samples = [sample for sample in family.samples if not sample.name.endswith("_created")]
+            yield family
 
 
 @dataclass
