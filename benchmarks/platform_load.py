@@ -40,7 +40,6 @@ import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,6 +65,7 @@ from crowdloop.crowd.dedup import (  # noqa: E402
 )
 from crowdloop.crowd.items import import_items  # noqa: E402
 from crowdloop.crowd.near_duplicates import NEAR_BANDS, NEAR_PERM  # noqa: E402
+from crowdloop.ports import free_port  # noqa: E402
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work  # noqa: E402
 from crowdloop.storage.lsh import add_band_keys  # noqa: E402
 from crowdloop.storage.models import Item, User  # noqa: E402
@@ -133,12 +133,6 @@ def throwaway_database(kind: str, workdir: Path) -> Iterator[Database]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

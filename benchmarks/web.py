@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,17 +33,12 @@ import httpx
 
 from _common import RESULTS, ROOT, machine
 from crowdloop.client import Client
+from crowdloop.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 ADMIN = "cl_bench_admin_" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(database_url: str, log: Path) -> tuple[str, subprocess.Popen[bytes]]:

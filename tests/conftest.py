@@ -43,12 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+SHARED_SESSION_DIRECTORIES = ("tests/web/", "tests/deploy/")
+"""Directories whose files share session fixtures (a server and Chromium; a trained model cache):
+kept on one worker, they are made once."""
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n 2 --dist loadgroup``, set in pyproject.toml), keep each test file
-    on one worker and every Spark test on one: a file's module-scoped fixtures (a server, a trained
-    model, the demo's run) are then made once, not once per worker, one Spark session serves them
-    all, and a file's tests run in their order (some build on the ones before, as in one process).
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, the README's test command), keep each test
+    file on one worker, every file with a Spark test on one, and each of
+    :data:`SHARED_SESSION_DIRECTORIES` on one: a file's module-scoped fixtures (a server, a trained
+    model, the demo's run) are then made once, not once per worker, one Spark session serves the
+    run, and a file's tests run in their order (some build on the ones before, as in one process).
     Spread test by test, 12 tests of two files failed on a model an earlier test had trained.
 
     xdist groups by appending ``@group`` to a worker's node ids, which pytest 9.2 no longer lets it
@@ -57,6 +63,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     refuses a newer one."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
+    spark_files = {_file(item) for item in items if item.get_closest_marker("spark")}
     for item in items:
-        group = "spark" if item.get_closest_marker("spark") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        path = _file(item)
+        shared = next((folder for folder in SHARED_SESSION_DIRECTORIES if path.startswith(folder)), None)
+        item.add_marker(pytest.mark.xdist_group("spark" if path in spark_files else shared or path))
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]

@@ -12,16 +12,33 @@ import errno
 import os
 import random
 import socket
+from pathlib import Path
 
 from crowdloop.errors import CrowdloopError, InvalidParameterError
 
 SERVER_PORTS = range(20000, 32768)
-"""Where :func:`free_port` looks: below the ephemeral ports (Linux's 32768-60999; 49152-65535 on
-Windows and macOS), from which the kernel picks both for a bind to port 0 and for every outgoing
-connection. A port found by binding to 0 and closing was one of them, so between that check and
-the server's own bind, any client connection on the machine could be given it, and the server
-then failed to start; with the tests in two processes, each busy with connections, that race
-became likelier."""
+"""Where :func:`free_port` looks: below the ephemeral ports (by default Linux's 32768-60999, and
+49152-65535 on Windows and macOS), from which the kernel picks both for a bind to port 0 and for
+every outgoing connection. A port found by binding to 0 and closing was one of them, so between
+that check and the server's own bind, any client connection on the machine could be given it,
+and the server then failed to start; with the tests in two processes, each busy with
+connections, that became likelier. Here only another server choosing the same port in that
+moment can take it, a far rarer race. On Linux a configured range that starts lower is read
+(:func:`server_ports`)."""
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def server_ports() -> range:
+    """:data:`SERVER_PORTS`, cut below this Linux host's ephemeral range where it starts inside them
+    (unless that leaves fewer than 1,000: then no range is outside it)."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return SERVER_PORTS
+    if low - SERVER_PORTS.start < 1000:
+        return SERVER_PORTS
+    return range(SERVER_PORTS.start, min(SERVER_PORTS.stop, low))
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -51,14 +68,15 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def free_port(host: str = "127.0.0.1", attempts: int = 200) -> int:
-    """A port of :data:`SERVER_PORTS` that nobody listens on right now, for a server started next
+    """A port of :func:`server_ports` that nobody listens on right now, for a server started next
     (``crowdloop demo``'s, the tests')."""
     chooser = random.SystemRandom()  # not the seeded global generator: two processes would pick alike
+    ports = server_ports()
     for _ in range(attempts):
-        port = chooser.choice(SERVER_PORTS)
+        port = chooser.choice(ports)
         try:
             ensure_port_free(host, port)
         except InvalidParameterError:
             continue
         return port
-    raise CrowdloopError(f"no free port among {attempts} tried in {SERVER_PORTS.start}-{SERVER_PORTS.stop - 1}.")
+    raise CrowdloopError(f"no free port among {attempts} tried in {ports.start}-{ports.stop - 1}.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import sqlite3
 import threading
 import time
@@ -49,6 +48,7 @@ from crowdloop.crowd.webhooks import (
     verify,
 )
 from crowdloop.errors import InvalidInputError, NotFoundError
+from crowdloop.ports import free_port
 from crowdloop.storage import migrate
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Project, User, Webhook, WebhookDelivery, utcnow
@@ -159,10 +159,7 @@ def client() -> Iterator[httpx.Client]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A URL on a local port that nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+    return f"http://127.0.0.1:{free_port()}/hook"
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 
 from crowdloop.api.app import InternalErrors
 from crowdloop.errors import InvalidInputError, InvalidParameterError, NotFoundError
+from crowdloop.ports import free_port
 
 API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
@@ -114,15 +115,14 @@ def failing_server() -> Iterator[str]:
     def fine() -> dict[str, bool]:
         return {"fine": True}
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert server.started, f"the test app did not start on port {port}"
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)

@@ -7,7 +7,6 @@ CLI always took ``default``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 
 from crowdloop.api import create_app
 from crowdloop.config import Settings
+from crowdloop.ports import free_port
 
 API = "/api/v1"
 
@@ -60,9 +60,7 @@ def test_a_default_method_no_project_can_use_is_refused_at_start(tmp_path: Path)
         Settings(default_method="magic")
     assert Settings(default_method=" ds ").default_method == "ds"
     url = f"sqlite:///{tmp_path / 'refused.db'}"
-    with socket.socket() as probe:  # a port nobody listens on: serve must stop before it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it: serve must stop before it
     for method, message in (("magic", "CROWDLOOP_DEFAULT_METHOD: Value error, unknown aggregation method 'magic'"),
                             ("mean", "CROWDLOOP_DEFAULT_METHOD: 'mean' aggregates numeric answers")):  # fmt: skip
         command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--database-url", url]

@@ -4,7 +4,6 @@ down, and its access log, in one process and in several."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from conftest import ADMIN_TOKEN, start_server
+from crowdloop.ports import free_port
 from support import TcpRelay, postgres_available, postgres_database, require
 
 SECRET = "S3cretPW"
@@ -138,9 +138,7 @@ def test_what_counts_as_a_database_that_cannot_be_reached(tmp_path: Path) -> Non
     assert database_unavailable(error_of(f"sqlite:///{tmp_path / 'no such folder' / 'x.db'}"))
     assert not database_unavailable(error_of(f"sqlite:///{tmp_path / 'x.db'}", "SELECT * FROM no_such_table"))
     require(postgres_available(), "PostgreSQL does not answer on 127.0.0.1:5432")
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     assert database_unavailable(error_of(f"postgresql://postgres@127.0.0.1:{port}/x"))
     with postgres_database() as url:
         assert not database_unavailable(error_of(url, "SELECT * FROM no_such_table"))
