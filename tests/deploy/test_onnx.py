@@ -121,6 +121,23 @@ def test_single_item_rows_split_numbers_as_the_featurizer_does():
     assert np.isfinite(rows).all() and rows[:, price].tolist() == [[Z_LIMIT, 0], [0, Z_LIMIT], [Z_LIMIT, 0]]
 
 
+def test_the_edge_answers_a_number_far_beyond_training_as_the_server_does(product, tmp_path):
+    """1e308 made the edge's float32 row inf and its probabilities NaN."""
+    from crowdloop.learning import train_model
+
+    train, evaluation, gold = product
+    priced = train.assign(price=np.random.default_rng(0).uniform(5, 500, len(train)).round(2))
+    spec = FeatureSpec(pair=(("text", "text_b"),), numeric=("price",))
+    model = train_model(priced, gold, family="logreg", featurizer=Featurizer(spec).fit(priced))
+    folder = model.save(tmp_path / "model")
+    export_onnx(model, folder)
+    edge = EdgeModel(folder, version=1)
+    extreme = evaluation.head(20).assign(price=[1e308, -1e308] * 10)
+    expected = model.predict_proba(extreme)
+    got = np.array([[edge.predict(item).probabilities[str(c)] for c in expected.columns] for item in records(extreme)])
+    assert np.isfinite(got).all() and np.abs(got - expected.to_numpy()).max() < TOLERANCE
+
+
 @pytest.mark.parametrize(
     "prices",
     [[0.1, 0.2, 0.3], [1e200, -1e200, 0.0], [1e308, 1e308, 5.0]],
