@@ -223,10 +223,12 @@ class DriftReport:
         return {"drifted": self.drifted, "statistics": [asdict(item) for item in self.statistics]}
 
 
-def _continuous(
-    signal: str, reference: ArrayLike, observed: ArrayLike, limits: DriftThresholds
+def continuous_statistics(
+    signal: str, reference: ArrayLike, observed: ArrayLike, limits: DriftThresholds, bins: int = 10
 ) -> list[DriftStatistic]:
-    psi = population_stability_index(reference, observed)
+    """PSI (over ``bins`` quantile bins) and KS of one continuous signal; the KS is decided with the
+    check's other tests (:func:`family_wise`)."""
+    psi = population_stability_index(reference, observed, bins=bins)
     ks = kolmogorov_smirnov(reference, observed)
     return [
         DriftStatistic("psi", signal, psi, None, limits.psi, psi > limits.psi),
@@ -276,7 +278,7 @@ def drift_report(
     limits = thresholds or DriftThresholds()
     found: list[DriftStatistic] = []
     for signal, ref, obs in _signals(reference, observed):
-        found.extend(_continuous(signal, ref, obs, limits))
+        found.extend(continuous_statistics(signal, ref, obs, limits))
     if reference.classes and observed.classes:
         counts = {label: int(count) for label, count in observed.classes.items()}
         if reference.classes_sampled:

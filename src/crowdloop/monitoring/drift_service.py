@@ -39,10 +39,9 @@ from crowdloop.monitoring.drift import (
     DriftSample,
     DriftStatistic,
     DriftThresholds,
+    continuous_statistics,
     drift_report,
     family_wise,
-    kolmogorov_smirnov,
-    population_stability_index,
 )
 from crowdloop.monitoring.drift_reference import reference_for
 from crowdloop.storage.models import EdgeTelemetry, ModelEvent, ModelVersion, Project, User
@@ -159,20 +158,9 @@ def input_statistics(
             if len(observed) < MIN_INPUT_BATCHES or not sample.get(key):
                 continue
             expected = batch_means(np.asarray(sample[key], dtype=np.float64), sizes, seed)
-            found.extend(_continuous(f"input:{name}.{stat}", expected, np.asarray(observed), limits))
+            bins = min(10, max(2, len(observed) // 20))
+            found.extend(continuous_statistics(f"input:{name}.{stat}", expected, observed, limits, bins=bins))
     return found
-
-
-def _continuous(
-    signal: str, expected: np.ndarray, observed: np.ndarray, limits: DriftThresholds
-) -> list[DriftStatistic]:
-    bins = min(10, max(2, len(observed) // 20))
-    psi = population_stability_index(expected, observed, bins=bins)
-    ks = kolmogorov_smirnov(expected, observed)
-    return [
-        DriftStatistic("psi", signal, psi, None, limits.psi, psi > limits.psi),
-        DriftStatistic("ks", signal, ks.statistic, ks.p_value, limits.ks_statistic, False),  # see compare
-    ]
 
 
 def compare(reference: dict[str, Any], window: Window, limits: DriftThresholds, seed: int) -> DriftReport:
