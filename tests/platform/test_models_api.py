@@ -170,12 +170,7 @@ def _train_while_a_worker_answers(server: Any, client: Any, pid: int) -> dict[st
 
 def test_a_worse_model_stays_candidate_and_the_rejection_is_kept(product, server):
     client, pid = product["client"], product["id"]
-    done = subprocess.run(
-        [sys.executable, "-m", "crowdloop", "train", str(pid), "--family", "naive_bayes", "--url", server.url,
-         "--token", _token(client)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _cli(server, client, "train", str(pid), "--family", "naive_bayes")
     assert "kept as candidate" in done.stderr
     versions = client.models(pid)
     assert [v["version"] for v in versions] == [1, 2]
@@ -215,21 +210,24 @@ def _token(client: Any) -> str:
     return str(client._http.headers["Authorization"].split(" ", 1)[1])
 
 
-def _cli(server: Any, client: Any, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``crowdloop ARGS`` against ``server`` as ``client``'s user; it must succeed."""
+def _cli(
+    server: Any, client: Any, *args: str, timeout: float = 600, columns: int | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``crowdloop ARGS`` against ``server`` as ``client``'s user; with ``check``, it must succeed.
+    ``columns``: the terminal width rich tables take (piped, with none, they keep whole cells)."""
+    env = None if columns is None else {**os.environ, "COLUMNS": str(columns)}
     done = subprocess.run([sys.executable, "-m", "crowdloop", *args, "--url", server.url, "--token", _token(client)],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+    if check:
+        assert done.returncode == 0, done.stderr
     return done
 
 
 def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_path):
-    pid, token = product["id"], _token(product["client"])
+    pid = product["id"]
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "crowdloop", *args, "--url", server.url, "--token", token]
-        wide = {**os.environ, "COLUMNS": "250"}  # rich tables are as wide as the terminal
-        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=wide)
+    def run(*args: str) -> subprocess.CompletedProcess[str]:  # rich tables are as wide as the terminal
+        return _cli(server, product["client"], *args, timeout=300, columns=250, check=False)
 
     listed = run("models", "list", str(pid))
     assert listed.returncode == 0 and "linear_svm" in listed.stdout and "production" in listed.stdout
@@ -237,8 +235,7 @@ def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_pa
     assert shown.returncode == 0 and "per_class" in shown.stdout and "aggregation_run" in shown.stdout
     events = run("models", "events", str(pid))
     assert events.returncode == 0 and "rejected" in events.stdout
-    piped = subprocess.run([sys.executable, "-m", "crowdloop", "models", "list", str(pid), "--url", server.url,
-                            "--token", token], capture_output=True, text=True, timeout=300)  # fmt: skip
+    piped = _cli(server, product["client"], "models", "list", str(pid), timeout=300, check=False)
     assert "candidate" in piped.stdout and "candi…" not in piped.stdout  # a pipe gets the whole cells
     as_json = json.loads(run("models", "list", str(pid), "--json").stdout)
     assert [v["version"] for v in as_json] == [v["version"] for v in product["client"].models(pid)]
