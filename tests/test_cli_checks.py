@@ -70,6 +70,55 @@ def test_serve_on_a_port_in_use_says_so_before_serving(taken_port, tmp_path, wor
     assert "crowdloop serving" not in done.stderr
 
 
+def _held(port: int) -> bool:
+    """Whether something holds ``port`` on 127.0.0.1 (bound, listening or not)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_holds_its_port_while_it_migrates(tmp_path, workers):
+    """It checked the port, migrated, then let uvicorn bind: a process that took the port in those
+    seconds made it fail after "crowdloop serving". The migrations wait here on a lock this test
+    holds on the database, and the port must be held meanwhile; then it serves on it."""
+    import sqlite3
+    import time
+
+    import httpx
+
+    path, port = tmp_path / "db.sqlite", free_port()
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("CREATE TABLE held (x)")
+    lock.execute("BEGIN EXCLUSIVE")  # the migrations wait on it (busy timeout 30 s)
+    command = [sys.executable, "-m", "crowdloop", "serve", "--port", str(port), "--workers", workers,
+               "--database-url", f"sqlite:///{path}"]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, held_twice = time.monotonic() + 25, False
+        while time.monotonic() < deadline and not held_twice and server.poll() is None:
+            held_twice = _held(port) and (time.sleep(0.2) or _held(port))  # not ensure_port_free's moment
+            time.sleep(0.05)
+        assert held_twice, "the port was not held while the migrations waited"
+        lock.execute("ROLLBACK")
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and status != 200 and server.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert status == 200, server.poll()
+    finally:
+        lock.close()
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert f"crowdloop serving sqlite:///{path} on http://127.0.0.1:{port}" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+
+
 @pytest.mark.parametrize(("option", "value"), [("--port", "99999"), ("--port", "0"), ("--workers", "0")])
 def test_serve_refuses_a_port_or_worker_count_out_of_range(option, value):
     """--port 99999 listened nowhere for ever; --workers 0 printed "0 process(es)"."""

@@ -41,6 +41,36 @@ def server_ports() -> range:
     return range(SERVER_PORTS.start, min(SERVER_PORTS.stop, low))
 
 
+def server_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, for a server to listen on; the errors of :func:`ensure_port_free`.
+
+    ``crowdloop serve`` binds it before its checks and migrations and hands it to uvicorn. Checking
+    the port and letting uvicorn bind it after the migrations left seconds in which another process
+    could take it: uvicorn then failed after "serving" had been printed. ``IPPROTO_TCP`` is given
+    explicitly: with the protocol left at 0, asyncio does not set ``TCP_NODELAY`` on the accepted
+    connections, and every reused connection waited ~40 ms on Nagle's algorithm and delayed ACKs.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn's own bind chooses
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise _bind_error(host, port, error) from None
+    sock.set_inheritable(True)  # uvicorn's worker processes listen on it too
+    return sock
+
+
+def _bind_error(host: str, port: int, error: OSError) -> InvalidParameterError:
+    if error.errno == errno.EADDRINUSE:
+        return InvalidParameterError(
+            f"port {port} is in use on {host}: stop what listens there or choose another --port."
+        )
+    return InvalidParameterError(f"cannot listen on {host}:{port}: {error.strerror}.")
+
+
 def ensure_port_free(host: str, port: int) -> None:
     """Raise :class:`InvalidParameterError` (exit 2) unless every address of ``host`` can bind ``port``.
 
@@ -60,11 +90,7 @@ def ensure_port_free(host: str, port: int) -> None:
             try:
                 sock.bind(address)
             except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    raise InvalidParameterError(
-                        f"port {port} is in use on {host}: stop what listens there or choose another --port."
-                    ) from None
-                raise InvalidParameterError(f"cannot listen on {host}:{port}: {error.strerror}.") from None
+                raise _bind_error(host, port, error) from None
 
 
 def free_port(host: str = "127.0.0.1", attempts: int = 200) -> int:

@@ -3,6 +3,7 @@ work over the HTTP API (projects, items, export), through the SDK."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from rich.table import Table
 from crowdloop.cli.base import cli, console, spinner, stdout_console
 from crowdloop.cli.checks import writable_file
 from crowdloop.errors import CrowdloopError, InvalidParameterError
-from crowdloop.ports import ensure_port_free
+from crowdloop.ports import server_socket
 
 if TYPE_CHECKING:
     from crowdloop.client import Client
@@ -43,7 +44,7 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
     from crowdloop.crowd.startup import prepare_server
     from crowdloop.monitoring.metrics import prepare_metrics_dir, remove_metrics_dir
 
-    ensure_port_free(host, port)  # before saying "serving": uvicorn's own bind error came after it, as exit 3
+    sock = server_socket(host, port)  # held from now on: a port taken during the migrations failed after "serving"
     if database_url:
         os.environ["CROWDLOOP_DATABASE_URL"] = database_url  # the worker processes read Settings from here
     settings = Settings()
@@ -59,7 +60,7 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
         if workers == 1:
             app = _checked(settings.database_url, lambda: _create_app(settings))  # refuses here, before "serving"
             _say_serving(settings.database_url, host, port, workers)
-            uvicorn.run(app, **common)
+            _serve_one(uvicorn.Config(app, **common), sock)
             return
         # Every check a process makes at start, made once here: one that failed in each process made
         # uvicorn's supervisor replace them for ever, serving nothing.
@@ -67,8 +68,9 @@ def serve_command(host: str, port: int, database_url: str | None, workers: int) 
         os.environ["CROWDLOOP_AUTO_MIGRATE"] = "false"  # migrated: the processes only check the schema
         _say_serving(settings.database_url, host, port, workers)
         _serve_processes(uvicorn.Config("crowdloop.api.app:create_app", factory=True, workers=workers,
-                                        timeout_worker_healthcheck=WORKER_START_SECONDS, **common))  # fmt: skip
+                                        timeout_worker_healthcheck=WORKER_START_SECONDS, **common), sock)  # fmt: skip
     finally:
+        sock.close()
         if temporary and metrics_dir is not None:
             remove_metrics_dir(metrics_dir)
 
@@ -97,25 +99,23 @@ with "Server disconnected without sending a response" (it stopped a `crowdloop d
 runs, where many worker clients each sit idle for a few seconds)."""
 
 
-def _serve_processes(config: Any) -> None:
-    """Several processes on one listening socket, made here with ``IPPROTO_TCP``.
+def _serve_one(config: Any, sock: Any) -> None:
+    """One process on the socket :func:`~crowdloop.ports.server_socket` bound, as ``uvicorn.run`` would
+    serve it (exit 3 when the server did not start, Ctrl-C a clean stop)."""
+    import uvicorn
 
-    uvicorn's own multi-process socket leaves the protocol at 0, so asyncio does not set
-    ``TCP_NODELAY`` on the accepted connections and every reused connection waits ~40 ms
-    for Nagle's algorithm and delayed ACKs.
-    """
-    import socket
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(3)
 
+
+def _serve_processes(config: Any, sock: Any) -> None:
+    """Several processes on the one listening socket, each accepting from it."""
     from uvicorn.supervisors import Multiprocess
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    sock.set_inheritable(True)
-    try:
-        Multiprocess(config, sockets=[sock]).run()
-    finally:
-        sock.close()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def _safe(url: str) -> str:
