@@ -16,6 +16,8 @@ import httpx
 import pytest
 from metrics_scrape import scrape
 
+from servers import start_server
+
 METRICS_TOKEN = "scrape-only-secret-7c1d"
 REQUESTS = 60
 
@@ -28,7 +30,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, start_server: Any) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("metrics")
     stale = directory / "counter_4242.db"
     stale.write_bytes(b"left over from an earlier run")  # would break the scrape if it were read

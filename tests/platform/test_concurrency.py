@@ -45,11 +45,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from conftest import Server, start_server
 from crowdloop.client import Client
 from crowdloop.errors import CrowdloopError
 from crowdloop.storage.db import make_engine
 from crowdloop.storage.models import Answer, Assignment, Item, Project, ProjectWorker
+from servers import Server, start_server
 from support import item_id_of
 
 N_WORKERS = 50

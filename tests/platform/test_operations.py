@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ADMIN_TOKEN, start_server
 from crowdloop.ports import free_port
+from servers import ADMIN_TOKEN, start_server
 from support import TcpRelay, postgres_available, postgres_database, require
 
 SECRET = "S3cretPW"
