@@ -34,8 +34,18 @@ def shared_dataset():
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse, saying why, a run whose tests xdist would spread one by one (see below)."""
-    if config.getoption("dist", None) == "loadgroup" and Version(pytest.__version__) >= Version("9.2.0.dev0"):
+    """Refuse, saying why, a run whose tests xdist would spread one by one (see below): one with
+    another ``--dist`` than loadgroup (``-n 2`` alone means ``--dist load``), or under pytest 9.2."""
+    if hasattr(config, "workerinput"):
+        return  # a worker of a run the controller already checked
+    dist = config.getoption("dist", None)
+    if config.getoption("numprocesses", None) and dist != "loadgroup":
+        raise pytest.UsageError(
+            f"--dist {dist} does not keep together the tests that need one process (a file's tests, some of "
+            "which build on the ones before; tests/web and tests/deploy, which share a server, Chromium and a "
+            "model; the Spark tests): run with --dist loadgroup (the README's pytest -n 2 --dist loadgroup)."
+        )
+    if dist == "loadgroup" and Version(pytest.__version__) >= Version("9.2.0.dev0"):
         raise pytest.UsageError(
             f"pytest-xdist cannot keep a file's tests together under pytest {pytest.__version__} "
             "(pytest-dev/pytest-xdist#1386), and some tests build on the ones before them in their file: "
