@@ -1,14 +1,11 @@
 """Browser tests of the web UI: one `crowdloop serve` on SQLite and one headless Chromium per session.
 
-The server comes from the platform tests' helper (``tests/platform/conftest.py``, loaded here
-under another name). Chromium is Debian's (/usr/bin/chromium), driven by Playwright; the tests
+The server comes from the tests' server helpers (:mod:`servers`). Chromium is Debian's (/usr/bin/chromium), driven by Playwright; the tests
 skip without it, unless CROWDLOOP_REQUIRE_ALL=1.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from servers import start_server
 from support import require
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,21 +21,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-def _platform_helpers() -> Any:
-    path = Path(__file__).resolve().parents[1] / "platform" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("crowdloop_test_servers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    helpers = _platform_helpers()
     database = tmp_path_factory.mktemp("web-db") / "crowdloop.db"
-    running = helpers.start_server(f"sqlite:///{database}", tmp_path_factory.mktemp("web-logs"))
+    running = start_server(f"sqlite:///{database}", tmp_path_factory.mktemp("web-logs"))
     yield running
     running.stop()
 
