@@ -530,15 +530,26 @@ def test_answers_waiting_in_the_browser_outlive_a_refused_token(server, context,
     assert worker_sdk.standing(project)["answers"] == 1
 
 
-def test_an_item_whose_lease_ran_out_is_replaced_not_answered(server, context, user):
-    """A tab left open past the lease showed items whose answers were refused, two of them."""
+def test_an_item_whose_lease_ran_out_waits_for_the_worker_and_nothing_is_leased_meanwhile(server, context, user):
+    """A tab left open past the lease showed items whose answers were refused, two of them; then it
+    leased two new items every lease period, for ever, with nobody there to answer them."""
     _, _, owner = user("requester")
-    project = _project(owner, [f"leased sentence {i}" for i in range(6)], lease_seconds=5)
+    project = _project(owner, [f"leased sentence {i}" for i in range(8)], lease_seconds=8)
     owner.start(project)
     page, _, worker_sdk = _worker_on(server, context, user, project)
     page.wait_for_selector("#item .item")
-    page.wait_for_timeout(6500)  # every lease the page holds runs out
+    batches: list[str] = []
+    page.on("request", lambda request: batches.append(request.url) if "/tasks/batch" in request.url else None)
+    page.wait_for_selector("#back", timeout=15_000)  # the item on screen ran out (8 s, less the 3 s margin)
+    assert page.locator("#labels").is_hidden() and "ran out" in page.inner_text("#item")
+    taken = len(batches)
+    page.keyboard.press("2")  # a label key answers nothing while away
+    page.wait_for_timeout(3000)  # the item held ahead runs out too
+    assert len(batches) == taken, "items were leased while the worker was away"
+    assert worker_sdk.standing(project)["answers"] == 0
+    page.keyboard.press("Enter")
     page.wait_for_selector("#item .item")
+    assert len(batches) > taken
     page.wait_for_timeout(300)
     page.keyboard.press("2")
     wait_until(page, lambda: worker_sdk.standing(project)["answers"] == 1, "the answer accepted")

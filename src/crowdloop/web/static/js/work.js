@@ -17,6 +17,7 @@ const state = {
   last: null, // the last answer, for undo
   pendingPress: null,
   finished: false,
+  away: false, // an item's lease ran out on screen: nothing is leased until the worker says they are back
   session: { answers: 0, earned: 0 },
   refilling: null,
   refillAgain: false,
@@ -72,7 +73,7 @@ function labelButtons(labels) {
 // --- the queue of leased tasks ---------------------------------------------------------------------
 
 function refill() {
-  if (state.finished) return Promise.resolve();
+  if (state.finished || state.away) return Promise.resolve();
   if (state.refilling) {
     state.refillAgain = true; // what is held changed meanwhile: ask once more afterwards
     return state.refilling;
@@ -105,13 +106,34 @@ const live = (task) => new Date(task.expires_at).getTime() - Date.now() > 3000;
 function dropExpired() {
   const before = state.queue.length;
   state.queue = state.queue.filter(live);
-  if (state.current && !live(state.current)) {
-    state.current = null;
-    notice($("#message"), "The time to answer that item ran out; here is a fresh one.", "warn");
-    if (state.queue.length) show(state.queue.shift());
-    else fill($("#item"), h("p", { class: "loading" }, "Loading the next item…"));
-  }
+  if (state.current && !live(state.current)) return away();
   if (state.queue.length !== before || !state.current) refill();
+}
+
+// The item on screen ran out of time: the worker is taken to be away. The page stops leasing (a tab
+// left open took two new items every lease period, for ever, keeping them from other workers and
+// counting them against the budget) and waits for Enter or the button; the items held run out too.
+function away() {
+  state.current = null;
+  state.away = true;
+  $("#labels").hidden = true;
+  $("#actions").hidden = true;
+  notice($("#message"), "", "info");
+  fill($("#item"), h("div", { class: "notice warn away" },
+    h("p", {}, "The time to answer that item ran out, so it went back to the other workers. No new items are taken for you meanwhile."),
+    h("button", { type: "button", id: "back", onclick: () => back() }, h("kbd", {}, "Enter"), " I am back")));
+  $("#back").focus();
+}
+
+function back() {
+  if (!state.away) return;
+  state.away = false;
+  $("#labels").hidden = false;
+  $("#actions").hidden = false;
+  state.queue = state.queue.filter(live);
+  if (state.queue.length) show(state.queue.shift());
+  else fill($("#item"), h("p", { class: "loading" }, "Loading the next item…"));
+  refill();
 }
 
 function take(tasks) {
@@ -120,7 +142,7 @@ function take(tasks) {
   for (const task of tasks) {
     if (!held.has(task.assignment_id) && !state.done.has(task.assignment_id)) state.queue.push(task);
   }
-  if (!state.current && state.queue.length) show(state.queue.shift());
+  if (!state.current && !state.away && state.queue.length) show(state.queue.shift());
 }
 
 function show(task) {
@@ -214,6 +236,7 @@ async function undo() {
     standing();
   }
   state.done.delete(task.assignment_id);
+  state.away = false; // the worker is here: undoing says so as well as Enter does
   if (state.current) state.queue.unshift(state.current);
   show(task);
   notice($("#message"), `Undone: your answer "${last.label}" was withdrawn.`, "info");
@@ -225,6 +248,13 @@ function onKey(event) {
     return;
   }
   if (["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName)) return;
+  if (state.away) {
+    if (event.key === "Enter" || event.key === " ") {
+      back();
+      event.preventDefault();
+    }
+    return;
+  }
   const labels = state.project ? state.project.labels : [];
   if (/^[1-9]$/.test(event.key) && Number(event.key) <= labels.length) answer(labels[Number(event.key) - 1], event.timeStamp);
   else if (event.key === "0" || event.key.toLowerCase() === "s") skip(event.timeStamp); // Shift or Caps Lock too
