@@ -123,11 +123,9 @@ def population(session: Session, project: Project, version: ModelVersion) -> Pop
     labels = pd.Series([str(row.label) for row in labeled], index=index)
     confidence = pd.Series([float(row.confidence) for row in labeled], index=index)
     classes = [str(label) for label in project.labels]
-    return Population(
-        items_frame([(row.id, row.data) for row in chosen]),
-        items_frame([(row.id, row.data) for row in rows]),
-        soft_from_confidence(labels, confidence, classes),
-    )
+    training = items_frame([(row.id, row.data) for row in rows])
+    items = training if len(chosen) == len(rows) else items_frame([(row.id, row.data) for row in chosen])
+    return Population(items, training, soft_from_confidence(labels, confidence, classes))
 
 
 def out_of_fold(
