@@ -180,6 +180,27 @@ def test_the_dashboard_adds_up(server):
     assert banned["hourly_pay"] == pytest.approx(0.10 / (6 / 3600))
 
 
+def test_the_worker_table_counts_skipped_tasks_and_tasks_left_to_run_out_with_the_gold_among_them(server):
+    """A gold task left until its lease ran out was counted nowhere: not as a missed gold answer
+    (a break looks the same), and not in anything the requester could see."""
+    import time
+
+    owner, project = _project(server, texts=3, lease_seconds=5, gold_share=0.1)
+    owner.import_items(project, [{"data": {"text": "control"}, "gold_label": "yes"}])
+    (skipper_user, skipper), (waiter_user, waiter) = server.user("skipper", "worker"), server.user("waiter", "worker")
+    assert waiter.next_task(project)["data"] == {"text": "control"}  # a newcomer's first task is gold
+    for _ in range(2):
+        assert _post(skipper, f"/assignments/{skipper.next_task(project)['assignment_id']}/skip").status_code == 204
+    time.sleep(5.5)  # the waiter's gold lease runs out
+    table = {row["worker_id"]: row for row in owner.workers(project)}
+    waited, skipped = table[int(waiter_user["id"])], table[int(skipper_user["id"])]
+    assert (waited["skipped"], waited["expired"], waited["expired_gold"]) == (0, 1, 1)
+    assert waited["gold_answers"] == 0  # not a missed gold answer
+    assert skipped["skipped"] == 2 and skipped["expired"] == 0
+    board = {row["worker_id"]: row for row in owner._call("GET", f"/projects/{project}/dashboard")["workers"]}
+    assert board[int(waiter_user["id"])]["expired_gold"] == 1
+
+
 def test_saving_settings_merges_rules_and_refuses_a_cleared_required_field(server):
     owner, project = _project(server, aggregation_method="ds", rules={"min_gold_accuracy": 0.8, "max_skips_in_row": 4})
     assert owner.project(project)["aggregation_method"] == "dawid_skene"  # the registry name the form offers

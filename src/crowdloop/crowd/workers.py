@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from crowdloop.crowd import assignment, webhooks
@@ -12,11 +12,12 @@ from crowdloop.crowd.projects import access_granted, get_owned_project, open_lea
 from crowdloop.crowd.schemas import from_micros, to_micros
 from crowdloop.crowd.standing import ban_history, set_ban, standing_row
 from crowdloop.errors import InvalidInputError, NotFoundError
-from crowdloop.storage.models import Answer, Assignment, BanEvent, Bonus, ProjectWorker, User
+from crowdloop.storage.models import Answer, Assignment, BanEvent, Bonus, Item, ProjectWorker, User, utcnow
 
 
 def worker_table(session: Session, actor: User, project_id: int) -> list[dict[str, Any]]:
-    """Per worker: answers, gold accuracy, reliability, median seconds, earnings, ban state."""
+    """Per worker: answers, gold accuracy, reliability, median seconds, earnings, ban state, and the
+    tasks they skipped or let run out (:func:`_lapses`)."""
     get_owned_project(session, actor, project_id)
     rows = _project_workers(session, project_id)
     speed: dict[int, float] = dict(
@@ -27,7 +28,43 @@ def worker_table(session: Session, actor: User, project_id: int) -> list[dict[st
         ).all()
     )
     bonuses = _bonus_totals(session, project_id)
-    return [_worker_row(pw, name, speed.get(pw.worker_id), bonuses.get(pw.worker_id, 0)) for pw, name in rows]
+    lapses = _lapses(session, project_id)
+    return [
+        _worker_row(pw, name, speed.get(pw.worker_id), bonuses.get(pw.worker_id, 0))
+        | lapses.get(pw.worker_id, NO_LAPSES)
+        for pw, name in rows
+    ]
+
+
+NO_LAPSES = {"skipped": 0, "expired": 0, "expired_gold": 0}
+
+
+def _lapses(session: Session, project_id: int) -> dict[int, dict[str, int]]:
+    """Per worker: tasks skipped, tasks whose lease ran out unanswered, and how many of those were gold.
+
+    A skipped gold task counts as a missed gold answer; one left to run out does not (the server
+    cannot tell waiting it out from a worker called away; see README), so the requester sees it
+    here instead: a worker whose expired tasks are mostly gold, at a gold share of a tenth, is
+    waiting the checks out. Leases ended by a ban or by closing the project count as expired too.
+    """
+    ran_out = or_(
+        Assignment.status == "expired", and_(Assignment.status == "leased", Assignment.expires_at <= utcnow())
+    )
+    rows = session.execute(
+        select(
+            Assignment.worker_id,
+            func.count().filter(Assignment.status == "skipped"),
+            func.count().filter(ran_out),
+            func.count().filter(and_(ran_out, Item.is_gold.is_(True))),
+        )
+        .join(Item, Item.id == Assignment.item_id)
+        .where(Assignment.project_id == project_id, Assignment.status.in_(("skipped", "expired", "leased")))
+        .group_by(Assignment.worker_id)
+    ).all()
+    return {
+        int(worker): {"skipped": int(skipped), "expired": int(expired), "expired_gold": int(gold)}
+        for worker, skipped, expired, gold in rows
+    }
 
 
 def _project_workers(session: Session, project_id: int) -> list[Any]:

@@ -93,6 +93,7 @@ function workerRow(w) {
     onclick: () => ban(w.worker_id, action, reason) }, w.banned ? "Unban" : "Ban");
   return h("tr", { dataset: { worker: String(w.worker_id) }, class: w.banned ? "banned" : "" },
     h("td", {}, w.name), h("td", {}, String(w.answers)), h("td", {}, percent(w.gold_accuracy)),
+    h("td", {}, `${w.skipped} / ${w.expired}`, w.expired_gold ? h("div", { class: "muted small" }, `${w.expired_gold} gold ran out`) : null),
     h("td", {}, number(w.reliability, 2), w.held_back ? h("div", { class: "muted small" }, "held back") : null),
     h("td", {}, number(w.mean_seconds, 1)), h("td", {}, money(w.earned)),
     h("td", {}, w.hourly_pay === null ? "–" : `${money(w.hourly_pay)}/h`),
