@@ -29,6 +29,7 @@ from crowdloop.config import Settings, parse_networks
 from crowdloop.crowd import webhooks
 from crowdloop.crowd.webhooks import (
     CLAIM_LEASE,
+    DELIVERY_HORIZON,
     EVENTS,
     MAX_ATTEMPTS,
     REQUEST_TIMEOUT,
@@ -378,7 +379,8 @@ def test_back_off_doubles_from_five_seconds_and_is_capped_at_an_hour() -> None:
 def test_retries_span_more_than_two_hours() -> None:
     assert MAX_ATTEMPTS == 12
     span = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())  # first try to last
-    assert timedelta(hours=2) < span < timedelta(hours=3)
+    assert span == DELIVERY_HORIZON
+    assert timedelta(hours=2) < DELIVERY_HORIZON < timedelta(hours=3)
 
 
 def test_the_lease_outlasts_the_send_window_plus_a_slow_request() -> None:
@@ -542,6 +544,82 @@ def test_claims_left_when_the_send_window_closes_are_handed_back(
     assert _deliver(db, client, now) == 1
     assert [row.status for row in _deliveries(db)] == ["delivered", "delivered"]
     assert [r.headers["X-Crowdloop-Event"] for r in receiver.requests] == ["item.labeled", "worker.banned"]
+
+
+def _hook(db: Database, webhook_id: int) -> Webhook:
+    with db.factory() as session:
+        hook = session.get(Webhook, webhook_id)
+        assert hook is not None
+        return hook
+
+
+def test_a_failing_receiver_holds_back_its_own_webhook_not_the_others(
+    db: Database, project_id: int, receiver: Receiver, closed_port_url: str, client: httpx.Client
+) -> None:
+    """Each due delivery to a dead receiver was tried in turn, one at a time, ten seconds or more
+    each when it timed out, and every other webhook's deliveries waited behind them."""
+    dead, alive = _register(db, project_id, closed_port_url), _register(db, project_id, receiver.url)
+    for _ in range(4):
+        _enqueue(db, project_id)
+    now = utcnow()
+    assert _deliver(db, client, now) == 1 + 4  # one try of the dead receiver, then its deliveries wait
+    assert len(receiver.requests) == 4
+    tries = sorted(row.attempts for row in _deliveries(db) if row.webhook_id == dead.id)
+    assert tries == [0, 0, 0, 1]
+    assert (_hook(db, dead.id).failures, _hook(db, dead.id).retry_at) == (1, now + timedelta(seconds=5))
+    assert (_hook(db, alive.id).failures, _hook(db, alive.id).retry_at) == (0, None)
+    assert _deliver(db, client, now + timedelta(seconds=4)) == 0  # the webhook backs off as a whole
+    later = now + timedelta(seconds=5)
+    assert _deliver(db, client, later) == 1
+    assert (_hook(db, dead.id).failures, _hook(db, dead.id).retry_at) == (2, later + timedelta(seconds=10))
+    assert all(row.status == "pending" for row in _deliveries(db) if row.webhook_id == dead.id)
+
+
+def test_the_first_success_sends_what_its_webhook_held_back(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.fail_first = 1
+    hook = _register(db, project_id, receiver.url)
+    for _ in range(3):
+        _enqueue(db, project_id)
+    now = utcnow()
+    assert _deliver(db, client, now) == 1
+    assert _deliver(db, client, now + timedelta(seconds=5)) == 3
+    assert [row.status for row in _deliveries(db)] == ["delivered"] * 3
+    assert (_hook(db, hook.id).failures, _hook(db, hook.id).retry_at) == (0, None)
+    assert len(receiver.requests) == 4
+
+
+def test_deliveries_held_back_past_the_horizon_fail_when_their_webhook_fails_again(
+    db: Database, project_id: int, closed_port_url: str, client: httpx.Client
+) -> None:
+    """Held back with their webhook, deliveries are tried fewer times than MAX_ATTEMPTS: they must
+    still end, as one tried on its own schedule would, not wait for ever on a dead receiver."""
+    _register(db, project_id, closed_port_url)
+    for _ in range(3):
+        _enqueue(db, project_id)
+    now = utcnow()
+    assert _deliver(db, client, now) == 1
+    assert [row.status for row in _deliveries(db)] == ["pending"] * 3
+    assert _deliver(db, client, now + DELIVERY_HORIZON + timedelta(seconds=1)) == 1
+    rows = _deliveries(db)
+    assert [row.status for row in rows] == ["failed"] * 3
+    assert sum(row.attempts for row in rows) == 2
+    assert sum(row.last_error == "its receiver kept failing for 2 h 25 min" for row in rows) == 2
+    assert _deliver(db, client, now + timedelta(days=1)) == 0
+
+
+def test_a_410_does_not_hold_back_the_webhook(
+    db: Database, project_id: int, receiver: Receiver, client: httpx.Client
+) -> None:
+    """410 Gone is the receiver answering, about that one delivery."""
+    receiver.fail_first, receiver.fail_status = 1, 410
+    hook = _register(db, project_id, receiver.url)
+    _enqueue(db, project_id)
+    _enqueue(db, project_id)
+    assert _deliver(db, client, utcnow()) == 2
+    assert [row.status for row in _deliveries(db)] == ["failed", "delivered"]
+    assert _hook(db, hook.id).failures == 0
 
 
 def test_postgres_rows_being_claimed_are_skipped_by_another_claimer(

@@ -353,6 +353,10 @@ def test_a_decision_is_announced_and_on_the_last_open_item_finishes_the_project(
     owner.decide(project, open_item, "yes")  # a retry announces nothing twice
     assert owner.project(project)["status"] == "finished"
     assert _events(owner, project) == ["item.labeled", "item.labeled", "project.finished"]
+    deadline = time.monotonic() + 60
+    while (hook := owner.webhooks(project)[0])["failures"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hook["failures"] >= 1 and hook["retry_at"] is not None  # nobody listens on port 9: it backs off
 
 
 def _events(owner: Any, project: int) -> list[str]:

@@ -8,6 +8,13 @@ even if the receiver is down or the process dies. :func:`deliver_due_batch` (run
 exponential back-off, for up to :data:`MAX_ATTEMPTS` tries (about two and a half hours);
 a ``410 Gone`` answer means the receiver asked to stop, and ends the delivery at once.
 
+A receiver that fails makes its whole webhook back off, not only the delivery tried: the
+dispatcher sends one request at a time, and a receiver that timed out cost each of its due
+deliveries ten seconds or more, while every other project's webhooks waited behind them. So a
+webhook counts its failed tries in a row (``failures``) and none of its deliveries is sent before
+its ``retry_at``, on the same back-off schedule; the first success sends the rest. A delivery held
+back that long still ends: once its webhook fails again after :data:`DELIVERY_HORIZON`, it fails.
+
 No transaction is open while a receiver is being called: a slow receiver must not hold
 SQLite's single write lock (every write transaction there is ``BEGIN IMMEDIATE``), nor
 PostgreSQL row locks and a connection. A batch therefore runs in three steps:
@@ -48,7 +55,7 @@ from typing import Any
 
 import httpcore
 import httpx
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.config import Network
@@ -356,6 +363,7 @@ class Claim:
     headers: dict[str, str] = field(repr=False)  # signed in the claim: the secret stays in the database
     due_at: datetime  # ``next_attempt_at`` before the claim: restored if the claim is handed back unsent
     lease_until: datetime  # ``next_attempt_at`` while claimed: the row is still ours while they are equal
+    webhook_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,11 @@ def backoff(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed try: 5 s, 10 s, 20 s, ... at most an hour."""
     doublings = min(max(attempts - 1, 0), 20)  # bounded so a huge count cannot overflow timedelta
     return min(BACKOFF_BASE * (1 << doublings), BACKOFF_CAP)
+
+
+DELIVERY_HORIZON = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())
+"""How long a delivery is retried for (about 2 h 25 min, its own :data:`MAX_ATTEMPTS` tries): one
+held back with its failing webhook, and so tried fewer times, fails too when it is this old."""
 
 
 def deliver_due_batch(
@@ -389,15 +402,27 @@ def deliver_due_batch(
     now = now or utcnow()
     claims = claim_due(factory, now, limit)
     outcomes: list[Outcome] = []
+    failing: set[int] = set()  # webhooks whose receiver failed in this batch: the rest of theirs wait
     deadline = time.monotonic() + SEND_WINDOW.total_seconds()
     try:
         for claim in claims:
+            if claim.webhook_id in failing:
+                continue
             outcomes.append(send(client, claim))
+            if receiver_failed(outcomes[-1]):
+                failing.add(claim.webhook_id)
             if time.monotonic() >= deadline:
                 break
     finally:
-        record(factory, outcomes, now, unsent=claims[len(outcomes) :])
+        sent = {outcome.claim.delivery_id for outcome in outcomes}
+        record(factory, outcomes, now, unsent=[claim for claim in claims if claim.delivery_id not in sent])
     return len(outcomes)
+
+
+def receiver_failed(outcome: Outcome) -> bool:
+    """Whether the try counts against its webhook: any failure but ``410 Gone``, which is the
+    receiver answering, about that delivery alone."""
+    return outcome.error is not None and outcome.status_code != 410
 
 
 def claim_due(factory: sessionmaker[Session], now: datetime, limit: int = 100) -> list[Claim]:
@@ -416,6 +441,7 @@ def claim_due(factory: sessionmaker[Session], now: datetime, limit: int = 100) -
                     headers=headers_for(delivery, webhook.secret, body, now),
                     due_at=delivery.next_attempt_at,
                     lease_until=lease_until,
+                    webhook_id=webhook.id,
                 )
             )
             delivery.next_attempt_at = lease_until
@@ -430,6 +456,7 @@ def _due_query(session: Session, now: datetime, limit: int) -> Select[tuple[Webh
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= now,
             Webhook.active.is_(True),  # a paused webhook keeps its deliveries pending
+            or_(Webhook.retry_at.is_(None), Webhook.retry_at <= now),  # one backing off too
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
@@ -491,6 +518,38 @@ def record(
             row = _still_claimed(rows, claim)
             if row is not None:
                 row.next_attempt_at = claim.due_at
+        _back_off(session, outcomes, now)
+
+
+def _back_off(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Each webhook tried: back on its feet after a success, else one more failure and its
+    ``retry_at`` further off; its deliveries older than :data:`DELIVERY_HORIZON` then fail."""
+    last: dict[int, Outcome] = {outcome.claim.webhook_id: outcome for outcome in outcomes}
+    for webhook_id in sorted(last):  # in id order: two senders must not lock webhooks crosswise
+        hook = session.get(Webhook, webhook_id, with_for_update=not _is_sqlite(session))
+        if hook is None:
+            continue  # deleted meanwhile
+        if not receiver_failed(last[webhook_id]):
+            hook.failures, hook.retry_at = 0, None
+            continue
+        hook.failures += 1
+        hook.retry_at = now + backoff(hook.failures)
+        session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == webhook_id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.created_at <= now - DELIVERY_HORIZON,
+                WebhookDelivery.next_attempt_at <= now,  # not one another sender holds (leased ahead)
+            )
+            .values(status="failed", last_error=f"its receiver kept failing for {_span(DELIVERY_HORIZON)}")
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _span(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def _still_claimed(rows: dict[int, WebhookDelivery], claim: Claim) -> WebhookDelivery | None:
@@ -510,6 +569,8 @@ def _apply(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> None:
         delivery.delivered_at = now
     elif outcome.status_code == 410 or delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = "failed"  # 410 Gone: the receiver asked us to stop
+    elif delivery.created_at <= now - DELIVERY_HORIZON:
+        delivery.status = "failed"  # held back with its webhook, it was tried fewer times: see _back_off
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts)
 

@@ -282,6 +282,8 @@ class Webhook(Base):
     events: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed tries in a row, of any of its deliveries
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)  # none of its deliveries is sent before
 
 
 class WebhookDelivery(Base):
