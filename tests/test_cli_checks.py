@@ -156,6 +156,16 @@ def test_demo_on_a_port_another_server_answers_on_says_it_is_in_use(tmp_path: Pa
 EDGE = ("edge", "run", "--server", "http://127.0.0.1:1", "--token", "t", "--project", "1")
 
 
+def test_edge_refuses_a_state_folder_another_servers_edge_left(tmp_path):
+    """It served that server's kept model, and would have sent this server its feedback."""
+    state = tmp_path / "edge"
+    state.mkdir()
+    (state / "server.json").write_text('{"server": "http://10.0.0.5:8000"}')
+    done = crowdloop(*EDGE, "--state-dir", str(state), "--port", str(free_port()), timeout=60)
+    one_line(done, 2, f"{state} holds the model and unsent feedback of an edge of http://10.0.0.5:8000, not "
+                      "http://127.0.0.1:1: give another --state-dir")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("--poll-interval", "0"), ("--threshold", "5"), ("--audit-rate", "-3"), ("--port", "99999")],

@@ -446,6 +446,30 @@ def test_an_edge_serves_a_kept_model_only_if_it_is_its_projects_and_intact(serve
         damaged.close()
 
 
+def test_an_edge_refuses_a_state_folder_of_another_servers_edge(serve, runtime, world, tmp_path):
+    """The kept model was checked to be the same project's by number only: an edge started for
+    another server (the default folder is the same for every run) served this server's model with
+    that server away, and would have sent it this server's feedback."""
+    from crowdloop.errors import InvalidParameterError
+
+    state = tmp_path / "state"
+    shutil.copytree(runtime.state_dir, state, ignore=shutil.ignore_patterns("outbox*"))
+    assert json.loads((state / "server.json").read_text()) == {"server": serve.url}
+    with pytest.raises(InvalidParameterError, match=f"holds the model and unsent feedback of an edge of {serve.url}"):
+        EdgeRuntime("http://127.0.0.1:1", world["token"], world["project"], state, poll_interval=60)
+    assert not (state / "outbox.sqlite").exists()  # refused before it opened anything
+    respelled = serve.url.replace("http://", "HTTP://") + "/"
+    same = EdgeRuntime(respelled, world["token"], world["project"], state, poll_interval=60)
+    try:
+        assert same.load_local() and same.version == runtime.version
+    finally:
+        same.close()
+    (state / "server.json").unlink()  # a folder an older edge left: taken as this server's, and marked
+    older = EdgeRuntime("http://127.0.0.1:1", world["token"], world["project"], state, poll_interval=60)
+    older.close()
+    assert json.loads((state / "server.json").read_text()) == {"server": "http://127.0.0.1:1"}
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("confidence_sample", [float("nan")]), ("input_stats", {"text": 5}), ("started_at", 1e20),

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from crowdloop.crowd.dedup import has_content
 from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
@@ -39,12 +41,46 @@ from crowdloop.errors import (
     BusyError,
     CrowdloopError,
     InvalidInputError,
+    InvalidParameterError,
     MissingColumnsError,
     NotFoundError,
 )
 
 log = logging.getLogger("crowdloop.edge")
 CURRENT = "current.json"
+SERVER = "server.json"
+"""Which server a state folder's model and queued feedback belong to (:func:`claim_state_dir`)."""
+
+
+def server_identity(server: str) -> str:
+    """``scheme://host[:port][/path]`` of a server URL, as two spellings of one address compare
+    equal: the scheme and host in lower case, a default port and a trailing slash left out."""
+    url = httpx.URL(server.strip())
+    port = "" if url.port is None else f":{url.port}"  # httpx leaves a default port out already
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{url.scheme.lower()}://{host.lower()}{port}{url.path.rstrip('/')}"
+
+
+def claim_state_dir(state_dir: Path, server: str) -> None:
+    """Refuse a state folder that holds another server's model and feedback; mark a new one as this
+    server's. The model kept there was served at start with the server away, only checked to be
+    the same project's number: a folder left by an edge of another server (the default folder
+    is the same for every run) served that server's model, and would have sent it its feedback.
+    A folder from before the mark is taken as this server's, as its model was by project."""
+    marker = state_dir / SERVER
+    wanted = server_identity(server)
+    if marker.is_file():
+        try:
+            recorded = str(json.loads(marker.read_text())["server"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidParameterError(f"{marker} is damaged: remove it, or give another --state-dir.") from None
+        if recorded != wanted:
+            raise InvalidParameterError(
+                f"{state_dir} holds the model and unsent feedback of an edge of {recorded}, not {wanted}: give "
+                f"another --state-dir, or remove {marker} if that server moved to this address."
+            )
+        return
+    marker.write_text(json.dumps({"server": wanted}))
 
 
 class EdgeRuntime:
@@ -69,6 +105,7 @@ class EdgeRuntime:
         self.poll_interval, self.flush_interval = poll_interval, flush_interval
         self.threshold, self.audit_rate, self.batch_size = threshold, audit_rate, batch_size
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        claim_state_dir(self.state_dir, server)
         self.link = ServerLink(server, token, project)
         self.metrics = EdgeMetrics()
         self.outbox = Outbox(self.state_dir / "outbox.sqlite", max_entries=outbox_limit, on_drop=self._dropped)
