@@ -7,6 +7,7 @@ import unicodedata
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from crowdloop.sim import DynamicOverlap, FixedOverlap, ReplayedCrowd, SimulatedCrowd, make_population, run_over_http
 from crowdloop.sim.http import _one_visit, _open
@@ -40,6 +41,21 @@ def test_replayed_crowd_over_http_gives_only_recorded_answers(sqlite_server):
     assert result.extra["spent"] == len(bought) * 0.5
     summary = result.summary(pd.Series({f"t{i}": ["no", "yes"][i % 2] for i in range(12)}), price=0.5)
     assert summary["cost"] == result.extra["spent"] and summary["label_accuracy"] >= 0.75
+
+
+def test_a_simulation_leaves_no_work_for_the_servers_real_workers(sqlite_server):
+    """The project was left active and open to all, at the price given: a real worker was handed
+    its tasks, to answer for the simulated crowd."""
+    from crowdloop.client import Client
+    from crowdloop.errors import NotFoundError
+
+    real = Client(sqlite_server.url, str(sqlite_server.admin.create_user("real-worker", "worker")["token"]))
+    result = run_over_http(sqlite_server.url, sqlite_server.admin_token, ReplayedCrowd(_sparse_recording()),
+                           FixedOverlap(3), budget=5, random_state=0)  # fmt: skip
+    project = sqlite_server.admin.project(result.extra["server_project"])
+    assert project["status"] == "finished" and project["open_to_all"] is False
+    with real, pytest.raises(NotFoundError):
+        real.next_task(project["id"])
 
 
 def test_simulated_population_with_dynamic_overlap_over_http(sqlite_server):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,6 +235,7 @@ class _Bar:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         self._progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         self._task = self._progress.add_task(description, total=None)
+        self._updated = float("-inf")
 
     def __enter__(self) -> Any:
         self._progress.start()
@@ -243,7 +245,11 @@ class _Bar:
         self._progress.stop()
 
     def advance(self, done: int, total: int) -> None:
-        if done % 50 == 0 or done == total:
+        """Called per label bought: in-process, tens of thousands a second, so the bar is updated
+        at most ten times a second (every 50th label, as it was, showed 0/? for a minute over HTTP)."""
+        now = time.monotonic()
+        if now - self._updated >= 0.1 or done == total:
+            self._updated = now
             self._progress.update(self._task, completed=done, total=total)
 
 

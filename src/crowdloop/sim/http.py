@@ -60,6 +60,10 @@ def run_over_http(
     ``admin_token`` creates the requester and one worker account per crowd worker. ``gold``
     items become the project's gold (control) questions, asked at their share of the tasks.
     ``budget`` caps the answers submitted.
+
+    The project is open to the simulated workers only, and finished when the run ends, however it
+    ends: it was left active and open to all, at the price given (0 by default), and the server's
+    real workers were handed its tasks.
     """
     if budget is not None and budget < 0:
         raise InvalidParameterError(f"budget must be a non-negative number of labels; got {budget}.")
@@ -68,7 +72,10 @@ def run_over_http(
         submitted = _work(session, crowd, budget, random_state, progress)
         return _collect(session, crowd, policy, gold, submitted)
     finally:
-        session.close()
+        try:
+            session.requester.update_project(session.project_id, status="finished")
+        finally:
+            session.close()
 
 
 def _open(url: str, admin_token: str, crowd: Crowd, policy: Policy, gold: pd.Series | None, price: float) -> _Session:
@@ -79,7 +86,10 @@ def _open(url: str, admin_token: str, crowd: Crowd, policy: Policy, gold: pd.Ser
     control = gold.index.intersection(pd.Index(crowd.tasks)) if gold is not None else pd.Index([])
     spec = policy.project_spec() | {"gold_share": round(min(len(control) / max(len(crowd.tasks), 1), 0.5), 3)}
     labels = [str(label) for label in crowd.labels]
-    project = requester.create_project(name=f"simulation {policy.name} {tag}", labels=labels, price=price, **spec)
+    project = requester.create_project(name=f"simulation {policy.name} {tag}", labels=labels, price=price,
+                                       open_to_all=False, **spec)  # fmt: skip
+    for account in accounts:
+        requester.grant_access(project["id"], int(account["id"]))
     rows = [_item_row(position, task, gold if task in control else None) for position, task in enumerate(crowd.tasks)]
     for start in range(0, len(rows), IMPORT_CHUNK):
         requester.import_items(project["id"], rows[start : start + IMPORT_CHUNK])
