@@ -506,6 +506,20 @@ def test_a_row_with_its_fields_outside_data_says_where_they_go(server):
     )
 
 
+def test_a_gold_label_inside_data_is_told_to_go_beside_it(server):
+    """The advice was to name the column gold_label, which it was already, inside "data"."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    rows = [{"data": {"text": "one"}}, {"data": {"text": "two", "gold_label": "1"}}]
+    report = requester.import_items(project, rows)
+    assert report["created"] == 1 and report["rejected"][0]["reason"] == (
+        """field 'gold_label' is inside "data", where workers would be shown it: put it at the top level of """
+        """the row, beside "data", to make the item gold"""
+    )
+    assert requester.import_items(project, [{"data": {"text": "two"}, "gold_label": "1"}])["created"] == 1
+    assert [item["is_gold"] for item in requester.items(project) if item["data"] == {"text": "two"}] == [True]
+
+
 def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):
     _, requester = server.user("req", "requester")
     project = _project(requester)["id"]

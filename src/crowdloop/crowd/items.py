@@ -134,6 +134,10 @@ def _column(name: object) -> str:
     return reserved if reserved in RESERVED_COLUMNS else text
 
 
+GOLD_KEYS = ("gold_label", "gold_explanation")
+"""A row's gold answer and its explanation: columns of a CSV row, keys beside ``data`` in a JSON one."""
+
+
 def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
     """A flat CSV row: reserved columns become item settings, the rest its data."""
     data = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
@@ -141,7 +145,7 @@ def _flat_to_item(row: dict[str, Any]) -> dict[str, Any]:
     external = next((row[name] for name in ID_COLUMNS if row.get(name)), None)
     if external:
         item["external_id"] = str(external)
-    for key in ("gold_label", "gold_explanation"):
+    for key in GOLD_KEYS:
         if row.get(key):
             item[key] = row[key]
     if row.get("priority"):
@@ -263,7 +267,13 @@ def _of_the_projects_fields(
             kept.append((number, item))
             continue
         gold_like = [name for name in unknown if looks_like_gold_answer(name)]
-        if gold_like:
+        misplaced = [name for name in unknown if name in GOLD_KEYS]
+        if misplaced:  # a JSON row's gold answer inside "data": the advice below named the key it had
+            reason = (
+                f'field {misplaced[0]!r} is inside "data", where workers would be shown it: put it at the '
+                'top level of the row, beside "data", to make the item gold'
+            )
+        elif gold_like:
             reason = (
                 f"field {gold_like[0]!r} looks like the gold answer, which workers would be shown: name the "
                 "column gold_label to make the item gold (or declare the field in the project's fields)"
