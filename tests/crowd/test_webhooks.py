@@ -681,7 +681,8 @@ def test_dispatcher_delivers_in_the_background_and_stops_cleanly(
 @pytest.mark.parametrize(
     "url",
     ["http://127.0.0.1:8000/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data",
-     "http://10.1.2.3/hook", "http://[::1]:5432/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/"],
+     "http://10.1.2.3/hook", "http://[::1]:5432/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/",
+     "http://2130706433/x", "http://0x7f000001/x", "http://127.1/x", "http://0xa9fea9fe/latest"],
 )  # fmt: skip
 def test_register_refuses_addresses_off_the_public_internet(db: Database, project_id: int, url: str) -> None:
     """A requester's webhook called this machine's ports or the cloud's metadata service for them."""

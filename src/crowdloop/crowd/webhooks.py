@@ -145,9 +145,16 @@ def _checked_url(url: str) -> str:
 
 
 def _literal_address(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address ``host`` is written as, or [] for a name. IPv4 in the older forms a resolver
+    reads too (``127.1``, ``0x7f000001``, ``2130706433``) counts: those were taken for names and
+    passed registration, to be refused only when called."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
+        pass
+    try:
+        return [ipaddress.IPv4Address(socket.inet_aton(host))]
+    except OSError:
         return []  # a name
 
 
