@@ -156,6 +156,25 @@ def test_demo_on_a_port_another_server_answers_on_says_it_is_in_use(tmp_path: Pa
 EDGE = ("edge", "run", "--server", "http://127.0.0.1:1", "--token", "t", "--project", "1")
 
 
+def test_ctrl_c_while_train_waits_says_the_server_goes_on_and_exits_130():
+    """It said so and exited 0: a script could not tell the command was interrupted."""
+    import signal
+
+    with socket.socket() as server:  # accepts the request and never answers, as a long training
+        server.bind(("127.0.0.1", free_port()))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        command = [sys.executable, "-m", "crowdloop", "train", "1", "--url", url, "--token", "t"]
+        train = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        server.settimeout(60)
+        connection, _ = server.accept()  # the request is sent: the command is waiting for the answer
+        with connection:
+            train.send_signal(signal.SIGINT)
+            _, stderr = train.communicate(timeout=60)
+    assert train.returncode == 130, stderr
+    assert "stopped waiting. The server goes on training" in stderr and "Traceback" not in stderr
+
+
 def test_edge_refuses_a_state_folder_another_servers_edge_left(tmp_path):
     """It served that server's kept model, and would have sent this server its feedback."""
     state = tmp_path / "edge"

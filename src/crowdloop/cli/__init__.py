@@ -22,7 +22,9 @@ from crowdloop.errors import CrowdloopError
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turning crowdloop errors into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="crowdloop", standalone_mode=False)
+        # Outside standalone mode click returns a command's ``Exit`` code instead of exiting with it:
+        # `crowdloop train` interrupted said so and then exited 0.
+        code = cli.main(args=argv, prog_name="crowdloop", standalone_mode=False)
     except click.exceptions.Abort:
         console.print("aborted")
         sys.exit(130)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         if not _is_database_error(error):
             raise
         _fail(f"the database: {str(error).strip().splitlines()[0]}", 1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(detail: str, code: int) -> None:
