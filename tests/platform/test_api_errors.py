@@ -88,6 +88,14 @@ def test_paths_and_methods_no_route_has_answer_in_the_error_shape(server, owned)
     assert no_body.status_code == 422 and no_body.json()["detail"] == "request body: Field required"
 
 
+def test_a_check_of_our_own_reads_without_pydantics_prefix(server, owned):
+    """It read "request body: Value error, max_overlap must be at least min_overlap"."""
+    body = {"name": "backwards", "labels": ["a", "b"], "min_overlap": 5, "max_overlap": 1}
+    refused = _call(server, owned["token"], "POST", "/projects", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == "request body: max_overlap must be at least min_overlap", refused.text
+
+
 def test_edge_reports_name_a_real_version_and_carry_content(server, owned):
     token, pid = owned["device_token"], owned["id"]
     entry = {"client_id": uuid.uuid4().hex, "data": {"text": "a lamp"}, "model_version": 999, "reason": "unsure",

@@ -127,7 +127,8 @@ def _error_handlers(app: FastAPI, settings: Settings) -> None:
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        detail = f"{where}: {first.get('msg')}" if where else f"request body: {first.get('msg')}"
+        message = str(first.get("msg")).removeprefix("Value error, ")  # pydantic's word for our own checks
+        detail = f"{where}: {message}" if where else f"request body: {message}"
         return JSONResponse({"error": "InvalidInputError", "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
