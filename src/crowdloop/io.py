@@ -6,6 +6,7 @@ what is wrong with it, so front-ends can show one clear line.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -78,8 +79,22 @@ def read_table(path: Path | str, rename: Mapping[str, str] | None = None) -> pd.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = reader(path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserWarning) as error:
-        raise DataFileError(f"{path}: cannot be read as {path.suffix[1:]}: {_first_line(error)}") from None
+        raise DataFileError(f"{path}: cannot be read as {path.suffix[1:]}: {csv_problem(_first_line(error))}") from None
     return _renamed(frame, rename or {}, path)
+
+
+_UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def csv_problem(parser_said: str) -> str:
+    """The CSV parser's message in the file's terms: pandas says "Error tokenizing data. C error:
+    EOF inside string starting at row 1" for a quote never closed, counting rows from 0."""
+    unclosed = _UNCLOSED_QUOTE.search(parser_said)
+    if unclosed is None:
+        return parser_said
+    line = int(unclosed.group(1)) + 1
+    return (f'a quoted field opened on line {line} is never closed (an unmatched "): close it, or write a '
+            'quote inside a field as two ("")')  # fmt: skip
 
 
 def _first_line(error: Exception) -> str:

@@ -442,8 +442,10 @@ def test_upload_surprises_are_named_or_read_as_meant(server, tmp_path):
     at it), a JSON Lines file with a byte-order mark (refused) and a numeric id (rejected)."""
     _, requester = server.user("req", "requester")
     project = _project(requester)
+    unclosed = 'a quoted field opened on line 3 is never closed \\(an unmatched "\\)'  # it was pandas' C error
     for name, content, message in (("twice.csv", b"text,Text,text\na,b,c\n", "'text' more than once"),
-                                   ("nul.csv", b"text\nab\x00cd\n", "NUL bytes")):  # fmt: skip
+                                   ("nul.csv", b"text\nab\x00cd\n", "NUL bytes"),
+                                   ("quote.csv", b'text,text_b\nok,fine\n"never closed,x\ny,z\n', unclosed)):  # fmt: skip
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(InvalidInputError, match=message):

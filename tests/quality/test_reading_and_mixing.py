@@ -27,6 +27,14 @@ def test_a_row_with_a_field_too_many_is_an_error_not_a_shift(tmp_path):
         read_table(path)  # it used to make the tasks the index and the workers the tasks
 
 
+def test_a_quote_never_closed_is_named_by_its_line(tmp_path):
+    """It was pandas' "Error tokenizing data. C error: EOF inside string starting at row 1"."""
+    path = tmp_path / "answers.csv"
+    path.write_text('task,worker,label\n1,"a,cat\n2,b,dog\n')
+    with pytest.raises(DataFileError, match=r"cannot be read as csv: a quoted field opened on line 2 is never closed"):
+        read_table(path)
+
+
 def test_labels_of_mixed_types_are_one_label():
     answers = pd.DataFrame({"task": ["t"] * 5, "worker": list("abcde"), "label": ["1", "1", 1, 2, 2]})
     assert MajorityVote().fit(answers).labels_.tolist() == ["1"]  # three votes, not two against two and one

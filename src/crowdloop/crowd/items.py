@@ -42,6 +42,7 @@ from crowdloop.crowd.schemas import (
     joined_name,
 )
 from crowdloop.errors import DataFileError
+from crowdloop.io import csv_problem
 from crowdloop.storage.models import Item, Project, User, utcnow
 
 BATCH = 5_000
@@ -84,7 +85,7 @@ def _csv_rows(content: bytes, sep: str) -> list[dict[str, Any]]:
         frame = pd.read_csv(io.BytesIO(content), sep=sep, dtype=str, keep_default_na=False, index_col=False,
                             skipinitialspace=True)  # fmt: skip
     except (ValueError, UnicodeDecodeError) as error:
-        raise DataFileError(f"cannot read the CSV: {str(error).splitlines()[0]}") from None
+        raise DataFileError(f"cannot read the CSV: {csv_problem(str(error).splitlines()[0])}") from None
     frame.columns = _gold_file_columns([_column(k) for k in frame.columns])
     return [_flat_to_item({str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
 
