@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from crowdloop import errors
-from crowdloop.errors import CrowdloopError
+from crowdloop.errors import CrowdloopError, ServerUnreachableError
 
 RETRIES = 3
 """Times a call is repeated when the database was busy (503: nothing was saved) or, for a call
@@ -87,6 +87,8 @@ class Client:
                 f"the server at {self._http.base_url} did not answer{within}; the request may have been"
                 " done, so check before repeating it (or give the client a longer timeout)."
             )
+        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):  # nothing was sent
+            return ServerUnreachableError(f"cannot reach the server at {self._http.base_url}: {error}")
         return CrowdloopError(f"cannot reach the server at {self._http.base_url}: {error}")
 
     # system and users

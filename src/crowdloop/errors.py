@@ -25,8 +25,10 @@ any error in one place::
     └── BusyError                       503  exit 8   the database was busy (deadlock, lock
         │                                             timeout), or the server is training all
         │                                             it may at once: retrying later is safe
-        └── DatabaseUnavailableError                  the server cannot reach its database
-                                                      (down, restarting, connection lost)
+        ├── DatabaseUnavailableError                  the server cannot reach its database
+        │                                             (down, restarting, connection lost)
+        └── ServerUnreachableError                    the SDK cannot connect to the server:
+                                                      nothing was sent
 """
 
 from __future__ import annotations
@@ -157,3 +159,10 @@ class DatabaseUnavailableError(BusyError):
     """The server cannot reach its database (refused, closed, shut down): a state of the service,
     not of the request, and it passes when the database is back. The API answers it with
     ``Retry-After``, health included, so a load balancer takes the instance out meanwhile."""
+
+
+class ServerUnreachableError(BusyError):
+    """The SDK (or the CLI over it) could not connect to the server: refused, no route, no such
+    name, or no connection in time. The request never left, so repeating it later is safe, which
+    is what exit 8 tells a script; a timeout waiting for an answer is not this (the request may
+    have been done)."""
