@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.api.access_log import note_caller
 from crowdloop.config import Settings
-from crowdloop.crowd.auth import authenticate
-from crowdloop.errors import BusyError
+from crowdloop.crowd.auth import MISSING_TOKEN, authenticate
+from crowdloop.errors import AuthenticationError, BusyError
 from crowdloop.storage.db import unit_of_work
 from crowdloop.storage.models import User
 
@@ -75,9 +75,27 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 async def get_api(request: Request, authorization: Annotated[str | None, Header()] = None) -> Api:
-    """Async on purpose: resolving it takes no worker thread and touches no database."""
+    """Async on purpose: resolving it takes no worker thread and touches no database.
+
+    A call with no token at all is refused here, before its body is validated: a bad body sent
+    with no token was answered 422, telling an anonymous caller about the route before who they
+    were. The token itself is checked in :meth:`Api.run`, inside the request's one transaction.
+    """
+    token = _bearer(authorization)
+    if token is None:
+        raise AuthenticationError(MISSING_TOKEN)
+    return _api(request, token)
+
+
+async def get_public_api(request: Request) -> Api:
+    """For the one route without a caller (health)."""
+    return _api(request, None)
+
+
+def _api(request: Request, token: str | None) -> Api:
     state = request.app.state
-    return Api(state.factory, state.read_factory, state.settings, _bearer(authorization), state.training_slots)
+    return Api(state.factory, state.read_factory, state.settings, token, state.training_slots)
 
 
 ApiDep = Annotated[Api, Depends(get_api)]
+PublicApiDep = Annotated[Api, Depends(get_public_api)]

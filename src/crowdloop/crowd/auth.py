@@ -64,6 +64,9 @@ def create_user_with_token(session: Session, name: str, role: str) -> NewToken:
     return issue_token(session, create_user(session, name, role))
 
 
+MISSING_TOKEN = "missing token: send 'Authorization: Bearer <token>'."
+
+
 def authenticate(session: Session, token: str | None) -> User:
     """The user behind a bearer token, or :class:`AuthenticationError`.
 
@@ -71,7 +74,7 @@ def authenticate(session: Session, token: str | None) -> User:
     compile, no identity map) and builds a detached :class:`User` from the row.
     """
     if not token:
-        raise AuthenticationError("missing token: send 'Authorization: Bearer <token>'.")
+        raise AuthenticationError(MISSING_TOKEN)
     row = run(session, _CALLER, {"token_hash": hash_token(token)}).first()
     if row is None:
         raise AuthenticationError("invalid or revoked token.")

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from crowdloop import __version__
-from crowdloop.api.deps import ApiDep
+from crowdloop.api.deps import PublicApiDep
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/health")
-def health(api: ApiDep) -> dict[str, str]:
+def health(api: PublicApiDep) -> dict[str, str]:
     api.run_anonymous(lambda session: session.execute(text("SELECT 1")))
     return {"status": "ok", "version": __version__}
