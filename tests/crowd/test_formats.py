@@ -228,8 +228,18 @@ def test_label_studio_export_has_the_task_structure() -> None:
             "id": 7,
             "data": {"text": "text 7 ü"},
             "annotations": [
-                {"completed_by": "w0", "created_at": "2024-05-01T10:00:00+00:00", "result": choices("cat")},
-                {"completed_by": "w1", "created_at": "2024-05-02T10:00:00+00:00", "result": choices("dog")},
+                {
+                    "completed_by": "w0",
+                    "created_at": "2024-05-01T10:00:00+00:00",
+                    "result": choices("cat"),
+                    "crowdloop_answer": True,
+                },
+                {
+                    "completed_by": "w1",
+                    "created_at": "2024-05-02T10:00:00+00:00",
+                    "result": choices("dog"),
+                    "crowdloop_answer": True,
+                },
             ],
             "predictions": [{"model_version": "crowdloop-aggregate", "score": 0.9, "result": choices("cat")}],
         },
@@ -263,18 +273,23 @@ def test_label_studio_export_names_an_item_missing_a_key() -> None:
     assert caught.value.detail == "item 1 has no key 'answers'."
 
 
-def test_label_studio_export_read_back_gives_the_agreed_labels_as_gold() -> None:
-    items = [ls_item(1, "cat", ["cat", "cat", "cat"]), ls_item(2, "dog", ["dog"]), ls_item(3, "cat", []),
-             ls_item(4, "cat", ["dog", "cat", "cat"])]  # fmt: skip
+def test_label_studio_export_read_back_keeps_the_gold_and_makes_no_more() -> None:
+    """Read back, every item the workers happened to agree on became gold (425 of 800 on rte), and
+    the real gold items, exported without their labels, came back as regular ones."""
+    gold = ls_item(5, None, ["dog"]) | {"gold_label": "cat", "gold_explanation": "whiskers"}
+    items = [ls_item(1, "cat", ["cat", "cat", "cat"]), ls_item(2, "dog", ["dog"]), ls_item(3, "cat", []), gold]
     rows = from_label_studio(joined(to_label_studio(items)))
     assert rows == [
-        {"external_id": "1", "data": {"text": "text 1 ü"}, "gold_label": "cat"},
-        {"external_id": "2", "data": {"text": "text 2 ü"}, "gold_label": "dog"},
-        # a prediction is a model's guess, not gold
-        {"external_id": "3", "data": {"text": "text 3 ü"}, "gold_label": None},
-        # the workers disagree: no gold (it used to be the first worker's "dog")
-        {"external_id": "4", "data": {"text": "text 4 ü"}, "gold_label": None},
+        {"external_id": "1", "data": {"text": "text 1 ü"}, "gold_label": None},  # the crowd's answers
+        {"external_id": "2", "data": {"text": "text 2 ü"}, "gold_label": None},
+        {"external_id": "3", "data": {"text": "text 3 ü"}, "gold_label": None},  # a prediction: a model's guess
+        {"external_id": "5", "data": {"text": "text 5 ü"}, "gold_label": "cat", "gold_explanation": "whiskers"},
     ]
+    tasks = json.loads(joined(to_label_studio(items)))
+    for task in tasks[:3]:  # annotations added in Label Studio still make gold where they agree
+        task["annotations"].append({"completed_by": 3, "result": choices("cat")})
+    tasks[2]["annotations"].append({"completed_by": 4, "result": choices("dog")})
+    assert [row["gold_label"] for row in from_label_studio(json.dumps(tasks))] == ["cat", "cat", None, "cat"]
 
 
 # --- Label Studio import --------------------------------------------------------------------

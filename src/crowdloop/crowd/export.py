@@ -73,7 +73,9 @@ def label_studio_rows(factory: sessionmaker[Session], project_id: int) -> Iterat
                 if current is not None:
                     yield current
                 current = {"id": item.id, "external_id": item.external_id, "data": item.data, "label": label,
-                           "confidence": confidence, "answers": []}  # fmt: skip
+                           "confidence": confidence, "answers": [],
+                           "gold_label": item.gold_label if item.is_gold else None,
+                           "gold_explanation": item.gold_explanation if item.is_gold else None}  # fmt: skip
             if worker is not None:
                 current["answers"].append({"worker": worker, "label": answer, "created_at": created.isoformat()})
         if current is not None:
