@@ -475,3 +475,12 @@ def test_help_summaries_are_whole_and_serve_says_how_the_first_admin_signs_in():
     assert "(e.g." not in admin
     serve = " ".join(CliRunner().invoke(cli, ["serve", "--help"], terminal_width=80).output.split())
     assert "The first admin signs in with the token set in CROWDLOOP_ADMIN_TOKEN" in serve
+
+
+def test_a_table_cell_shows_a_fraction_to_four_places():
+    """``remove-gold`` printed a gold accuracy as 0.46938775510204084; ``--json`` keeps every digit."""
+    from crowdloop.cli.platform import _cell
+
+    assert [_cell(0.46938775510204084), _cell(12345.678), _cell(1.0), _cell(3), _cell(None), _cell({"b": 1})] == [
+        "0.4694", "12345.678", "1.0", "3", "None", '{"b": 1}'
+    ]  # fmt: skip
