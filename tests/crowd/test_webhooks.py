@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -573,6 +574,23 @@ def test_a_failing_receiver_holds_back_its_own_webhook_not_the_others(
     assert _deliver(db, client, later) == 1
     assert (_hook(db, dead.id).failures, _hook(db, dead.id).retry_at) == (2, later + timedelta(seconds=10))
     assert all(row.status == "pending" for row in _deliveries(db) if row.webhook_id == dead.id)
+
+
+def test_a_receiver_that_timed_out_backs_off_from_when_it_failed(
+    db: Database, project_id: int, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted from the batch's start, a receiver that took a 10 s timeout was due again before its
+    first back-off steps (5 s, 10 s) had begun, and cost the next batch a timeout too."""
+    monkeypatch.setattr(webhooks, "REQUEST_TIMEOUT", 1.5)
+    with socket.socket() as silent:  # accepts connections into its backlog and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(10)
+        hook = _register(db, project_id, f"http://127.0.0.1:{silent.getsockname()[1]}/hook")
+        _enqueue(db, project_id)
+        now = utcnow()
+        assert _deliver(db, client, now) == 1
+    assert "Timeout" in (_only_delivery(db).last_error or "")
+    assert _hook(db, hook.id).retry_at == now + timedelta(seconds=1 + 5)  # failed after 1.5 s, in whole seconds
 
 
 def test_the_first_success_sends_what_its_webhook_held_back(

@@ -48,7 +48,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -409,20 +409,22 @@ def deliver_due_batch(
     now = now or utcnow()
     claims = claim_due(factory, now, limit)
     outcomes: list[Outcome] = []
-    failing: set[int] = set()  # webhooks whose receiver failed in this batch: the rest of theirs wait
-    deadline = time.monotonic() + SEND_WINDOW.total_seconds()
+    failed_after: dict[int, float] = {}  # webhook -> seconds into the batch its receiver failed: the rest wait
+    started = time.monotonic()
+    deadline = started + SEND_WINDOW.total_seconds()
     try:
         for claim in claims:
-            if claim.webhook_id in failing:
+            if claim.webhook_id in failed_after:
                 continue
             outcomes.append(send(client, claim))
             if receiver_failed(outcomes[-1]):
-                failing.add(claim.webhook_id)
+                failed_after[claim.webhook_id] = time.monotonic() - started
             if time.monotonic() >= deadline:
                 break
     finally:
         sent = {outcome.claim.delivery_id for outcome in outcomes}
-        record(factory, outcomes, now, unsent=[claim for claim in claims if claim.delivery_id not in sent])
+        unsent = [claim for claim in claims if claim.delivery_id not in sent]
+        record(factory, outcomes, now, unsent=unsent, failed_after=failed_after)
     return len(outcomes)
 
 
@@ -502,12 +504,19 @@ def send(client: httpx.Client, claim: Claim) -> Outcome:
 
 
 def record(
-    factory: sessionmaker[Session], outcomes: Sequence[Outcome], now: datetime, unsent: Sequence[Claim] = ()
+    factory: sessionmaker[Session],
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    unsent: Sequence[Claim] = (),
+    failed_after: Mapping[int, float] | None = None,
 ) -> None:
     """Store the outcomes and hand back the ``unsent`` claims, in one short transaction.
 
     A row whose claim was lost meanwhile (its lease ran out and another sender took it, or its
-    webhook was deleted) is left alone: its current holder records it.
+    webhook was deleted) is left alone: its current holder records it. ``failed_after`` gives,
+    per webhook whose receiver failed, the seconds after ``now`` it did, which its back-off counts
+    from: counted from ``now``, a receiver that timed out (10 s) was due again before the first
+    steps of its back-off (5 s, 10 s) had begun, and cost the next batch a timeout too.
     """
     if not outcomes and not unsent:
         return
@@ -525,10 +534,10 @@ def record(
             row = _still_claimed(rows, claim)
             if row is not None:
                 row.next_attempt_at = claim.due_at
-        _back_off(session, outcomes, now)
+        _back_off(session, outcomes, now, failed_after or {})
 
 
-def _back_off(session: Session, outcomes: Sequence[Outcome], now: datetime) -> None:
+def _back_off(session: Session, outcomes: Sequence[Outcome], now: datetime, failed_after: Mapping[int, float]) -> None:
     """Each webhook tried: back on its feet after a success, else one more failure and its
     ``retry_at`` further off; its deliveries older than :data:`DELIVERY_HORIZON` then fail."""
     last: dict[int, Outcome] = {outcome.claim.webhook_id: outcome for outcome in outcomes}
@@ -540,7 +549,8 @@ def _back_off(session: Session, outcomes: Sequence[Outcome], now: datetime) -> N
             hook.failures, hook.retry_at = 0, None
             continue
         hook.failures += 1
-        hook.retry_at = now + backoff(hook.failures)
+        failed_at = now + timedelta(seconds=int(failed_after.get(webhook_id, 0.0)))  # whole seconds: a refusal is 0
+        hook.retry_at = failed_at + backoff(hook.failures)
         session.execute(
             update(WebhookDelivery)
             .where(
