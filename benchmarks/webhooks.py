@@ -22,6 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pandas as pd
@@ -37,7 +38,7 @@ LOCAL = parse_networks("127.0.0.0/8")
 
 
 class _Answering(BaseHTTPRequestHandler):
-    arrived: list[float] = []
+    arrived: ClassVar[list[float]] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -71,8 +71,10 @@ def test_serve_on_a_port_in_use_says_so_before_serving(taken_port, tmp_path, wor
 
 
 def _held(port: int) -> bool:
-    """Whether something holds ``port`` on 127.0.0.1 (bound, listening or not)."""
+    """Whether something holds ``port`` on 127.0.0.1 against another server: one that sets
+    ``SO_REUSEADDR``, as most do, can bind a port that is bound and not listened on."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -42,13 +42,16 @@ def server_ports() -> range:
 
 
 def server_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port``, for a server to listen on; the errors of :func:`ensure_port_free`.
+    """A TCP socket listening on ``host:port``, for a server; the errors of :func:`ensure_port_free`.
 
-    ``crowdloop serve`` binds it before its checks and migrations and hands it to uvicorn. Checking
+    ``crowdloop serve`` makes it before its checks and migrations and hands it to uvicorn. Checking
     the port and letting uvicorn bind it after the migrations left seconds in which another process
-    could take it: uvicorn then failed after "serving" had been printed. ``IPPROTO_TCP`` is given
-    explicitly: with the protocol left at 0, asyncio does not set ``TCP_NODELAY`` on the accepted
-    connections, and every reused connection waited ~40 ms on Nagle's algorithm and delayed ACKs.
+    could take it: uvicorn then failed after "serving" had been printed. It listens at once: a socket
+    only bound, with ``SO_REUSEADDR``, can be bound again by another process that sets it too (most
+    servers do), and uvloop's server then ran on a port it never listened on, serving nothing.
+    Connections made meanwhile wait in the backlog. ``IPPROTO_TCP`` is given explicitly: with the
+    protocol left at 0, asyncio does not set ``TCP_NODELAY`` on the accepted connections, and every
+    reused connection waited ~40 ms on Nagle's algorithm and delayed ACKs.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn's own bind chooses
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -56,11 +59,16 @@ def server_socket(host: str, port: int) -> socket.socket:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
         raise _bind_error(host, port, error) from None
     sock.set_inheritable(True)  # uvicorn's worker processes listen on it too
     return sock
+
+
+BACKLOG = 2048
+"""uvicorn's own default backlog."""
 
 
 def _bind_error(host: str, port: int, error: OSError) -> InvalidParameterError:
