@@ -627,6 +627,20 @@ def test_deliveries_held_back_past_the_horizon_fail_when_their_webhook_fails_aga
     assert _deliver(db, client, now + timedelta(days=1)) == 0
 
 
+def test_an_old_delivery_is_not_failed_on_its_first_try_after_the_dispatcher_was_down(
+    db: Database, project_id: int, closed_port_url: str, client: httpx.Client
+) -> None:
+    """Counted by a delivery's age alone, one queued while no dispatcher ran for hours failed at
+    its first try, saying its receiver had kept failing for 2 h 25 min."""
+    hook = _register(db, project_id, closed_port_url)
+    _enqueue(db, project_id)
+    back = utcnow() + DELIVERY_HORIZON + timedelta(hours=1)
+    assert _deliver(db, client, back) == 1
+    row = _only_delivery(db)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert _hook(db, hook.id).failing_since == back
+
+
 def test_a_410_does_not_hold_back_the_webhook(
     db: Database, project_id: int, receiver: Receiver, client: httpx.Client
 ) -> None:

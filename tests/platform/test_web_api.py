@@ -357,6 +357,7 @@ def test_a_decision_is_announced_and_on_the_last_open_item_finishes_the_project(
     while (hook := owner.webhooks(project)[0])["failures"] == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert hook["failures"] >= 1 and hook["retry_at"] is not None  # nobody listens on port 9: it backs off
+    assert hook["failing_since"] is not None and hook["failing_since"] <= hook["retry_at"]
 
 
 def _events(owner: Any, project: int) -> list[str]:

@@ -13,7 +13,8 @@ dispatcher sends one request at a time, and a receiver that timed out cost each 
 deliveries ten seconds or more, while every other project's webhooks waited behind them. So a
 webhook counts its failed tries in a row (``failures``) and none of its deliveries is sent before
 its ``retry_at``, on the same back-off schedule; the first success sends the rest. A delivery held
-back that long still ends: once its webhook fails again after :data:`DELIVERY_HORIZON`, it fails.
+back still ends: once its receiver has failed for :data:`DELIVERY_HORIZON` on end, through the
+delivery's life, it fails.
 
 No transaction is open while a receiver is being called: a slow receiver must not hold
 SQLite's single write lock (every write transaction there is ``BEGIN IMMEDIATE``), nor
@@ -55,7 +56,7 @@ from typing import Any
 
 import httpcore
 import httpx
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdloop.config import Network
@@ -390,7 +391,8 @@ def backoff(attempts: int) -> timedelta:
 
 DELIVERY_HORIZON = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())
 """How long a delivery is retried for (about 2 h 25 min, its own :data:`MAX_ATTEMPTS` tries): one
-held back with its failing webhook, and so tried fewer times, fails too when it is this old."""
+held back with its failing webhook, and so tried fewer times, fails once the receiver has failed
+this long on end while it waited."""
 
 
 def deliver_due_batch(
@@ -521,6 +523,7 @@ def record(
     if not outcomes and not unsent:
         return
     with unit_of_work(factory) as session:
+        hooks = _lock_webhooks(session, outcomes)
         ids = [outcome.claim.delivery_id for outcome in outcomes] + [claim.delivery_id for claim in unsent]
         query = select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
         if not _is_sqlite(session):
@@ -534,32 +537,62 @@ def record(
             row = _still_claimed(rows, claim)
             if row is not None:
                 row.next_attempt_at = claim.due_at
-        _back_off(session, outcomes, now, failed_after or {})
+        _back_off(session, hooks, outcomes, now, failed_after or {})
 
 
-def _back_off(session: Session, outcomes: Sequence[Outcome], now: datetime, failed_after: Mapping[int, float]) -> None:
+def _lock_webhooks(session: Session, outcomes: Sequence[Outcome]) -> dict[int, Webhook]:
+    """The webhooks tried, locked in id order before their deliveries are (a webhook's deletion
+    locks it, then its deliveries: the other order could deadlock with it), and ``FOR NO KEY
+    UPDATE``, which the foreign-key checks of new deliveries being queued do not wait for."""
+    hooks = {}
+    for webhook_id in sorted({outcome.claim.webhook_id for outcome in outcomes}):
+        hook = session.get(Webhook, webhook_id, with_for_update={"key_share": True})
+        if hook is not None:  # else deleted meanwhile
+            hooks[webhook_id] = hook
+    return hooks
+
+
+def _back_off(
+    session: Session,
+    hooks: Mapping[int, Webhook],
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    failed_after: Mapping[int, float],
+) -> None:
     """Each webhook tried: back on its feet after a success, else one more failure and its
-    ``retry_at`` further off; its deliveries older than :data:`DELIVERY_HORIZON` then fail."""
+    ``retry_at`` further off. Once its receiver has failed for :data:`DELIVERY_HORIZON` on end,
+    its deliveries that lived through all of it fail: held back, they were tried fewer times
+    than :data:`MAX_ATTEMPTS`, and would otherwise wait for ever on a dead receiver. (Counted by
+    a delivery's age alone, a dispatcher that had been down for hours failed old deliveries on
+    their first try.)"""
     last: dict[int, Outcome] = {outcome.claim.webhook_id: outcome for outcome in outcomes}
-    for webhook_id in sorted(last):  # in id order: two senders must not lock webhooks crosswise
-        hook = session.get(Webhook, webhook_id, with_for_update=not _is_sqlite(session))
-        if hook is None:
-            continue  # deleted meanwhile
+    for webhook_id, hook in hooks.items():
         if not receiver_failed(last[webhook_id]):
-            hook.failures, hook.retry_at = 0, None
+            hook.failures, hook.retry_at, hook.failing_since = 0, None, None
             continue
-        hook.failures += 1
         failed_at = now + timedelta(seconds=int(failed_after.get(webhook_id, 0.0)))  # whole seconds: a refusal is 0
+        hook.failures += 1
+        hook.failing_since = hook.failing_since or failed_at
         hook.retry_at = failed_at + backoff(hook.failures)
+        if failed_at - hook.failing_since < DELIVERY_HORIZON:
+            continue
+        tried = [outcome.claim.delivery_id for outcome in outcomes if outcome.claim.webhook_id == webhook_id]
         session.execute(
             update(WebhookDelivery)
             .where(
                 WebhookDelivery.webhook_id == webhook_id,
                 WebhookDelivery.status == "pending",
-                WebhookDelivery.created_at <= now - DELIVERY_HORIZON,
-                WebhookDelivery.next_attempt_at <= now,  # not one another sender holds (leased ahead)
+                WebhookDelivery.created_at <= failed_at - DELIVERY_HORIZON,
+                # due or handed back, or tried just now; not one another sender holds (leased ahead)
+                or_(WebhookDelivery.next_attempt_at <= now, WebhookDelivery.id.in_(tried)),
             )
-            .values(status="failed", last_error=f"its receiver kept failing for {_span(DELIVERY_HORIZON)}")
+            .values(
+                status="failed",  # a delivery tried just now keeps what its receiver said
+                last_error=case(
+                    (WebhookDelivery.id.in_(tried), WebhookDelivery.last_error),
+                    else_=f"its receiver kept failing for {_span(DELIVERY_HORIZON)}",
+                ),
+            )
             .execution_options(synchronize_session=False)
         )
 
@@ -586,8 +619,6 @@ def _apply(delivery: WebhookDelivery, outcome: Outcome, now: datetime) -> None:
         delivery.delivered_at = now
     elif outcome.status_code == 410 or delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = "failed"  # 410 Gone: the receiver asked us to stop
-    elif delivery.created_at <= now - DELIVERY_HORIZON:
-        delivery.status = "failed"  # held back with its webhook, it was tried fewer times: see _back_off
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts)
 

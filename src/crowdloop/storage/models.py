@@ -284,6 +284,7 @@ class Webhook(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     failures: Mapped[int] = mapped_column(Integer, default=0)  # failed tries in a row, of any of its deliveries
     retry_at: Mapped[datetime | None] = mapped_column(default=None)  # none of its deliveries is sent before
+    failing_since: Mapped[datetime | None] = mapped_column(default=None)  # the first of ``failures``
 
 
 class WebhookDelivery(Base):

@@ -25,9 +25,13 @@ class WebhookIn(BaseModel):
 def _out(hook: Any) -> dict[str, Any]:
     """A webhook as its requester sees it; ``failures`` and ``retry_at`` say its receiver is failing
     and when its deliveries are tried again (see :mod:`crowdloop.crowd.webhooks`)."""
-    retry_at = hook.retry_at.isoformat() if hook.retry_at is not None else None
+
+    def moment(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
     return {"id": hook.id, "url": hook.url, "events": hook.events, "active": hook.active,
-            "failures": hook.failures or 0, "retry_at": retry_at}  # fmt: skip
+            "failures": hook.failures or 0, "retry_at": moment(hook.retry_at),
+            "failing_since": moment(hook.failing_since)}  # fmt: skip
 
 
 @router.post("/projects/{project_id}/webhooks", status_code=201)
