@@ -92,7 +92,7 @@ async function fetchTasks() {
   try {
     const tasks = await post(`/projects/${state.projectId}/tasks/batch?count=${AHEAD}`);
     take(tasks);
-    if (!tasks.length && !state.current && !outbox.size) finish();
+    if (!tasks.length && !state.current && !state.away && !outbox.size) finish(); // away: the notice stays
   } catch (error) {
     if (error instanceof ApiError && !error.transient) return stop(error.message, "error");
     notice($("#connection"), "Cannot reach the server to fetch tasks; retrying…", "warn");
@@ -128,6 +128,7 @@ function away() {
 function back() {
   if (!state.away) return;
   state.away = false;
+  if (state.finished) return; // the project finished meanwhile: its notice stands
   $("#labels").hidden = false;
   $("#actions").hidden = false;
   state.queue = state.queue.filter(live);
