@@ -593,6 +593,22 @@ def test_a_receiver_that_timed_out_backs_off_from_when_it_failed(
     assert _hook(db, hook.id).retry_at == now + timedelta(seconds=1 + 5)  # failed after 1.5 s, in whole seconds
 
 
+def test_two_senders_failing_on_one_receiver_count_one_failure(
+    db: Database, project_id: int, closed_port_url: str, client: httpx.Client
+) -> None:
+    """Two dispatcher processes each took some of a webhook's deliveries and each recorded their
+    failure: the back-off skipped a step for every process."""
+    hook = _register(db, project_id, closed_port_url)
+    _enqueue(db, project_id)
+    _enqueue(db, project_id)
+    now = utcnow()
+    first, second = claim_due(db.factory, now, limit=1), claim_due(db.factory, now, limit=1)
+    record(db.factory, [send(client, first[0])], now)
+    record(db.factory, [send(client, second[0])], now)
+    assert (_hook(db, hook.id).failures, _hook(db, hook.id).retry_at) == (1, now + timedelta(seconds=5))
+    assert [row.attempts for row in _deliveries(db)] == [1, 1]  # each delivery's own try still counts
+
+
 def test_the_first_success_sends_what_its_webhook_held_back(
     db: Database, project_id: int, receiver: Receiver, client: httpx.Client
 ) -> None:

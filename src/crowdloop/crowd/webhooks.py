@@ -570,6 +570,8 @@ def _back_off(
         if not receiver_failed(last[webhook_id]):
             hook.failures, hook.retry_at, hook.failing_since = 0, None, None
             continue
+        if hook.retry_at is not None and hook.retry_at > now:
+            continue  # another sender, which took this webhook's other deliveries, recorded this outage's failure
         failed_at = now + timedelta(seconds=int(failed_after.get(webhook_id, 0.0)))  # whole seconds: a refusal is 0
         hook.failures += 1
         hook.failing_since = hook.failing_since or failed_at
