@@ -371,7 +371,7 @@ class Claim:
     headers: dict[str, str] = field(repr=False)  # signed in the claim: the secret stays in the database
     due_at: datetime  # ``next_attempt_at`` before the claim: restored if the claim is handed back unsent
     lease_until: datetime  # ``next_attempt_at`` while claimed: the row is still ours while they are equal
-    webhook_id: int = 0
+    webhook_id: int  # whose receiver: a failure holds back the webhook's other claims
 
 
 @dataclass(frozen=True)
