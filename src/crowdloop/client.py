@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from crowdloop import errors
-from crowdloop.errors import CrowdloopError, ServerUnreachableError
+from crowdloop.errors import CrowdloopError, InvalidParameterError, ServerUnreachableError
 
 RETRIES = 3
 """Times a call is repeated when the database was busy (503: nothing was saved) or, for a call
@@ -35,6 +35,25 @@ _SAFE_METHODS = frozenset({"GET", "PATCH"})
 _ERRORS = {name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, CrowdloopError)}
 
 
+def server_url(url: str) -> str:
+    """``url`` when it is an ``http://`` or ``https://`` URL with a host; else an error that says so.
+
+    ``127.0.0.1:8000`` was read as a URL with no scheme, and ``localhost:8000`` as one of scheme
+    ``localhost``: each failed at its first request as if the server were away (the edge then ran
+    offline for ever, and kept the broken address as its server's).
+    """
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as error:
+        raise InvalidParameterError(f"the server URL {url!r} is not a URL: {error}.") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidParameterError(
+            f"the server URL must start with http:// or https:// and name a host, e.g. http://127.0.0.1:8000; "
+            f"got {url!r}."
+        )
+    return url.strip()
+
+
 class Client:
     """A connection to a crowdloop server as one user (their bearer token)."""
 
@@ -43,7 +62,7 @@ class Client:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
-            base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout, transport=transport
+            base_url=server_url(url).rstrip("/") + "/api/v1", headers=headers, timeout=timeout, transport=transport
         )
 
     def __enter__(self) -> Self:

@@ -472,6 +472,36 @@ def test_an_edge_refuses_a_state_folder_of_another_servers_edge(serve, runtime, 
     assert json.loads((state / "server.json").read_text()) == {"server": "http://127.0.0.1:1"}
 
 
+@pytest.mark.parametrize("server", ["127.0.0.1:8000", "localhost:8000", "ftp://example.org"])
+def test_an_edge_refuses_a_server_url_without_http_and_writes_nothing(server, world, tmp_path):
+    """It ran offline for ever ("missing an 'http://' or 'https://' protocol" at every poll) and kept
+    the broken address as its server's, so the corrected command was then refused."""
+    from crowdloop.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="must start with http:// or https://"):
+        EdgeRuntime(server, world["token"], world["project"], tmp_path / "state", poll_interval=60)
+    assert not (tmp_path / "state").exists()
+
+
+def test_an_edge_whose_token_the_server_does_not_know_stops_at_start(serve, world, tmp_path):
+    """It logged the 401 once and ran on, serving nothing, refused at every poll. A project not yet
+    granted still starts (it may be granted later: test_predict_on_an_edge_the_server_refuses_says_why)."""
+    from crowdloop.errors import AuthenticationError
+
+    edge = EdgeRuntime(serve.url, "cl_no_such_token", world["project"], tmp_path / "state", poll_interval=60)
+    try:
+        with pytest.raises(AuthenticationError, match="does not know this device's token"):
+            edge.start()
+        assert edge._threads == []  # nothing left running
+    finally:
+        edge.close()
+    command = [sys.executable, "-m", "crowdloop", "edge", "run", "--server", serve.url, "--project",
+               str(world["project"]), "--port", str(free_port()), "--state-dir", str(tmp_path / "cli-state")]  # fmt: skip
+    env = os.environ | {"CROWDLOOP_EDGE_TOKEN": "cl_no_such_token"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == AuthenticationError.exit_code and "does not know this device's token" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("confidence_sample", [float("nan")]), ("input_stats", {"text": 5}), ("started_at", 1e20),

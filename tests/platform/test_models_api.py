@@ -301,6 +301,17 @@ def test_priorities_need_a_model(server):
     requester.import_items(project["id"], [{"data": {"text": "one item"}}])
     with pytest.raises(ConflictError, match="no model"):
         requester.set_priorities(project["id"])
+    listed = _cli(server, requester, "models", "list", str(project["id"]))  # an empty table said nothing
+    assert listed.stdout == "" and f"no model yet; train one: crowdloop train {project['id']}" in listed.stderr
+
+
+def test_a_server_url_without_its_scheme_is_refused_at_once(server):
+    """``--url 127.0.0.1:PORT`` failed at the first request, as if the server were away."""
+    host_and_port = server.url.removeprefix("http://")
+    for url in (host_and_port, f"localhost:{host_and_port.split(':')[1]}", "ftp://example.org"):
+        done = subprocess.run([sys.executable, "-m", "crowdloop", "projects", "list", "--url", url, "--token", "x"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2 and "must start with http:// or https://" in done.stderr, (url, done.stderr)
 
 
 def test_training_with_nothing_to_learn_from_says_what_to_do(server):

@@ -87,6 +87,9 @@ def list_models_command(project_id: int, as_json: bool, url: str | None, token: 
     if as_json:
         click.echo(json.dumps(versions))
         return
+    if not versions:  # an empty table said nothing
+        console.print(f"project {project_id} has no model yet; train one: crowdloop train {project_id}")
+        return
     table = Table()
     columns = ("version", "family", "accuracy", "macro_f1", "log_loss", "ece", "n", "labels", "aliases", "created")
     for column in columns:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from crowdloop.client import server_url
 from crowdloop.crowd.dedup import has_content
 from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
@@ -44,6 +45,7 @@ from crowdloop.errors import (
     InvalidParameterError,
     MissingColumnsError,
     NotFoundError,
+    PermissionDeniedError,
 )
 
 log = logging.getLogger("crowdloop.edge")
@@ -106,6 +108,7 @@ class EdgeRuntime:
         self.project, self.state_dir = project, Path(state_dir)
         self.poll_interval, self.flush_interval = poll_interval, flush_interval
         self.threshold, self.audit_rate, self.batch_size = threshold, audit_rate, batch_size
+        self.server = server = server_url(server)  # before anything is written: a bad one was kept as the server's
         self.state_dir.mkdir(parents=True, exist_ok=True)
         claim_state_dir(self.state_dir, server)
         self.link = ServerLink(server, token, project)
@@ -277,7 +280,7 @@ class EdgeRuntime:
                     break
                 try:
                     self.link.send(kind, [{"client_id": e.id, **e.payload} for e in entries])
-                except (ServerAwayError, AuthenticationError, NotFoundError):
+                except (ServerAwayError, AuthenticationError, PermissionDeniedError, NotFoundError):
                     self.outbox.defer(entries)
                     self.metrics.deliveries.labels(kind, "failed").inc()
                     raise
@@ -323,12 +326,30 @@ class EdgeRuntime:
         backlog of feedback never delays a new model (nor the other way round).
         """
         self.load_local()
+        self._refuse_an_unknown_token()
         for name, step, interval in (("models", self.refresh, self.poll_interval), ("outbox", self._sync, 0.2)):
             thread = threading.Thread(target=self._every, args=(step, interval), name=f"crowdloop-edge-{name}")
             thread.daemon = True
             thread.start()
             self._threads.append(thread)
         return self
+
+    def _refuse_an_unknown_token(self) -> None:
+        """Raise :class:`AuthenticationError` when the server does not know this device's token: it
+        never will, and the edge ran on, refused at every poll, with the reason in its log only. A
+        project not granted yet may be granted later (the sync steps and ``/predict`` say so), and
+        a server away proves nothing: the edge serves its model on disk meanwhile."""
+        try:
+            self.link.production()
+        except ServerAwayError as error:
+            self._server_away(error)
+        except (PermissionDeniedError, NotFoundError):
+            return
+        except AuthenticationError as error:
+            raise AuthenticationError(
+                f"{server_identity(self.server)} does not know this device's token ({error}): give a device "
+                "user's token (--token or CROWDLOOP_EDGE_TOKEN)."
+            ) from None
 
     def _sync(self) -> None:
         if time.monotonic() >= self._next_flush:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from crowdloop.deploy.artifact import artifact_digest
-from crowdloop.errors import AuthenticationError, BusyError, InvalidInputError, NotFoundError
+from crowdloop.errors import AuthenticationError, BusyError, InvalidInputError, NotFoundError, PermissionDeniedError
 
 TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 REFUSED = (400, 413, 422)
@@ -55,7 +55,8 @@ class ServerLink:
         if response.status_code == 404:
             raise NotFoundError(_detail(response))
         if response.status_code in (401, 403):  # this device, not the entry: keep it and retry later
-            raise AuthenticationError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
+            refused = AuthenticationError if response.status_code == 401 else PermissionDeniedError
+            raise refused(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
         if response.status_code in REFUSED:
             raise InvalidInputError(f"{method} {route} refused ({response.status_code}): {_detail(response)}")
         if response.is_error:  # a timeout, conflict or rate limit on the way: not the entries' fault
