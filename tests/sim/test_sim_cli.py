@@ -115,3 +115,27 @@ def test_simulate_with_a_qualification_test_pays_for_it_and_scores_the_rest(tmp_
     assert refused.returncode == 2 and "--qualification needs control tasks" in refused.stderr
     fixed = _simulate("--dataset", "temp", "--policy", "fixed", "--control-share", "0.05", "--qualification", "3")
     assert fixed.returncode == 2 and "--qualification is for --policy dynamic" in fixed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "fixed", "--confidence-target", "0.6"], "--confidence-target is for --policy dynamic;"),
+        (["--policy", "fixed", "--strategy", "margin"], "--strategy is for --policy active;"),
+        (["--overlap", "2"], "--overlap is for --policy fixed; --policy dynamic does not read it"),
+        (["--policy", "dynamic", "--aggregator", "glad"], "--aggregator is for --policy fixed;"),
+        (["--policy", "active", "--control-share", "0.1"], "--control-share is for --policy fixed or dynamic;"),
+        (["--policy", "fixed", "--overlap", "50"], "temp has at most 10 answers per task; --overlap 50 cannot"),
+        (["--policy", "dynamic", "--max-overlap", "11"], "temp has at most 10 answers per task; --max-overlap 11"),
+    ],
+)
+def test_simulate_refuses_an_option_its_policy_would_not_use(args, message):
+    """Each ran, ignoring the option (or buying 10 answers per item for ``--overlap 50``), and exited 0."""
+    done = _simulate("--dataset", "temp", *args, "--json")
+    assert done.returncode == 2 and message in done.stderr and done.stdout == "", done.stderr
+
+
+def test_simulate_takes_every_answer_recorded_when_asked():
+    done = _simulate("--dataset", "temp", "--policy", "fixed", "--overlap", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["labels_per_item"] == 10.0

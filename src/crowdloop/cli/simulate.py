@@ -26,6 +26,21 @@ AGGREGATORS = ["default", "majority_vote", "wawa", "zero_based_skill", "dawid_sk
 STRATEGIES = ["random", "least_confidence", "margin", "entropy", "activelab"]
 FAMILIES = ["logreg", "linear_svm", "gboost", "naive_bayes", "torch_mlp"]
 
+POLICIES_OF_OPTION = {
+    "overlap": ("fixed",),
+    "aggregator": ("fixed",),
+    "confidence_target": ("dynamic",),
+    "min_overlap": ("dynamic",),
+    "max_overlap": ("dynamic", "active"),
+    "strategy": ("active",),
+    "retrain_every": ("active",),
+    "model": ("active",),
+    "targets": ("active",),
+    "control_share": ("fixed", "dynamic"),
+    "qualification": ("dynamic",),
+}
+"""The policies that read each option (by parameter name); the others refuse it when it is given."""
+
 ROWS = [
     ("labels_bought", "labels bought"),
     ("labels_per_item", "labels per item"),
@@ -43,8 +58,6 @@ def _policy(
     from crowdloop.sim import DynamicOverlap, FixedOverlap
 
     if name == "fixed":
-        if qualification:
-            raise click.UsageError("--qualification is for --policy dynamic.")
         return FixedOverlap(overlap=overlap, aggregator=aggregator)
     return DynamicOverlap(confidence_target=target, min_overlap=min_overlap, max_overlap=max_overlap,
                           qualification=qualification)  # fmt: skip
@@ -138,10 +151,14 @@ def simulate_command(
     from crowdloop.sim import ReplayedCrowd, run_in_process, run_over_http
     from crowdloop.sim.active import ActiveLearning
 
+    given = _given_options()
+    _refuse_options_of_other_policies(policy, given)
     answers, gold, items, source = _inputs(answers_path, gold_path, dataset, items_path)
     crowd = ReplayedCrowd(answers)
     if len(crowd.labels) < 2:
         raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
+    asked = {"overlap": overlap, "max_overlap": max_overlap}
+    _refuse_more_answers_than_recorded(crowd, source, {name: asked[name] for name in asked if name in given})
     gold = _checked_gold(gold, crowd, source)  # items are checked by run_in_process, before its first task
     if policy == "active":
         options = {
@@ -152,8 +169,6 @@ def simulate_command(
             "targets": targets,
             "url": url,
         }
-        if control_share or qualification:
-            raise click.UsageError("--control-share and --qualification are for --policy fixed or dynamic.")
         chosen = _active(crowd, gold, items, options)
     else:
         chosen = _policy(policy, overlap, aggregator, confidence_target, min_overlap, max_overlap or 10, qualification)
@@ -166,6 +181,42 @@ def simulate_command(
             result = run_in_process(crowd, chosen, gold=control, items=items, budget=budget, random_state=seed,
                                     progress=advance)  # fmt: skip
     _print(result.summary(gold, price), as_json)
+
+
+def _given_options() -> dict[str, str]:
+    """The options given on the command line or in the environment (not left at their default),
+    by parameter name, each with the flag it is written as."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {parameter.name: parameter.opts[0] for parameter in context.command.params
+            if parameter.name and context.get_parameter_source(parameter.name) in given}  # fmt: skip
+
+
+def _refuse_options_of_other_policies(policy: str, given: dict[str, str]) -> None:
+    """An option the chosen policy does not read is an error, not a silent no-op, as ``aggregate``
+    refuses an option its engine would ignore: ``--policy fixed --confidence-target 0.6`` ran fixed
+    overlap as if it had not been given."""
+    for name, flag in given.items():
+        policies = POLICIES_OF_OPTION.get(name, (policy,))
+        if policy not in policies:
+            raise click.UsageError(
+                f"{flag} is for --policy {' or '.join(policies)}; --policy {policy} does not read it."
+            )
+
+
+def _refuse_more_answers_than_recorded(crowd: ReplayedCrowd, source: Path | str, asked: dict[str, int | None]) -> None:
+    """A replay can buy no more answers for a task than were recorded for it: ``--overlap 50`` on a
+    crowd of 10 answers per task ran as ``--overlap 10`` and said nothing."""
+    most = crowd.most_answers_per_task()
+    for name, value in asked.items():
+        if value is not None and value > most:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{source} has at most {most} answers per task; {flag} {value} cannot be replayed "
+                f"(give {most} or fewer)."
+            )
 
 
 def _inputs(

@@ -10,6 +10,7 @@ given: the worst it can do is run out of answers on an item.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -102,6 +103,10 @@ class ReplayedCrowd(Crowd):
 
     def arrival_weights(self) -> np.ndarray:
         return np.array([len(self._by_worker[w]) for w in self._workers], dtype=float)
+
+    def most_answers_per_task(self) -> int:
+        """The most answers any one task has in the recording: a replay can buy no more for it."""
+        return max(Counter(task for answered in self._by_worker.values() for task in answered).values())
 
     def tasks_of(self, worker: Hashable) -> Collection[Hashable] | None:
         return self._by_worker[worker].keys()
