@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,13 @@ def test_the_other_bundled_set_and_an_unknown_one() -> None:
         split_dataset("rte", 2000, 150, 4, 100, seed=0)  # said "2000 items leave 1450 for the pool ... needs 50"
 
 
+def test_too_many_items_are_refused_before_the_server_starts(tmp_path: Path) -> None:
+    """The refusal came after "starting crowdloop serve", as if the server had failed."""
+    done = subprocess.run([sys.executable, "-m", "crowdloop", "demo", "--dataset", "rte", "--items", "2000", "--dir",
+                           str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and done.stderr == "error: the rte set has 800 items; 2000 asked for.\n", done.stderr
+
+
 @pytest.mark.slow
 def test_rte_through_the_cli_holds_its_chance_level_workers_back(tmp_path: Path) -> None:
     """rte's busiest workers answer at chance; replayed busy-first they gave most answers and the
@@ -125,6 +133,9 @@ def test_rte_through_the_cli_holds_its_chance_level_workers_back(tmp_path: Path)
     first, second = json.loads(done.stdout)["rounds"]
     assert first["labels_bought"] == 125 and first["streamed"] == 100 and first["model_version"] == 1
     assert second["label_accuracy"] > 0.75, second
+    # off a terminal, a plain line per stage: the bars were cut to 80 columns ("━━━ 400… 0:0…")
+    assert re.search(r"^importing \d+ items and 150 gold items: \d+/\d+, \d+\.\d s$", done.stderr, re.MULTILINE)
+    assert "━" not in done.stderr, done.stderr
     assert "rte (PASCAL RTE-1" in (tmp_path / "rte" / "report.html").read_text()
 
 

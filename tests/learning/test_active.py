@@ -88,6 +88,9 @@ def test_model_as_worker_gets_its_reliability_estimated(rte, rte_split, rte_feat
     assert len(model_as_worker(probas, min_confidence=0.99)) < len(probas)
     with pytest.raises(ConflictError):
         model_as_worker(probas, name="model:v1", answers=answers)
+    for blank in ("", "  "):  # its answers read as a blank worker's
+        with pytest.raises(InvalidParameterError, match="needs a worker name"):
+            model_as_worker(probas, name=blank, answers=rte.answers)
 
 
 def test_activelab_weighs_every_other_class_in_full():

@@ -22,12 +22,15 @@ TABLE_WIDTH = 150
 
 
 class _Bars:
-    """The demo's :class:`~crowdloop.demo.Progress` as rich progress bars, one per stage."""
+    """The demo's :class:`~crowdloop.demo.Progress` as rich progress bars, one per stage; off a
+    terminal (a log, CI), one plain line per stage as it ends: the bars came out cut to 80
+    columns there ("importing 250 items and 150 gold items ━━━ 400… 0:0…")."""
 
     def __init__(self) -> None:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())  # fmt: skip
-        self._progress = Progress(*columns, console=console, transient=False)
+        self._lines = not console.is_terminal
+        self._progress = Progress(*columns, console=console, transient=False, disable=self._lines)
         self._task: TaskID | None = None
 
     def __enter__(self) -> Self:
@@ -52,6 +55,9 @@ class _Bars:
         if self._task is not None:
             task = self._progress.tasks[-1]
             self._progress.update(self._task, total=task.total or task.completed or 1, completed=task.total or 1)
+            if self._lines:
+                done = f"{task.completed:.0f}/{task.total:.0f}, " if task.total and task.total > 1 else ""
+                console.print(f"{task.description}: {done}{task.elapsed or 0:.1f} s", markup=False, highlight=False)
 
 
 def _table(result: DemoResult) -> Table:

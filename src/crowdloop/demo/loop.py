@@ -152,10 +152,10 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
 
 
 def _set_up(config: DemoConfig, root: Path, progress: Progress) -> _World:
-    progress.stage("starting crowdloop serve (SQLite)")
     data = split_dataset(config.dataset, config.items, config.gold, config.rounds, config.stream_per_round, config.seed)
     if (root / "crowdloop.db").exists():
         raise InvalidParameterError(f"{root} already holds a demo database; give an empty --dir.")
+    progress.stage("starting crowdloop serve (SQLite)")  # after the checks: a refusal looked like the server's
     server = LocalServer(root, config.port).start()
     try:
         return _accounts_and_project(server, data, config, progress)

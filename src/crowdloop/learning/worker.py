@@ -41,6 +41,8 @@ def model_as_worker(
     ``answers``, returns them with the model's answers appended; a person already named
     ``name`` is an error rather than a silent merge.
     """
+    if not str(name).strip():  # its answers would read as a blank worker's
+        raise InvalidParameterError("the model needs a worker name, e.g. 'model:latest'; got an empty one.")
     if not 0.0 <= min_confidence <= 1.0:
         raise InvalidParameterError(f"min_confidence must be in [0, 1]; got {min_confidence}.")
     confident = probas[probas.max(axis=1) >= min_confidence]
