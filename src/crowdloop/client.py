@@ -20,7 +20,8 @@ from urllib.parse import quote
 import httpx
 
 from crowdloop import errors
-from crowdloop.errors import CrowdloopError, InvalidParameterError, ServerUnreachableError
+from crowdloop.errors import CrowdloopError, ServerUnreachableError
+from crowdloop.urls import server_url
 
 RETRIES = 3
 """Times a call is repeated when the database was busy (503: nothing was saved) or, for a call
@@ -33,25 +34,6 @@ _SAFE_METHODS = frozenset({"GET", "PATCH"})
 """Methods every route answers the same way twice (a PATCH sets values, it does not add to them)."""
 
 _ERRORS = {name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, CrowdloopError)}
-
-
-def server_url(url: str) -> str:
-    """``url`` when it is an ``http://`` or ``https://`` URL with a host; else an error that says so.
-
-    ``127.0.0.1:8000`` was read as a URL with no scheme, and ``localhost:8000`` as one of scheme
-    ``localhost``: each failed at its first request as if the server were away (the edge then ran
-    offline for ever, and kept the broken address as its server's).
-    """
-    try:
-        parsed = httpx.URL(url.strip())
-    except httpx.InvalidURL as error:
-        raise InvalidParameterError(f"the server URL {url!r} is not a URL: {error}.") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidParameterError(
-            f"the server URL must start with http:// or https:// and name a host, e.g. http://127.0.0.1:8000; "
-            f"got {url!r}."
-        )
-    return url.strip()
 
 
 class Client:

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -478,7 +479,7 @@ def test_an_edge_refuses_a_server_url_without_http_and_writes_nothing(server, wo
     the broken address as its server's, so the corrected command was then refused."""
     from crowdloop.errors import InvalidParameterError
 
-    with pytest.raises(InvalidParameterError, match="must start with http:// or https://"):
+    with pytest.raises(InvalidParameterError, match="must be an absolute http:// or https:// URL"):
         EdgeRuntime(server, world["token"], world["project"], tmp_path / "state", poll_interval=60)
     assert not (tmp_path / "state").exists()
 
@@ -489,12 +490,11 @@ def test_an_edge_whose_token_the_server_does_not_know_stops_at_start(serve, worl
     from crowdloop.errors import AuthenticationError
 
     edge = EdgeRuntime(serve.url, "cl_no_such_token", world["project"], tmp_path / "state", poll_interval=60)
-    try:
-        with pytest.raises(AuthenticationError, match="does not know this device's token"):
-            edge.start()
-        assert edge._threads == []  # nothing left running
-    finally:
-        edge.close()
+    with pytest.raises(AuthenticationError, match="does not know this device's token"):
+        edge.start()
+    assert edge._threads == []  # nothing left running, and the outbox is closed:
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        edge.outbox.due("feedback", 1)
     command = [sys.executable, "-m", "crowdloop", "edge", "run", "--server", serve.url, "--project",
                str(world["project"]), "--port", str(free_port()), "--state-dir", str(tmp_path / "cli-state")]  # fmt: skip
     env = os.environ | {"CROWDLOOP_EDGE_TOKEN": "cl_no_such_token"}
@@ -571,6 +571,36 @@ def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runti
         assert admin.project(world["project"])["status"] == "active"
     with Client(serve.url, world["worker"]) as worker:
         assert worker.next_task(world["project"]) is not None
+
+
+def test_an_edge_starts_on_a_page_that_is_not_the_servers(tmp_path):
+    """The token check at start let a captive portal's page (200, HTML) out of ``start()`` as a
+    JSONDecodeError; it is the server away, and the edge starts."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Portal(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>Sign in to Wi-Fi</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    portal = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=portal.serve_forever, daemon=True).start()
+    try:
+        edge = EdgeRuntime(f"http://127.0.0.1:{portal.server_address[1]}", "t", 1, tmp_path / "s", poll_interval=60)
+        edge.start()
+        try:
+            wait_for(lambda: "not the server's JSON" in str(edge._no_model()), what="the first pull's reason")
+        finally:
+            edge.close()
+    finally:
+        portal.shutdown()
+        portal.server_close()
 
 
 @pytest.mark.parametrize(

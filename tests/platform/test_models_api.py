@@ -311,7 +311,7 @@ def test_a_server_url_without_its_scheme_is_refused_at_once(server):
     for url in (host_and_port, f"localhost:{host_and_port.split(':')[1]}", "ftp://example.org"):
         done = subprocess.run([sys.executable, "-m", "crowdloop", "projects", "list", "--url", url, "--token", "x"],
                               capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 2 and "must start with http:// or https://" in done.stderr, (url, done.stderr)
+        assert done.returncode == 2 and "must be an absolute http:// or https:// URL" in done.stderr, (url, done.stderr)
 
 
 def test_training_with_nothing_to_learn_from_says_what_to_do(server):

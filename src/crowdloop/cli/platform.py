@@ -283,7 +283,10 @@ def _client(url: str | None, token: str | None) -> Client:
     secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
     if not secret:
         raise click.UsageError("this command needs an API token: --token or CROWDLOOP_API_TOKEN.")
-    return Client(url or settings.api_url, secret)
+    try:
+        return Client(url or settings.api_url, secret)
+    except InvalidParameterError as error:  # say where the URL came from when it was not given here
+        raise InvalidParameterError(error.detail if url else f"{error.detail} (from CROWDLOOP_API_URL)") from None
 
 
 def _api_options(func: Any) -> Any:

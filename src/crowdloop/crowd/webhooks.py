@@ -63,6 +63,7 @@ from crowdloop.config import Network
 from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage.db import database_unavailable, unit_of_work
 from crowdloop.storage.models import Project, Webhook, WebhookDelivery, utcnow
+from crowdloop.urls import http_url
 
 EVENTS = ("item.labeled", "item.reopened", "project.finished", "worker.banned", "drift.detected")
 MAX_ATTEMPTS = 12  # 5 s, 10 s, ... then hourly: the last try comes about 2 h 25 min after the first
@@ -100,7 +101,7 @@ def register_webhook(
     """
     if session.get(Project, project_id) is None:
         raise NotFoundError(f"no project {project_id}.")
-    url = _checked_url(url)
+    url = http_url(url, "a webhook url")
     host = httpx.URL(url).host
     literal = [ipaddress.ip_address("127.0.0.1")] if host.lower() == "localhost" else _literal_address(host)
     for address in literal:
@@ -129,20 +130,6 @@ def delete_webhook(session: Session, project_id: int, webhook_id: int) -> None:
         raise NotFoundError(f"no webhook {webhook_id} in project {project_id}.")
     session.delete(webhook)
     session.flush()
-
-
-def _checked_url(url: str) -> str:
-    url = url.strip()
-    problem = f"a webhook url must be an absolute http:// or https:// URL with a host; got {url!r}."
-    if any(char.isspace() for char in url):
-        raise InvalidInputError(problem)
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise InvalidInputError(problem) from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidInputError(problem)
-    return url
 
 
 def _literal_address(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 
-from crowdloop.client import server_url
 from crowdloop.crowd.dedup import has_content
 from crowdloop.deploy.artifact import artifact_digest
 from crowdloop.deploy.edge_model import EdgeModel
@@ -47,8 +46,11 @@ from crowdloop.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from crowdloop.urls import server_url
 
 log = logging.getLogger("crowdloop.edge")
+START_CHECK_TIMEOUT = httpx.Timeout(2.0)
+"""The most the check of the token at start waits: the model on disk is served after it."""
 CURRENT = "current.json"
 SERVER = "server.json"
 """Which server a state folder's model and queued feedback belong to (:func:`claim_state_dir`)."""
@@ -338,18 +340,24 @@ class EdgeRuntime:
         """Raise :class:`AuthenticationError` when the server does not know this device's token: it
         never will, and the edge ran on, refused at every poll, with the reason in its log only. A
         project not granted yet may be granted later (the sync steps and ``/predict`` say so), and
-        a server away proves nothing: the edge serves its model on disk meanwhile."""
+        a server away proves nothing: the edge serves its model on disk meanwhile. The check waits
+        :data:`START_CHECK_TIMEOUT` at most, and whatever else goes wrong with it is logged, not
+        raised: the sync steps try again. (With the server away at start, an unknown token is
+        logged when it answers, as before.)"""
         try:
-            self.link.production()
+            self.link.production(timeout=START_CHECK_TIMEOUT)
         except ServerAwayError as error:
             self._server_away(error)
         except (PermissionDeniedError, NotFoundError):
             return
         except AuthenticationError as error:
+            self.close()
             raise AuthenticationError(
                 f"{server_identity(self.server)} does not know this device's token ({error}): give a device "
                 "user's token (--token or CROWDLOOP_EDGE_TOKEN)."
             ) from None
+        except CrowdloopError as error:  # the sync steps say it again, and retry
+            log.warning("could not check the device's token at start: %s", error)
 
     def _sync(self) -> None:
         if time.monotonic() >= self._next_flush:

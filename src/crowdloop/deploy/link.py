@@ -63,14 +63,15 @@ class ServerLink:
             raise ServerAwayError(f"{method} {route} answered {response.status_code}; trying again later")
         return response
 
-    def production(self) -> dict[str, Any] | None:
+    def production(self, timeout: httpx.Timeout = TIMEOUT) -> dict[str, Any] | None:
         """The production version's metadata, or ``None`` when the project has none yet.
 
         A project this device cannot see is an error that says so: it used to read as "no model
         yet", so a wrong ``--project`` or a missing grant left the edge waiting without a word.
         """
+        route = f"/projects/{self.project}/models/production"
         try:
-            meta: dict[str, Any] = self._request("GET", f"/projects/{self.project}/models/production").json()
+            response = self._request("GET", route, timeout=timeout)
         except NotFoundError as error:
             if str(error).startswith("no project"):
                 raise NotFoundError(
@@ -78,6 +79,12 @@ class ServerLink:
                     f"(crowdloop projects grant {self.project} DEVICE)?"
                 ) from None
             return None
+        try:
+            meta = response.json()
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):  # a captive portal's page, or another service on that port
+            raise ServerAwayError("the answer about the production model is not the server's JSON; trying again later")
         return meta
 
     def download(self, version: int, digest: str, target: Path) -> Path:
