@@ -55,8 +55,15 @@ def test_serve_empties_a_configured_directory(cluster, admin_token):
 
 
 def _serving_pids(cluster: Cluster) -> set[str]:
-    """The processes that have counted a request: each writes its own counter file."""
-    return {path.stem.split("_")[-1] for path in cluster.directory.glob("serve-*/counter_*.db")}
+    """The processes that have answered ``/api/v1/me``: each counts in its own file (a health check
+    or a scrape is counted too, so a file alone is not enough)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    def answered_me(path: Path) -> bool:
+        return any('"route": "/api/v1/me"' in key for key, *_ in MmapedDict.read_all_values_from_file(str(path)))
+
+    paths = cluster.directory.glob("serve-*/counter_*.db")
+    return {path.stem.split("_")[-1] for path in paths if answered_me(path)}
 
 
 def test_counts_of_both_processes_are_summed(cluster, admin_token):

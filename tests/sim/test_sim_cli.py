@@ -127,6 +127,9 @@ def test_simulate_with_a_qualification_test_pays_for_it_and_scores_the_rest(tmp_
         (["--policy", "active", "--control-share", "0.1"], "--control-share is for --policy fixed or dynamic;"),
         (["--policy", "fixed", "--overlap", "50"], "temp has at most 10 answers per task; --overlap 50 cannot"),
         (["--policy", "dynamic", "--max-overlap", "11"], "temp has at most 10 answers per task; --max-overlap 11"),
+        (["--min-overlap", "11"], "temp has at most 10 answers per task; --min-overlap 11"),
+        (["--token", "cl_x"], "--token is for --url"),
+        (["--url", "localhost:8000", "--token", "cl_x"], "the server URL must be an absolute http://"),
     ],
 )
 def test_simulate_refuses_an_option_its_policy_would_not_use(args, message):

@@ -40,7 +40,7 @@ class _Bars:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._finish()
+        self._finish(failed=kind is not None)
         self._progress.stop()
 
     def stage(self, description: str, total: int | None = None) -> None:
@@ -51,13 +51,16 @@ class _Bars:
         if self._task is not None:
             self._progress.advance(self._task, amount)
 
-    def _finish(self) -> None:
+    def _finish(self, failed: bool = False) -> None:
+        """Show the stage as done; off a terminal, its line (none for a stage an error ended: the
+        error says what happened). The count is what was done of what was planned."""
         if self._task is not None:
             task = self._progress.tasks[-1]
+            planned, done = task.total, task.completed
             self._progress.update(self._task, total=task.total or task.completed or 1, completed=task.total or 1)
-            if self._lines:
-                done = f"{task.completed:.0f}/{task.total:.0f}, " if task.total and task.total > 1 else ""
-                console.print(f"{task.description}: {done}{task.elapsed or 0:.1f} s", markup=False, highlight=False)
+            if self._lines and not failed:
+                count = f"{done:.0f}/{planned:.0f}, " if planned and planned > 1 else ""
+                console.print(f"{task.description}: {count}{task.elapsed or 0:.1f} s", markup=False, highlight=False)
 
 
 def _table(result: DemoResult) -> Table:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from crowdloop.cli.base import MAX_SEED, cli, console, stdout_console
 from crowdloop.errors import InvalidInputError, MissingColumnsError
+from crowdloop.urls import server_url
 
 if TYPE_CHECKING:  # imported when the command runs: `crowdloop --help` needs no pandas or scikit-learn
     import pandas as pd
@@ -153,11 +154,15 @@ def simulate_command(
 
     given = _given_options()
     _refuse_options_of_other_policies(policy, given)
+    if url:
+        server_url(url)  # before the inputs are read
+    elif "token" in given:
+        raise click.UsageError("--token is for --url; a run in this process takes none.")
     answers, gold, items, source = _inputs(answers_path, gold_path, dataset, items_path)
     crowd = ReplayedCrowd(answers)
     if len(crowd.labels) < 2:
         raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
-    asked = {"overlap": overlap, "max_overlap": max_overlap}
+    asked = {"overlap": overlap, "min_overlap": min_overlap, "max_overlap": max_overlap}
     _refuse_more_answers_than_recorded(crowd, source, {name: asked[name] for name in asked if name in given})
     gold = _checked_gold(gold, crowd, source)  # items are checked by run_in_process, before its first task
     if policy == "active":
