@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -320,6 +321,8 @@ def test_summary_says_how_many_gold_tasks_were_scored(tmp_path):
         (["-o", "lab.csv", "--workers-out", "lab.csv"], "--out and --workers-out are both"),
         (["-o", "adir.csv"], "adir.csv: is a directory"),
         (["-o", "afile/x.csv"], "afile is a file, not a directory"),
+        (["-o", "lab.csv", "--workers-out", "/proc/w.csv"], "/proc/w.csv: cannot be written"),  # after lab.csv
+        (["-o", "-", "--workers-out", "-"], "--out and --workers-out are both - (stdout)"),  # ran together
     ],
 )
 def test_outputs_are_checked_before_anything_is_read(tmp_path, args, message):
@@ -343,6 +346,35 @@ def test_stream_output_on_the_answers_is_refused(wsd_parquet):
     done = crowdloop("aggregate", str(wsd_parquet), "--engine", "stream", "--out", str(wsd_parquet))
     assert done.returncode == 2 and "is an input file" in done.stderr, done.stderr
     assert pd.read_parquet(wsd_parquet).shape == (1770, 3)
+
+
+def test_stream_output_that_cannot_be_written_is_refused_before_the_fit(wsd_parquet, tmp_path):
+    """As local refuses it: it was "File exists", exit 1, after the whole fit."""
+    (tmp_path / "afile").write_text("")
+    done = crowdloop(
+        "aggregate", str(wsd_parquet), "--engine", "stream", "--out", str(tmp_path / "afile" / "x.parquet")
+    )
+    assert done.returncode == 2 and "afile is a file, not a directory" in done.stderr, done.stderr
+
+
+def test_column_options_with_a_bundled_data_set_are_refused():
+    """--task-col with --dataset ran and exited 0, the option ignored."""
+    done = crowdloop("aggregate", "--dataset", "rte", "--task-col", "item")
+    assert done.returncode == 2 and "name an ANSWERS file's columns" in done.stderr, done.stderr
+
+
+def test_worker_ids_of_mixed_kinds_are_written_to_parquet_with_their_skills(tmp_path):
+    """JSON Lines workers "a" and 2: the worker table's Parquet was a pyarrow traceback after the
+    labels were written, and worker 2 had no skill in any format."""
+    rows = [(1, "a", "x"), (1, 2, "y"), (2, "a", "y"), (2, 2, "y"), (3, "a", "x"), (3, 2, "x")]
+    answers = tmp_path / "mixed.jsonl"
+    answers.write_text("".join(json.dumps({"task": t, "worker": w, "label": lab}) + "\n" for t, w, lab in rows))
+    done = crowdloop(
+        "aggregate", str(answers), "-o", str(tmp_path / "l.csv"), "--workers-out", str(tmp_path / "w.parquet")
+    )
+    assert done.returncode == 0, done.stderr
+    workers = pd.read_parquet(tmp_path / "w.parquet")
+    assert sorted(workers["worker"]) == ["2", "a"] and workers["skill"].notna().all(), workers
 
 
 def test_methods_datasets_agreement_and_version(rte_files):

@@ -7,6 +7,7 @@ what is wrong with it, so front-ends can show one clear line.
 from __future__ import annotations
 
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -135,13 +136,23 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".parquet":
-            frame.to_parquet(path, index=False)
+            _one_type_per_column(frame).to_parquet(path, index=False)
         elif suffix in (".jsonl", ".ndjson"):
             frame.to_json(path, orient="records", lines=True)
         else:
             frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
     except OSError as error:  # a directory in the way, no permission: one line, not a traceback
         raise DataFileError(f"{path}: cannot be written: {error.strerror or _first_line(error)}.") from None
+
+
+def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column that mixes kinds of values (worker ids ``"a"`` and ``2`` from
+    JSON Lines) as text: a Parquet column has one type, and pyarrow's refusal was a traceback
+    after the labels had been written."""
+    mixed = [column for column in frame.columns if frame[column].dtype == object
+             and len({type(value) for value in frame[column].dropna()}) > 1]  # fmt: skip
+    as_text = {column: frame[column].map(lambda value: None if pd.isna(value) else str(value)) for column in mixed}
+    return frame.assign(**as_text) if mixed else frame
 
 
 def check_output(path: Path | str, inputs: Iterable[Path | str] = ()) -> None:
@@ -153,14 +164,31 @@ def check_output(path: Path | str, inputs: Iterable[Path | str] = ()) -> None:
     """
     if str(path) == "-":
         return
-    path = Path(path)
     table_format(path)
+    check_writable(path)
+    check_not_an_input(path, inputs)
+
+
+def check_writable(path: Path | str) -> None:
+    """Refuse a file path that cannot be written: a directory there, a file where a folder of it
+    should be, or a folder that takes no new file (tried with a file made and removed at once:
+    ``os.access`` says yes to root everywhere, ``/proc`` included). It was found only when the
+    output was written, after the whole fit and after an earlier output."""
+    path = Path(path)
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory; give a file name.")
     blocker = next((parent for parent in path.parents if parent.exists()), Path("."))
     if not blocker.is_dir():
         raise DataFileError(f"{path}: {blocker} is a file, not a directory.")
-    check_not_an_input(path, inputs)
+    try:
+        if path.exists():
+            with path.open("ab"):
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=blocker):
+                pass
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot be written: {error.strerror or _first_line(error)}.") from None
 
 
 def check_not_an_input(path: Path | str, inputs: Iterable[Path | str]) -> None:

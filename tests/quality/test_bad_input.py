@@ -31,10 +31,11 @@ def test_empty_frame(name):
         get_aggregator(name).fit(GOOD.iloc[:0])
 
 
-def test_nan_label_names_the_row():
+def test_nan_label_names_the_answer():
+    """By its task and worker: the row number was the frame's index, 0 for a file's line 2."""
     answers = GOOD.copy()
     answers.loc[2, "label"] = np.nan
-    with pytest.raises(MissingValuesError, match="1 answer\\(s\\) have no label \\(first at row 2\\)"):
+    with pytest.raises(MissingValuesError, match="1 answer\\(s\\) have no label \\(first: task 2, worker 'a'\\)"):
         DawidSkene().fit(answers)
 
 
@@ -67,6 +68,26 @@ def test_gold_label_outside_label_set(name):
         get_aggregator(name).fit(GOOD, gold=pd.Series({1: "z"}))
 
 
+def test_gold_whose_tasks_match_none_is_refused_and_text_ids_match_int_ids():
+    """Gold indexed by text ids, answers by ints: every gold label was dropped without a word, and
+    the fit ran as if no gold had been given."""
+    answers = GOOD.assign(label=["x", "y", "x"])
+    by_text = DawidSkene().fit(answers, gold=pd.Series({"1": "y", "2": "y"}))
+    assert by_text.labels_.to_dict() == {1: "y", 2: "y"}  # clamped to the gold, matched as text
+    with pytest.raises(EmptyInputError, match="none of the 2 gold tasks is among the answers' 2 tasks \\(gold task 7"):
+        DawidSkene().fit(answers, gold=pd.Series({7: "x", 8: "y"}))
+
+
+def test_an_unknown_numeric_gold_label_is_shown_as_written():
+    """It read "np.int64(2)", and a score set of a hundred values was listed whole."""
+    answers = pd.DataFrame({"task": range(30), "worker": "a", "label": range(30)})
+    with pytest.raises(UnknownLabelError) as refused:
+        DawidSkene().fit(answers, gold=pd.Series({0: 99}))
+    message = str(refused.value)
+    assert "gold label(s) 99 are not in the label set {0, 1," in message and "np." not in message
+    assert "(30 in all)" in message and "a numeric method (mean, median)" in message
+
+
 def test_gold_as_frame_and_int_vs_string_labels():
     answers = GOOD.assign(label=[0, 1, 1])
     model = DawidSkene().fit(answers, gold=pd.DataFrame({"task": [1], "label": [1]}))
@@ -84,9 +105,9 @@ def test_gold_problems():
         DawidSkene().fit(GOOD, gold=pd.Series({1: None}))
 
 
-def test_gold_for_unknown_tasks_is_ignored():
-    model = DawidSkene().fit(GOOD, gold=pd.Series({99: "x"}))
-    assert list(model.labels_.index) == [1, 2]
+def test_gold_for_unknown_tasks_is_ignored_beside_gold_it_can_use():
+    model = DawidSkene().fit(GOOD, gold=pd.Series({99: "x", 2: "x"}))
+    assert list(model.labels_.index) == [1, 2] and model.labels_[2] == "x"
 
 
 def test_numeric_needs_numbers():

@@ -69,6 +69,9 @@ def aggregate_command(
     from crowdloop.quality.run import aggregate
 
     _refuse_ignored_options(engine, dataset, gold, fit_gold, workers_out, master)
+    if dataset is not None and (task_col, worker_col, label_col) != ("task", "worker", "label"):
+        raise InvalidInputError("--task-col, --worker-col and --label-col name an ANSWERS file's columns; "
+                                "a --dataset has task, worker and label.")  # fmt: skip
     _check_outputs(engine, [path for path in (answers, gold) if path is not None], out, workers_out)
     settings = Settings()
     method = method or settings.default_method
@@ -110,14 +113,17 @@ def _check_outputs(engine: str, inputs: list[Path], out: str | None, workers_out
     """Every output checked before any input is read: a bad second output failed after the first
     was written, a bad suffix after the whole fit, and an output on an input replaced it. Spark
     checks its own (its output is a directory, maybe not a local one)."""
-    from crowdloop.io import check_not_an_input, check_output
+    from crowdloop.io import check_not_an_input, check_output, check_writable
 
     outputs = [path for path in (out, workers_out) if path is not None]
     if engine == "stream":
         for path in outputs:
+            check_writable(path)  # as local checks: it was found after the whole fit, exit 1
             check_not_an_input(path, inputs)
     if engine != "local":
         return
+    if out == "-" and workers_out == "-":
+        raise InvalidInputError("--out and --workers-out are both - (stdout): the two tables would run together.")
     for path in outputs:
         check_output(path, inputs)
     if (

@@ -85,7 +85,7 @@ def run_aggregation(
     model = get_aggregator(project.aggregation_method)
     if not isinstance(model, BaseClassificationAggregator):
         raise TypeError(f"{project.aggregation_method} is not a categorical aggregator")
-    gold = _gold(session, project.id, answers["label"])
+    gold = _gold(session, project.id, answers)
     model.fit(answers, gold=gold, max_memory_mb=max_memory_mb)
     if _superseded(session, project.id, run.id):
         run.status, run.finished_at = "superseded", utcnow()
@@ -145,13 +145,14 @@ def _answers_frame(session: Session, project_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "worker", "label"])
 
 
-def _gold(session: Session, project_id: int, answered: pd.Series) -> pd.Series | None:
-    """Gold labels the answers use: a class nobody has answered yet cannot be clamped to."""
+def _gold(session: Session, project_id: int, answers: pd.DataFrame) -> pd.Series | None:
+    """Gold labels of the answered gold items, in classes the answers use: a class nobody has
+    answered yet cannot be clamped to, and gold of no answered task is refused by the fit."""
     rows = session.execute(
         select(Item.id, Item.gold_label).where(Item.project_id == project_id, Item.is_gold.is_(True))
     ).all()
-    seen = set(answered.unique())
-    gold = pd.Series({item_id: label for item_id, label in rows if label in seen}, dtype=object)
+    seen, answered = set(answers["label"].unique()), set(answers["task"].unique())
+    gold = pd.Series({item: label for item, label in rows if label in seen and item in answered}, dtype=object)
     return gold if len(gold) else None
 
 

@@ -48,11 +48,21 @@ def check_answers(answers: Any, *, numeric: bool = False) -> pd.DataFrame:
 
 
 def _check_no_missing(frame: pd.DataFrame) -> None:
+    """An error naming the first answer with no task, worker or label by the other two: its row
+    number was the frame's index, 0 for a file's first line of answers (line 2)."""
     for column in ANSWER_COLUMNS:
         missing = frame[column].isna().to_numpy()
         if missing.any():
-            first = frame.index[int(np.argmax(missing))]
-            raise MissingValuesError(f"{int(missing.sum())} answer(s) have no {column} (first at row {first!r}).")
+            row = frame.iloc[int(np.argmax(missing))]
+            named = [f"{other} {_shown(row[other])}" for other in ANSWER_COLUMNS if other != column
+                     and not pd.isna(row[other])]  # fmt: skip
+            first = f"first: {', '.join(named)}" if named else "first: one with nothing else either"
+            raise MissingValuesError(f"{int(missing.sum())} answer(s) have no {column} ({first}).")
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: ``2``, not numpy's ``np.int64(2)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _numeric_labels(labels: pd.Series) -> pd.Series:
@@ -216,13 +226,26 @@ def gold_series(gold: Any) -> pd.Series:
     return gold
 
 
+MAX_LABELS_SHOWN = 20
+"""Labels of the label set an unknown gold label's error lists (a numeric set has a hundred)."""
+
+
 def encode_gold(gold: Any, data: EncodedAnswers) -> EncodedGold:
     """Map gold labels onto ``data``'s codes; labels outside the label set are an error."""
     if gold is None:
         return EncodedGold(np.empty(0, np.int64), np.empty(0, np.int64))
     series = gold_series(gold)
     task = data.tasks.get_indexer(series.index)
+    if (task < 0).any():  # e.g. gold task ids read as text, the answers' as ints: match as text
+        as_text = pd.Index(data.tasks.astype(str))
+        if as_text.is_unique:
+            task = np.where(task >= 0, task, as_text.get_indexer(pd.Index(series.index.astype(str))))
     known = task >= 0
+    if len(series) and not known.any():  # every gold label was dropped without a word
+        raise EmptyInputError(
+            f"none of the {len(series)} gold tasks is among the answers' {data.n_tasks} tasks (gold task "
+            f"{_shown(series.index[0])}, answered task {_shown(data.tasks[0])})."
+        )
     series, task = series[known], task[known]
     label = _class_codes(series, data.classes)
     return EncodedGold(task.astype(np.int64), label)
@@ -236,9 +259,13 @@ def _class_codes(labels: pd.Series, classes: pd.Index) -> np.ndarray:
             codes = as_text.get_indexer(pd.Index(labels.astype(str).to_numpy()))
     unknown = codes < 0
     if unknown.any():
-        bad = sorted({repr(v) for v in labels[unknown].unique()})[:5]
+        bad = sorted({_shown(v) for v in labels[unknown].unique()})[:5]
+        known = [_shown(v) for v in classes[:MAX_LABELS_SHOWN]]
+        more = f", ... ({len(classes)} in all)" if len(classes) > MAX_LABELS_SHOWN else ""
+        scores = all(is_number(str(v)) for v in classes) and len(classes) > MAX_LABELS_SHOWN
+        hint = "; if the labels are scores, a numeric method (mean, median) reads them as numbers" if scores else ""
         raise UnknownLabelError(
-            f"gold label(s) {', '.join(bad)} are not in the label set "
-            f"{{{', '.join(map(repr, classes.tolist()))}}} seen in the answers."
+            f"gold label(s) {', '.join(bad)} are not in the label set {{{', '.join(known)}{more}}} seen in the "
+            f"answers{hint}."
         )
     return codes.astype(np.int64)

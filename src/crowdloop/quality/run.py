@@ -152,7 +152,10 @@ def _worker_table(answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any) 
     table = answers.groupby("worker", sort=True).size().rename("answers").to_frame()
     skills = getattr(aggregator, "skills_", None)
     if skills is not None:
-        table["skill"] = skills.reindex(table.index)
+        skill = skills.reindex(table.index)
+        if skill.isna().any():  # ids of mixed kinds (2 and "a") are the fit's as text: 2 had no skill
+            skill = skill.fillna(pd.Series(skills.reindex(table.index.map(str)).to_numpy(), index=table.index))
+        table["skill"] = skill
     if gold is not None and isinstance(aggregator, BaseClassificationAggregator):
         on_gold = worker_accuracy_on_gold(answers, gold)
         table = table.join(on_gold.rename(columns={"accuracy": "gold_accuracy"}))
