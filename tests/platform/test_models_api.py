@@ -40,6 +40,7 @@ from crowdloop.errors import (
 )
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
+from crowdloop.learning.service import beats
 from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Answer, Assignment, Item, User, utcnow
@@ -202,7 +203,7 @@ def test_a_worse_model_stays_candidate_and_the_rejection_is_kept(product, server
     third = _train_while_a_worker_answers(server, client, pid)
     cmp = third["comparison"]
     ours, theirs = cmp["candidate_score"], cmp["production_score"]
-    assert third["promoted"] == ((ours["accuracy"], ours["macro_f1"]) > (theirs["accuracy"], theirs["macro_f1"]))
+    assert third["promoted"] == beats(ours, theirs)
     assert cmp["production"] == 1 and third["version"]["version"] == 3
 
 
@@ -454,7 +455,7 @@ def test_production_is_never_scored_on_gold_it_learned_from(rte_project, server,
     on_shared = evaluate(TrainedModel.load(tmp_path / "v2"), original, labels)
     assert on_shared["n"] == RTE_GOLD and cmp["candidate_score"]["accuracy"] == pytest.approx(on_shared["accuracy"])
     mine, theirs = cmp["candidate_score"], cmp["production_score"]
-    assert second["promoted"] == ((mine["accuracy"], mine["macro_f1"]) > (theirs["accuracy"], theirs["macro_f1"]))
+    assert second["promoted"] == beats(mine, theirs)
     rejected_or_promoted = client.model_events(pid)[-1]
     assert rejected_or_promoted["detail"]["gold_items"] == RTE_GOLD
 

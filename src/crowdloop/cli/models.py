@@ -139,8 +139,10 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
     if comparison.get(NO_SHARED_GOLD):
         console.print(f"not compared: {comparison[NO_SHARED_GOLD]}")
     mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
-    if mine and theirs and (mine["accuracy"], mine["macro_f1"]) < (theirs["accuracy"], theirs["macro_f1"]):
-        console.print("[yellow]warning:[/] the version promoted scores lower on the same gold than the one it replaced")
+    lower = [metric for metric in ("accuracy", "macro_f1") if mine and theirs and mine[metric] < theirs[metric]]
+    if lower:
+        console.print(f"[yellow]warning:[/] the version promoted scores lower on {' and '.join(lower)} on the same "
+                      "gold than the one it replaced")  # fmt: skip
     _warn(comparison)
 
 
@@ -265,4 +267,5 @@ def _verdict(result: dict[str, Any]) -> str:
         return f"promoted to production ({mine}); it beats {_previous(comparison)}{on}"
     if comparison["candidate_score"] == comparison["production_score"]:
         return f"kept as candidate: it ties production ({mine}{on}), and a candidate must score higher"
-    return f"kept as candidate ({mine}); production is {_previous(comparison)}{on}"
+    return (f"kept as candidate ({mine}); production is {_previous(comparison)}{on}; a candidate must score no "
+            "lower on accuracy nor on macro-F1, and higher on one")  # fmt: skip

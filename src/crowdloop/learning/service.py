@@ -12,10 +12,11 @@ long transaction keeps old row versions alive):
 3. a second short unit of work registers the version, points ``candidate`` at it and
    promotes it to ``production`` only if it beats production on the same gold: both are
    scored on the gold items neither learned from (an item made gold after a version trained
-   on it would flatter that version), the higher accuracy wins, ties go to macro-F1, and the
-   first version of a project becomes production. With no gold item held out from both, the
-   candidate is not promoted automatically. Either way a ``promoted`` or ``rejected`` event
-   records both scores and how many gold items they were taken on.
+   on it would flatter that version), and the candidate must score no lower on accuracy nor on
+   macro-F1, and higher on one (:func:`beats`); the first version of a project becomes
+   production. With no gold item held out from both, the candidate is not promoted
+   automatically. Either way a ``promoted`` or ``rejected`` event records both scores and how
+   many gold items they were taken on.
 
 In the HTTP server this runs on the request's worker thread (the pool has
 ``CROWDLOOP_THREADS``, 8 by default), so one long training takes one thread and no lock:
@@ -224,8 +225,8 @@ def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Pa
         detail |= {"candidate_score": _named(_score(trained.metrics)), "production_score": None,
                    "gold_items": len(trained.gold), "production_error": error.detail}  # fmt: skip
     mine, theirs = detail.get("candidate_score"), detail.get("production_score")
-    beats = mine is not None and theirs is not None and _ranked(mine) > _ranked(theirs)
-    promoted = production is None or "production_error" in detail or beats
+    better = mine is not None and theirs is not None and beats(mine, theirs)
+    promoted = production is None or "production_error" in detail or better
     if NO_SHARED_GOLD in detail:
         detail[NO_SHARED_GOLD] += (
             f"; it is not promoted automatically: import gold items neither learned from, or promote it by hand "
@@ -369,8 +370,13 @@ def _score(metrics: dict[str, Any]) -> tuple[float, float]:
     return float(metrics.get("accuracy", 0.0)), float(metrics.get("macro_f1", 0.0))
 
 
-def _ranked(score: dict[str, float]) -> tuple[float, float]:
-    return score["accuracy"], score["macro_f1"]
+def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
+    """Whether a candidate scoring ``mine`` beats production's ``theirs`` on the same gold: no lower
+    on accuracy nor on macro-F1, and higher on one. With accuracy first, a version one gold item
+    more accurate whose macro-F1 fell from 0.58 to 0.46 was promoted: on gold that is 85% one
+    class, a model sliding toward always answering it. The owner can still promote by hand."""
+    pairs = [(mine[metric], theirs[metric]) for metric in ("accuracy", "macro_f1")]
+    return all(new >= old for new, old in pairs) and any(new > old for new, old in pairs)
 
 
 def _named(score: tuple[float, float] | None) -> dict[str, float] | None:
