@@ -377,6 +377,16 @@ def test_worker_ids_of_mixed_kinds_are_written_to_parquet_with_their_skills(tmp_
     assert sorted(workers["worker"]) == ["2", "a"] and workers["skill"].notna().all(), workers
 
 
+def test_parquet_keeps_a_mix_of_numbers_as_numbers(tmp_path):
+    """Only a column pyarrow finds no type for goes as text: 1 and 2.5 stay numbers."""
+    from crowdloop.io import write_table
+
+    frame = pd.DataFrame({"score": pd.Series([1, 2.5], dtype=object), "worker": pd.Series(["a", 2], dtype=object)})
+    write_table(frame, tmp_path / "t.parquet")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert back["score"].tolist() == [1.0, 2.5] and back["worker"].tolist() == ["a", "2"]
+
+
 def test_methods_datasets_agreement_and_version(rte_files):
     methods = crowdloop("methods")
     assert methods.returncode == 0

@@ -136,7 +136,7 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".parquet":
-            _one_type_per_column(frame).to_parquet(path, index=False)
+            _to_parquet(frame, path)
         elif suffix in (".jsonl", ".ndjson"):
             frame.to_json(path, orient="records", lines=True)
         else:
@@ -145,12 +145,22 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         raise DataFileError(f"{path}: cannot be written: {error.strerror or _first_line(error)}.") from None
 
 
+def _to_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as Parquet; when pyarrow finds no one type for a column that mixes kinds of values
+    (worker ids ``"a"`` and ``2`` from JSON Lines), with those columns as text. Its refusal was a
+    traceback after the labels had been written. Mixes it can type (1 and 2.5) stay as they are."""
+    import pyarrow as pa
+
+    try:
+        frame.to_parquet(path, index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        _one_type_per_column(frame).to_parquet(path, index=False)
+
+
 def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column that mixes kinds of values (worker ids ``"a"`` and ``2`` from
-    JSON Lines) as text: a Parquet column has one type, and pyarrow's refusal was a traceback
-    after the labels had been written."""
+    """``frame`` with every column that mixes text and other values as text."""
     mixed = [column for column in frame.columns if frame[column].dtype == object
-             and len({type(value) for value in frame[column].dropna()}) > 1]  # fmt: skip
+             and pd.api.types.infer_dtype(frame[column], skipna=True) in ("mixed", "mixed-integer")]  # fmt: skip
     as_text = {column: frame[column].map(lambda value: None if pd.isna(value) else str(value)) for column in mixed}
     return frame.assign(**as_text) if mixed else frame
 
@@ -181,10 +191,10 @@ def check_writable(path: Path | str) -> None:
     if not blocker.is_dir():
         raise DataFileError(f"{path}: {blocker} is a file, not a directory.")
     try:
-        if path.exists():
+        if path.is_file():
             with path.open("ab"):
                 pass
-        else:
+        elif not path.exists():
             with tempfile.TemporaryFile(dir=blocker):
                 pass
     except OSError as error:

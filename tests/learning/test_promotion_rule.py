@@ -23,6 +23,7 @@ def score(accuracy: float, macro_f1: float) -> dict[str, float]:
         (score(0.89, 0.75), score(0.88, 0.75), True),
         (score(0.88, 0.75), score(0.88, 0.75), False),  # a tie is no reason to change
         (score(0.87, 0.80), score(0.88, 0.75), False),
+        (score(0.89, 0.4), score(0.88, 0.4000000000000001), True),  # the same macro-F1, from other counts
     ],
 )
 def test_a_candidate_must_not_lose_on_either_measure(mine, theirs, promoted):

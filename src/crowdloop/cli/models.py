@@ -139,7 +139,8 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
     if comparison.get(NO_SHARED_GOLD):
         console.print(f"not compared: {comparison[NO_SHARED_GOLD]}")
     mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
-    lower = [metric for metric in ("accuracy", "macro_f1") if mine and theirs and mine[metric] < theirs[metric]]
+    lower = [name for metric, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+             if mine and theirs and _rounded(mine)[metric] < _rounded(theirs)[metric]]  # fmt: skip
     if lower:
         console.print(f"[yellow]warning:[/] the version promoted scores lower on {' and '.join(lower)} on the same "
                       "gold than the one it replaced")  # fmt: skip
@@ -251,6 +252,12 @@ def _warn(comparison: dict[str, Any] | None) -> None:
         console.print(f"[yellow]warning:[/] {comparison['warning']}")
 
 
+def _rounded(score: dict[str, float]) -> dict[str, float]:
+    """A score as the promotion rule compares it (``learning.service.SCORE_DIGITS``, not imported:
+    it would load the learner): a macro-F1 of 0.4 may come out 0.4000000000000001."""
+    return {metric: round(value, 12) for metric, value in score.items()}
+
+
 def _verdict(result: dict[str, Any]) -> str:
     """Why the new version was or was not promoted, in words."""
     comparison = result["comparison"]
@@ -265,7 +272,7 @@ def _verdict(result: dict[str, Any]) -> str:
     mine, on = _score(comparison["candidate_score"]), _on_gold(comparison)
     if result["promoted"]:
         return f"promoted to production ({mine}); it beats {_previous(comparison)}{on}"
-    if comparison["candidate_score"] == comparison["production_score"]:
+    if _rounded(comparison["candidate_score"]) == _rounded(comparison["production_score"]):
         return f"kept as candidate: it ties production ({mine}{on}), and a candidate must score higher"
     return (f"kept as candidate ({mine}); production is {_previous(comparison)}{on}; a candidate must score no "
             "lower on accuracy nor on macro-F1, and higher on one")  # fmt: skip

@@ -118,7 +118,8 @@ def _check_outputs(engine: str, inputs: list[Path], out: str | None, workers_out
     outputs = [path for path in (out, workers_out) if path is not None]
     if engine == "stream":
         for path in outputs:
-            check_writable(path)  # as local checks: it was found after the whole fit, exit 1
+            if path != "-":  # refused with the engine's own words later
+                check_writable(path)  # as local checks: it was found after the whole fit, exit 1
             check_not_an_input(path, inputs)
     if engine != "local":
         return

@@ -211,9 +211,9 @@ def record(session: Session, actor: User, project_id: int, trained: Trained, reg
 
 def decide_promotion(session: Session, candidate: ModelVersion, registry_dir: Path, trained: Trained) -> dict[str, Any]:
     """Promote ``candidate`` when there is no production yet, when production's artifact is gone or
-    altered (it can serve nobody), or when the candidate scores higher on the same held-out gold:
-    the gold items neither version learned from (:func:`compare_on_gold`). With no such item the
-    candidate stays candidate and the comparison says why."""
+    altered (it can serve nobody), or when the candidate :func:`beats` it on the same held-out
+    gold: the gold items neither version learned from (:func:`compare_on_gold`). With no such
+    item the candidate stays candidate and the comparison says why."""
     production = _production(session, candidate.project_id)
     models = _Models(registry_dir)
     models.keep(candidate, trained.model, trained.targets)
@@ -370,12 +370,18 @@ def _score(metrics: dict[str, Any]) -> tuple[float, float]:
     return float(metrics.get("accuracy", 0.0)), float(metrics.get("macro_f1", 0.0))
 
 
+SCORE_DIGITS = 12
+"""Digits scores are compared to: a macro-F1 of 0.4 may come out 0.4000000000000001 from other counts."""
+
+
 def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
     """Whether a candidate scoring ``mine`` beats production's ``theirs`` on the same gold: no lower
     on accuracy nor on macro-F1, and higher on one. With accuracy first, a version one gold item
     more accurate whose macro-F1 fell from 0.58 to 0.46 was promoted: on gold that is 85% one
     class, a model sliding toward always answering it. The owner can still promote by hand."""
-    pairs = [(mine[metric], theirs[metric]) for metric in ("accuracy", "macro_f1")]
+    pairs = [
+        (round(mine[metric], SCORE_DIGITS), round(theirs[metric], SCORE_DIGITS)) for metric in ("accuracy", "macro_f1")
+    ]
     return all(new >= old for new, old in pairs) and any(new > old for new, old in pairs)
 
 

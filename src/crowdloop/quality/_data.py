@@ -236,15 +236,12 @@ def encode_gold(gold: Any, data: EncodedAnswers) -> EncodedGold:
         return EncodedGold(np.empty(0, np.int64), np.empty(0, np.int64))
     series = gold_series(gold)
     task = data.tasks.get_indexer(series.index)
-    if (task < 0).any():  # e.g. gold task ids read as text, the answers' as ints: match as text
-        as_text = pd.Index(data.tasks.astype(str))
-        if as_text.is_unique:
-            task = np.where(task >= 0, task, as_text.get_indexer(pd.Index(series.index.astype(str))))
     known = task >= 0
     if len(series) and not known.any():  # every gold label was dropped without a word
         raise EmptyInputError(
             f"none of the {len(series)} gold tasks is among the answers' {data.n_tasks} tasks (gold task "
-            f"{_shown(series.index[0])}, answered task {_shown(data.tasks[0])})."
+            f"{_shown(series.index[0])}, answered task {_shown(data.tasks[0])}; ids of two kinds, such as "
+            "'12' and 12, are two ids)."
         )
     series, task = series[known], task[known]
     label = _class_codes(series, data.classes)
