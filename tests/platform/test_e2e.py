@@ -524,6 +524,19 @@ def test_a_gold_label_inside_data_is_told_to_go_beside_it(server):
     assert [item["is_gold"] for item in requester.items(project) if item["data"] == {"text": "two"}] == [True]
 
 
+def test_an_answers_file_imported_as_items_is_told_so_and_declares_nothing(server):
+    """Each of its rows was told its 'label' looked like a gold answer, and the project's fields
+    became ['worker'] for good."""
+    _, requester = server.user("req", "requester")
+    project = _project(requester)["id"]
+    rows = [{"external_id": f"t{i}", "data": {"worker": f"w{i}", "label": "1"}} for i in range(3)]
+    report = requester.import_items(project, rows)
+    assert report["created"] == 0 and len(report["rejected"]) == 3
+    assert "look like crowd answers (task, worker, label), not items" in report["rejected"][0]["reason"]
+    assert requester.project(project)["fields"] is None
+    assert requester.import_items(project, [{"data": {"text": "one"}}])["created"] == 1
+
+
 def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):
     _, requester = server.user("req", "requester")
     project = _project(requester)["id"]

@@ -269,7 +269,12 @@ def _of_the_projects_fields(
             continue
         gold_like = [name for name in unknown if looks_like_gold_answer(name)]
         misplaced = [name for name in unknown if name in GOLD_KEYS]
-        if misplaced:  # a JSON row's gold answer inside "data": the advice below named the key it had
+        if "worker" in unknown and _looks_like_answers(item.data):  # each row was told about its label
+            reason = (
+                f"fields 'worker' and {gold_like[0]!r} look like crowd answers (task, worker, label), not items: "
+                "items are what workers are shown; infer labels from answers with crowdloop aggregate FILE"
+            )
+        elif misplaced:  # a JSON row's gold answer inside "data": the advice below named the key it had
             reason = (
                 f'field {misplaced[0]!r} is inside "data", where workers would be shown it: put it at the '
                 'top level of the row, beside "data", to make the item gold'
@@ -288,6 +293,11 @@ def _of_the_projects_fields(
     return kept
 
 
+def _looks_like_answers(data: dict[str, Any]) -> bool:
+    """Whether a row is a crowd answer (task, worker, label) rather than an item."""
+    return "worker" in data and any(looks_like_gold_answer(name) for name in data)
+
+
 def _did_you_mean(unknown: list[str], declared: list[str] | None) -> str:
     """`` (did you mean 'text' for 'txt'?)``: a name a slip away from a declared one, case included."""
     lowered = {name.lower(): name for name in declared or ()}
@@ -301,7 +311,8 @@ def _did_you_mean(unknown: list[str], declared: list[str] | None) -> str:
 def _declare(session: Session, project: Project, valid: list[tuple[int, ItemIn]]) -> list[str] | None:
     """The first import's fields, in the order they first appear, as the project's (None: none).
     Declared only where no other import did at the same moment; then that one's stand."""
-    names = list(dict.fromkeys(name for _, item in valid for name in item.data if not looks_like_gold_answer(name)))
+    rows = [item.data for _, item in valid if not _looks_like_answers(item.data)]  # they declared 'worker'
+    names = list(dict.fromkeys(name for data in rows for name in data if not looks_like_gold_answer(name)))
     if not names:
         return None
     session.execute(update(Project).where(Project.id == project.id, Project.fields.is_(None)).values(fields=names))
