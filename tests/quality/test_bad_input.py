@@ -145,3 +145,16 @@ def test_input_frame_is_not_modified():
     answers = GOOD.copy()
     DawidSkene().fit(answers, gold=pd.Series({1: "x"}))
     pd.testing.assert_frame_equal(answers, GOOD)
+
+
+def test_cross_fitting_reports_its_progress():
+    """The five cross-fits of fit_gold ran with no progress: a spinner stood still through most of the run."""
+    from crowdloop.quality.run import aggregate
+
+    answers = pd.DataFrame({"task": np.repeat(np.arange(40), 3), "worker": np.tile(["a", "b", "c"], 40),
+                            "label": np.where(np.arange(120) % 7 == 0, "x", "y")})  # fmt: skip
+    gold = pd.Series("y", index=np.arange(0, 40, 2))
+    first_iterations: list[int] = []
+    aggregate(answers, DawidSkene(), gold, fit_gold=True,
+              progress=lambda iteration, change: first_iterations.append(iteration) if iteration == 1 else None)  # fmt: skip
+    assert len(first_iterations) == 1 + 5  # the fit, then each fold's

@@ -64,7 +64,7 @@ def aggregate(
     }
     if gold is not None:
         stats.update(_gold_coverage(gold, aggregator.labels_.index))
-        stats.update(_gold_measures(answers, aggregator, gold, fit_gold, max_memory_mb))
+        stats.update(_gold_measures(answers, aggregator, gold, fit_gold, max_memory_mb, progress))
     return AggregationResult(labels, _worker_table(answers, aggregator, gold), stats)
 
 
@@ -91,7 +91,12 @@ def _gold_coverage(gold: Any, tasks: pd.Index) -> dict[str, Any]:
 
 
 def _gold_measures(
-    answers: pd.DataFrame, aggregator: BaseAggregator, gold: Any, fit_gold: bool, max_memory_mb: float | None
+    answers: pd.DataFrame,
+    aggregator: BaseAggregator,
+    gold: Any,
+    fit_gold: bool,
+    max_memory_mb: float | None,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """Accuracy (categorical) or errors (numeric) of the labels on gold; cross-fitted with ``fit_gold``.
 
@@ -101,7 +106,9 @@ def _gold_measures(
     if categorical and not fit_gold:  # the same check --fit-gold makes: a gold label nobody can give scores nonsense
         encode_gold(gold, encode_answers(answers))
     labels = (
-        cross_fitted_labels(answers, aggregator, gold, max_memory_mb=max_memory_mb) if fit_gold else aggregator.labels_
+        cross_fitted_labels(answers, aggregator, gold, max_memory_mb=max_memory_mb, progress=progress)
+        if fit_gold
+        else aggregator.labels_
     )
     if categorical:
         return {"accuracy": accuracy_on_gold(labels, gold)}
@@ -116,8 +123,11 @@ def cross_fitted_labels(
     seed: int = 0,
     *,
     max_memory_mb: float | None = None,
+    progress: Progress | None = None,
 ) -> pd.Series:
-    """Each answered gold task's label from a fit that clamps the other folds' gold, not its own."""
+    """Each answered gold task's label from a fit that clamps the other folds' gold, not its own.
+    ``progress`` hears each fold's iterations (its count starts again at each fold): without it
+    a spinner stood still through the five fits, most of a ``--fit-gold`` run."""
     truth = gold_series(gold)
     truth = truth[truth.index.isin(answers["task"])]
     if truth.empty:
@@ -126,7 +136,7 @@ def cross_fitted_labels(
     parts: list[pd.Series] = []
     for fold in np.unique(fold_of):
         held_out = truth.index[fold_of == fold]
-        labels: pd.Series = _fit(aggregator.clone(), answers, truth[fold_of != fold], None, max_memory_mb).labels_
+        labels: pd.Series = _fit(aggregator.clone(), answers, truth[fold_of != fold], progress, max_memory_mb).labels_
         parts.append(labels[labels.index.isin(held_out)])
     cross_fitted: pd.Series = pd.concat(parts)
     return cross_fitted
