@@ -125,10 +125,14 @@ def krippendorff_alpha(answers: pd.DataFrame, level: Literal["nominal", "interva
 def _distance(classes: pd.Index, level: str) -> np.ndarray:
     if level == "nominal":
         return 1.0 - np.eye(len(classes))
-    try:
-        values = pd.to_numeric(pd.Series(classes), errors="raise").to_numpy(dtype=float)
-    except (ValueError, TypeError) as error:
-        raise InvalidInputError(f"the interval level needs numeric labels; {error}.") from None
+    numbers = pd.to_numeric(pd.Series(classes), errors="coerce")
+    if numbers.isna().any():  # pandas said 'Unable to parse string "no" at position 0'
+        words = [repr(label) for label in pd.Series(classes)[numbers.isna()].head(3)]
+        raise InvalidInputError(
+            f"the interval level needs numeric labels; {', '.join(words)} "
+            f"{'is not a number' if len(words) == 1 else 'are not numbers'} (the nominal level takes categories)."
+        )
+    values = numbers.to_numpy(dtype=float)
     return np.asarray((values[:, None] - values[None, :]) ** 2)
 
 
