@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,6 +233,7 @@ def test_the_cli_lists_shows_downloads_and_prints_events(product, server, tmp_pa
 
     listed = run("models", "list", str(pid))
     assert listed.returncode == 0 and "linear_svm" in listed.stdout and "production" in listed.stdout
+    assert "┃ targets " in listed.stdout and re.search(r"│ linear_svm +│ labels +│", listed.stdout), listed.stdout
     shown = run("models", "show", str(pid), "1")
     assert shown.returncode == 0 and "per_class" in shown.stdout and "aggregation_run" in shown.stdout
     events = run("models", "events", str(pid))

@@ -91,12 +91,14 @@ def list_models_command(project_id: int, as_json: bool, url: str | None, token: 
         console.print(f"project {project_id} has no model yet; train one: crowdloop train {project_id}")
         return
     table = Table()
-    columns = ("version", "family", "accuracy", "macro_f1", "log_loss", "ece", "n", "labels", "aliases", "created")
+    columns = ("version", "family", "targets", "accuracy", "macro_f1", "log_loss", "ece", "n", "labels", "aliases",
+               "created")  # fmt: skip
     for column in columns:
         table.add_column(column, no_wrap=column in ("aliases", "created"))
-    for v in versions:
+    for v in versions:  # targets: what it learned from (labels, or the crowd's answers: train --targets crowd)
         m = v["metrics"]
-        table.add_row(str(v["version"]), v["family"], *(f"{m.get(k, float('nan')):.4f}" for k in _METRICS),
+        table.add_row(str(v["version"]), v["family"], str((v.get("params") or {}).get("targets", "labels")),
+                      *(f"{m.get(k, float('nan')):.4f}" for k in _METRICS),
                       str(m.get("n")), str(v["lineage"].get("labels")), ",".join(v["aliases"]),
                       v["created_at"][:19])  # fmt: skip
     stdout_console().print(table)
