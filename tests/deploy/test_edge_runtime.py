@@ -573,18 +573,22 @@ def test_feedback_to_a_finished_project_puts_it_back_to_work(serve, world, runti
         assert worker.next_task(world["project"]) is not None
 
 
-def test_an_edge_starts_on_a_page_that_is_not_the_servers(tmp_path):
-    """The token check at start let a captive portal's page (200, HTML) out of ``start()`` as a
-    JSONDecodeError; it is the server away, and the edge starts."""
+@contextlib.contextmanager
+def _portal(status: int, body: bytes) -> Iterator[str]:
+    """A server that answers every GET and POST with ``status`` and ``body`` (a captive portal's
+    page, a rate limit), at the URL yielded."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Portal(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<html>Sign in to Wi-Fi</html>"
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.do_GET()
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -592,15 +596,21 @@ def test_an_edge_starts_on_a_page_that_is_not_the_servers(tmp_path):
     portal = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
     threading.Thread(target=portal.serve_forever, daemon=True).start()
     try:
-        edge = EdgeRuntime(f"http://127.0.0.1:{portal.server_address[1]}", "t", 1, tmp_path / "s", poll_interval=60)
-        edge.start()
+        yield f"http://127.0.0.1:{portal.server_address[1]}"
+    finally:
+        portal.shutdown()
+        portal.server_close()
+
+
+def test_an_edge_starts_on_a_page_that_is_not_the_servers(tmp_path):
+    """The token check at start let a captive portal's page (200, HTML) out of ``start()`` as a
+    JSONDecodeError; it is the server away, and the edge starts."""
+    with _portal(200, b"<html>Sign in to Wi-Fi</html>") as url:
+        edge = EdgeRuntime(url, "t", 1, tmp_path / "s", poll_interval=60).start()
         try:
             wait_for(lambda: "not the server's JSON" in str(edge._no_model()), what="the first pull's reason")
         finally:
             edge.close()
-    finally:
-        portal.shutdown()
-        portal.server_close()
 
 
 @pytest.mark.parametrize(
@@ -608,27 +618,12 @@ def test_an_edge_starts_on_a_page_that_is_not_the_servers(tmp_path):
 )
 def test_an_answer_that_is_not_the_servers_verdict_keeps_the_entries(tmp_path, status, body):
     """A rate limit, or a captive portal's page, was taken for a refusal: the entries were dropped."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from crowdloop.deploy.link import ServerAwayError, ServerLink
 
-    class Portal(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    portal = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
-    threading.Thread(target=portal.serve_forever, daemon=True).start()
-    link = ServerLink(f"http://127.0.0.1:{portal.server_address[1]}", "token", 1)
-    try:
-        with pytest.raises(ServerAwayError):
-            link.send("feedback", [{"client_id": "portal-test-01", "data": {"text": "x"}}])
-    finally:
-        link.close()
-        portal.shutdown()
+    with _portal(status, body) as url:
+        link = ServerLink(url, "token", 1)
+        try:
+            with pytest.raises(ServerAwayError):
+                link.send("feedback", [{"client_id": "portal-test-01", "data": {"text": "x"}}])
+        finally:
+            link.close()
