@@ -535,6 +535,9 @@ def test_an_answers_file_imported_as_items_is_told_so_and_declares_nothing(serve
     assert "look like crowd answers (task, worker, label), not items" in report["rejected"][0]["reason"]
     assert requester.project(project)["fields"] is None
     assert requester.import_items(project, [{"data": {"text": "one"}}])["created"] == 1
+    declared = _project(requester, fields=["text", "label"])["id"]  # 'label' a field: 'worker' alone is unknown
+    report = requester.import_items(declared, [{"data": {"worker": "w1", "label": "1"}}])
+    assert "fields 'worker' and 'label' look like crowd answers" in report["rejected"][0]["reason"]
 
 
 def test_a_first_import_does_not_declare_a_gold_answer_a_field(server):

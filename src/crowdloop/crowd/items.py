@@ -270,8 +270,9 @@ def _of_the_projects_fields(
         gold_like = [name for name in unknown if looks_like_gold_answer(name)]
         misplaced = [name for name in unknown if name in GOLD_KEYS]
         if "worker" in unknown and _looks_like_answers(item.data):  # each row was told about its label
+            label = next(name for name in item.data if looks_like_gold_answer(name))  # maybe a declared field
             reason = (
-                f"fields 'worker' and {gold_like[0]!r} look like crowd answers (task, worker, label), not items: "
+                f"fields 'worker' and {label!r} look like crowd answers (task, worker, label), not items: "
                 "items are what workers are shown; infer labels from answers with crowdloop aggregate FILE"
             )
         elif misplaced:  # a JSON row's gold answer inside "data": the advice below named the key it had
