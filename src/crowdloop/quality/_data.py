@@ -56,7 +56,7 @@ def _check_no_missing(frame: pd.DataFrame) -> None:
             row = frame.iloc[int(np.argmax(missing))]
             named = [f"{other} {_shown(row[other])}" for other in ANSWER_COLUMNS if other != column
                      and not pd.isna(row[other])]  # fmt: skip
-            first = f"first: {', '.join(named)}" if named else "first: one with nothing else either"
+            first = f"first: {', '.join(named)}" if named else "first: a row with none of task, worker, label"
             raise MissingValuesError(f"{int(missing.sum())} answer(s) have no {column} ({first}).")
 
 
