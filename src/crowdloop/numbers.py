@@ -3,13 +3,16 @@
 A file reader (:mod:`crowdloop.io`) turns a column into numbers only when every value is one, and
 the feature spec (:meth:`crowdloop.learning.FeatureSpec.infer`) takes such a column of item text
 as numeric. ``007`` (an id), ``+1`` or ``1,5`` are not, so they stay text. A numeric aggregator
-reads any :func:`is_number` label (``00``, ``007``) as a number. No heavy imports: the edge's
+reads any :func:`is_number` label (``00``, ``007``) as a number. It imports numpy alone: the edge's
 featurizer imports this.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import numpy as np
 
 INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")
 """An integer as it would be written back: no leading zero, no sign but minus, within int64."""
@@ -30,3 +33,9 @@ def is_number(text: str) -> bool:
     only where it may be an id does the stricter :func:`is_plain_number` decide.
     """
     return bool(NUMBER.fullmatch(text.strip()))
+
+
+def plain(value: Any) -> Any:
+    """``value`` as a Python scalar when it is numpy's (``np.int64(2)`` is ``2``): what JSON can
+    carry and what a message shows."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -30,6 +30,7 @@ from crowdloop.errors import InvalidInputError
 from crowdloop.learning.features import Items
 from crowdloop.learning.models import ONNX_INPUT_DTYPE, check_family
 from crowdloop.learning.train import TrainedModel
+from crowdloop.numbers import plain
 
 TOLERANCE = 1e-5
 """Largest difference between onnxruntime's and scikit-learn's probabilities we accept."""
@@ -89,14 +90,10 @@ def edge_manifest(model: TrainedModel) -> dict[str, Any]:
         "output": OUTPUT_NAME,
         "input_dtype": input_dtype(model),
         "n_features": model.featurizer.n_features_,
-        "classes": [_plain(model.classes_[code]) for code in codes],
-        "all_classes": [_plain(c) for c in model.classes_],
+        "classes": [plain(model.classes_[code]) for code in codes],
+        "all_classes": [plain(c) for c in model.classes_],
         "family": model.family,
     }
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def export_onnx(model: TrainedModel, folder: Path) -> Path:

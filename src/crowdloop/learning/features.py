@@ -40,7 +40,7 @@ import numpy as np
 from crowdloop.errors import EmptyInputError, InvalidInputError, MissingColumnsError, NotFittedError
 from crowdloop.learning.pairs import PAIR_FEATURES, pair_features, shared_terms
 from crowdloop.learning.text import Analyzer, Rows, Vocabulary, from_dense, hstack
-from crowdloop.numbers import is_plain_number
+from crowdloop.numbers import is_plain_number, plain
 
 Items = Any
 """A pandas DataFrame or a sequence of mappings (one per item)."""
@@ -67,8 +67,8 @@ def column(items: Items, name: str) -> list[Any]:
 def shown(value: Any) -> str:
     """A value as an error message shows it, type and all: ``1007 (int)``, ``'t1' (str)``, not
     ``np.int64(1007)``; ids that never match are often numbers on one side and text on the other."""
-    plain = value.item() if isinstance(value, np.generic) else value
-    return f"{plain!r} ({type(plain).__name__})"
+    scalar = plain(value)
+    return f"{scalar!r} ({type(scalar).__name__})"
 
 
 def item_ids(items: Items, id_column: str) -> Any:

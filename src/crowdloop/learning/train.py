@@ -31,6 +31,7 @@ import pandas as pd
 from crowdloop.errors import EmptyInputError, InvalidInputError, InvalidParameterError, NotFoundError
 from crowdloop.learning.features import FeatureSpec, Featurizer, Items, column, item_ids, shown
 from crowdloop.learning.models import build_estimator, check_family, checked_params
+from crowdloop.numbers import plain
 
 MIN_WEIGHT = 0.01
 """Posteriors below this are left out of the soft-label rows."""
@@ -210,7 +211,12 @@ class TrainedModel:
         path.mkdir(parents=True, exist_ok=True)
         self.featurizer.save(path / "features.json")
         (path / "estimator.pkl").write_bytes(pickle.dumps(self.estimator))
-        meta = {"classes": _plain(self.classes_), "family": self.family, "params": self.params, **self.metadata}
+        meta = {
+            "classes": [plain(c) for c in self.classes_],
+            "family": self.family,
+            "params": self.params,
+            **self.metadata,
+        }
         (path / "model.json").write_text(json.dumps(meta, indent=2, default=str))
         return path
 
@@ -228,10 +234,6 @@ class TrainedModel:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, pickle.UnpicklingError) as error:
             raise InvalidInputError(f"{path} is not a whole saved model: {type(error).__name__}: {error}") from error
         return cls(featurizer, estimator, classes, family, params, meta)
-
-
-def _plain(values: list[Any]) -> list[Any]:
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def aligned_targets(

@@ -21,7 +21,7 @@ from crowdloop.errors import (
     MissingValuesError,
     UnknownLabelError,
 )
-from crowdloop.numbers import is_number
+from crowdloop.numbers import is_number, plain
 
 ANSWER_COLUMNS = ("task", "worker", "label")
 
@@ -62,7 +62,7 @@ def _check_no_missing(frame: pd.DataFrame) -> None:
 
 def _shown(value: Any) -> str:
     """``value`` as a message shows it: ``2``, not numpy's ``np.int64(2)``."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    return repr(plain(value))
 
 
 def _numeric_labels(labels: pd.Series) -> pd.Series:
