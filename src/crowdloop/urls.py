@@ -37,6 +37,16 @@ def http_url(url: str, what: str, *, hint: str = "", base: bool = False) -> str:
     return url
 
 
+def origin(url: str | httpx.URL) -> str:
+    """``scheme://host[:port]`` of ``url``, the scheme and host in lower case and an IPv6 host in
+    brackets: what a log may show of a URL whose user, path or query often carry a secret, and the
+    part of a server's address two spellings of it share. Raises ``httpx.InvalidURL``."""
+    parsed = url if isinstance(url, httpx.URL) else httpx.URL(url.strip())
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    port = "" if parsed.port is None else f":{parsed.port}"  # httpx leaves a default port out already
+    return f"{parsed.scheme.lower()}://{host.lower()}{port}"
+
+
 def server_url(url: str) -> str:
     """``url`` checked as a crowdloop server's: a bad one failed at the first request as if the
     server were away, and the edge kept it as its server's."""

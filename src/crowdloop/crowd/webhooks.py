@@ -59,6 +59,7 @@ import httpx
 from sqlalchemy import Select, case, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdloop import urls
 from crowdloop.config import Network
 from crowdloop.errors import InvalidInputError, NotFoundError
 from crowdloop.storage.db import database_unavailable, unit_of_work
@@ -469,12 +470,9 @@ def origin(url: str) -> str:
     """``scheme://host:port`` of a receiver's URL, for logs: its user, password, path and query
     often carry the secret that lets anyone post to it (Slack's and Discord's hooks do)."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
+        return urls.origin(url)
+    except (httpx.InvalidURL, TypeError, AttributeError):
         return "<invalid URL>"
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{host}{port}"
 
 
 def send(client: httpx.Client, claim: Claim) -> Outcome:

@@ -46,7 +46,7 @@ from crowdloop.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from crowdloop.urls import server_url
+from crowdloop.urls import origin, server_url
 
 log = logging.getLogger("crowdloop.edge")
 START_CHECK_TIMEOUT = httpx.Timeout(2.0)
@@ -58,13 +58,9 @@ SERVER = "server.json"
 
 def server_identity(server: str) -> str:
     """``scheme://host[:port][/path]`` of a server URL, as two spellings of one address compare
-    equal: the scheme and host in lower case, a default port and a trailing slash left out.
-    (``crowd.webhooks.origin`` formats alike, without the path; importing it would bring the
-    server's SQLAlchemy into the edge, tripling its import time.)"""
+    equal: the scheme and host in lower case, a default port and a trailing slash left out."""
     url = httpx.URL(server.strip())
-    port = "" if url.port is None else f":{url.port}"  # httpx leaves a default port out already
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return f"{url.scheme.lower()}://{host.lower()}{port}{url.path.rstrip('/')}"
+    return origin(url) + url.path.rstrip("/")
 
 
 def claim_state_dir(state_dir: Path, server: str) -> None:
