@@ -1,11 +1,11 @@
-"""When a new version beats production (crowdloop.learning.service.beats): no lower on accuracy nor
+"""When a new version beats production (crowdloop.learning.promotion.beats): no lower on accuracy nor
 on macro-F1 on the same gold, and higher on one."""
 
 from __future__ import annotations
 
 import pytest
 
-from crowdloop.learning.service import beats
+from crowdloop.learning.promotion import beats
 
 
 def score(accuracy: float, macro_f1: float) -> dict[str, float]:

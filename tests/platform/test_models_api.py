@@ -41,7 +41,7 @@ from crowdloop.errors import (
 )
 from crowdloop.learning import TrainedModel, evaluate
 from crowdloop.learning.project_data import ID_COLUMN
-from crowdloop.learning.service import beats
+from crowdloop.learning.promotion import beats
 from crowdloop.learning.torch_mlp import torch_installed
 from crowdloop.storage.db import make_engine, session_factory, unit_of_work
 from crowdloop.storage.models import Answer, Assignment, Item, User, utcnow

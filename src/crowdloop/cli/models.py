@@ -17,6 +17,7 @@ from rich.table import Table
 from crowdloop.cli.base import MAX_SEED, cli, console, spinner, stdout_console
 from crowdloop.cli.checks import writable_folder
 from crowdloop.cli.platform import _api_options, _client, _json_option, _print_record
+from crowdloop.learning.promotion import rounded
 
 NO_SHARED_GOLD = "no_shared_gold"  # crowdloop.learning.service.NO_SHARED_GOLD, without importing the learner
 
@@ -142,7 +143,7 @@ def promote_command(project_id: int, ref: str, reason: str, url: str | None, tok
         console.print(f"not compared: {comparison[NO_SHARED_GOLD]}")
     mine, theirs = comparison.get("candidate_score"), comparison.get("production_score")
     lower = [name for metric, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
-             if mine and theirs and _rounded(mine)[metric] < _rounded(theirs)[metric]]  # fmt: skip
+             if mine and theirs and rounded(mine)[metric] < rounded(theirs)[metric]]  # fmt: skip
     if lower:
         console.print(f"[yellow]warning:[/] the version promoted scores lower on {' and '.join(lower)} on the same "
                       "gold than the one it replaced")  # fmt: skip
@@ -254,12 +255,6 @@ def _warn(comparison: dict[str, Any] | None) -> None:
         console.print(f"[yellow]warning:[/] {comparison['warning']}")
 
 
-def _rounded(score: dict[str, float]) -> dict[str, float]:
-    """A score as the promotion rule compares it (``learning.service.SCORE_DIGITS``, not imported:
-    it would load the learner): a macro-F1 of 0.4 may come out 0.4000000000000001."""
-    return {metric: round(value, 12) for metric, value in score.items()}
-
-
 def _verdict(result: dict[str, Any]) -> str:
     """Why the new version was or was not promoted, in words."""
     comparison = result["comparison"]
@@ -274,7 +269,7 @@ def _verdict(result: dict[str, Any]) -> str:
     mine, on = _score(comparison["candidate_score"]), _on_gold(comparison)
     if result["promoted"]:
         return f"promoted to production ({mine}); it beats {_previous(comparison)}{on}"
-    if _rounded(comparison["candidate_score"]) == _rounded(comparison["production_score"]):
+    if rounded(comparison["candidate_score"]) == rounded(comparison["production_score"]):
         return f"kept as candidate: it ties production ({mine}{on}), and a candidate must score higher"
     return (f"kept as candidate ({mine}); production is {_previous(comparison)}{on}; a candidate must score no "
             "lower on accuracy nor on macro-F1, and higher on one")  # fmt: skip

@@ -163,7 +163,7 @@ def simulate_command(
     if len(crowd.labels) < 2:
         raise InvalidInputError(f"{source}: every answer is {crowd.labels[0]!r}; a crowd to replay needs two labels.")
     asked = {"overlap": overlap, "min_overlap": min_overlap, "max_overlap": max_overlap}
-    _refuse_more_answers_than_recorded(crowd, source, {name: asked[name] for name in asked if name in given})
+    _refuse_more_answers_than_recorded(crowd, source, {given[name]: asked[name] for name in asked if name in given})
     gold = _checked_gold(gold, crowd, source)  # items are checked by run_in_process, before its first task
     if policy == "active":
         options = {
@@ -213,11 +213,10 @@ def _refuse_options_of_other_policies(policy: str, given: dict[str, str]) -> Non
 
 def _refuse_more_answers_than_recorded(crowd: ReplayedCrowd, source: Path | str, asked: dict[str, int | None]) -> None:
     """A replay can buy no more answers for a task than were recorded for it: ``--overlap 50`` on a
-    crowd of 10 answers per task ran as ``--overlap 10`` and said nothing."""
+    crowd of 10 answers per task ran as ``--overlap 10`` and said nothing. ``asked``: flag -> value."""
     most = crowd.most_answers_per_task()
-    for name, value in asked.items():
+    for flag, value in asked.items():
         if value is not None and value > most:
-            flag = "--" + name.replace("_", "-")
             raise click.UsageError(
                 f"{source} has at most {most} answers per task; {flag} {value} cannot be replayed "
                 f"(give {most} or fewer)."

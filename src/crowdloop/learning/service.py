@@ -43,6 +43,7 @@ from crowdloop.learning.features import FeatureSpec, Featurizer
 from crowdloop.learning.metrics import evaluate
 from crowdloop.learning.models import FAMILIES, SEARCHED, check_seed
 from crowdloop.learning.project_data import ID_COLUMN, ProjectData, gold_set, load_project_data, with_fields
+from crowdloop.learning.promotion import beats
 from crowdloop.learning.search import tune
 from crowdloop.learning.torch_mlp import require_torch
 from crowdloop.learning.train import TrainedModel, train_model
@@ -368,21 +369,6 @@ def _rescore(models: _Models, version: ModelVersion, gold_items: pd.DataFrame, g
 
 def _score(metrics: dict[str, Any]) -> tuple[float, float]:
     return float(metrics.get("accuracy", 0.0)), float(metrics.get("macro_f1", 0.0))
-
-
-SCORE_DIGITS = 12
-"""Digits scores are compared to: a macro-F1 of 0.4 may come out 0.4000000000000001 from other counts."""
-
-
-def beats(mine: dict[str, float], theirs: dict[str, float]) -> bool:
-    """Whether a candidate scoring ``mine`` beats production's ``theirs`` on the same gold: no lower
-    on accuracy nor on macro-F1, and higher on one. With accuracy first, a version one gold item
-    more accurate whose macro-F1 fell from 0.58 to 0.46 was promoted: on gold that is 85% one
-    class, a model sliding toward always answering it. The owner can still promote by hand."""
-    pairs = [
-        (round(mine[metric], SCORE_DIGITS), round(theirs[metric], SCORE_DIGITS)) for metric in ("accuracy", "macro_f1")
-    ]
-    return all(new >= old for new, old in pairs) and any(new > old for new, old in pairs)
 
 
 def _named(score: tuple[float, float] | None) -> dict[str, float] | None:
